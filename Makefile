@@ -1,0 +1,45 @@
+# The two commands a newcomer needs:
+#   make demo   generate, simulate and check the default config (configs/os_8x8.yaml)
+#   make test   run the whole test suite
+# Both create or refresh .venv from pyproject.toml first (a no-op when it is up to date).
+
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+BIN    := $(VENV)/bin
+DEMO_CONFIG ?= configs/os_8x8.yaml
+# Two workers on CI's two cores; loadgroup keeps each config's RTL tests on one worker,
+# so every Verilator model is built once.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
+
+.PHONY: demo test venv sysdeps clean
+
+demo: $(STAMP)
+	$(BIN)/npuforge generate $(DEMO_CONFIG) -o build/demo --lint
+	$(BIN)/npuforge sim $(DEMO_CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+# C++ toolchain for Verilator models and venv support; installed with apt-get only if missing.
+sysdeps:
+	@missing=""; \
+	for tool in make g++ perl; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	$(PYTHON) -c "import venv, ensurepip" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  pkgs=$$(echo "$$missing" | sed 's/g++/g++ make/'); \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$pkgs; \
+	fi
+
+$(STAMP): pyproject.toml | sysdeps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf build generated .pytest_cache

@@ -1,0 +1,174 @@
+"""Elaborate a config into Verilog plus the facts a manifest records."""
+
+import re
+from dataclasses import dataclass, field
+
+from amaranth.back import verilog as amaranth_verilog
+from amaranth.hdl import Fragment, Module, Shape
+from amaranth.hdl._ir import PortDirection
+from amaranth.lib import data, stream, wiring
+
+from . import toolchain  # noqa: F401 -- pins AMARANTH_USE_YOSYS before any conversion
+from .config.base import KindConfig
+from .registry import kind_of
+from .verilog_scan import scan_modules
+
+_SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    direction: str  # "input" | "output"
+    width: int
+
+
+@dataclass(frozen=True)
+class FaultSite:
+    """A storage element a soft error can hit, addressed as cocotb reaches it (``dut.<path>``)."""
+
+    path: str
+    kind: str  # "register" | "memory"
+    width: int
+    block: str  # instance path of the owning module; "" for the top module
+    depth: int | None = None  # words, for memories
+    aliases: tuple[str, ...] = ()  # other names of the same net in the owning module
+
+
+@dataclass
+class Elaboration:
+    """The Verilog of one config and everything derived while producing it."""
+
+    config: KindConfig
+    top: str
+    verilog: str
+    ports: list[Port]
+    interfaces: list[dict]
+    parameters: dict
+    fault_sites: list[FaultSite] = field(default_factory=list)
+
+
+def _component_ports(component: wiring.Component) -> dict:
+    """``{port name: (signal, direction)}`` named as :func:`amaranth.back.verilog.convert` names them."""
+    ports = {}
+    for path, member, value in component.signature.flatten(component):
+        value = value.as_value() if hasattr(value, "as_value") else value
+        direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
+        ports["__".join(map(str, path))] = (value, direction)
+    return ports
+
+
+def _layout_fields(shape, prefix: str = "", offset: int = 0) -> list[dict]:
+    """Leaf fields of a payload layout with bit offsets; arrays of scalars stay one entry with ``count``."""
+    if isinstance(shape, data.StructLayout):
+        fields = []
+        for name, member in shape:
+            fields += _layout_fields(member.shape, f"{prefix}{name}", offset + member.offset)
+        return fields
+    if isinstance(shape, data.ArrayLayout) and not isinstance(shape.elem_shape, data.Layout):
+        elem = Shape.cast(shape.elem_shape)
+        return [{"name": prefix, "offset": offset, "width": elem.width, "signed": elem.signed,
+                 "count": shape.length, "stride": elem.width}]
+    if isinstance(shape, data.ArrayLayout):
+        fields = []
+        elem_size = data.Layout.cast(shape.elem_shape).size
+        for index in range(shape.length):
+            fields += _layout_fields(shape.elem_shape, f"{prefix}[{index}].", offset + index * elem_size)
+        return fields
+    plain = Shape.cast(shape)
+    return [{"name": prefix, "offset": offset, "width": plain.width, "signed": plain.signed}]
+
+
+def _stream_interfaces(component: wiring.Component) -> list[dict]:
+    """Describe every :mod:`amaranth.lib.stream` member of the component's signature."""
+    interfaces = []
+    for name, member in component.signature.members.items():
+        if not (member.is_signature and isinstance(member.signature, stream.Signature)):
+            continue
+        payload = member.signature.members["payload"]
+        # An In stream is one the component consumes.
+        role = "sink" if member.flow == wiring.In else "source"
+        layout = payload.shape
+        interfaces.append({
+            "name": name,
+            "protocol": "amaranth.lib.stream",
+            "role": role,
+            "valid": f"{name}__valid",
+            "ready": f"{name}__ready",
+            "payload": {
+                "port": f"{name}__payload",
+                "width": Shape.cast(layout).width,
+                "fields": _layout_fields(layout),
+            },
+        })
+    return interfaces
+
+
+def _fault_sites(verilog: str, top: str) -> list[FaultSite]:
+    sites = []
+    for module in scan_modules(verilog):
+        if module.name == top:
+            block = ""
+        elif module.name.startswith(top + "."):
+            block = module.name[len(top) + 1:]
+        else:
+            raise AssertionError(f"module {module.name!r} is outside top {top!r}")
+        prefix = block + "." if block else ""
+        if not block and module.flops:
+            raise AssertionError(f"registers {module.flops} in the top module cannot take deposits")
+        for name in module.flops:
+            if not _SIMPLE_NAME.match(name):
+                raise AssertionError(f"register {name!r} in {module.name} has no plain name; "
+                                     "name the signal in the generator")
+            sites.append(FaultSite(path=prefix + name, kind="register", width=module.widths[name],
+                                   block=block, aliases=tuple(module.aliases.get(name, ()))))
+        for name, (width, depth) in module.memories.items():
+            sites.append(FaultSite(path=prefix + name, kind="memory", width=width, depth=depth,
+                                   block=block, aliases=tuple(module.aliases.get(name, ()))))
+    return sites
+
+
+CORE_INSTANCE = "core"
+
+
+class _PassThroughTop(wiring.Component):
+    """Top module whose ports connect straight to the design, instantiated as ``core``.
+
+    Verilator keeps a top-level output port apart from the flip-flop behind it,
+    so a value deposited on a register that drives a top port is lost. With this
+    wrapper every register lives in a submodule, where deposits work; fault
+    sites are therefore named ``core.<path>``.
+    """
+
+    def __init__(self, core: wiring.Component):
+        self._core = core
+        super().__init__(core.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules[CORE_INSTANCE] = self._core
+        wiring.connect(m, wiring.flipped(self), self._core)
+        return m
+
+
+def elaborate(cfg: KindConfig) -> Elaboration:
+    """Build the component for ``cfg`` and convert it to Verilog named after ``cfg.name``."""
+    kind = kind_of(cfg)
+    component = kind.build(cfg)
+    top = cfg.name
+    wrapper = _PassThroughTop(component)
+    design = Fragment.get(wrapper, None).prepare(ports=_component_ports(wrapper), hierarchy=(top,))
+    # emit_src=False: source locations are absolute paths of this machine.
+    text, _names = amaranth_verilog.convert_fragment(design, name=top, emit_src=False)
+
+    top_module = next(m for m in scan_modules(text) if m.name == top)
+    ports = [Port(name, direction, width) for name, direction, width in top_module.ports]
+    return Elaboration(
+        config=cfg,
+        top=top,
+        verilog=text,
+        ports=ports,
+        interfaces=_stream_interfaces(wrapper),
+        parameters=kind.parameters(cfg, component),
+        fault_sites=_fault_sites(text, top),
+    )

@@ -1,0 +1,74 @@
+"""Write generated files so that a directory is either updated completely or not at all."""
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config.base import KindConfig
+from .elaborate import Elaboration, elaborate
+from .errors import UsageError
+from .manifest import MANIFEST_NAME, build_manifest, dump_manifest, verilog_filename
+
+
+@dataclass
+class Generated:
+    out_dir: Path
+    files: list[Path]
+    manifest: dict
+    elaboration: Elaboration
+
+
+def _previous_outputs(out_dir: Path) -> set[str]:
+    """Files an earlier ``npuforge generate`` wrote into ``out_dir`` (from its manifest)."""
+    try:
+        previous = json.loads((out_dir / MANIFEST_NAME).read_text())
+        return {entry["path"] for entry in previous.get("files", [])} | {MANIFEST_NAME}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return set()
+
+
+def write_files(out_dir: Path, files: dict[str, str]) -> list[Path]:
+    """Write ``{name: text}`` into ``out_dir`` via a sibling temp dir, then move them in.
+
+    Nothing appears in ``out_dir`` unless every file was written. Files that an
+    earlier generation listed in its manifest and this one does not are removed,
+    so a directory never mixes two designs.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o: got '{out_dir}', which is a file; allowed: a directory (new or existing)")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as error:
+        raise UsageError(f"-o: got '{out_dir}'; cannot create it: {error.strerror}") from None
+    try:
+        for name, text in files.items():
+            (staging / name).write_text(text, encoding="utf-8", newline="\n")
+        if not out_dir.exists():
+            staging.rename(out_dir)
+        else:
+            stale = _previous_outputs(out_dir) - set(files)
+            for name in files:
+                os.replace(staging / name, out_dir / name)
+            for name in stale:
+                (out_dir / name).unlink(missing_ok=True)
+    except OSError as error:
+        raise UsageError(f"-o: got '{out_dir}'; cannot write into it: {error.strerror}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out_dir / name for name in files]
+
+
+def generate(cfg: KindConfig, out_dir: Path) -> Generated:
+    """Elaborate ``cfg`` and write ``<top>.v`` and ``manifest.json`` into ``out_dir``."""
+    elab = elaborate(cfg)
+    manifest = build_manifest(elab)
+    paths = write_files(out_dir, {
+        verilog_filename(elab.top): elab.verilog,
+        MANIFEST_NAME: dump_manifest(manifest),
+    })
+    return Generated(out_dir=Path(out_dir), files=paths, manifest=manifest, elaboration=elab)

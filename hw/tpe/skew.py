@@ -1,0 +1,41 @@
+"""Input skew buffer for systolic arrays."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+
+class SkewBuffer(wiring.Component):
+    """Delays lane ``l`` of a vector by ``l + 1`` clock cycles.
+
+    A systolic array needs element ``l`` of each input vector to enter one cycle
+    after element ``l - 1``; one extra register on every lane also registers the
+    input stream, so the array never sees a combinational path from a port.
+
+    Registers are named ``lane<l>_<s>`` (stage ``s`` of lane ``l``, stage 0 first)
+    so fault-injection reports can name them.
+
+    Parameters
+    ----------
+    lanes : int
+        Number of lanes.
+    lane_shape : ShapeLike
+        Shape of one lane (a plain shape or a layout).
+    """
+
+    def __init__(self, lanes: int, lane_shape):
+        self._lanes = lanes
+        self._lane_shape = lane_shape
+        layout = data.ArrayLayout(lane_shape, lanes)
+        super().__init__({"i": In(layout), "o": Out(layout)})
+
+    def elaborate(self, platform):
+        m = Module()
+        for lane in range(self._lanes):
+            previous = self.i[lane]
+            for stage in range(lane + 1):
+                reg = Signal(self._lane_shape, name=f"lane{lane}_{stage}")
+                m.d.sync += reg.eq(previous)
+                previous = reg
+            m.d.comb += self.o[lane].eq(previous)
+        return m

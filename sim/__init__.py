@@ -1,0 +1,1 @@
+"""Simulation: golden models, cocotb testbenches, the Verilator runner and (later) fault campaigns."""

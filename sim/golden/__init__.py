@@ -1,0 +1,1 @@
+"""Bit-exact numpy reference models: the one reference that tests, ``npuforge sim`` and campaigns use."""

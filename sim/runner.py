@@ -1,0 +1,254 @@
+"""Build a Verilator model once per config and run a kind's cocotb testbench on it.
+
+Layout under the build root (``build/`` by default)::
+
+    <name>-<hash12>/          one directory per normalised config
+        rtl/                  npuforge generate output (Verilog + manifest.json)
+        sim/ or sim-waves/    Verilator model (the -waves one records traces)
+        stamp.json            build key of the model in sim/
+        runs/<run>/           vectors.json, results.json, sim.log, results.xml, dump.vcd
+
+Every build re-elaborates the config (about a second for an 8x8 array) and
+rewrites ``rtl/``; the Verilator model, which takes tens of seconds to compile,
+is reused while its build key matches: the sha256 of the Verilog, the Verilator
+version and the build flags. Editing a generator therefore rebuilds exactly the
+models whose Verilog changed. Builds of the same config from parallel processes
+(pytest-xdist) are serialised by a lock.
+"""
+
+import fcntl
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gen.config.base import KindConfig
+from gen.emit import generate
+from gen.errors import ToolError
+from gen.lint import SUPPRESSED_WARNINGS
+from gen.manifest import MANIFEST_NAME, verilog_filename
+from gen.registry import kind_of
+from gen.toolchain import apply_verilator_env, require_build_tools, verilator_version
+
+from .tb.harness import ENV_MANIFEST, ENV_RESULTS, ENV_VECTORS
+
+DEFAULT_BUILD_ROOT = Path(os.environ.get("NPUFORGE_BUILD_DIR", "build"))
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_key(verilog: str, waves: bool) -> str:
+    """What a compiled model depends on: the exact Verilog, the Verilator version, the flags."""
+    facts = {
+        "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest(),
+        "verilator": verilator_version(),
+        "build_args": build_args(),
+        "waves": waves,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def build_args() -> list[str]:
+    return [f"-Wno-{name}" for name in sorted(SUPPRESSED_WARNINGS)]
+
+
+def build_dir_for(cfg: KindConfig, build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
+    return Path(build_root) / f"{cfg.name}-{cfg.config_hash()[:12]}"
+
+
+@dataclass
+class Build:
+    """A generated and compiled design, ready to simulate."""
+
+    config: KindConfig
+    root: Path
+    rtl_dir: Path
+    sim_dir: Path
+    manifest: dict
+    waves: bool
+    reused: bool
+    seconds: float
+
+    @property
+    def top(self) -> str:
+        return self.manifest["top"]
+
+    @property
+    def verilog(self) -> Path:
+        return self.rtl_dir / verilog_filename(self.top)
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _verilator_runner():
+    from cocotb_tools.runner import get_runner
+
+    apply_verilator_env()
+    return get_runner("verilator")
+
+
+def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool = False) -> Build:
+    """Generate and compile ``cfg``, or reuse the model already built for it."""
+    started = time.monotonic()
+    root = build_dir_for(cfg, build_root)
+    rtl_dir = root / "rtl"
+    sim_dir = root / ("sim-waves" if waves else "sim")
+    stamp = root / ("stamp-waves.json" if waves else "stamp.json")
+
+    with _locked(root.with_name(root.name + ".lock")):
+        generated = generate(cfg, rtl_dir)
+        key = build_key(generated.elaboration.verilog, waves)
+        try:
+            current = json.loads(stamp.read_text()).get("key")
+        except (OSError, ValueError):
+            current = None
+        reused = current == key and (sim_dir / cfg.name).exists()
+        if not reused:
+            require_build_tools()
+            stamp.unlink(missing_ok=True)
+            shutil.rmtree(sim_dir, ignore_errors=True)
+            sim_dir.mkdir(parents=True)
+            log = sim_dir / "build.log"
+            try:
+                _verilator_runner().build(
+                    sources=[rtl_dir / verilog_filename(cfg.name)],
+                    hdl_toplevel=cfg.name,
+                    build_dir=sim_dir,
+                    build_args=build_args(),
+                    waves=waves,
+                    log_file=log,
+                )
+            except (SystemExit, subprocess.CalledProcessError) as error:
+                raise ToolError(f"Verilator build of {cfg.name} failed ({error}); see {log}") from None
+            stamp.write_text(json.dumps({"key": key, "config_hash": cfg.config_hash()}) + "\n")
+    return Build(config=cfg, root=root, rtl_dir=rtl_dir, sim_dir=sim_dir, manifest=generated.manifest,
+                 waves=waves, reused=reused, seconds=time.monotonic() - started)
+
+
+@dataclass
+class RunResult:
+    """Outcome of one testbench run."""
+
+    run_dir: Path
+    vectors: dict
+    results: dict
+    mismatch: dict | None
+    cocotb_failed: bool
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatch is None and not self.cocotb_failed and not self.problems
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir / "sim.log"
+
+    @property
+    def waves(self) -> Path | None:
+        path = self.run_dir / "dump.vcd"
+        return path if path.exists() else None
+
+
+def testbench_module(cfg: KindConfig):
+    return importlib.import_module(kind_of(cfg).testbench)
+
+
+def _run_cocotb(built: Build, test_module: str, vectors: dict, run_dir: Path):
+    """Run one cocotb test module; return (results dict, cocotb failed?, problems, seconds)."""
+    from cocotb_tools.runner import get_results
+
+    run_dir = Path(run_dir).resolve()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    vectors_path, results_path = run_dir / "vectors.json", run_dir / "results.json"
+    vectors_path.write_text(json.dumps(vectors) + "\n")
+    xml = run_dir / "results.xml"
+    env = {
+        ENV_MANIFEST: str((built.rtl_dir / MANIFEST_NAME).resolve()),
+        ENV_VECTORS: str(vectors_path),
+        ENV_RESULTS: str(results_path),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    started = time.monotonic()
+    try:
+        _verilator_runner().test(
+            test_module=test_module,
+            hdl_toplevel=built.top,
+            hdl_toplevel_lang="verilog",
+            build_dir=built.sim_dir.resolve(),
+            test_dir=run_dir,
+            extra_env=env,
+            waves=built.waves,
+            log_file=run_dir / "sim.log",
+            results_xml=str(xml),
+        )
+    except SystemExit:
+        pass  # cocotb's runner exits on failed tests under pytest; the files below tell the story
+    seconds = time.monotonic() - started
+
+    problems = []
+    try:
+        results = json.loads(results_path.read_text())
+    except (OSError, ValueError):
+        results = {}
+        problems.append(f"the testbench wrote no results; see {run_dir / 'sim.log'}")
+    try:
+        tests, failed = get_results(xml)
+        cocotb_failed = failed > 0 or tests == 0
+    except (RuntimeError, OSError):
+        cocotb_failed = True
+        problems.append(f"cocotb wrote no results.xml; see {run_dir / 'sim.log'}")
+    return results, cocotb_failed, problems, seconds
+
+
+def run(built: Build, vectors: dict, run_dir: Path) -> RunResult:
+    """Run the kind's testbench on ``built`` with ``vectors``; files land in ``run_dir``."""
+    module = testbench_module(built.config)
+    results, cocotb_failed, problems, seconds = _run_cocotb(built, module.__name__, vectors, run_dir)
+    mismatch = module.first_mismatch(vectors, results) if results else None
+    problems += results.get("protocol_errors", [])
+    return RunResult(run_dir=Path(run_dir).resolve(), vectors=vectors, results=results, mismatch=mismatch,
+                     cocotb_failed=cocotb_failed, seconds=seconds, problems=problems)
+
+
+def check_fault_sites(built: Build, run_dir: Path) -> list[str]:
+    """Problems found resolving and writing every manifest fault site (empty when all are reachable)."""
+    results, cocotb_failed, problems, _ = _run_cocotb(built, "sim.tb.sites", {}, run_dir)
+    problems += results.get("problems", [])
+    if cocotb_failed and not problems:
+        problems.append(f"the fault-site test failed; see {Path(run_dir) / 'sim.log'}")
+    return problems
+
+
+@dataclass
+class Simulation:
+    build: Build
+    run: RunResult
+
+
+def simulate(cfg: KindConfig, *, seed: int = 1, n_random: int = 20, valid_prob: float = 1.0,
+             ready_prob: float = 1.0, waves: bool = False, build_root: Path = DEFAULT_BUILD_ROOT,
+             run_dir: Path | None = None) -> Simulation:
+    """Build (or reuse) the model of ``cfg``, make vectors with the kind's testbench, run them."""
+    built = build(cfg, build_root=build_root, waves=waves)
+    vectors = testbench_module(cfg).make_vectors(cfg, seed=seed, n_random=n_random,
+                                                 valid_prob=valid_prob, ready_prob=ready_prob)
+    if run_dir is None:
+        run_dir = built.root / "runs" / f"seed{seed}-n{n_random}{'-waves' if waves else ''}"
+    return Simulation(build=built, run=run(built, vectors, run_dir))

@@ -165,7 +165,7 @@ class RunResult:
         return path if path.exists() else None
 
 
-def testbench_module(cfg: KindConfig):
+def kind_testbench(cfg: KindConfig):
     return importlib.import_module(kind_of(cfg).testbench)
 
 
@@ -219,7 +219,7 @@ def _run_cocotb(built: Build, test_module: str, vectors: dict, run_dir: Path):
 
 def run(built: Build, vectors: dict, run_dir: Path) -> RunResult:
     """Run the kind's testbench on ``built`` with ``vectors``; files land in ``run_dir``."""
-    module = testbench_module(built.config)
+    module = kind_testbench(built.config)
     results, cocotb_failed, problems, seconds = _run_cocotb(built, module.__name__, vectors, run_dir)
     mismatch = module.first_mismatch(vectors, results) if results else None
     problems += results.get("protocol_errors", [])
@@ -247,7 +247,7 @@ def simulate(cfg: KindConfig, *, seed: int = 1, n_random: int = 20, valid_prob: 
              run_dir: Path | None = None) -> Simulation:
     """Build (or reuse) the model of ``cfg``, make vectors with the kind's testbench, run them."""
     built = build(cfg, build_root=build_root, waves=waves)
-    vectors = testbench_module(cfg).make_vectors(cfg, seed=seed, n_random=n_random,
+    vectors = kind_testbench(cfg).make_vectors(cfg, seed=seed, n_random=n_random,
                                                  valid_prob=valid_prob, ready_prob=ready_prob)
     if run_dir is None:
         run_dir = built.root / "runs" / f"seed{seed}-n{n_random}{'-waves' if waves else ''}"

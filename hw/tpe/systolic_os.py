@@ -123,15 +123,25 @@ class SystolicOS(wiring.Component):
 
         # Drain: results shift up one row per accepted result beat.
         draining = Signal()
-        row = Signal(range(self.rows))
         shift = Signal()
+        final_row = Signal()  # the beat on offer carries the job's last row
         last_pe = pe[self.rows - 1][self.cols - 1]
         job_done = Signal()
         m.d.comb += job_done.eq(last_pe.tag_out.valid & last_pe.tag_out.last)
 
+        if self.rows > 1:
+            row = Signal(range(self.rows))
+            m.d.comb += final_row.eq(row == self.rows - 1)
+            with m.If(job_done):
+                m.d.sync += row.eq(0)
+            with m.If(shift):
+                m.d.sync += row.eq(row + 1)
+        else:
+            m.d.comb += final_row.eq(1)
+
         m.d.comb += [
             res.valid.eq(draining),
-            res.p.last.eq(row == self.rows - 1),
+            res.p.last.eq(final_row),
             shift.eq(res.valid & res.ready),
         ]
         for j in range(self.cols):
@@ -143,9 +153,7 @@ class SystolicOS(wiring.Component):
                     m.d.comb += pe[i][j].result_in.eq(pe[i + 1][j].result)
 
         with m.If(job_done):
-            m.d.sync += [draining.eq(1), row.eq(0)]
-        with m.If(shift):
-            m.d.sync += row.eq(row + 1)
-            with m.If(row == self.rows - 1):
-                m.d.sync += [draining.eq(0), pending.eq(0)]
+            m.d.sync += draining.eq(1)
+        with m.If(shift & final_row):
+            m.d.sync += [draining.eq(0), pending.eq(0)]
         return m

@@ -1,0 +1,45 @@
+"""Shared fixtures: the configs the RTL tests cover and one Verilator build per config.
+
+RTL tests are grouped by config (``xdist_group``) and run with ``--dist loadgroup``,
+so each model is built once, by one worker, under ``build/tests/``.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from gen.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = ROOT / "build" / "tests"
+
+#: name -> config file. Shapes 1x1, 3x5, 8x8; widths 4, 8, 16 signed and 8 unsigned.
+RTL_CONFIGS = {
+    "tpe_1x1_w4": ROOT / "tests" / "configs" / "tpe_1x1_w4.yaml",
+    "tpe_3x5_w8": ROOT / "tests" / "configs" / "tpe_3x5_w8.yaml",
+    "tpe_3x5_w16": ROOT / "tests" / "configs" / "tpe_3x5_w16.yaml",
+    "tpe_4x3_u8": ROOT / "tests" / "configs" / "tpe_4x3_u8.yaml",
+    "os_8x8": ROOT / "configs" / "os_8x8.yaml",
+}
+
+
+def per_config(*names):
+    """Parametrize over configs, keeping each config's tests on one xdist worker."""
+    names = names or tuple(RTL_CONFIGS)
+    return pytest.mark.parametrize(
+        "config_name", [pytest.param(n, marks=pytest.mark.xdist_group(n), id=n) for n in names])
+
+
+@pytest.fixture(scope="session")
+def built():
+    """``built(name, waves=False)`` -> :class:`sim.runner.Build`, built at most once per session."""
+    from sim.runner import build
+
+    cache = {}
+
+    def get(name: str, waves: bool = False):
+        if (name, waves) not in cache:
+            cache[name, waves] = build(load_config(RTL_CONFIGS[name]), build_root=BUILD_ROOT, waves=waves)
+        return cache[name, waves]
+
+    return get

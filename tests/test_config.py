@@ -1,0 +1,194 @@
+"""Config loading: every rejection is one line naming field, value and what is allowed."""
+
+import string
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gen.cli import main
+from gen.config import load_config, parse_config_data, parse_config_text
+from gen.errors import ConfigError
+
+GOOD = {
+    "kind": "tpe",
+    "name": "os_8x8",
+    "arch": "systolic_os",
+    "rows": 8,
+    "cols": 8,
+    "operand": {"width": 8, "signed": True},
+    "k_max": 64,
+}
+
+
+def _with(**changes):
+    data = {**GOOD, "operand": dict(GOOD["operand"])}
+    for key, value in changes.items():
+        if key.startswith("operand_"):
+            data["operand"][key[len("operand_"):]] = value
+        elif value is _DROP:
+            data.pop(key)
+        else:
+            data[key] = value
+    return data
+
+
+_DROP = object()
+
+# (data, substrings the one-line message must contain)
+REJECTED = [
+    (_with(rows=0), ["rows", "got 0", "an integer from 1 to 64"]),
+    (_with(cols=65), ["cols", "got 65", "an integer from 1 to 64"]),
+    (_with(rows="8"), ["rows", "got '8'", "an integer"]),
+    (_with(rows=8.5), ["rows", "got 8.5", "an integer"]),
+    (_with(rows=True), ["rows", "got true", "an integer"]),
+    (_with(rows=_DROP), ["rows", "missing", "an integer from 1 to 64"]),
+    (_with(operand_width=3), ["operand.width", "got 3", "from 4 to 16"]),
+    (_with(operand_width=17), ["operand.width", "got 17", "from 4 to 16"]),
+    (_with(operand_signed="yes"), ["operand.signed", "got 'yes'", "true or false"]),
+    (_with(operand_signed=1), ["operand.signed", "got 1", "true or false"]),
+    (_with(operand=8), ["operand", "got 8", "a mapping with keys width, signed"]),
+    (_with(k_max=0), ["k_max", "got 0", "from 1 to 65536"]),
+    (_with(k_max=70000), ["k_max", "got 70000", "from 1 to 65536"]),
+    (_with(acc_width=16), ["acc_width", "got 16", "from 22 to 64", "minimum for k_max=64"]),
+    (_with(acc_width=65), ["acc_width", "got 65", "from 1 to 64"]),
+    (_with(arch="cube"), ["arch", "got 'cube'", "one of 'systolic_os'"]),
+    (_with(kind="tpu"), ["kind", "got 'tpu'", "one of 'tpe'"]),
+    (_with(kind=_DROP), ["kind", "missing", "one of 'tpe'"]),
+    (_with(kind=3), ["kind", "got 3", "one of 'tpe'"]),
+    (_with(name="8x8"), ["name", "got '8x8'", "Verilog identifier"]),
+    (_with(name="module"), ["name", "got 'module'", "not a reserved word"]),
+    (_with(name="a" * 64), ["name", "Verilog identifier"]),
+    (_with(name=[1]), ["name", "got a list", "Verilog identifier"]),
+    ({**_with(), "colz": 8}, ["colz", "unknown key", "did you mean 'cols'?", "allowed keys: kind, name"]),
+    ({**_with(), "operand": {"widht": 8}}, ["operand.widht", "unknown key", "did you mean 'width'?"]),
+    ({**_with(), 1: 2}, ["key 1 is not a string", "allowed keys"]),
+    ([1, 2], ["top level", "got a list", "a mapping"]),
+    ("tpe", ["top level", "got 'tpe'", "a mapping"]),
+    (None, ["empty config", "kind"]),
+]
+
+
+@pytest.mark.parametrize("data,parts", REJECTED, ids=[str(i) for i in range(len(REJECTED))])
+def test_rejected_config_gives_one_line(data, parts):
+    with pytest.raises(ConfigError) as caught:
+        parse_config_data(data, "cfg.yaml")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("cfg.yaml: ")
+    for part in parts:
+        assert part in message, (part, message)
+
+
+@pytest.mark.parametrize("text,parts", [
+    ("kind: tpe\nkind: tpe\n", [":2:1:", "duplicate key 'kind'"]),
+    ("a: [1, 2\n", ["not valid YAML"]),
+    ("!!python/object:os.system {}\n", ["not valid YAML"]),
+    ("\tkind: tpe\n", ["not valid YAML"]),
+])
+def test_yaml_errors_give_one_line(text, parts):
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text, "cfg.yaml")
+    assert "\n" not in str(caught.value)
+    for part in parts:
+        assert part in str(caught.value)
+
+
+def test_file_errors(tmp_path):
+    for path, part in [(tmp_path / "missing.yaml", "cannot read"), (tmp_path, "is a directory")]:
+        with pytest.raises(ConfigError, match=part):
+            load_config(path)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"kind: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(binary)
+
+
+def test_cli_exit_code_2_and_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_with(rows=0)))
+    for argv in (["validate", str(bad)], ["generate", str(bad), "-o", str(tmp_path / "out")],
+                 ["sim", str(bad)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "rows: got 0; allowed: an integer from 1 to 64" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv,part", [
+    (["sim", "configs/os_8x8.yaml", "--seed", "x"], "--seed: got 'x'; allowed: an integer"),
+    (["sim", "configs/os_8x8.yaml", "--seed", "-1"], "--seed: got '-1'"),
+    (["sim", "configs/os_8x8.yaml", "--vectors", "1e3"], "--vectors: got '1e3'"),
+    (["sim", "configs/os_8x8.yaml", "--ready-prob", "0"], "--ready-prob: got '0'; allowed: a number in (0, 1]"),
+    (["sim", "configs/os_8x8.yaml", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["simulate"], "invalid choice: 'simulate'"),
+    (["generate"], "required: CONFIG"),
+    ([], "required: COMMAND"),
+])
+def test_cli_bad_arguments(argv, part, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and part in err, err
+
+
+def test_defaults_are_filled_and_hash_ignores_key_order():
+    explicit = parse_config_data({**GOOD, "acc_width": 22}, "a")
+    implicit = parse_config_data(dict(reversed(list(GOOD.items()))), "b")
+    assert implicit.acc_width == 22
+    assert implicit.normalized() == explicit.normalized()
+    assert implicit.config_hash() == explicit.config_hash()
+    assert parse_config_data(_with(rows=7), "c").config_hash() != explicit.config_hash()
+
+
+def test_wider_accumulator_is_kept():
+    assert parse_config_data(_with(acc_width=30), "a").acc_width == 30
+
+
+# --- fuzzing: no input may produce anything but a ConfigError ---------------------------
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                     st.text(max_size=12))
+_keys = st.one_of(st.sampled_from(list(GOOD) + ["operand", "width", "signed", "acc_width", "colz"]),
+                  st.text(max_size=8), st.integers(-5, 5))
+_documents = st.recursive(_scalars, lambda children: st.one_of(
+    st.lists(children, max_size=4), st.dictionaries(_keys, children, max_size=6)), max_leaves=20)
+
+
+def _mutations():
+    def mutate(pair):
+        key, value = pair
+        data = _with()
+        if key == "operand":
+            data["operand"] = value
+        else:
+            data[key] = value
+        return data
+    return st.tuples(st.sampled_from(list(GOOD) + ["acc_width", "extra"]), _documents).map(mutate)
+
+
+def _accept_or_config_error(parse, arg):
+    try:
+        cfg = parse(arg, "fuzz.yaml")
+    except ConfigError as error:
+        assert "\n" not in str(error)
+    else:
+        assert cfg.normalized()["kind"] == "tpe"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_documents, _mutations()))
+def test_fuzz_structured_documents(data):
+    _accept_or_config_error(parse_config_data, data)
+    # ... and the same document as YAML text, where it can be dumped at all.
+    try:
+        text = yaml.safe_dump(data)
+    except yaml.YAMLError:
+        return
+    _accept_or_config_error(parse_config_text, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.printable + "\u00e9\u2028\x00", max_size=200))
+def test_fuzz_arbitrary_text(text):
+    _accept_or_config_error(parse_config_text, text)

@@ -49,7 +49,7 @@ def _strip_optional(annotation):
     return annotation, False
 
 
-def _model_of(annotation):
+def model_of(annotation):
     annotation, _ = _strip_optional(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -89,7 +89,7 @@ def _describe_type(annotation, metadata) -> str:
         return "an integer"
     if annotation is str:
         return "a string"
-    model = _model_of(annotation)
+    model = model_of(annotation)
     if model is not None:
         return "a mapping with keys " + ", ".join(model.model_fields)
     return str(annotation)
@@ -104,7 +104,7 @@ def _walk(model: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, F
             return (owner if index == len(loc) - 1 else None), None
         field = owner.model_fields[part]
         if index < len(loc) - 1:
-            owner = _model_of(field.annotation)
+            owner = model_of(field.annotation)
     return owner, field
 
 

@@ -7,6 +7,8 @@ collects the result beats, checks the stream protocol and the documented
 latency, writes the results and fails on the first wrong element.
 """
 
+import time
+
 import numpy as np
 
 from sim.golden import tpe as golden
@@ -120,8 +122,10 @@ if cocotb is not None:
         slowest = min(vectors["flow"]["valid_prob"], vectors["flow"]["ready_prob"])
         budget = sum(max(len(job["b"]), params["job_interval"]) + params["latency"] + rows
                      for job in vectors["jobs"])
+        started = time.perf_counter()
         finished = await loop.run(lambda: len(sink.transfers) >= expected_beats,
                                   max_cycles=int(4 * budget / slowest) + 1000)
+        loop_seconds = time.perf_counter() - started
 
         # Regroup result beats into jobs and check the stream's own framing.
         jobs, latencies, problems = [], [], list(sink.violations)
@@ -139,6 +143,7 @@ if cocotb is not None:
             "jobs": jobs,
             "latency": latencies,
             "cycles": loop.cycle,
+            "loop_seconds": loop_seconds,
             "operand_beats": len(source.transfers),
             "result_beats": len(sink.transfers),
             "protocol_errors": problems,

@@ -1,0 +1,72 @@
+"""The npuforge command end to end, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD_ROOT, RTL_CONFIGS, ROOT, per_config
+from gen import cli
+from sim import runner
+
+
+def _npuforge(*args, cwd=ROOT):
+    executable = Path(sys.executable).parent / "npuforge"
+    return subprocess.run([str(executable), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "NPUFORGE_BUILD_DIR": str(BUILD_ROOT)})
+
+
+@per_config("tpe_1x1_w4")
+def test_sim_command_passes_and_summarises(config_name):
+    done = _npuforge("sim", RTL_CONFIGS[config_name], "--vectors", "5", "--seed", "9", "--ready-prob", "0.6")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "PASS     15 jobs bit-exact" in out  # 10 edge cases + 5 random
+    assert "latency 3 cycles" in out  # rows + cols + 1
+    assert f"{BUILD_ROOT}/tpe_1x1_w4-" in out
+
+
+def test_generate_and_validate_commands(tmp_path):
+    done = _npuforge("generate", RTL_CONFIGS["tpe_1x1_w4"], "-o", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {tmp_path / 'out' / 'tpe_1x1_w4.v'}" in done.stdout
+    done = _npuforge("validate", RTL_CONFIGS["tpe_1x1_w4"])
+    normalised = json.loads(done.stdout)
+    assert normalised["config"]["acc_width"] == 12
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config_hash"] == normalised["config_hash"]
+    assert "tpe " in _npuforge("kinds").stdout
+
+
+def test_sim_reports_first_mismatch_and_exits_1(monkeypatch, capsys, tmp_path):
+    """The report format on failure (the detection itself is tested in test_tpe_rtl.py)."""
+    def fake_simulate(cfg, **kwargs):
+        vectors = {"jobs": [{"label": f"job{i}"} for i in range(12)]}
+        result = runner.RunResult(
+            run_dir=tmp_path, vectors=vectors, results={"cycles": 99, "latency": [3]},
+            mismatch={"job": 11, "label": "random #1 K=3", "index": [0, 0], "expected": 5, "got": -3},
+            cocotb_failed=True, seconds=0.1)
+        model = runner.Build(config=cfg, root=tmp_path, rtl_dir=tmp_path, sim_dir=tmp_path,
+                             manifest={"top": cfg.name}, waves=False, reused=True, seconds=0.0)
+        return runner.Simulation(build=model, run=result)
+
+    monkeypatch.setattr(runner, "simulate", fake_simulate)
+    assert cli.main(["sim", str(RTL_CONFIGS["tpe_1x1_w4"]), "--vectors", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL     job 11 (random #1 K=3): C[0][0]: expected 5, got -3" in out
+    assert f"log      {tmp_path / 'sim.log'}" in out
+
+
+def test_missing_config_file_is_one_line(capsys):
+    assert cli.main(["sim", "no/such.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err == "npuforge: error: no/such.yaml: cannot read: No such file or directory\n"
+
+
+@pytest.mark.parametrize("module", ["gen.cli"])
+def test_module_entry_point(module):
+    done = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("npuforge ")

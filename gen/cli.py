@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     except NpuforgeError as error:
         print(f"npuforge: error: {error}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:  # e.g. an unwritable --build-dir
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"npuforge: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("npuforge: interrupted", file=sys.stderr)
         return 130

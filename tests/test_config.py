@@ -71,7 +71,7 @@ REJECTED = [
 
 
 @pytest.mark.parametrize("data,parts", REJECTED, ids=[str(i) for i in range(len(REJECTED))])
-def test_rejected_config_gives_one_line(data, parts):
+def test_rejected_config_gives_one_line(data, parts, tmp_path, capsys):
     with pytest.raises(ConfigError) as caught:
         parse_config_data(data, "cfg.yaml")
     message = str(caught.value)
@@ -79,6 +79,14 @@ def test_rejected_config_gives_one_line(data, parts):
     assert message.startswith("cfg.yaml: ")
     for part in parts:
         assert part in message, (part, message)
+
+    # The same document as a file, through the command line: exit 2, the same single line.
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"npuforge: error: {path}: {message.removeprefix('cfg.yaml: ')}\n"
 
 
 @pytest.mark.parametrize("text,parts", [

@@ -58,12 +58,12 @@ def _component_ports(component: wiring.Component) -> dict:
     return ports
 
 
-def _layout_fields(shape, prefix: str = "", offset: int = 0) -> list[dict]:
+def layout_fields(shape, prefix: str = "", offset: int = 0) -> list[dict]:
     """Leaf fields of a payload layout with bit offsets; arrays of scalars stay one entry with ``count``."""
     if isinstance(shape, data.StructLayout):
         fields = []
         for name, member in shape:
-            fields += _layout_fields(member.shape, f"{prefix}{name}", offset + member.offset)
+            fields += layout_fields(member.shape, f"{prefix}{name}", offset + member.offset)
         return fields
     if isinstance(shape, data.ArrayLayout) and not isinstance(shape.elem_shape, data.Layout):
         elem = Shape.cast(shape.elem_shape)
@@ -73,7 +73,7 @@ def _layout_fields(shape, prefix: str = "", offset: int = 0) -> list[dict]:
         fields = []
         elem_size = data.Layout.cast(shape.elem_shape).size
         for index in range(shape.length):
-            fields += _layout_fields(shape.elem_shape, f"{prefix}[{index}].", offset + index * elem_size)
+            fields += layout_fields(shape.elem_shape, f"{prefix}[{index}].", offset + index * elem_size)
         return fields
     plain = Shape.cast(shape)
     return [{"name": prefix, "offset": offset, "width": plain.width, "signed": plain.signed}]
@@ -98,7 +98,7 @@ def _stream_interfaces(component: wiring.Component) -> list[dict]:
             "payload": {
                 "port": f"{name}__payload",
                 "width": Shape.cast(layout).width,
-                "fields": _layout_fields(layout),
+                "fields": layout_fields(layout),
             },
         })
     return interfaces

@@ -19,7 +19,10 @@ _MODULE = re.compile(rf"^module\s+({_IDENT})\s*\(", re.M)
 _DECL = re.compile(
     rf"^\s*(input|output|inout|reg|wire)\s+(?:signed\s+)?(?:\[(\d+):(\d+)\]\s+)?({_IDENT})\s*"
     rf"(?:\[(\d+):(\d+)\])?\s*(?:=[^;]*)?;\s*$")
-_FLOP = re.compile(rf"^\s*always\s+@\(\s*(?:posedge|negedge)\s+{_IDENT}\s*\)\s*\n\s*({_IDENT})\s*<=", re.M)
+# A flip-flop is written either as "always @(posedge clk)\n  q <= d;" or, for memory
+# read ports, as "always @(posedge clk) begin\n  q <= mem[addr];\n end".
+_FLOP = re.compile(
+    rf"^\s*always\s+@\(\s*(?:posedge|negedge)\s+{_IDENT}\s*\)\s*(?:begin\s*)?\n\s*({_IDENT})\s*<=", re.M)
 _ALIAS = re.compile(rf"^\s*assign\s+({_IDENT})\s*=\s*({_IDENT})\s*;\s*$", re.M)
 
 

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 def _int_in(low: int, high: int):
     def parse(text: str) -> int:
         try:
-            value = int(text, 0)
+            value = int(text, 10)
         except ValueError:
             value = None
         if value is None or not low <= value <= high:
@@ -33,21 +33,24 @@ def _int_in(low: int, high: int):
     return parse
 
 
+MIN_PROBABILITY = 0.01  # below this a run of a few jobs takes millions of cycles
+
+
 def _probability(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = None
-    if value is None or not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number in (0, 1]")
+    if value is None or not MIN_PROBABILITY <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number from {MIN_PROBABILITY} to 1")
     return value
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="npuforge", description="Generate, simulate and verify neural-accelerator RTL.")
     parser.add_argument("--version", action="version", version=f"npuforge {__version__}")
+    # Not "required": main() checks, so that an unknown option is reported as such first.
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
 
     p = commands.add_parser("generate", help="write Verilog and manifest.json for a config")
     p.add_argument("config", metavar="CONFIG", help="YAML config file")
@@ -96,13 +99,17 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_sim(args) -> int:
+    from rich.console import Console
+
     from sim.runner import DEFAULT_BUILD_ROOT, simulate
 
     cfg = load_config(args.config)
-    print(f"design   {cfg.name}: {cfg.describe()} (config hash {cfg.config_hash()[:12]})")
-    done = simulate(cfg, seed=args.seed, n_random=args.vectors, valid_prob=args.valid_prob,
-                    ready_prob=args.ready_prob, waves=args.waves,
-                    build_root=args.build_dir or DEFAULT_BUILD_ROOT)
+    print(f"design   {cfg.name}: {cfg.describe()} (config hash {cfg.config_hash()[:12]})", flush=True)
+    # A spinner on a terminal while Verilator compiles (tens of seconds); silent in logs.
+    with Console(stderr=True).status("starting") as status:
+        done = simulate(cfg, seed=args.seed, n_random=args.vectors, valid_prob=args.valid_prob,
+                        ready_prob=args.ready_prob, waves=args.waves,
+                        build_root=args.build_dir or DEFAULT_BUILD_ROOT, on_step=status.update)
     built, run = done.build, done.run
     how = "reused" if built.reused else f"built in {built.seconds:.1f} s"
     print(f"build    {built.root} ({how})")
@@ -152,7 +159,12 @@ _COMMANDS = {"generate": _cmd_generate, "sim": _cmd_sim, "validate": _cmd_valida
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if args.command is None:
+            parser.error("the following arguments are required: COMMAND")
         return _COMMANDS[args.command](args)
     except NpuforgeError as error:
         print(f"npuforge: error: {error}", file=sys.stderr)

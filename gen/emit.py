@@ -22,12 +22,22 @@ class Generated:
 
 
 def _previous_outputs(out_dir: Path) -> set[str]:
-    """Files an earlier ``npuforge generate`` wrote into ``out_dir`` (from its manifest)."""
+    """HDL files an earlier ``npuforge generate`` wrote into ``out_dir``, from its manifest.
+
+    Only a manifest npuforge wrote counts, and only plain ``.v`` names inside the
+    directory: a hand-made or foreign ``manifest.json`` can never delete anything
+    else.
+    """
     try:
         previous = json.loads((out_dir / MANIFEST_NAME).read_text())
-        return {entry["path"] for entry in previous.get("files", [])} | {MANIFEST_NAME}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        if not isinstance(previous, dict) or "npuforge" not in previous or "format" not in previous:
+            return set()
+        names = {entry["path"] for entry in previous["files"]}
+    except (OSError, ValueError, TypeError, KeyError):
         return set()
+    return {name for name in names
+            if isinstance(name, str) and name.endswith(".v") and Path(name).name == name
+            and not name.startswith(".")}
 
 
 def write_files(out_dir: Path, files: dict[str, str]) -> list[Path]:
@@ -43,6 +53,10 @@ def write_files(out_dir: Path, files: dict[str, str]) -> list[Path]:
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        # mkdtemp makes the directory private (0700); the output is an ordinary directory.
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
     except OSError as error:
         raise UsageError(f"-o: got '{out_dir}'; cannot create it: {error.strerror}") from None
     try:

@@ -35,4 +35,9 @@ def lint(verilog: Path, top: str) -> list[str]:
                               timeout=600, check=False)
     except OSError as error:
         raise ToolError(f"verilator: cannot run: {error}") from None
-    return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("%")]
+    output = (done.stdout + done.stderr).splitlines()
+    problems = [line for line in output if line.startswith("%")]
+    if done.returncode != 0 and not problems:
+        tail = output[-1] if output else "no output"
+        problems.append(f"%Error: verilator exited with code {done.returncode}: {tail}")
+    return problems

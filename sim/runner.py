@@ -244,11 +244,16 @@ class Simulation:
 
 def simulate(cfg: KindConfig, *, seed: int = 1, n_random: int = 20, valid_prob: float = 1.0,
              ready_prob: float = 1.0, waves: bool = False, build_root: Path = DEFAULT_BUILD_ROOT,
-             run_dir: Path | None = None) -> Simulation:
-    """Build (or reuse) the model of ``cfg``, make vectors with the kind's testbench, run them."""
+             run_dir: Path | None = None, on_step=lambda message: None) -> Simulation:
+    """Build (or reuse) the model of ``cfg``, make vectors with the kind's testbench, run them.
+
+    ``on_step(message)`` is called before each step (for progress display).
+    """
+    on_step(f"building {cfg.name} (elaboration, then Verilator if the Verilog changed)")
     built = build(cfg, build_root=build_root, waves=waves)
+    on_step(f"simulating {cfg.name}")
     vectors = kind_testbench(cfg).make_vectors(cfg, seed=seed, n_random=n_random,
-                                                 valid_prob=valid_prob, ready_prob=ready_prob)
+                                               valid_prob=valid_prob, ready_prob=ready_prob)
     if run_dir is None:
         run_dir = built.root / "runs" / f"seed{seed}-n{n_random}{'-waves' if waves else ''}"
     return Simulation(build=built, run=run(built, vectors, run_dir))

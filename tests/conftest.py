@@ -13,8 +13,11 @@ from gen.config import load_config
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = ROOT / "build" / "tests"
 
-#: name -> config file. Shapes 1x1, 3x5, 8x8; widths 4, 8, 16 signed and 8 unsigned.
+#: name -> config file. Shapes 1x1, 3x5, 8x8, a single row and a single column;
+#: widths 4, 5, 8, 16 signed and 6, 8 unsigned.
 RTL_CONFIGS = {
+    "tpe_1x4_u6": ROOT / "tests" / "configs" / "tpe_1x4_u6.yaml",
+    "tpe_5x1_w5": ROOT / "tests" / "configs" / "tpe_5x1_w5.yaml",
     "tpe_1x1_w4": ROOT / "tests" / "configs" / "tpe_1x1_w4.yaml",
     "tpe_3x5_w8": ROOT / "tests" / "configs" / "tpe_3x5_w8.yaml",
     "tpe_3x5_w16": ROOT / "tests" / "configs" / "tpe_3x5_w16.yaml",

@@ -59,11 +59,16 @@ REJECTED = [
     (_with(kind=3), ["kind", "got 3", "one of 'tpe'"]),
     (_with(name="8x8"), ["name", "got '8x8'", "Verilog identifier"]),
     (_with(name="module"), ["name", "got 'module'", "not a reserved word"]),
+    (_with(name="generate"), ["name", "got 'generate'", "not a reserved word"]),
+    (_with(name="always_ff"), ["name", "got 'always_ff'", "not a reserved word"]),
     (_with(name="a" * 64), ["name", "Verilog identifier"]),
     (_with(name=[1]), ["name", "got a list", "Verilog identifier"]),
     ({**_with(), "colz": 8}, ["colz", "unknown key", "did you mean 'cols'?", "allowed keys: kind, name"]),
     ({**_with(), "operand": {"widht": 8}}, ["operand.widht", "unknown key", "did you mean 'width'?"]),
-    ({**_with(), 1: 2}, ["key 1 is not a string", "allowed keys"]),
+    ({**_with(), 1: 2}, ["top level: key 1 is not a string", "allowed: string keys"]),
+    ({**_with(), True: 2}, ["key true is not a string"]),
+    (_with(operand={"width": 8, None: 1}), ["operand: key null is not a string"]),
+    (_with(k_max=10**100), ["k_max", "got an integer of 333 bits", "from 1 to 65536"]),
     ([1, 2], ["top level", "got a list", "a mapping"]),
     ("tpe", ["top level", "got 'tpe'", "a mapping"]),
     (None, ["empty config", "kind"]),
@@ -91,6 +96,9 @@ def test_rejected_config_gives_one_line(data, parts, tmp_path, capsys):
 
 @pytest.mark.parametrize("text,parts", [
     ("kind: tpe\nkind: tpe\n", [":2:1:", "duplicate key 'kind'"]),
+    ("k_max: " + "9" * 5000 + "\n", ["not valid YAML", "digits"]),
+    ("? !!set {a}\n: 1\n", ["not valid YAML"]),
+    ("kind: tpe\n? [1, 2]\n: 3\n", ["not valid YAML", "unhashable"]),
     ("a: [1, 2\n", ["not valid YAML"]),
     ("!!python/object:os.system {}\n", ["not valid YAML"]),
     ("\tkind: tpe\n", ["not valid YAML"]),
@@ -101,6 +109,15 @@ def test_yaml_errors_give_one_line(text, parts):
     assert "\n" not in str(caught.value)
     for part in parts:
         assert part in str(caught.value)
+
+
+def test_yaml_merge_keys_work():
+    text = ("base: &base {kind: tpe, arch: systolic_os, rows: 8, cols: 8, operand: {width: 8}, k_max: 64}\n")
+    with pytest.raises(ConfigError, match="base: unknown key"):
+        parse_config_text(text + "<<: *base\nname: merged\n", "m.yaml")
+    merged = parse_config_text("<<: {kind: tpe, arch: systolic_os, rows: 8, cols: 8, operand: {width: 8}, "
+                               "k_max: 64, name: a}\nname: b\nrows: 2\n", "m.yaml")
+    assert (merged.name, merged.rows, merged.cols) == ("b", 2, 8)  # explicit keys override merged ones
 
 
 def test_file_errors(tmp_path):
@@ -128,7 +145,9 @@ def test_cli_exit_code_2_and_one_line(tmp_path, capsys):
     (["sim", "configs/os_8x8.yaml", "--seed", "x"], "--seed: got 'x'; allowed: an integer"),
     (["sim", "configs/os_8x8.yaml", "--seed", "-1"], "--seed: got '-1'"),
     (["sim", "configs/os_8x8.yaml", "--vectors", "1e3"], "--vectors: got '1e3'"),
-    (["sim", "configs/os_8x8.yaml", "--ready-prob", "0"], "--ready-prob: got '0'; allowed: a number in (0, 1]"),
+    (["sim", "configs/os_8x8.yaml", "--ready-prob", "0"], "--ready-prob: got '0'; allowed: a number from 0.01 to 1"),
+    (["sim", "configs/os_8x8.yaml", "--valid-prob", "1e-320"], "--valid-prob: got '1e-320'"),
+    (["--frob"], "unrecognized arguments: --frob"),
     (["sim", "configs/os_8x8.yaml", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["simulate"], "invalid choice: 'simulate'"),
     (["generate"], "required: CONFIG"),

@@ -120,3 +120,27 @@ def test_regenerate_replaces_previous_design(tmp_path):
     generate(load_config(RTL_CONFIGS["tpe_4x3_u8"]), out)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notes.txt", "tpe_4x3_u8.v"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging directory left
+
+
+def test_foreign_manifest_never_deletes_files(tmp_path):
+    """Only .v files named by an npuforge manifest, inside the directory, are ever removed."""
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.v"
+    victim.write_text("keep")
+    (out / "mine.v").write_text("keep too")
+    (out / "manifest.json").write_text(json.dumps(
+        {"format": 1, "npuforge": "0", "files": [{"path": "../victim.v"}, {"path": "notes.txt"}]}))
+    (out / "notes.txt").write_text("keep as well")
+    generate(load_config(RTL_CONFIGS["tpe_1x1_w4"]), out)
+    assert victim.read_text() == "keep"
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "mine.v", "notes.txt", "tpe_1x1_w4.v"]
+
+
+def test_new_output_directory_has_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = generate(load_config(RTL_CONFIGS["tpe_1x1_w4"]), tmp_path / "fresh").out_dir
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755

@@ -93,6 +93,25 @@ def test_single_event_upset_in_an_accumulator_is_caught(built, config_name, tmp_
     assert (got != expected).sum() == 1
 
 
+@per_config("tpe_3x5_w8", "tpe_5x1_w5")
+def test_reset_mid_job_discards_everything_in_flight(built, config_name, tmp_path):
+    """Reset while one job drains and the next is half streamed: only post-reset jobs come out."""
+    model = built(config_name)
+    cfg = model.config
+    tb = kind_testbench(cfg)
+    vectors = tb.make_vectors(cfg, seed=21, n_random=6, ready_prob=0.8)
+    doomed = tb.make_vectors(cfg, seed=22, n_random=3, edge_cases=False)["jobs"]
+    # Make the job after the draining one long, so the reset also cuts it mid-stream.
+    doomed[1]["a"] = [row * 3 for row in doomed[1]["a"]]
+    doomed[1]["b"] = doomed[1]["b"] * 3
+    vectors["abandon"] = {"jobs": doomed, "after_result_beats": 1}
+
+    result = run(model, vectors, tmp_path)
+
+    assert result.ok, (result.mismatch, result.problems, result.log)
+    assert result.results["result_beats"] == cfg.rows * len(vectors["jobs"])
+
+
 @per_config()
 def test_every_fault_site_is_reachable(built, config_name, tmp_path):
     model = built(config_name)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from .base import KindConfig
-from .messages import format_validation_error, show_value
+from .messages import format_validation_error, show_path, show_value
 
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -17,19 +17,40 @@ class _StrictYamlLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that rejects duplicate keys instead of keeping the last one."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct_unique_mapping(loader: _StrictYamlLoader, node: yaml.MappingNode, deep: bool = False):
     seen = set()
     for key_node, _value_node in node.value:
+        if key_node.tag == _MERGE_TAG:  # "<<: *defaults" is merged by PyYAML; explicit keys win
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
-            duplicate = key in seen
-        except TypeError:  # unhashable key: let PyYAML report it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {show_value(key)}", key_node.start_mark)
+            seen.add(key)
+        except TypeError:  # unhashable key: PyYAML reports it below
             break
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
     return loader.construct_mapping(node, deep=deep)
+
+
+def _first_bad_key(data: Any, path: tuple = ()) -> tuple[tuple, Any] | None:
+    """Path and value of the first mapping key that is not a string, anywhere in ``data``."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                return path, key
+            found = _first_bad_key(value, path + (key,))
+            if found:
+                return found
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found = _first_bad_key(value, path + (index,))
+            if found:
+                return found
+    return None
 
 
 _StrictYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
@@ -51,6 +72,11 @@ def parse_config_data(data: Any, source: str) -> KindConfig:
         raise ConfigError(f"{source}: top level: got {show_value(data)}; allowed: a mapping of config keys")
     if "kind" not in data:
         raise ConfigError(f"{source}: kind: missing required key; allowed: one of {kinds}")
+    bad_key = _first_bad_key(data)
+    if bad_key is not None:
+        where, key = bad_key
+        raise ConfigError(f"{source}: {show_path(where)}: key {show_value(key)} is not a string; "
+                          "allowed: string keys")
     kind_value = data["kind"]
     if not isinstance(kind_value, str) or kind_value not in _kind_names():
         raise ConfigError(f"{source}: kind: got {show_value(kind_value)}; allowed: one of {kinds}")
@@ -76,6 +102,9 @@ def parse_config_text(text: str, source: str) -> KindConfig:
         raise ConfigError(f"{source}: not valid YAML: {str(error).splitlines()[0]}") from None
     except RecursionError:
         raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as error:
+        # PyYAML's own constructors can raise these, e.g. int() of a 5000-digit number.
+        raise ConfigError(f"{source}: not valid YAML: {str(error).splitlines()[0]}") from None
     return parse_config_data(data, source)
 
 

@@ -16,6 +16,8 @@ def show_value(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"an integer of {value.bit_length()} bits"
     if isinstance(value, (int, float)):
         text = repr(value)
         return text if len(text) <= 40 else text[:37] + "..."
@@ -117,18 +119,14 @@ def format_validation_error(error: ValidationError, model: type[BaseModel], sour
     """One line for the first error of ``error``; the count of the others is appended."""
     errors = error.errors(include_url=False)
     # A misspelt key also shows up as a missing one; the misspelling is the useful report.
-    errors.sort(key=lambda e: e["type"] not in ("extra_forbidden", "invalid_key"))
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     loc = tuple(first["loc"])
     path = show_path(loc)
     kind = first["type"]
     owner, field = _walk(model, loc)
 
-    if kind == "invalid_key":
-        choices = list(owner.model_fields) if owner is not None else []
-        line = (f"{source}: {show_path(loc[:-1])}: key {show_value(loc[-1])} is not a string; "
-                f"allowed keys: {', '.join(choices)}")
-    elif kind == "extra_forbidden":
+    if kind == "extra_forbidden":
         choices = list(owner.model_fields) if owner is not None else []
         line = (f"{source}: {path}: unknown key{suggest_key(loc[-1], choices)}; "
                 f"allowed keys: {', '.join(choices)}")

@@ -13,7 +13,8 @@ class SystolicOS(wiring.Component):
 
     ``A`` enters from the left (row ``i`` delayed ``i`` cycles), ``B`` from the top
     (column ``j`` delayed ``j`` cycles), so ``A[i, k]`` and ``B[k, j]`` meet in
-    PE ``(i, j)`` ``i + j`` cycles after step ``k`` was accepted. Each PE keeps
+    PE ``(i, j)`` in the ``i + j + 1``-th cycle after the one in which step ``k``
+    was accepted (one input register, then one hop per PE). Each PE keeps
     ``C[i, j]``. A step tag (valid/first/last) travels with ``A``; bubbles carry
     ``valid = 0``, so the array advances every cycle and never stalls.
 

@@ -55,16 +55,25 @@ class RunFiles:
         return random.Random(self.vectors["seed"])
 
 
-async def start_and_reset(dut, manifest: dict, cycles: int = 2) -> None:
-    """Start the clock and hold the (synchronous, active-high) reset for ``cycles`` edges."""
+def start_clock(dut, manifest: dict) -> None:
+    Clock(getattr(dut, manifest["clock"]["port"]), CLOCK_PERIOD_NS, unit="ns").start()
+
+
+async def reset(dut, manifest: dict, cycles: int = 2) -> None:
+    """Hold the (synchronous, active-high) reset for ``cycles`` rising edges; return at a falling edge."""
     clock = getattr(dut, manifest["clock"]["port"])
-    reset = getattr(dut, manifest["reset"]["port"])
-    Clock(clock, CLOCK_PERIOD_NS, unit="ns").start()
-    reset.value = 1
+    rst = getattr(dut, manifest["reset"]["port"])
+    rst.value = 1
     for _ in range(cycles):
         await RisingEdge(clock)
     await FallingEdge(clock)
-    reset.value = 0
+    rst.value = 0
+
+
+async def start_and_reset(dut, manifest: dict, cycles: int = 2) -> None:
+    """Start the clock, then reset (see :func:`reset`)."""
+    start_clock(dut, manifest)
+    await reset(dut, manifest, cycles)
 
 
 class CycleLoop:

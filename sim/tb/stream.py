@@ -54,6 +54,11 @@ class StreamSource:
     def idle(self) -> bool:
         return self._offered is None and not self.queue
 
+    @property
+    def offered(self) -> dict | None:
+        """The beat on offer this cycle (valid high), if any."""
+        return self._offered
+
     def drive(self, cycle: int) -> None:
         if self._offered is None and self.queue and self.rng.random() < self.valid_prob:
             self._offered = self.queue.popleft()

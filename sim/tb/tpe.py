@@ -95,67 +95,150 @@ except ImportError:  # host code above works without cocotb
     cocotb = None
 
 if cocotb is not None:
-    from .harness import BitFlips, CycleLoop, RunFiles, start_and_reset
+    from .harness import BitFlips, CycleLoop, RunFiles, as_unsigned, reset, start_and_reset
     from .stream import StreamSink, StreamSource
+
+    class OperandReadyRule:
+        """Checks the documented flow control of ``operands`` in every cycle a beat is offered.
+
+        ``operands.ready`` must be low exactly when the offered beat has ``last``
+        set while an earlier job's results have not all left; any other stall
+        would cost throughput, any other acceptance would overwrite results.
+        Runs before the streams record this cycle's transfers.
+        """
+
+        def __init__(self, source: StreamSource, sink: StreamSink, rows: int):
+            self.source, self.sink, self.rows = source, sink, rows
+            self.violations: list[str] = []
+            self._jobs_in = 0
+            self._counted = 0
+
+        def drive(self, cycle: int) -> None:
+            pass
+
+        def sample(self, cycle: int) -> None:
+            for transfer in self.source.transfers[self._counted:]:
+                self._jobs_in += transfer.beat["last"]
+            self._counted = len(self.source.transfers)
+            beat = self.source.offered
+            if beat is None:
+                return
+            pending = self._jobs_in > len(self.sink.transfers) // self.rows
+            expected = not (beat["last"] and pending)
+            ready = bool(as_unsigned(self.source.ready.value))
+            if ready != expected and len(self.violations) < 10:
+                self.violations.append(
+                    f"cycle {cycle}: operands.ready is {int(ready)} with last={beat['last']} offered and "
+                    f"{'a' if pending else 'no'} finished job waiting; the documented value is {int(expected)}")
+
+    def _operand_beats(job: dict):
+        a, b = job["a"], job["b"]
+        k = len(b)
+        for step in range(k):
+            yield {"a": [row[step] for row in a], "b": b[step], "last": int(step == k - 1)}
+
+    class GemmTestbench:
+        """Streams jobs through a TPE and collects its results (one phase between resets)."""
+
+        def __init__(self, dut, run: RunFiles, rng, injections=()):
+            self.dut, self.run = dut, run
+            params, cfg = run.manifest["parameters"], run.manifest["config"]
+            self.rows, self.latency, self.interval = cfg["rows"], params["latency"], params["job_interval"]
+            flow = run.vectors["flow"]
+            self.source = StreamSource(dut, run.interface("operands"), rng=rng, valid_prob=flow["valid_prob"])
+            self.sink = StreamSink(dut, run.interface("results"), rng=rng, ready_prob=flow["ready_prob"])
+            self.rule = OperandReadyRule(self.source, self.sink, self.rows)
+            self.flips = BitFlips(dut, list(injections))
+            self.loop = CycleLoop(dut, run.manifest, [self.flips, self.rule, self.source, self.sink])
+
+        async def stream(self, jobs: list[dict], *, stop_after_beats: int | None = None) -> bool:
+            """Send ``jobs`` and run until all their result beats (or ``stop_after_beats``) arrived."""
+            for job in jobs:
+                for beat in _operand_beats(job):
+                    self.source.send(beat)
+            wanted = self.rows * len(jobs) if stop_after_beats is None else stop_after_beats
+            slowest = min(self.source.valid_prob, self.sink.ready_prob)
+            budget = sum(max(len(job["b"]), self.interval) + self.latency + self.rows for job in jobs)
+            return await self.loop.run(lambda: len(self.sink.transfers) >= wanted,
+                                       max_cycles=int(4 * budget / slowest) + 1000)
+
+        async def drain_quietly(self) -> None:
+            """Run long enough for any stray result beat to appear."""
+            await self.loop.run(lambda: False, max_cycles=self.latency + self.rows + 4)
+
+        def collect(self, jobs: list[dict]) -> dict:
+            """Regroup result beats into jobs; check framing, latency and full-rate throughput."""
+            rows = self.rows
+            got, latencies = [], []
+            problems = list(self.sink.violations) + self.rule.violations
+            last_operands = [t for t in self.source.transfers if t.beat["last"]]
+            beats = self.sink.transfers
+            for index in range(len(beats) // rows):
+                group = beats[index * rows:(index + 1) * rows]
+                got.append([t.beat["c"] for t in group])
+                flags = [t.beat["last"] for t in group]
+                if flags != [0] * (rows - 1) + [1]:
+                    problems.append(f"job {index}: result 'last' flags {flags}, expected only the final beat set")
+                if index < len(last_operands):
+                    latencies.append(group[0].valid_since - last_operands[index].cycle)
+            if len(beats) > rows * len(jobs):
+                problems.append(f"{len(beats) - rows * len(jobs)} result beats more than {len(jobs)} jobs produce")
+            full_rate = self.source.valid_prob == 1.0 and self.sink.ready_prob == 1.0 and not self.flips.done
+            if full_rate:
+                for n in range(1, len(last_operands)):
+                    gap = last_operands[n].cycle - last_operands[n - 1].cycle
+                    expected = max(len(jobs[n]["b"]), self.interval)
+                    if gap != expected:
+                        problems.append(f"job {n}: last operand {gap} cycles after the previous job's, "
+                                        f"documented max(K, job_interval) = {expected} at full rate")
+                        break
+            return {
+                "jobs": got,
+                "latency": latencies,
+                "last_operand_cycles": [t.cycle for t in last_operands],
+                "cycles": self.loop.cycle,
+                "operand_beats": len(self.source.transfers),
+                "result_beats": len(beats),
+                "protocol_errors": problems,
+                "injected": self.flips.done,
+            }
 
     @cocotb.test()
     async def gemm_jobs(dut):
-        """Stream every job back to back and compare with the golden ``C``."""
+        """Stream every job back to back and compare with the golden ``C``.
+
+        If the vectors have ``abandon`` (``{"jobs": [...], "after_result_beats": n}``),
+        those jobs are streamed first and the design is reset once ``n`` of their
+        result beats have left: nothing of them may come out after the reset.
+        """
         run = RunFiles.from_env()
-        manifest, vectors = run.manifest, run.vectors
-        cfg, params = manifest["config"], manifest["parameters"]
-        rows = cfg["rows"]
+        vectors, params = run.vectors, run.manifest["parameters"]
         rng = run.rng()
+        await start_and_reset(dut, run.manifest)
 
-        source = StreamSource(dut, run.interface("operands"), rng=rng, valid_prob=vectors["flow"]["valid_prob"])
-        sink = StreamSink(dut, run.interface("results"), rng=rng, ready_prob=vectors["flow"]["ready_prob"])
-        for job in vectors["jobs"]:
-            a, b = job["a"], job["b"]
-            k = len(b)
-            for step in range(k):
-                source.send({"a": [row[step] for row in a], "b": b[step], "last": int(step == k - 1)})
+        abandon = vectors.get("abandon")
+        if abandon:
+            first = GemmTestbench(dut, run, rng)
+            await first.stream(abandon["jobs"], stop_after_beats=abandon["after_result_beats"])
+            await reset(dut, run.manifest)  # mid-job: results pending, beats in flight
 
-        flips = BitFlips(dut, vectors.get("inject", []))
-        await start_and_reset(dut, manifest)
-        loop = CycleLoop(dut, manifest, [flips, source, sink])
-        expected_beats = rows * len(vectors["jobs"])
-        slowest = min(vectors["flow"]["valid_prob"], vectors["flow"]["ready_prob"])
-        budget = sum(max(len(job["b"]), params["job_interval"]) + params["latency"] + rows
-                     for job in vectors["jobs"])
+        bench = GemmTestbench(dut, run, rng, vectors.get("inject", []))
         started = time.perf_counter()
-        finished = await loop.run(lambda: len(sink.transfers) >= expected_beats,
-                                  max_cycles=int(4 * budget / slowest) + 1000)
+        finished = await bench.stream(vectors["jobs"])
         loop_seconds = time.perf_counter() - started
+        cycles = bench.loop.cycle
+        await bench.drain_quietly()
 
-        # Regroup result beats into jobs and check the stream's own framing.
-        jobs, latencies, problems = [], [], list(sink.violations)
-        last_operands = [t for t in source.transfers if t.beat["last"]]
-        for index in range(len(sink.transfers) // rows):
-            beats = sink.transfers[index * rows:(index + 1) * rows]
-            jobs.append([t.beat["c"] for t in beats])
-            flags = [t.beat["last"] for t in beats]
-            if flags != [0] * (rows - 1) + [1]:
-                problems.append(f"job {index}: result 'last' flags {flags}, expected only the final beat set")
-            if index < len(last_operands):
-                latencies.append(beats[0].valid_since - last_operands[index].cycle)
-
-        results = {
-            "jobs": jobs,
-            "latency": latencies,
-            "cycles": loop.cycle,
-            "loop_seconds": loop_seconds,
-            "operand_beats": len(source.transfers),
-            "result_beats": len(sink.transfers),
-            "protocol_errors": problems,
-            "injected": flips.done,
-        }
+        results = bench.collect(vectors["jobs"])
+        results["cycles"], results["loop_seconds"] = cycles, loop_seconds
         if not finished:
-            results["stopped"] = f"no further result after {loop.cycle} cycles"
+            results["stopped"] = f"no further result after {cycles} cycles"
         run.write_results(results)
 
         mismatch = first_mismatch(vectors, results)
         assert mismatch is None, describe_mismatch(mismatch)
+        problems = results["protocol_errors"]
         assert not problems, problems[0]
-        wrong = [(i, lat) for i, lat in enumerate(latencies) if lat != params["latency"]]
+        wrong = [(i, lat) for i, lat in enumerate(results["latency"]) if lat != params["latency"]]
         assert not wrong, (f"job {wrong[0][0]}: first result {wrong[0][1]} cycles after the last operand, "
                            f"documented latency is {params['latency']}")

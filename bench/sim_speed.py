@@ -24,7 +24,6 @@ from gen.config import load_config, parse_config_data  # noqa: E402
 from gen.elaborate import elaborate  # noqa: E402
 from sim.runner import build, kind_testbench, run  # noqa: E402
 
-
 REPEATS = 3  # cycles/s and run time are medians of this many runs
 
 

@@ -115,8 +115,8 @@ def _cmd_sim(args) -> int:
     print(f"build    {built.root} ({how})")
     print(f"files    {built.verilog}, {built.rtl_dir / 'manifest.json'}")
     jobs = run.vectors["jobs"]
-    print(f"vectors  {len(jobs)} jobs ({len(jobs) - args.vectors} edge cases + {args.vectors} random, seed {args.seed}); "
-          f"source valid {args.valid_prob:g}, sink ready {args.ready_prob:g}")
+    print(f"vectors  {len(jobs)} jobs ({len(jobs) - args.vectors} edge cases + {args.vectors} random, "
+          f"seed {args.seed}); source valid {args.valid_prob:g}, sink ready {args.ready_prob:g}")
     results = run.results
     if results:
         latency = sorted(set(results.get("latency", [])))

@@ -9,7 +9,7 @@ import inspect
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from .config.messages import model_of, describe_field
+from .config.messages import describe_field, model_of
 from .registry import KINDS
 
 

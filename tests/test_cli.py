@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BUILD_ROOT, ROOT, RTL_CONFIGS, per_config
 
-from conftest import BUILD_ROOT, RTL_CONFIGS, ROOT, per_config
 from gen import cli
 from sim import runner
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, RTL_CONFIGS
 
-from conftest import RTL_CONFIGS, ROOT
 from gen.cli import main
 from gen.config import load_config
 from gen.emit import generate

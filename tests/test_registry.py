@@ -5,8 +5,8 @@ import inspect
 import re
 
 import pytest
-
 from conftest import ROOT
+
 from gen.config.base import KindConfig
 from gen.docs import config_reference
 from gen.registry import KINDS

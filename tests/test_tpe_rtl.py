@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-
 from conftest import per_config
+
 from sim.golden import tpe as golden
-from sim.runner import check_fault_sites, run, kind_testbench
+from sim.runner import check_fault_sites, kind_testbench, run
 
 FLOWS = {
     "full_rate": (1.0, 1.0),  # back-to-back jobs, sink always ready

@@ -57,7 +57,9 @@ _StrictYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
 
 
 def _kind_names() -> list[str]:
-    from ..registry import KINDS  # registry imports every kind; import late to keep this module light
+    from ..registry import (
+        KINDS,  # registry imports every kind; import late to keep this module light
+    )
     return [kind.name for kind in KINDS]
 
 

@@ -14,7 +14,6 @@ import numpy as np
 from sim.golden import tpe as golden
 from sim.golden.intmath import operand_range
 
-
 # --------------------------------------------------------------------------- host side
 
 def _edge_jobs(rows: int, cols: int, width: int, signed: bool, k_values) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -75,8 +74,12 @@ def first_mismatch(vectors: dict, results: dict) -> dict | None:
             return {"job": index, "label": job["label"], "index": None, "expected": "a result",
                     "got": f"nothing ({results.get('stopped', 'simulation ended')})"}
         expected, got = job["c"], got_jobs[index]
-        for i, (row_e, row_g) in enumerate(zip(expected, got)):
-            for j, (e, g) in enumerate(zip(row_e, row_g)):
+        if [len(row) for row in got] != [len(row) for row in expected]:
+            return {"job": index, "label": job["label"], "index": None,
+                    "expected": f"{len(expected)}x{len(expected[0])} elements",
+                    "got": f"rows of lengths {[len(row) for row in got]}"}
+        for i, (row_e, row_g) in enumerate(zip(expected, got, strict=True)):
+            for j, (e, g) in enumerate(zip(row_e, row_g, strict=True)):
                 if e != g:
                     return {"job": index, "label": job["label"], "index": [i, j], "expected": e, "got": g}
     return None
@@ -95,7 +98,14 @@ except ImportError:  # host code above works without cocotb
     cocotb = None
 
 if cocotb is not None:
-    from .harness import BitFlips, CycleLoop, RunFiles, as_unsigned, reset, start_and_reset
+    from .harness import (
+        BitFlips,
+        CycleLoop,
+        RunFiles,
+        as_unsigned,
+        reset,
+        start_and_reset,
+    )
     from .stream import StreamSink, StreamSource
 
     class OperandReadyRule:

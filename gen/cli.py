@@ -101,7 +101,7 @@ def _cmd_generate(args) -> int:
 def _cmd_sim(args) -> int:
     from rich.console import Console
 
-    from sim.runner import DEFAULT_BUILD_ROOT, simulate
+    from sim.runner import DEFAULT_BUILD_ROOT, kind_testbench, simulate
 
     cfg = load_config(args.config)
     print(f"design   {cfg.name}: {cfg.describe()} (config hash {cfg.config_hash()[:12]})", flush=True)
@@ -129,9 +129,7 @@ def _cmd_sim(args) -> int:
         print(f"PASS     {len(jobs)} jobs bit-exact against the golden model")
         return 0
     if run.mismatch is not None:
-        m = run.mismatch
-        where = f"C[{m['index'][0]}][{m['index'][1]}]" if m["index"] is not None else "result"
-        print(f"FAIL     job {m['job']} ({m['label']}): {where}: expected {m['expected']}, got {m['got']}")
+        print(f"FAIL     {kind_testbench(cfg).describe_mismatch(run.mismatch)}")
     elif run.problems:
         print(f"FAIL     {run.problems[0]}")
     else:

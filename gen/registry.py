@@ -7,7 +7,8 @@ Adding a kind means writing five things and listing them here:
   returning derived values for the manifest;
 * the ``hw`` generator it builds;
 * ``sim/golden/<kind>.py`` -- the bit-exact numpy model;
-* ``sim/tb/<kind>.py`` -- ``make_vectors``, ``first_mismatch`` and the cocotb test;
+* ``sim/tb/<kind>.py`` -- ``make_vectors``, ``first_mismatch``, ``describe_mismatch``
+  and the cocotb test;
 * ``docs/<kind>.md`` -- the interface description.
 
 ``gen`` never imports ``sim``: the golden model and testbench are named by module

@@ -56,7 +56,7 @@ def test_sim_reports_first_mismatch_and_exits_1(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(runner, "simulate", fake_simulate)
     assert cli.main(["sim", str(RTL_CONFIGS["tpe_1x1_w4"]), "--vectors", "2"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL     job 11 (random #1 K=3): C[0][0]: expected 5, got -3" in out
+    assert "FAIL     job 11 (random #1 K=3): C[0][0] expected 5, got -3" in out
     assert f"log      {tmp_path / 'sim.log'}" in out
 
 

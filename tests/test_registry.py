@@ -20,7 +20,7 @@ def test_kind_is_complete(kind):
     golden = importlib.import_module(kind.golden)
     assert inspect.getmembers(golden, inspect.isfunction)
     testbench = importlib.import_module(kind.testbench)
-    for function in ("make_vectors", "first_mismatch"):
+    for function in ("make_vectors", "first_mismatch", "describe_mismatch"):
         assert callable(getattr(testbench, function)), function
     assert "seed" in inspect.signature(testbench.make_vectors).parameters
     doc = (ROOT / kind.doc).read_text()

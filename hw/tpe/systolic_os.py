@@ -115,12 +115,12 @@ class SystolicOS(wiring.Component):
 
         for i in range(self.rows):
             for j in range(self.cols):
-                left = skew_a.o[i] if j == 0 else None
-                m.d.comb += [
-                    pe[i][j].a_in.eq(left.a if left is not None else pe[i][j - 1].a_out),
-                    pe[i][j].tag_in.eq(left.tag if left is not None else pe[i][j - 1].tag_out),
-                    pe[i][j].b_in.eq(skew_b.o[j] if i == 0 else pe[i - 1][j].b_out),
-                ]
+                if j == 0:
+                    a_from, tag_from = skew_a.o[i].a, skew_a.o[i].tag
+                else:
+                    a_from, tag_from = pe[i][j - 1].a_out, pe[i][j - 1].tag_out
+                b_from = skew_b.o[j] if i == 0 else pe[i - 1][j].b_out
+                m.d.comb += [pe[i][j].a_in.eq(a_from), pe[i][j].tag_in.eq(tag_from), pe[i][j].b_in.eq(b_from)]
 
         # Drain: results shift up one row per accepted result beat.
         draining = Signal()
@@ -150,7 +150,7 @@ class SystolicOS(wiring.Component):
         for i in range(self.rows):
             for j in range(self.cols):
                 m.d.comb += pe[i][j].drain.eq(shift)
-                if i + 1 < self.rows:
+                if i + 1 < self.rows:  # the bottom row's result_in stays 0
                     m.d.comb += pe[i][j].result_in.eq(pe[i + 1][j].result)
 
         with m.If(job_done):

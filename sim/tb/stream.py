@@ -51,10 +51,6 @@ class StreamSource:
         self.queue.append(beat)
 
     @property
-    def idle(self) -> bool:
-        return self._offered is None and not self.queue
-
-    @property
     def offered(self) -> dict | None:
         """The beat on offer this cycle (valid high), if any."""
         return self._offered

@@ -23,10 +23,11 @@ test: $(STAMP)
 
 venv: $(STAMP)
 
-# C++ toolchain for Verilator models and venv support; installed with apt-get only if missing.
+# C++ toolchain for Verilator models, Yosys for `npuforge synth`, and venv support;
+# installed with apt-get only if missing.
 sysdeps:
 	@missing=""; \
-	for tool in make g++ perl; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for tool in make g++ perl yosys; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	$(PYTHON) -c "import venv, ensurepip" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gen.config import load_config, parse_config_data  # noqa: E402
 from gen.elaborate import elaborate  # noqa: E402
-from sim.runner import build, kind_testbench, run  # noqa: E402
+from npuforge.registry import sim_testbench  # noqa: E402
+from sim.runner import build, run  # noqa: E402
 
 REPEATS = 3  # cycles/s and run time are medians of this many runs
 
@@ -35,10 +36,10 @@ def measure(cfg, root: Path, jobs: int) -> dict:
     assert not model.reused
     figures = {"elaborate_s": elaborate_s, "build_s": model.seconds}
     for label, ready in (("full", 1.0), ("backpressure", 0.5)):
-        vectors = kind_testbench(cfg).make_vectors(cfg, seed=1, n_random=jobs, ready_prob=ready)
+        vectors = sim_testbench(cfg).make_vectors(cfg, seed=1, n_random=jobs, ready_prob=ready)
         speeds, walls = [], []
         for repeat in range(REPEATS):
-            result = run(model, vectors, root / f"run-{label}-{repeat}")
+            result = run(model, sim_testbench(cfg), vectors, root / f"run-{label}-{repeat}")
             assert result.ok, result.mismatch
             speeds.append(result.results["cycles"] / result.results["loop_seconds"])
             walls.append(result.seconds)

@@ -1,4 +1,4 @@
-"""Configs, elaboration to Verilog, manifests and the ``npuforge`` command line.
+"""Configs, elaboration to Verilog and manifests (the command line is one floor up, in ``npuforge``).
 
 ``gen`` turns a YAML config into hardware: it validates the config against the
 kind's pydantic model, builds the ``hw`` component, converts it to Verilog with

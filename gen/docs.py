@@ -17,7 +17,10 @@ def _show_default(field) -> str:
     if field.is_required():
         return "required"
     if field.default is None:
-        return "derived" if "Default:" in (field.description or "") else "none"
+        if "Default:" in (field.description or ""):
+            return "derived"
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        return "per arch" if extra.get("per_arch") else "none"
     if field.default is PydanticUndefined:
         return "required"
     if isinstance(field.default, bool):

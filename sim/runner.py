@@ -18,7 +18,6 @@ models whose Verilog changed. Builds of the same config from parallel processes
 
 import fcntl
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -27,13 +26,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from gen.config.base import KindConfig
 from gen.emit import generate
 from gen.errors import ToolError
 from gen.lint import SUPPRESSED_WARNINGS
 from gen.manifest import MANIFEST_NAME, verilog_filename
-from gen.registry import kind_of
 from gen.toolchain import apply_verilator_env, require_build_tools, verilator_version
 
 from .tb.harness import ENV_MANIFEST, ENV_RESULTS, ENV_VECTORS
@@ -58,7 +57,7 @@ def build_args() -> list[str]:
 
 
 def build_dir_for(cfg: KindConfig, build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
-    return Path(build_root) / f"{cfg.name}-{cfg.config_hash()[:12]}"
+    return Path(build_root) / cfg.build_name()
 
 
 @dataclass
@@ -165,10 +164,6 @@ class RunResult:
         return path if path.exists() else None
 
 
-def kind_testbench(cfg: KindConfig):
-    return importlib.import_module(kind_of(cfg).testbench)
-
-
 def _run_cocotb(built: Build, test_module: str, vectors: dict, run_dir: Path):
     """Run one cocotb test module; return (results dict, cocotb failed?, problems, seconds)."""
     from cocotb_tools.runner import get_results
@@ -217,9 +212,13 @@ def _run_cocotb(built: Build, test_module: str, vectors: dict, run_dir: Path):
     return results, cocotb_failed, problems, seconds
 
 
-def run(built: Build, vectors: dict, run_dir: Path) -> RunResult:
-    """Run the kind's testbench on ``built`` with ``vectors``; files land in ``run_dir``."""
-    module = kind_testbench(built.config)
+def run(built: Build, testbench: ModuleType, vectors: dict, run_dir: Path) -> RunResult:
+    """Run ``testbench`` (the kind's testbench module) on ``built`` with ``vectors``; files land in ``run_dir``.
+
+    The caller names the testbench (``npuforge.registry.sim_testbench``): the
+    simulation layer does not know which kinds exist.
+    """
+    module = testbench
     results, cocotb_failed, problems, seconds = _run_cocotb(built, module.__name__, vectors, run_dir)
     mismatch = module.first_mismatch(vectors, results) if results else None
     problems += results.get("protocol_errors", [])
@@ -242,18 +241,18 @@ class Simulation:
     run: RunResult
 
 
-def simulate(cfg: KindConfig, *, seed: int = 1, n_random: int = 20, valid_prob: float = 1.0,
+def simulate(cfg: KindConfig, testbench: ModuleType, *, seed: int = 1, n_random: int = 20, valid_prob: float = 1.0,
              ready_prob: float = 1.0, waves: bool = False, build_root: Path = DEFAULT_BUILD_ROOT,
              run_dir: Path | None = None, on_step=lambda message: None) -> Simulation:
-    """Build (or reuse) the model of ``cfg``, make vectors with the kind's testbench, run them.
+    """Build (or reuse) the model of ``cfg``, make vectors with ``testbench``, run them.
 
     ``on_step(message)`` is called before each step (for progress display).
     """
     on_step(f"building {cfg.name} (elaboration, then Verilator if the Verilog changed)")
     built = build(cfg, build_root=build_root, waves=waves)
     on_step(f"simulating {cfg.name}")
-    vectors = kind_testbench(cfg).make_vectors(cfg, seed=seed, n_random=n_random,
+    vectors = testbench.make_vectors(cfg, seed=seed, n_random=n_random,
                                                valid_prob=valid_prob, ready_prob=ready_prob)
     if run_dir is None:
         run_dir = built.root / "runs" / f"seed{seed}-n{n_random}{'-waves' if waves else ''}"
-    return Simulation(build=built, run=run(built, vectors, run_dir))
+    return Simulation(build=built, run=run(built, testbench, vectors, run_dir))

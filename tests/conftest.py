@@ -13,17 +13,31 @@ from gen.config import load_config
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = ROOT / "build" / "tests"
 
-#: name -> config file. Shapes 1x1, 3x5, 8x8, a single row and a single column;
-#: widths 4, 5, 8, 16 signed and 6, 8 unsigned.
+_TESTS = ROOT / "tests" / "configs"
+
+#: name -> config file. Every architecture at two sizes, signed and unsigned.
+#: systolic_os: shapes 1x1, 3x5, 8x8, a single row and a single column; widths
+#: 4, 5, 8, 16 signed and 6, 8 unsigned; both result_buffers settings.
 RTL_CONFIGS = {
-    "tpe_1x4_u6": ROOT / "tests" / "configs" / "tpe_1x4_u6.yaml",
-    "tpe_5x1_w5": ROOT / "tests" / "configs" / "tpe_5x1_w5.yaml",
-    "tpe_1x1_w4": ROOT / "tests" / "configs" / "tpe_1x1_w4.yaml",
-    "tpe_3x5_w8": ROOT / "tests" / "configs" / "tpe_3x5_w8.yaml",
-    "tpe_3x5_w16": ROOT / "tests" / "configs" / "tpe_3x5_w16.yaml",
-    "tpe_4x3_u8": ROOT / "tests" / "configs" / "tpe_4x3_u8.yaml",
+    "tpe_1x4_u6": _TESTS / "tpe_1x4_u6.yaml",
+    "tpe_5x1_w5": _TESTS / "tpe_5x1_w5.yaml",
+    "tpe_1x1_w4": _TESTS / "tpe_1x1_w4.yaml",
+    "tpe_3x5_w8": _TESTS / "tpe_3x5_w8.yaml",
+    "tpe_3x5_w16": _TESTS / "tpe_3x5_w16.yaml",
+    "tpe_4x3_u8": _TESTS / "tpe_4x3_u8.yaml",
     "os_8x8": ROOT / "configs" / "os_8x8.yaml",
+    "ws_3x4_s8": _TESTS / "ws_3x4_s8.yaml",
+    "ws_4x2_u6": _TESTS / "ws_4x2_u6.yaml",
+    "cube_2x3x4_s8": _TESTS / "cube_2x3x4_s8.yaml",
+    "cube_3x2x2_u5": _TESTS / "cube_3x2x2_u5.yaml",
+    "tree_4x8_s8": _TESTS / "tree_4x8_s8.yaml",
+    "tree_3x4_u7": _TESTS / "tree_3x4_u7.yaml",
+    "m2d_3x4_s8": _TESTS / "m2d_3x4_s8.yaml",
+    "m2d_4x2_u4": _TESTS / "m2d_4x2_u4.yaml",
 }
+
+#: One config per architecture (and per systolic_os readout), for the slower scenarios.
+ONE_PER_ARCH = ("tpe_3x5_w8", "tpe_5x1_w5", "ws_3x4_s8", "cube_2x3x4_s8", "tree_3x4_u7", "m2d_4x2_u4")
 
 
 def per_config(*names):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import BUILD_ROOT, ROOT, RTL_CONFIGS, per_config
 
-from gen import cli
+from npuforge import cli
 from sim import runner
 
 
@@ -21,11 +21,12 @@ def _npuforge(*args, cwd=ROOT):
 
 @per_config("tpe_1x1_w4")
 def test_sim_command_passes_and_summarises(config_name):
-    done = _npuforge("sim", RTL_CONFIGS[config_name], "--vectors", "5", "--seed", "9", "--ready-prob", "0.6")
+    done = _npuforge("sim", RTL_CONFIGS[config_name], "--vectors", "5", "--seed", "9", "--valid-prob", "0.6")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "PASS     15 jobs bit-exact" in out  # 10 edge cases + 5 random
-    assert "latency 3 cycles" in out  # rows + cols + 1
+    assert "latency 4 cycles (documented 4)" in out  # cols + 3 with two result buffers
+    assert "useful MACs / (1 MAC units x " in out
     assert f"{BUILD_ROOT}/tpe_1x1_w4-" in out
 
 
@@ -43,14 +44,14 @@ def test_generate_and_validate_commands(tmp_path):
 
 def test_sim_reports_first_mismatch_and_exits_1(monkeypatch, capsys, tmp_path):
     """The report format on failure (the detection itself is tested in test_tpe_rtl.py)."""
-    def fake_simulate(cfg, **kwargs):
+    def fake_simulate(cfg, testbench, **kwargs):
         vectors = {"jobs": [{"label": f"job{i}"} for i in range(12)]}
         result = runner.RunResult(
-            run_dir=tmp_path, vectors=vectors, results={"cycles": 99, "latency": [3]},
+            run_dir=tmp_path, vectors=vectors, results={},
             mismatch={"job": 11, "label": "random #1 K=3", "index": [0, 0], "expected": 5, "got": -3},
             cocotb_failed=True, seconds=0.1)
         model = runner.Build(config=cfg, root=tmp_path, rtl_dir=tmp_path, sim_dir=tmp_path,
-                             manifest={"top": cfg.name}, waves=False, reused=True, seconds=0.0)
+                             manifest={"top": cfg.name, "parameters": {}}, waves=False, reused=True, seconds=0.0)
         return runner.Simulation(build=model, run=result)
 
     monkeypatch.setattr(runner, "simulate", fake_simulate)
@@ -66,7 +67,7 @@ def test_missing_config_file_is_one_line(capsys):
     assert err == "npuforge: error: no/such.yaml: cannot read: No such file or directory\n"
 
 
-@pytest.mark.parametrize("module", ["gen.cli"])
+@pytest.mark.parametrize("module", ["npuforge"])
 def test_module_entry_point(module):
     done = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("npuforge ")

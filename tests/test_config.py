@@ -7,7 +7,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gen.cli import main
+from npuforge.cli import main
 from gen.config import load_config, parse_config_data, parse_config_text
 from gen.errors import ConfigError
 
@@ -53,7 +53,19 @@ REJECTED = [
     (_with(k_max=70000), ["k_max", "got 70000", "from 1 to 65536"]),
     (_with(acc_width=16), ["acc_width", "got 16", "from 22 to 64", "minimum for k_max=64"]),
     (_with(acc_width=65), ["acc_width", "got 65", "from 1 to 64"]),
-    (_with(arch="cube"), ["arch", "got 'cube'", "one of 'systolic_os'"]),
+    (_with(arch="tpu"), ["arch", "got 'tpu'", "one of 'systolic_os', 'systolic_ws', 'cube'"]),
+    (_with(arch="cube"), ["depth", "missing required key for arch 'cube'", "an integer from 1 to 64"]),
+    (_with(arch="systolic_ws"), ["k_max", "got 64", "no 'k_max' with arch 'systolic_ws'",
+                                 "takes the keys kind, name, arch, rows, cols, operand, acc_width"]),
+    (_with(arch="adder_tree", k_tile=8), ["rows", "got 8", "no 'rows' with arch 'adder_tree'",
+                                         "cols, k_tile, k_max"]),
+    (_with(arch="adder_tree", rows=_DROP), ["k_tile", "missing required key for arch 'adder_tree'"]),
+    (_with(depth=4), ["depth", "no 'depth' with arch 'systolic_os'", "rows, cols, k_max, result_buffers"]),
+    (_with(arch="matrix2d", result_buffers=2), ["result_buffers", "no 'result_buffers' with arch 'matrix2d'"]),
+    (_with(result_buffers=3), ["result_buffers", "got 3", "one of 1, 2"]),
+    (_with(k_max=_DROP), ["k_max", "missing required key for arch 'systolic_os'", "from 1 to 65536"]),
+    (_with(arch="systolic_ws", k_max=_DROP, rows=4, acc_width=17),
+     ["acc_width", "got 17", "from 18 to 64", "minimum for rows=4"]),
     (_with(kind="tpu"), ["kind", "got 'tpu'", "one of 'tpe'"]),
     (_with(kind=_DROP), ["kind", "missing", "one of 'tpe'"]),
     (_with(kind=3), ["kind", "got 3", "one of 'tpe'"]),
@@ -166,6 +178,16 @@ def test_defaults_are_filled_and_hash_ignores_key_order():
     assert implicit.normalized() == explicit.normalized()
     assert implicit.config_hash() == explicit.config_hash()
     assert parse_config_data(_with(rows=7), "c").config_hash() != explicit.config_hash()
+    assert implicit.normalized()["result_buffers"] == 2
+    assert parse_config_data({**GOOD, "result_buffers": 2}, "d").config_hash() == explicit.config_hash()
+
+
+def test_normalised_config_lists_only_the_keys_of_its_arch():
+    ws = parse_config_data(_with(arch="systolic_ws", k_max=_DROP), "ws")
+    assert sorted(ws.normalized()) == ["acc_width", "arch", "cols", "kind", "name", "operand", "rows"]
+    assert ws.acc_width == 19 and ws.k_bound == 8  # 8 * (-128)**2 = 2**17 needs 19 signed bits
+    tree = parse_config_data(_with(arch="adder_tree", rows=_DROP, k_tile=16), "tree")
+    assert "rows" not in tree.normalized() and tree.c_rows == 1 and tree.k_tile == 16
 
 
 def test_wider_accumulator_is_kept():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, RTL_CONFIGS
 
-from gen.cli import main
+from npuforge.cli import main
 from gen.config import load_config
 from gen.emit import generate
 from gen.lint import lint
@@ -30,7 +30,7 @@ def test_same_config_gives_identical_bytes_across_processes(tmp_path, small_cfg)
     first = generate(small_cfg, tmp_path / "a").out_dir
     # A second process, another working directory, another hash seed and output path.
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    subprocess.run([sys.executable, "-m", "gen.cli", "generate", str(RTL_CONFIGS["tpe_3x5_w8"]),
+    subprocess.run([sys.executable, "-m", "npuforge", "generate", str(RTL_CONFIGS["tpe_3x5_w8"]),
                     "-o", str(tmp_path / "deep" / "b")], cwd=tmp_path, env=env, check=True,
                    capture_output=True)
     assert _files(first) == _files(tmp_path / "deep" / "b")
@@ -72,7 +72,10 @@ def test_manifest_describes_the_design(tmp_path):
     assert manifest["config"] == cfg.normalized() and manifest["config_hash"] == cfg.config_hash()
     assert manifest["files"] == [{"path": "tpe_3x5_w8.v", "sha256": hashlib.sha256(verilog.encode()).hexdigest()}]
     # 32 * (-128)**2 = 2**19 needs 21 signed bits.
-    assert manifest["parameters"] == {"acc_width": 21, "latency": 9, "job_interval": 12}
+    assert manifest["parameters"] == {
+        "acc_width": 21, "k_max": 32, "latency": 9, "job_interval": 12, "mac_units": 15,
+        "job": {"format": "k_steps", "steps_per_beat": 1, "c_rows": 3},
+        "flow_control": "hold_last_until_drained"}
 
     ports = {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]}
     # operands: 3 + 5 operands of 8 bits and last; results: 5 accumulators of 21 bits and last.

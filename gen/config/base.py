@@ -78,6 +78,10 @@ class KindConfig(StrictModel):
         """The config with every default and derived value filled in, as JSON-able data."""
         return self.model_dump(mode="json")
 
+    def build_name(self) -> str:
+        """``<name>-<first 12 hex digits of the config hash>``: names this config's build directory."""
+        return f"{self.name}-{self.config_hash()[:12]}"
+
     def config_hash(self) -> str:
         """sha256 of the normalised config in canonical JSON (sorted keys, no spaces)."""
         canonical = json.dumps(self.normalized(), sort_keys=True, separators=(",", ":"))

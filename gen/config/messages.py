@@ -65,7 +65,7 @@ def describe_field(field: FieldInfo) -> str:
         return str(extra["allowed"])
     annotation, optional = _strip_optional(field.annotation)
     text = _describe_type(annotation, field.metadata)
-    if optional:
+    if optional and not extra.get("per_arch"):
         text += " (or leave it out for the default)"
     return text
 
@@ -133,6 +133,9 @@ def format_validation_error(error: ValidationError, model: type[BaseModel], sour
     elif kind == "missing":
         allowed = describe_field(field) if field is not None else "a value"
         line = f"{source}: {path}: missing required key; allowed: {allowed}"
+    elif kind == "missing_for_arch":
+        allowed = describe_field(field) if field else "a value"
+        line = f"{source}: {path}: missing required key for arch '{first['ctx']['arch']}'; allowed: {allowed}"
     elif kind in ("value_error", "assertion_error"):
         cause = first.get("ctx", {}).get("error")
         allowed = str(cause) if cause is not None else first["msg"]

@@ -1,40 +1,68 @@
 """The streaming interface shared by every tensor processing engine.
 
-An engine computes ``C = A @ B`` for ``A`` of shape ``(rows, K)`` and ``B`` of
-shape ``(K, cols)``, with ``1 <= K <= k_max`` chosen per job by the stream itself.
+An engine computes ``C = A @ B`` for ``A`` of shape ``(R, K)`` and ``B`` of
+shape ``(K, cols)``. How a job is cut into operand beats depends on the
+architecture; two beat formats exist, and the manifest records which one an
+engine uses (``parameters.job.format``) so one testbench drives them all.
 
-``operands`` (input stream, one beat per reduction step ``k``)
-    ``a``    -- column ``k`` of ``A``: ``rows`` operands, element ``i`` is ``A[i, k]``
-    ``b``    -- row ``k`` of ``B``: ``cols`` operands, element ``j`` is ``B[k, j]``
-    ``last`` -- set on the beat with ``k = K - 1``; it ends the job
+``k_steps`` (``systolic_os``, ``matrix2d``, ``cube``, ``adder_tree``): ``R`` is
+fixed (the engine's ``rows``); one beat carries ``steps`` consecutive reduction
+steps ``k0 .. k0+steps-1``:
 
-``results`` (output stream, one beat per row of ``C``, ``rows`` beats per job)
+    ``a``    -- ``rows * steps`` operands; element ``s*rows + i`` is ``A[i, k0+s]``
+    ``b``    -- ``cols * steps`` operands; element ``s*cols + j`` is ``B[k0+s, j]``
+    ``last`` -- set on the job's final beat
+
+A job of ``K`` steps takes ``ceil(K / steps)`` beats; the steps past ``K`` in
+the final beat carry zeros (a zero step adds nothing).
+
+``weights_then_rows`` (``systolic_ws``): ``K <= rows`` weight beats, then ``R``
+activation beats (``R`` chosen per job by ``last``):
+
+    ``load`` -- 1 on a weight beat: ``b[j] = B[k, j]`` for the job's ``k``-th weight beat
+    ``a``    -- on an activation beat, row ``m`` of ``A``: ``a[k] = A[m, k]`` (``k < rows``)
+    ``b``    -- weight row (weight beats only)
+    ``last`` -- set on the job's final activation beat
+
+``results`` (every engine: one beat per row of ``C``, row 0 first)
     ``c``    -- row ``i`` of ``C``: ``cols`` accumulators, element ``j`` is ``C[i, j]``
-    ``last`` -- set on the beat carrying row ``rows - 1``
+    ``last`` -- set on the beat carrying the job's final row
 
 Both streams follow :mod:`amaranth.lib.stream` rules: a beat moves on a rising
 clock edge where ``valid`` and ``ready`` are both high; a producer that raised
 ``valid`` keeps it and the payload stable until the beat moves. Jobs follow each
-other with no reset and no gap required. Every architecture (output- and
-weight-stationary systolic, 3D cube, adder tree, 2D matrix) uses this interface
-unchanged, so testbenches and wrappers are shared.
+other with no reset and no gap required.
 """
 
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+#: Control that travels with an operand through a pipeline: ``valid`` marks a
+#: real operand (not a bubble), ``first``/``last`` the first/last step of a job.
+StepTag = data.StructLayout({"valid": unsigned(1), "first": unsigned(1), "last": unsigned(1)})
 
-def operand_beat_layout(rows: int, cols: int, operand_shape: Shape) -> data.StructLayout:
-    """Payload of one ``operands`` beat (see module docstring)."""
+
+def operand_beat_layout(rows: int, cols: int, operand_shape, steps: int = 1) -> data.StructLayout:
+    """Payload of one ``k_steps`` operand beat (see module docstring)."""
     return data.StructLayout({
-        "a": data.ArrayLayout(operand_shape, rows),
-        "b": data.ArrayLayout(operand_shape, cols),
+        "a": data.ArrayLayout(operand_shape, rows * steps),
+        "b": data.ArrayLayout(operand_shape, cols * steps),
         "last": unsigned(1),
     })
 
 
-def result_beat_layout(cols: int, acc_shape: Shape) -> data.StructLayout:
+def weight_row_beat_layout(rows: int, cols: int, operand_shape) -> data.StructLayout:
+    """Payload of one ``weights_then_rows`` operand beat (see module docstring)."""
+    return data.StructLayout({
+        "a": data.ArrayLayout(operand_shape, rows),
+        "b": data.ArrayLayout(operand_shape, cols),
+        "load": unsigned(1),
+        "last": unsigned(1),
+    })
+
+
+def result_beat_layout(cols: int, acc_shape) -> data.StructLayout:
     """Payload of one ``results`` beat (see module docstring)."""
     return data.StructLayout({
         "c": data.ArrayLayout(acc_shape, cols),
@@ -47,11 +75,10 @@ def accumulator_shape(acc_width: int, operands_signed: bool) -> Shape:
     return signed(acc_width) if operands_signed else unsigned(acc_width)
 
 
-def engine_signature(rows: int, cols: int, operand_shape: Shape, acc_width: int) -> wiring.Signature:
-    """Signature of a tensor processing engine (see module docstring)."""
-    operand_shape = Shape.cast(operand_shape)
-    acc_shape = accumulator_shape(acc_width, operand_shape.signed)
+def engine_signature(operand_layout: data.Layout, cols: int, operand_shape, acc_width: int) -> wiring.Signature:
+    """Signature of a tensor processing engine: ``operands`` in, ``results`` out."""
+    acc_shape = accumulator_shape(acc_width, Shape.cast(operand_shape).signed)
     return wiring.Signature({
-        "operands": In(stream.Signature(operand_beat_layout(rows, cols, operand_shape))),
+        "operands": In(stream.Signature(operand_layout)),
         "results": Out(stream.Signature(result_beat_layout(cols, acc_shape))),
     })

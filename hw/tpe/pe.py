@@ -1,14 +1,12 @@
 """Processing element of an output-stationary systolic array."""
 
-from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
-from amaranth.lib import data, wiring
+from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .interface import accumulator_shape
+from .interface import StepTag, accumulator_shape
 
-#: Control that travels with the ``A`` operand: ``valid`` marks a real operand
-#: (not a bubble), ``first``/``last`` mark the first/last reduction step of a job.
-StepTag = data.StructLayout({"valid": unsigned(1), "first": unsigned(1), "last": unsigned(1)})
+READOUTS = ("shift", "bus")
 
 
 class OutputStationaryPE(wiring.Component):
@@ -21,11 +19,18 @@ class OutputStationaryPE(wiring.Component):
       array's edge leaves out the registers nobody reads (see ``forward``), so
       every register is a real fault site.
     * When ``tag_in.valid``: ``acc <= (0 if tag_in.first else acc) + a_in * b_in``,
-      wrapped to ``acc_width`` bits. When ``tag_in.last`` is also set, the same
-      sum is written to ``result`` so the accumulator is free for the next job.
-    * When ``drain``: ``result <= result_in``. The array uses this to shift
-      finished results up one row per output beat. ``drain`` wins over a capture;
-      the array never asks for both in the same cycle.
+      wrapped to ``acc_width`` bits.
+
+    How a finished sum leaves the PE depends on ``readout``:
+
+    * ``"shift"``: when ``tag_in.last`` is also set, the sum is written to
+      ``result`` so the accumulator is free for the next job. When ``drain``:
+      ``result <= result_in``; the array shifts finished results up one row per
+      output beat this way. ``drain`` wins over a capture; the array never asks
+      for both in the same cycle.
+    * ``"bus"``: ``done`` is high for the one cycle after a job's last step, in
+      which ``acc`` still holds the finished sum (the next job's first step
+      overwrites it at the end of that cycle). The array reads it then.
 
     Parameters
     ----------
@@ -36,23 +41,30 @@ class OutputStationaryPE(wiring.Component):
     forward : set of str
         Which of ``"a"``, ``"b"``, ``"tag"`` this PE passes on; the ``*_out``
         ports of the others do not exist.
+    readout : str
+        ``"shift"`` or ``"bus"`` (above).
     """
 
-    def __init__(self, operand_shape, acc_width: int, *, forward=frozenset({"a", "b", "tag"})):
+    def __init__(self, operand_shape, acc_width: int, *, forward=frozenset({"a", "b", "tag"}),
+                 readout: str = "shift"):
         self._operand_shape = Shape.cast(operand_shape)
         self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
         self._forward = frozenset(forward)
         unknown = self._forward - {"a", "b", "tag"}
         if unknown:
             raise ValueError(f"forward: unknown members {sorted(unknown)}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout: {readout!r} is not one of {READOUTS}")
+        self._readout = readout
         members = {
             "a_in": In(self._operand_shape),
             "b_in": In(self._operand_shape),
             "tag_in": In(StepTag),
-            "drain": In(1),
-            "result_in": In(self._acc_shape),
-            "result": Out(self._acc_shape),
         }
+        if readout == "shift":
+            members |= {"drain": In(1), "result_in": In(self._acc_shape), "result": Out(self._acc_shape)}
+        else:
+            members |= {"done": Out(1), "acc": Out(self._acc_shape)}
         outputs = {"a": self._operand_shape, "b": self._operand_shape, "tag": StepTag}
         for name in sorted(self._forward):
             members[f"{name}_out"] = Out(outputs[name])
@@ -61,7 +73,7 @@ class OutputStationaryPE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        acc = Signal(self._acc_shape)
+        acc = self.acc if self._readout == "bus" else Signal(self._acc_shape, name="acc")
         # Assigning to a narrower signal wraps modulo 2**acc_width, which is the
         # documented behaviour (and the golden model's) if K exceeds k_max.
         total = Signal(self._acc_shape)
@@ -71,8 +83,11 @@ class OutputStationaryPE(wiring.Component):
             m.d.sync += getattr(self, f"{name}_out").eq(getattr(self, f"{name}_in"))
         with m.If(self.tag_in.valid):
             m.d.sync += acc.eq(total)
-            with m.If(self.tag_in.last):
+        if self._readout == "bus":
+            m.d.sync += self.done.eq(self.tag_in.valid & self.tag_in.last)
+        else:
+            with m.If(self.tag_in.valid & self.tag_in.last):
                 m.d.sync += self.result.eq(total)
-        with m.If(self.drain):
-            m.d.sync += self.result.eq(self.result_in)
+            with m.If(self.drain):
+                m.d.sync += self.result.eq(self.result_in)
         return m

@@ -39,3 +39,31 @@ class SkewBuffer(wiring.Component):
                 previous = reg
             m.d.comb += self.o[lane].eq(previous)
         return m
+
+
+class DelayLine(wiring.Component):
+    """Delays ``i`` by ``stages`` clock cycles through registers ``stage_0`` .. ``stage_<n-1>``.
+
+    Parameters
+    ----------
+    shape : ShapeLike
+        Shape of the delayed value (a plain shape or a layout).
+    stages : int
+        Number of registers, at least 1.
+    """
+
+    def __init__(self, shape, stages: int):
+        if stages < 1:
+            raise ValueError(f"a delay line needs at least one stage, not {stages}")
+        self._shape, self._stages = shape, stages
+        super().__init__({"i": In(shape), "o": Out(shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        previous = self.i
+        for stage in range(self._stages):
+            reg = Signal(self._shape, name=f"stage_{stage}")
+            m.d.sync += reg.eq(previous)
+            previous = reg
+        m.d.comb += self.o.eq(previous)
+        return m

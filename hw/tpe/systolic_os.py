@@ -1,11 +1,15 @@
 """Output-stationary systolic array."""
 
-from amaranth.hdl import Module, Shape, Signal
+from functools import reduce
+from operator import or_
+
+from amaranth.hdl import EnableInserter, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, wiring
 
-from .interface import engine_signature
-from .pe import OutputStationaryPE, StepTag
-from .skew import SkewBuffer
+from .interface import StepTag, accumulator_shape, engine_signature, operand_beat_layout, result_beat_layout
+from .pe import OutputStationaryPE
+from .rowbuffer import RowBuffer
+from .skew import DelayLine, SkewBuffer
 
 
 class SystolicOS(wiring.Component):
@@ -16,22 +20,30 @@ class SystolicOS(wiring.Component):
     PE ``(i, j)`` in the ``i + j + 1``-th cycle after the one in which step ``k``
     was accepted (one input register, then one hop per PE). Each PE keeps
     ``C[i, j]``. A step tag (valid/first/last) travels with ``A``; bubbles carry
-    ``valid = 0``, so the array advances every cycle and never stalls.
+    ``valid = 0``. One operand beat is one reduction step (format ``k_steps``).
 
-    When the last step of a job has left PE ``(rows-1, cols-1)``, every PE holds
-    its result and the array drains them as ``rows`` result beats, row 0 first,
-    by shifting the result registers up one row per accepted beat.
+    ``result_buffers`` chooses how finished results leave:
 
-    Flow control: at most one finished job waits in the result registers. The
-    ``last`` beat of the next job is held off (``operands.ready`` low while
-    ``operands.payload.last`` is high) until that job has fully drained; all
-    other beats are accepted at once, so the next job's reduction overlaps the
-    previous job's drain.
+    ``1`` -- *drain by shifting.* When the last step of a job has left PE
+    ``(rows-1, cols-1)``, every PE holds its result in a result register and the
+    array drains them as ``rows`` result beats, row 0 first, by shifting the
+    result registers up one row per accepted beat. At most one finished job
+    waits there, so the ``last`` beat of the next job is held off
+    (``operands.ready`` low while ``operands.payload.last`` is high) until that
+    job has fully drained. The array itself never stalls. Back to back, a job
+    occupies ``max(K, 2*rows + cols + 1)`` operand-stream cycles.
 
-    Timing (cycles, sink always ready): the first result beat is valid
-    :attr:`latency` cycles after the cycle in which the job's last operand beat
-    moved; one result beat per cycle follows. Back to back, a job occupies
-    ``max(K, 2*rows + cols + 1)`` cycles of the operand stream.
+    ``2`` -- *stream by column buses.* The accumulators are the first buffer:
+    in the cycle after a job's last step passed PE ``(i, j)``, its accumulator
+    still holds ``C[i, j]`` and a per-column bus reads it, so row ``i`` of
+    column ``j`` leaves ``i + j`` cycles after row 0 of column 0 (a wavefront).
+    A de-skew buffer delays column ``j`` by ``cols - 1 - j`` more cycles so whole
+    rows line up, and a two-row :class:`RowBuffer` is the second buffer. The
+    array, skew and de-skew registers advance only while that buffer has room
+    (a clock enable), so backpressure holds everything in place instead of
+    losing results. A job's ``last`` beat must follow the previous one by at
+    least ``rows`` cycles (each column bus carries one row per cycle), so back
+    to back a job occupies ``max(K, rows)`` cycles.
 
     Parameters
     ----------
@@ -42,26 +54,48 @@ class SystolicOS(wiring.Component):
     acc_width : int
         Accumulator width. The caller chooses it wide enough for its ``k_max``
         (see :func:`hw.arith.accumulator_width`); longer jobs wrap.
+    result_buffers : int
+        ``1`` or ``2`` (above).
     """
 
-    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int):
+    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int, *, result_buffers: int = 2):
         if rows < 1 or cols < 1:
             raise ValueError(f"array size must be at least 1x1, not {rows}x{cols}")
+        if result_buffers not in (1, 2):
+            raise ValueError(f"result_buffers must be 1 or 2, not {result_buffers}")
         self.rows = rows
         self.cols = cols
         self.operand_shape = Shape.cast(operand_shape)
         self.acc_width = acc_width
-        super().__init__(engine_signature(rows, cols, self.operand_shape, acc_width))
+        self.result_buffers = result_buffers
+        super().__init__(engine_signature(operand_beat_layout(rows, cols, self.operand_shape),
+                                          cols, self.operand_shape, acc_width))
 
     @property
     def latency(self) -> int:
-        """Cycles from the last operand beat's transfer to the first result beat's ``valid``."""
-        return self.rows + self.cols + 1
+        """Cycles from the last operand beat's transfer to the first result beat's ``valid`` (sink ready)."""
+        if self.result_buffers == 1:
+            return self.rows + self.cols + 1
+        return self.cols + 3
 
     @property
     def job_interval(self) -> int:
         """Fewest operand-stream cycles a job occupies when jobs run back to back (for K small)."""
-        return 2 * self.rows + self.cols + 1
+        if self.result_buffers == 1:
+            return 2 * self.rows + self.cols + 1
+        return self.rows
+
+    @property
+    def mac_units(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def job(self) -> dict:
+        return {"format": "k_steps", "steps_per_beat": 1, "c_rows": self.rows}
+
+    @property
+    def flow_control(self) -> str:
+        return "hold_last_until_drained" if self.result_buffers == 1 else "stall"
 
     def _forwarded(self, i: int, j: int) -> set[str]:
         """What PE ``(i, j)`` passes on: only what a neighbour (or the drain logic) reads."""
@@ -70,25 +104,59 @@ class SystolicOS(wiring.Component):
             forward |= {"a", "tag"}
         if i + 1 < self.rows:
             forward.add("b")
-        if (i, j) == (self.rows - 1, self.cols - 1):
+        if self.result_buffers == 1 and (i, j) == (self.rows - 1, self.cols - 1):
             forward.add("tag")  # its tag tells the drain logic that a job is complete
         return forward
 
-    def elaborate(self, platform):
-        m = Module()
-        ops, res = self.operands, self.results
+    def _grid(self, m: Module, enable=None):
+        """Skew buffers and PEs, wired; returns (skew_a, skew_b, pe)."""
+        readout = "shift" if self.result_buffers == 1 else "bus"
+
+        def add(name, component):
+            m.submodules[name] = component if enable is None else EnableInserter(enable)(component)
+            return component
 
         a_lane = data.StructLayout({"a": self.operand_shape, "tag": StepTag})
-        m.submodules.skew_a = skew_a = SkewBuffer(self.rows, a_lane)
-        m.submodules.skew_b = skew_b = SkewBuffer(self.cols, self.operand_shape)
-
-        pe = [[OutputStationaryPE(self.operand_shape, self.acc_width,
-                                  forward=self._forwarded(i, j))
+        skew_a = add("skew_a", SkewBuffer(self.rows, a_lane))
+        skew_b = add("skew_b", SkewBuffer(self.cols, self.operand_shape))
+        pe = [[OutputStationaryPE(self.operand_shape, self.acc_width, forward=self._forwarded(i, j),
+                                  readout=readout)
                for j in range(self.cols)]
               for i in range(self.rows)]
         for i in range(self.rows):
             for j in range(self.cols):
-                m.submodules[f"pe_{i}_{j}"] = pe[i][j]
+                add(f"pe_{i}_{j}", pe[i][j])
+                if j == 0:
+                    a_from, tag_from = skew_a.o[i].a, skew_a.o[i].tag
+                else:
+                    a_from, tag_from = pe[i][j - 1].a_out, pe[i][j - 1].tag_out
+                b_from = skew_b.o[j] if i == 0 else pe[i - 1][j].b_out
+                m.d.comb += [pe[i][j].a_in.eq(a_from), pe[i][j].tag_in.eq(tag_from), pe[i][j].b_in.eq(b_from)]
+        return skew_a, skew_b, pe
+
+    def _feed(self, m: Module, skew_a, skew_b, accept, in_job) -> None:
+        ops = self.operands
+        for i in range(self.rows):
+            m.d.comb += [
+                skew_a.i[i].a.eq(ops.p.a[i]),
+                skew_a.i[i].tag.valid.eq(accept),
+                skew_a.i[i].tag.first.eq(~in_job),
+                skew_a.i[i].tag.last.eq(ops.p.last),
+            ]
+        for j in range(self.cols):
+            m.d.comb += skew_b.i[j].eq(ops.p.b[j])
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.result_buffers == 1:
+            self._elaborate_shift_drain(m)
+        else:
+            self._elaborate_bus_stream(m)
+        return m
+
+    def _elaborate_shift_drain(self, m: Module) -> None:
+        ops, res = self.operands, self.results
+        skew_a, skew_b, pe = self._grid(m)
 
         # A job's last beat has been accepted and its results have not all left yet.
         pending = Signal()
@@ -102,25 +170,7 @@ class SystolicOS(wiring.Component):
             m.d.sync += in_job.eq(~ops.p.last)
             with m.If(ops.p.last):
                 m.d.sync += pending.eq(1)
-
-        for i in range(self.rows):
-            m.d.comb += [
-                skew_a.i[i].a.eq(ops.p.a[i]),
-                skew_a.i[i].tag.valid.eq(accept),
-                skew_a.i[i].tag.first.eq(~in_job),
-                skew_a.i[i].tag.last.eq(ops.p.last),
-            ]
-        for j in range(self.cols):
-            m.d.comb += skew_b.i[j].eq(ops.p.b[j])
-
-        for i in range(self.rows):
-            for j in range(self.cols):
-                if j == 0:
-                    a_from, tag_from = skew_a.o[i].a, skew_a.o[i].tag
-                else:
-                    a_from, tag_from = pe[i][j - 1].a_out, pe[i][j - 1].tag_out
-                b_from = skew_b.o[j] if i == 0 else pe[i - 1][j].b_out
-                m.d.comb += [pe[i][j].a_in.eq(a_from), pe[i][j].tag_in.eq(tag_from), pe[i][j].b_in.eq(b_from)]
+        self._feed(m, skew_a, skew_b, accept, in_job)
 
         # Drain: results shift up one row per accepted result beat.
         draining = Signal()
@@ -157,4 +207,60 @@ class SystolicOS(wiring.Component):
             m.d.sync += draining.eq(1)
         with m.If(shift & final_row):
             m.d.sync += [draining.eq(0), pending.eq(0)]
-        return m
+
+    def _elaborate_bus_stream(self, m: Module) -> None:
+        ops, res = self.operands, self.results
+        acc_shape = accumulator_shape(self.acc_width, self.operand_shape.signed)
+        m.submodules.out = out = RowBuffer(result_beat_layout(self.cols, acc_shape))
+        advance = out.space  # registers only: no path from results.ready into the array
+        skew_a, skew_b, pe = self._grid(m, enable=advance)
+
+        in_job = Signal()
+        accept = Signal()
+        gap_ok = Signal()  # a job's last beat may go now without two jobs sharing a column bus
+        m.d.comb += [
+            ops.ready.eq(advance & (gap_ok | ~ops.p.last)),
+            accept.eq(ops.valid & ops.ready),
+        ]
+        with m.If(accept):
+            m.d.sync += in_job.eq(~ops.p.last)
+        self._feed(m, skew_a, skew_b, accept, in_job)
+
+        if self.rows > 1:
+            # Advancing cycles still to wait before the next last beat: each column
+            # bus carries the rows of one job in consecutive cycles.
+            gap = Signal(range(self.rows), name="gap")
+            m.d.comb += gap_ok.eq(~gap.any())
+            with m.If(advance):
+                with m.If(accept & ops.p.last):
+                    m.d.sync += gap.eq(self.rows - 1)
+                with m.Elif(gap.any()):
+                    m.d.sync += gap.eq(gap - 1)
+        else:
+            m.d.comb += gap_ok.eq(1)
+
+        # Column buses: at most one PE of a column is done in any cycle.
+        # De-skew lane l carries column cols-1-l, so column j waits cols-j cycles.
+        deskew = SkewBuffer(self.cols, acc_shape)
+        m.submodules.deskew = EnableInserter(advance)(deskew)
+        for j in range(self.cols):
+            bus = reduce(or_, [Mux(pe[i][j].done, pe[i][j].acc, 0) for i in range(self.rows)])
+            m.d.comb += deskew.i[self.cols - 1 - j].eq(bus)
+        # Column 0's done flags say which cycles carry a row, and which row is the
+        # last; they take the same cols cycles as column 0's data.
+        row_tag = data.StructLayout({"valid": unsigned(1), "last": unsigned(1)})
+        tags = DelayLine(row_tag, self.cols)
+        m.submodules.row_tag = EnableInserter(advance)(tags)
+        m.d.comb += [
+            tags.i.valid.eq(reduce(or_, [pe[i][0].done for i in range(self.rows)])),
+            tags.i.last.eq(pe[self.rows - 1][0].done),
+        ]
+        aligned = tags.o
+        m.d.comb += [
+            out.push.eq(advance & aligned.valid),
+            out.row.last.eq(aligned.last),
+        ]
+        for j in range(self.cols):
+            m.d.comb += out.row.c[j].eq(deskew.o[self.cols - 1 - j])
+        wiring.connect(m, wiring.flipped(res), out.out)
+

@@ -1,0 +1,249 @@
+"""Weight-stationary systolic array."""
+
+from amaranth.hdl import EnableInserter, Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .interface import (
+    StepTag,
+    accumulator_shape,
+    engine_signature,
+    result_beat_layout,
+    weight_row_beat_layout,
+)
+from .rowbuffer import RowBuffer
+from .skew import DelayLine, SkewBuffer
+
+
+def _equals(value, constant: int):
+    """``value == constant``, written so that Yosys does not emit ``!value`` (a lint warning) for 0."""
+    return ~value.any() if constant == 0 else value == constant
+
+
+class WeightStationaryPE(wiring.Component):
+    """Cell of a weight-stationary array: holds one weight, adds its product to a partial sum.
+
+    Contract, per clock cycle:
+
+    * When ``w_load``: ``w_next <= w_data`` (the next job's weight, loaded while
+      the current job still uses ``w``).
+    * When ``tag_in.valid``: the weight is ``w_next`` if ``tag_in.first`` (the
+      first row of ``A`` after new weights; then also ``w <= w_next``), else
+      ``w``; ``psum_out <= psum_in + a_in * weight``, wrapped to ``acc_width``.
+    * ``a_out``/``tag_out`` register ``a_in``/``tag_in`` for the PE to the right
+      (or, for ``tag_out`` of the bottom-left PE, for the output); a PE leaves
+      out the forwarding registers nobody reads (``forward``).
+
+    Parameters
+    ----------
+    operand_shape : Shape
+        Shape of ``a`` and the weight.
+    acc_width : int
+        Width of the partial sums; signed when the operands are.
+    forward : set of str
+        Which of ``"a"``, ``"tag"`` this PE passes on.
+    """
+
+    def __init__(self, operand_shape, acc_width: int, *, forward=frozenset({"a", "tag"})):
+        self._operand_shape = Shape.cast(operand_shape)
+        self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
+        self._forward = frozenset(forward)
+        members = {
+            "a_in": In(self._operand_shape),
+            "tag_in": In(StepTag),
+            "w_load": In(1),
+            "w_data": In(self._operand_shape),
+            "psum_in": In(self._acc_shape),
+            "psum_out": Out(self._acc_shape),
+        }
+        outputs = {"a": self._operand_shape, "tag": StepTag}
+        for name in sorted(self._forward):
+            members[f"{name}_out"] = Out(outputs[name])
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        w = Signal(self._operand_shape, name="w")
+        w_next = Signal(self._operand_shape, name="w_next")
+        with m.If(self.w_load):
+            m.d.sync += w_next.eq(self.w_data)
+        for name in sorted(self._forward):
+            m.d.sync += getattr(self, f"{name}_out").eq(getattr(self, f"{name}_in"))
+        weight = Mux(self.tag_in.first, w_next, w)
+        with m.If(self.tag_in.valid):
+            # Assigning to acc_width bits wraps, as the golden model does.
+            m.d.sync += self.psum_out.eq(self.psum_in + self.a_in * weight)
+            with m.If(self.tag_in.first):
+                m.d.sync += w.eq(w_next)
+        return m
+
+
+class SystolicWS(wiring.Component):
+    """``rows x cols`` weight-stationary systolic array behind the engine interface.
+
+    Beats use the ``weights_then_rows`` format (:mod:`hw.tpe.interface`): ``K <=
+    rows`` weight beats, then one beat per row of ``A``. PE ``(k, j)`` holds
+    ``B[k, j]``. Row ``m`` of ``A`` enters skewed (element ``k`` one cycle after
+    element ``k - 1``) and moves right one PE per cycle; partial sums of
+    ``C[m, j]`` move down column ``j`` and leave at the bottom, column ``j`` one
+    cycle after column ``j - 1``; a de-skew delays column ``j`` by
+    ``cols - 1 - j`` cycles so whole rows of ``C`` go into a two-row
+    :class:`RowBuffer`.
+
+    Weights are double-buffered: weight row ``k`` travels to column ``j``
+    through a skew of ``j + 1`` cycles and is written into ``w_next`` of PE
+    ``(k, j)``; the first row of ``A`` after new weights carries ``first``,
+    and each PE swaps ``w <= w_next`` as that row passes it. A weight write
+    for the next job always lands after the current job's swap has passed the
+    PE, so weight beats never wait. Elements ``a[k]`` with ``k >= K`` (the
+    number of weight beats) are zeroed on entry; weight beats past ``rows`` are
+    dropped. A job without weight beats reuses the previous weights.
+
+    Flow control: the whole array advances only while the row buffer has room
+    (a clock enable), so backpressure holds everything in place;
+    ``operands.ready`` is that enable and depends on registers only. With the
+    sink always ready nothing ever waits: back to back, a job's last beat
+    follows the previous job's by its own beat count ``K + M``.
+
+    Timing (sink ready): row ``m`` of ``C`` is valid :attr:`latency` =
+    ``rows + cols + 1`` cycles after the cycle in which row ``m`` of ``A`` moved.
+
+    Parameters
+    ----------
+    rows, cols : int
+        PE rows (the largest ``K``) and columns (columns of ``B`` and ``C``).
+    operand_shape : ShapeLike
+        Shape of every ``A`` and ``B`` element.
+    acc_width : int
+        Partial-sum width (see :func:`hw.arith.accumulator_width` with ``k_max = rows``).
+    """
+
+    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int):
+        if rows < 1 or cols < 1:
+            raise ValueError(f"array size must be at least 1x1, not {rows}x{cols}")
+        self.rows, self.cols = rows, cols
+        self.operand_shape = Shape.cast(operand_shape)
+        self.acc_width = acc_width
+        super().__init__(engine_signature(weight_row_beat_layout(rows, cols, self.operand_shape),
+                                          cols, self.operand_shape, acc_width))
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a job's last row beat's transfer to its last result beat's ``valid`` (sink ready)."""
+        return self.rows + self.cols + 1
+
+    @property
+    def job_interval(self) -> int:
+        """Fewest cycles between consecutive jobs' last beats beyond the job's own beat count."""
+        return 1
+
+    @property
+    def mac_units(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def job(self) -> dict:
+        return {"format": "weights_then_rows", "k_max": self.rows}
+
+    @property
+    def flow_control(self) -> str:
+        return "stall"
+
+    def _forwarded(self, k: int, j: int) -> set[str]:
+        forward = {"a", "tag"} if j + 1 < self.cols else set()
+        if (k, j) == (self.rows - 1, 0):
+            forward.add("tag")  # column 0's tag marks the cycles that carry a row of C
+        return forward
+
+    def elaborate(self, platform):
+        m = Module()
+        ops, res = self.operands, self.results
+        rows, cols = self.rows, self.cols
+        acc_shape = accumulator_shape(self.acc_width, self.operand_shape.signed)
+
+        m.submodules.out = out = RowBuffer(result_beat_layout(cols, acc_shape))
+        advance = out.space  # registers only: no path from results.ready into the array
+
+        def add(name, component):
+            m.submodules[name] = EnableInserter(advance)(component)
+            return component
+
+        a_lane = data.StructLayout({"a": self.operand_shape, "tag": StepTag})
+        w_lane = data.StructLayout({"w": self.operand_shape, "row": unsigned(max(1, (rows - 1).bit_length())),
+                                    "load": unsigned(1)})
+        skew_a = add("skew_a", SkewBuffer(rows, a_lane))
+        skew_w = add("skew_w", SkewBuffer(cols, w_lane))
+        pe = [[WeightStationaryPE(self.operand_shape, self.acc_width, forward=self._forwarded(k, j))
+               for j in range(cols)] for k in range(rows)]
+        for k in range(rows):
+            for j in range(cols):
+                add(f"pe_{k}_{j}", pe[k][j])
+
+        # Input side: count weight beats (K), mask unused elements of A.
+        accept = Signal()
+        loading = Signal()  # the previous accepted beat was a weight beat
+        k_load = Signal(range(rows + 1), name="k_load")  # weight beats of the current set (K)
+        index = Signal(range(rows + 1))
+        m.d.comb += [
+            ops.ready.eq(advance),
+            accept.eq(ops.valid & ops.ready),
+            index.eq(Mux(loading, k_load, 0)),
+        ]
+        with m.If(accept):
+            m.d.sync += loading.eq(ops.p.load)
+            with m.If(ops.p.load & (index < rows)):
+                m.d.sync += k_load.eq(index + 1)
+        for j in range(cols):
+            m.d.comb += [
+                skew_w.i[j].w.eq(ops.p.b[j]),
+                skew_w.i[j].row.eq(index),
+                skew_w.i[j].load.eq(accept & ops.p.load & (index < rows)),
+            ]
+        row_beat = Signal()
+        m.d.comb += row_beat.eq(accept & ~ops.p.load)
+        for k in range(rows):
+            m.d.comb += [
+                skew_a.i[k].a.eq(Mux(k < k_load, ops.p.a[k], 0)),
+                skew_a.i[k].tag.valid.eq(row_beat),
+                skew_a.i[k].tag.first.eq(loading),
+                skew_a.i[k].tag.last.eq(ops.p.last),
+            ]
+
+        for k in range(rows):
+            for j in range(cols):
+                p = pe[k][j]
+                if j == 0:
+                    a_from, tag_from = skew_a.o[k].a, skew_a.o[k].tag
+                else:
+                    a_from, tag_from = pe[k][j - 1].a_out, pe[k][j - 1].tag_out
+                m.d.comb += [
+                    p.a_in.eq(a_from),
+                    p.tag_in.eq(tag_from),
+                    p.w_load.eq(skew_w.o[j].load & _equals(skew_w.o[j].row, k)),
+                    p.w_data.eq(skew_w.o[j].w),
+                ]
+                if k > 0:
+                    m.d.comb += p.psum_in.eq(pe[k - 1][j].psum_out)
+
+        # Output side: column j leaves j cycles after column 0; line them up.
+        bottom = pe[rows - 1]
+        row_tag = data.StructLayout({"valid": unsigned(1), "last": unsigned(1)})
+        aligned_tag = Signal(row_tag)
+        if cols > 1:
+            tag_line = add("deskew_tag", DelayLine(row_tag, cols - 1))
+            m.d.comb += [tag_line.i.valid.eq(bottom[0].tag_out.valid), tag_line.i.last.eq(bottom[0].tag_out.last)]
+            m.d.comb += aligned_tag.eq(tag_line.o)
+        else:
+            m.d.comb += [aligned_tag.valid.eq(bottom[0].tag_out.valid), aligned_tag.last.eq(bottom[0].tag_out.last)]
+        for j in range(cols):
+            if j < cols - 1:
+                line = add(f"deskew_{j}", DelayLine(acc_shape, cols - 1 - j))
+                m.d.comb += [line.i.eq(bottom[j].psum_out), out.row.c[j].eq(line.o)]
+            else:
+                m.d.comb += out.row.c[j].eq(bottom[j].psum_out)
+        m.d.comb += [
+            out.push.eq(advance & aligned_tag.valid),
+            out.row.last.eq(aligned_tag.last),
+        ]
+        wiring.connect(m, wiring.flipped(res), out.out)
+        return m

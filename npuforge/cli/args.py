@@ -1,0 +1,42 @@
+"""Argument types and the parser class every command shares: bad arguments are one line, exit 2."""
+
+import argparse
+
+from gen.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line through :class:`UsageError`."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}; see '{self.prog} --help'")
+
+
+def int_in(low: int, high: int):
+    """An argument type: a base-10 integer in ``[low, high]``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer from {low} to {high}")
+        return value
+    return parse
+
+
+MIN_PROBABILITY = 0.01  # below this a run of a few jobs takes millions of cycles
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not MIN_PROBABILITY <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number from {MIN_PROBABILITY} to 1")
+    return value
+
+
+def add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="CONFIG", help="YAML config file")

@@ -1,0 +1,81 @@
+"""``npuforge synth CONFIG --target generic|xcup|ecp5``: area and timing estimates with open tools."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from gen.config import load_config
+from gen.emit import generate
+from gen.errors import UsageError
+from gen.manifest import verilog_filename
+
+from .args import add_config, int_in
+
+HELP = "synthesise with Yosys (and place and route for ecp5): area, depth, Fmax"
+DEFAULT_BUILD_ROOT = Path(os.environ.get("NPUFORGE_BUILD_DIR", "build"))
+TARGETS = ("generic", "xcup", "ecp5")
+
+#: result key -> how the summary names it, in print order.
+_SHOWN = {
+    "transistors": "transistors (CMOS estimate)",
+    "cells": "cells",
+    "logic_depth": "logic depth (cells on the longest path)",
+    "lut": "LUTs",
+    "ff": "flip-flops",
+    "carry": "carry cells",
+    "dsp": "DSP blocks",
+    "bram": "block RAMs",
+    "fmax_mhz": "Fmax (MHz)",
+}
+
+
+def add_arguments(parser) -> None:
+    add_config(parser)
+    parser.add_argument("--target", choices=TARGETS, default="generic",
+                        help="generic: Yosys synth + CMOS transistor estimate; xcup: UltraScale+ cells; "
+                             "ecp5: place and route on an LFE5U-85F for Fmax (default generic)")
+    parser.add_argument("--seed", type=int_in(1, 2**31 - 1), default=1, help="placer seed for ecp5 (default 1)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the result as JSON")
+    parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` whole or not at all."""
+    if path.is_dir():
+        raise UsageError(f"--json: got '{path}', which is a directory; allowed: a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(handle, "w") as out:
+            out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(temp, path)
+    except OSError as error:
+        raise UsageError(f"--json: got '{path}'; cannot write it: {error.strerror}") from None
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from fpga.synth import synthesize
+
+    cfg = load_config(args.config)
+    root = (args.build_dir or DEFAULT_BUILD_ROOT) / cfg.build_name()
+    print(f"design   {cfg.name}: {cfg.describe()} (config hash {cfg.config_hash()[:12]})", flush=True)
+    with Console(stderr=True).status("generating Verilog") as status:
+        rtl = generate(cfg, root / "synth" / "rtl").out_dir
+        result = synthesize(rtl / verilog_filename(cfg.name), cfg.name, args.target,
+                            config_hash=cfg.config_hash(), cache_dir=root / "synth" / args.target,
+                            seed=args.seed, on_step=status.update)
+    data = result.data
+    tools = ", ".join(f"{name} {version}" for name, version in sorted(data.get("tools", {}).items()))
+    how = "cached" if result.cached else f"ran in {data.get('seconds', 0):.1f} s"
+    print(f"target   {args.target} ({tools}; {how})")
+    for key, label in _SHOWN.items():
+        if key in data:
+            print(f"  {label:42} {data[key]:,}" if isinstance(data[key], int) else f"  {label:42} {data[key]}")
+    print(f"result   {result.path}")
+    if args.json is not None:
+        write_json(args.json, data)
+        print(f"wrote    {args.json}")
+    return 0

@@ -9,6 +9,7 @@ is killed: Yosys runs ABC as a child process, which would otherwise outlive it.
 """
 
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -29,13 +30,19 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+_ERROR = re.compile(r"\bERROR:")
+
+
 def first_error_line(log: Path) -> str | None:
-    """The first line of ``log`` that starts with ``ERROR`` (Yosys and nextpnr both use it), shortened."""
+    """The first line of ``log`` with ``ERROR:`` (Yosys and nextpnr both use it), shortened.
+
+    Yosys puts the source position first on syntax errors (``design.v:1: ERROR: ...``).
+    """
     try:
         with open(log, errors="replace") as handle:
             for line in handle:
                 text = line.strip()
-                if text.startswith("ERROR"):
+                if _ERROR.search(text):
                     return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL - 3] + "..."
     except OSError:
         pass

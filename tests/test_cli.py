@@ -71,3 +71,31 @@ def test_missing_config_file_is_one_line(capsys):
 def test_module_entry_point(module):
     done = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("npuforge ")
+
+
+@pytest.mark.synth
+def test_synth_command_writes_json(tmp_path):
+    done = _npuforge("synth", RTL_CONFIGS["tpe_1x1_w4"], "--target", "generic", "--json", tmp_path / "r.json",
+                     "--build-dir", tmp_path / "build")
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["target"] == "generic" and data["transistors"] > 1000 and data["logic_depth"] > 5
+    assert "transistors (CMOS estimate)" in done.stdout
+    again = _npuforge("synth", RTL_CONFIGS["tpe_1x1_w4"], "--target", "generic", "--build-dir", tmp_path / "build")
+    assert "cached" in again.stdout
+
+
+@pytest.mark.parametrize("argv,part", [
+    (["--target", "ice40"], "--target: invalid choice: 'ice40'"),
+    (["--seed", "-3"], "--seed: got '-3'"),
+])
+def test_synth_bad_arguments_are_one_line(argv, part, capsys):
+    assert cli.main(["synth", str(RTL_CONFIGS["tpe_1x1_w4"]), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and part in err, err
+
+
+def test_synth_json_to_a_directory_is_refused(tmp_path, capsys):
+    assert cli.main(["synth", str(RTL_CONFIGS["tpe_1x1_w4"]), "--json", str(tmp_path),
+                     "--build-dir", str(tmp_path / "b")]) == 2
+    assert "--json: got" in capsys.readouterr().err

@@ -35,7 +35,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--target", choices=TARGETS, default="generic",
                         help="generic: Yosys synth + CMOS transistor estimate; xcup: UltraScale+ cells; "
                              "ecp5: place and route on an LFE5U-85F for Fmax (default generic)")
-    parser.add_argument("--seed", type=int_in(1, 2**31 - 1), default=1, help="placer seed for ecp5 (default 1)")
+    parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=1, help="placer seed for ecp5 (default 1)")
+    parser.add_argument("--out-of-context", action="store_true",
+                        help="ecp5: place as a core without I/O cells (for ports wider than the device's 365 I/O)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the result as JSON")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
 
@@ -60,13 +62,15 @@ def run(args) -> int:
     from fpga.synth import synthesize
 
     cfg = load_config(args.config)
+    if args.json is not None and args.json.is_dir():  # refuse before minutes of synthesis
+        raise UsageError(f"--json: got '{args.json}', which is a directory; allowed: a file path")
     root = (args.build_dir or DEFAULT_BUILD_ROOT) / cfg.build_name()
     print(f"design   {cfg.name}: {cfg.describe()} (config hash {cfg.config_hash()[:12]})", flush=True)
     with Console(stderr=True).status("generating Verilog") as status:
         rtl = generate(cfg, root / "synth" / "rtl").out_dir
         result = synthesize(rtl / verilog_filename(cfg.name), cfg.name, args.target,
                             config_hash=cfg.config_hash(), cache_dir=root / "synth" / args.target,
-                            seed=args.seed, on_step=status.update)
+                            seed=args.seed, out_of_context=args.out_of_context, on_step=status.update)
     data = result.data
     tools = ", ".join(f"{name} {version}" for name, version in sorted(data.get("tools", {}).items()))
     how = "cached" if result.cached else f"ran in {data.get('seconds', 0):.1f} s"

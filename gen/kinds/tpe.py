@@ -176,7 +176,7 @@ def parameters(cfg: TpeConfig, component) -> dict:
     """Derived facts a testbench or user needs beyond the config (all in the manifest).
 
     ``job`` says how a job is cut into beats (``format``: ``k_steps`` or
-    ``weights_then_rows``, see ``hw/tpe/interface.py``); ``latency`` and
+    ``rows_with_weights``, see ``hw/tpe/interface.py``); ``latency`` and
     ``job_interval`` are in cycles, ``mac_units`` counts multipliers.
     """
     return {

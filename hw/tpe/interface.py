@@ -16,13 +16,18 @@ steps ``k0 .. k0+steps-1``:
 A job of ``K`` steps takes ``ceil(K / steps)`` beats; the steps past ``K`` in
 the final beat carry zeros (a zero step adds nothing).
 
-``weights_then_rows`` (``systolic_ws``): ``K <= rows`` weight beats, then ``R``
-activation beats (``R`` chosen per job by ``last``):
+``rows_with_weights`` (``systolic_ws``): one beat per row of ``A`` (``R`` rows,
+chosen per job by ``last``); a beat may also carry one weight row of the next
+job (``K <= rows`` rows, sent in order):
 
-    ``load`` -- 1 on a weight beat: ``b[j] = B[k, j]`` for the job's ``k``-th weight beat
-    ``a``    -- on an activation beat, row ``m`` of ``A``: ``a[k] = A[m, k]`` (``k < rows``)
-    ``b``    -- weight row (weight beats only)
-    ``last`` -- set on the job's final activation beat
+    ``row``  -- 1: ``a`` is row ``m`` of ``A``: ``a[k] = A[m, k]`` (``k < rows``)
+    ``load`` -- 1: ``b[j] = B[k, j]``, the next weight row of the pending weights
+    ``last`` -- set on the job's final row (with ``row``)
+
+The first row of a job swaps in the pending weights (if any were sent since
+the previous swap); weight rows sent with or after it belong to the next job.
+The first job's weights, and any the previous job's rows could not carry,
+travel in beats with ``load`` only.
 
 ``results`` (every engine: one beat per row of ``C``, row 0 first)
     ``c``    -- row ``i`` of ``C``: ``cols`` accumulators, element ``j`` is ``C[i, j]``
@@ -53,10 +58,11 @@ def operand_beat_layout(rows: int, cols: int, operand_shape, steps: int = 1) -> 
 
 
 def weight_row_beat_layout(rows: int, cols: int, operand_shape) -> data.StructLayout:
-    """Payload of one ``weights_then_rows`` operand beat (see module docstring)."""
+    """Payload of one ``rows_with_weights`` operand beat (see module docstring)."""
     return data.StructLayout({
         "a": data.ArrayLayout(operand_shape, rows),
         "b": data.ArrayLayout(operand_shape, cols),
+        "row": unsigned(1),
         "load": unsigned(1),
         "last": unsigned(1),
     })

@@ -81,8 +81,10 @@ class WeightStationaryPE(wiring.Component):
 class SystolicWS(wiring.Component):
     """``rows x cols`` weight-stationary systolic array behind the engine interface.
 
-    Beats use the ``weights_then_rows`` format (:mod:`hw.tpe.interface`): ``K <=
-    rows`` weight beats, then one beat per row of ``A``. PE ``(k, j)`` holds
+    Beats use the ``rows_with_weights`` format (:mod:`hw.tpe.interface`): one
+    beat per row of ``A``, each of which may also carry a weight row of the next
+    job (``K <= rows`` of them); weights the rows cannot carry come in
+    weight-only beats. PE ``(k, j)`` holds
     ``B[k, j]``. Row ``m`` of ``A`` enters skewed (element ``k`` one cycle after
     element ``k - 1``) and moves right one PE per cycle; partial sums of
     ``C[m, j]`` move down column ``j`` and leave at the bottom, column ``j`` one
@@ -92,18 +94,21 @@ class SystolicWS(wiring.Component):
 
     Weights are double-buffered: weight row ``k`` travels to column ``j``
     through a skew of ``j + 1`` cycles and is written into ``w_next`` of PE
-    ``(k, j)``; the first row of ``A`` after new weights carries ``first``,
-    and each PE swaps ``w <= w_next`` as that row passes it. A weight write
-    for the next job always lands after the current job's swap has passed the
-    PE, so weight beats never wait. Elements ``a[k]`` with ``k >= K`` (the
-    number of weight beats) are zeroed on entry; weight beats past ``rows`` are
-    dropped. A job without weight beats reuses the previous weights.
+    ``(k, j)``; a job's first row of ``A`` carries ``first`` if new weights
+    are pending, and each PE swaps ``w <= w_next`` as that row passes it. The
+    next job's weight ``k`` can only be sent with or after the current job's
+    first row, so its write lands no earlier than the edge that ends the cycle
+    in which the swap passes PE ``(k, j)``, and the swap reads the old value:
+    weights never wait. Elements ``a[k]`` with ``k >= K`` are zeroed on entry;
+    weight rows past ``rows`` are dropped. A job with no pending weights
+    reuses the ones in use.
 
     Flow control: the whole array advances only while the row buffer has room
     (a clock enable), so backpressure holds everything in place;
     ``operands.ready`` is that enable and depends on registers only. With the
     sink always ready nothing ever waits: back to back, a job's last beat
-    follows the previous job's by its own beat count ``K + M``.
+    follows the previous job's by its own beat count (its ``M`` rows plus the
+    weight-only beats, if any, before them).
 
     Timing (sink ready): row ``m`` of ``C`` is valid :attr:`latency` =
     ``rows + cols + 1`` cycles after the cycle in which row ``m`` of ``A`` moved.
@@ -143,7 +148,7 @@ class SystolicWS(wiring.Component):
 
     @property
     def job(self) -> dict:
-        return {"format": "weights_then_rows", "k_max": self.rows}
+        return {"format": "rows_with_weights", "k_max": self.rows}
 
     @property
     def flow_control(self) -> str:
@@ -179,33 +184,43 @@ class SystolicWS(wiring.Component):
             for j in range(cols):
                 add(f"pe_{k}_{j}", pe[k][j])
 
-        # Input side: count weight beats (K), mask unused elements of A.
+        # Input side. Weight rows go to the pending set (``k_pend`` rows so far); the
+        # first row of a job swaps the pending set in if there is one (``first``),
+        # and the same beat may already carry row 0 of the next set.
         accept = Signal()
-        loading = Signal()  # the previous accepted beat was a weight beat
-        k_load = Signal(range(rows + 1), name="k_load")  # weight beats of the current set (K)
-        index = Signal(range(rows + 1))
+        in_job = Signal()  # the previous row beat was not a job's last
+        k_pend = Signal(range(rows + 1), name="k_pend")  # weight rows of the pending set
+        k_active = Signal(range(rows + 1), name="k_active")  # K of the weights in use
+        swap = Signal()
+        k_row = Signal(range(rows + 1))  # K of the row on offer
+        index = Signal(range(rows + 1))  # which row of the pending set the offered weight is
+        weight_ok = Signal()
         m.d.comb += [
             ops.ready.eq(advance),
             accept.eq(ops.valid & ops.ready),
-            index.eq(Mux(loading, k_load, 0)),
+            swap.eq(ops.p.row & ~in_job & k_pend.any()),
+            k_row.eq(Mux(swap, k_pend, k_active)),
+            index.eq(Mux(swap, 0, k_pend)),
+            weight_ok.eq(ops.p.load & (index < rows)),  # weight rows past ``rows`` are dropped
         ]
         with m.If(accept):
-            m.d.sync += loading.eq(ops.p.load)
-            with m.If(ops.p.load & (index < rows)):
-                m.d.sync += k_load.eq(index + 1)
+            with m.If(ops.p.row):
+                m.d.sync += in_job.eq(~ops.p.last)
+            with m.If(swap):
+                m.d.sync += [k_active.eq(k_pend), k_pend.eq(0)]
+            with m.If(weight_ok):
+                m.d.sync += k_pend.eq(index + 1)
         for j in range(cols):
             m.d.comb += [
                 skew_w.i[j].w.eq(ops.p.b[j]),
                 skew_w.i[j].row.eq(index),
-                skew_w.i[j].load.eq(accept & ops.p.load & (index < rows)),
+                skew_w.i[j].load.eq(accept & weight_ok),
             ]
-        row_beat = Signal()
-        m.d.comb += row_beat.eq(accept & ~ops.p.load)
         for k in range(rows):
             m.d.comb += [
-                skew_a.i[k].a.eq(Mux(k < k_load, ops.p.a[k], 0)),
-                skew_a.i[k].tag.valid.eq(row_beat),
-                skew_a.i[k].tag.first.eq(loading),
+                skew_a.i[k].a.eq(Mux(k < k_row, ops.p.a[k], 0)),
+                skew_a.i[k].tag.valid.eq(accept & ops.p.row),
+                skew_a.i[k].tag.first.eq(swap),
                 skew_a.i[k].tag.last.eq(ops.p.last),
             ]
 

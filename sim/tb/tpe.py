@@ -24,7 +24,7 @@ from sim.golden.intmath import operand_range
 
 from .harness import BitFlips, CycleLoop, RunFiles, as_unsigned, reset, start_and_reset
 from .stream import StreamSink, StreamSource
-from .tpe_beats import LATENCY_TO, beats_per_job, operand_beats
+from .tpe_beats import LATENCY_TO, pack_jobs
 
 # --------------------------------------------------------------------------- host side
 
@@ -205,6 +205,7 @@ class GemmTestbench:
         self.source = StreamSource(dut, run.interface("operands"), rng=rng, valid_prob=flow["valid_prob"])
         self.sink = StreamSink(dut, run.interface("results"), rng=rng, ready_prob=flow["ready_prob"])
         self.junk = random.Random(rng.getrandbits(32))  # bits in fields the engine must ignore
+        self.job_beats: list[int] = []  # per job, the beats it adds to the stream (see pack_jobs)
         agents = [BitFlips(dut, list(injections))]
         self.flips = agents[0]
         self.rule = None
@@ -213,22 +214,17 @@ class GemmTestbench:
             agents.append(self.rule)
         self.loop = CycleLoop(dut, run.manifest, agents + [self.source, self.sink])
 
-    def beats(self, job: dict) -> list[dict]:
-        return operand_beats(self.job_format, job["a"], job["b"], width=self.width, rng=self.junk)
-
     async def stream(self, jobs: list[dict], *, stop_after_beats: int | None = None) -> bool:
         """Send ``jobs`` and run until all their result beats (or ``stop_after_beats``) arrived."""
-        for job in jobs:
-            for beat in self.beats(job):
-                self.source.send(beat)
+        beats, self.job_beats = pack_jobs(self.job_format, jobs, width=self.width, rng=self.junk)
+        for beat in beats:
+            self.source.send(beat)
         wanted = sum(len(job["c"]) for job in jobs) if stop_after_beats is None else stop_after_beats
         slowest = min(self.source.valid_prob, self.sink.ready_prob)
-        budget = sum(max(self._beats(job), self.interval) + self.latency + len(job["c"]) for job in jobs)
+        budget = sum(max(count, self.interval) + self.latency + len(job["c"])
+                     for count, job in zip(self.job_beats, jobs, strict=True))
         return await self.loop.run(lambda: len(self.sink.transfers) >= wanted,
                                    max_cycles=int(4 * budget / slowest) + 1000)
-
-    def _beats(self, job: dict) -> int:
-        return beats_per_job(self.job_format, len(job["a"]), len(job["b"]))
 
     async def drain_quietly(self) -> None:
         """Run long enough for any stray result beat to appear."""
@@ -262,7 +258,7 @@ class GemmTestbench:
         if source_full and sink_full:
             for n in range(1, len(last_operands)):
                 gap = last_operands[n].cycle - last_operands[n - 1].cycle
-                expected = max(self._beats(jobs[n]), self.interval)
+                expected = max(self.job_beats[n], self.interval)
                 if gap != expected:
                     problems.append(f"job {n}: last operand {gap} cycles after the previous job's, "
                                     f"documented max(beats, job_interval) = {expected} at full rate")
@@ -270,6 +266,7 @@ class GemmTestbench:
         return {
             "jobs": got,
             "latency": latencies,
+            "job_beats": self.job_beats,
             # With the sink always ready (or an engine that never lets results wait
             # inside it) every job's latency is exactly the documented one; under
             # backpressure a stalled engine may take longer, never less.

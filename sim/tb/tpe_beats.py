@@ -1,4 +1,4 @@
-"""Cut a GEMM job into operand beats, as the manifest's ``parameters.job`` says the engine wants them.
+"""Cut GEMM jobs into operand beats, as the manifest's ``parameters.job`` says the engine wants them.
 
 Two formats exist (see ``hw/tpe/interface.py``):
 
@@ -8,13 +8,15 @@ Two formats exist (see ``hw/tpe/interface.py``):
     ``A[i, k0+s]`` and element ``s*cols + j`` of ``b`` is ``B[k0+s, j]``; steps
     past ``K`` in the final beat are zeros. The job's first result beat is the
     one its last operand beat releases (``latency`` counts to it).
-``weights_then_rows``
-    ``K <= k_max`` weight beats (``load = 1``, ``b = B[k]``), then one beat per
-    row of ``A`` (``load = 0``, ``a[k] = A[m, k]`` for ``k < K``), ``last`` on the
-    final row. Fields the engine must ignore (``a`` past ``K``, ``a`` on weight
-    beats, ``b`` on row beats) carry random bits, so an engine that reads them
-    fails. Each row of ``A`` releases its row of ``C``; ``latency`` counts from
-    the last row beat to the last result beat.
+``rows_with_weights``
+    One beat per row of ``A`` (``row = 1``, ``a[k] = A[m, k]`` for ``k < K``),
+    ``last`` on the final row. The next job's ``K <= k_max`` weight rows ride
+    along (``load = 1``, ``b = B[k]``), one per row beat from the job's first
+    row on; the first job's weights, and any a job's rows cannot carry, go in
+    beats with ``load`` only. Fields the engine must ignore (``a`` past ``K``
+    or on weight-only beats, ``b`` without ``load``) carry random bits, so an
+    engine that reads them fails. Each row of ``A`` releases its row of ``C``;
+    ``latency`` counts from the last row beat to the last result beat.
 
 Pure functions: the host side uses them to count beats, the cocotb test to
 drive them.
@@ -23,48 +25,68 @@ drive them.
 import math
 import random
 
-LATENCY_TO = {"k_steps": "first", "weights_then_rows": "last"}
+LATENCY_TO = {"k_steps": "first", "rows_with_weights": "last"}
 
 
-def beats_per_job(job_format: dict, a_rows: int, k: int) -> int:
-    """Operand beats of one job with ``a_rows`` rows of ``A`` and reduction length ``k``."""
-    if job_format["format"] == "k_steps":
-        return math.ceil(k / job_format["steps_per_beat"])
-    if job_format["format"] == "weights_then_rows":
-        return k + a_rows
-    raise ValueError(f"unknown job format {job_format['format']!r}")
+def pack_jobs(job_format: dict, jobs: list[dict], *, width: int,
+              rng: random.Random | None = None) -> tuple[list[dict], list[int]]:
+    """The beats of ``jobs`` (each ``{"a": R x K, "b": K x cols}``) sent back to back.
 
-
-def operand_beats(job_format: dict, a: list[list[int]], b: list[list[int]], *, width: int,
-                  rng: random.Random | None = None) -> list[dict]:
-    """The beats of the job ``A @ B`` (``a`` is ``R x K``, ``b`` is ``K x cols``)."""
+    Also returns, per job, how many beats it adds to the stream: those after the
+    previous job's ``last`` beat up to and including its own. Back to back at
+    full rate, consecutive ``last`` beats are ``max(that count, job_interval)``
+    cycles apart.
+    """
     rng = rng or random.Random(0)
+    kind = job_format["format"]
+    if kind == "k_steps":
+        per_job = [_k_steps(job_format, job["a"], job["b"]) for job in jobs]
+        return [beat for beats in per_job for beat in beats], [len(beats) for beats in per_job]
+    if kind == "rows_with_weights":
+        return _rows_with_weights(job_format, jobs, width, rng)
+    raise ValueError(f"unknown job format {kind!r}")
+
+
+def _k_steps(job_format: dict, a, b) -> list[dict]:
+    steps, rows = job_format["steps_per_beat"], job_format["c_rows"]
+    if len(a) != rows:
+        raise ValueError(f"this engine computes {rows} rows of C per job, the job has {len(a)}")
     k, cols = len(b), len(b[0])
-    if job_format["format"] == "k_steps":
-        steps, rows = job_format["steps_per_beat"], job_format["c_rows"]
-        if len(a) != rows:
-            raise ValueError(f"this engine computes {rows} rows of C per job, the job has {len(a)}")
-        beats = []
-        count = beats_per_job(job_format, rows, k)
-        for beat in range(count):
-            ks = [beat * steps + s for s in range(steps)]
-            beats.append({
-                "a": [a[i][kk] if kk < k else 0 for kk in ks for i in range(rows)],
-                "b": [b[kk][j] if kk < k else 0 for kk in ks for j in range(cols)],
-                "last": int(beat == count - 1),
-            })
-        return beats
-    if job_format["format"] == "weights_then_rows":
-        k_max = job_format["k_max"]
-        if not 1 <= k <= k_max:
-            raise ValueError(f"this engine takes 1 <= K <= {k_max}, the job has K = {k}")
+    count = math.ceil(k / steps)
+    beats = []
+    for beat in range(count):
+        ks = [beat * steps + s for s in range(steps)]
+        beats.append({
+            "a": [a[i][kk] if kk < k else 0 for kk in ks for i in range(rows)],
+            "b": [b[kk][j] if kk < k else 0 for kk in ks for j in range(cols)],
+            "last": int(beat == count - 1),
+        })
+    return beats
 
-        def junk(n):
-            return [rng.getrandbits(width) for _ in range(n)]
 
-        beats = [{"a": junk(k_max), "b": list(b[kk]), "load": 1, "last": 0} for kk in range(k)]
-        for m, row in enumerate(a):
-            beats.append({"a": list(row) + junk(k_max - k), "b": junk(cols), "load": 0,
-                          "last": int(m == len(a) - 1)})
-        return beats
-    raise ValueError(f"unknown job format {job_format['format']!r}")
+def _rows_with_weights(job_format: dict, jobs: list[dict], width: int, rng: random.Random):
+    k_max = job_format["k_max"]
+    for index, job in enumerate(jobs):
+        if not 1 <= len(job["b"]) <= k_max:
+            raise ValueError(f"job {index}: this engine takes 1 <= K <= {k_max}, the job has K = {len(job['b'])}")
+
+    def junk(n):
+        return [rng.getrandbits(width) for _ in range(n)]
+
+    cols = len(jobs[0]["b"][0]) if jobs else 0
+    beats, counts = [], []
+    # The first job's weights travel alone.
+    waiting = [list(row) for row in jobs[0]["b"]] if jobs else []
+    for index, job in enumerate(jobs):
+        before = len(beats)
+        for row in waiting:  # weights the previous job's rows could not carry
+            beats.append({"a": junk(k_max), "b": row, "row": 0, "load": 1, "last": 0})
+        k = len(job["b"])
+        ahead = [list(row) for row in jobs[index + 1]["b"]] if index + 1 < len(jobs) else []
+        for m, a_row in enumerate(job["a"]):
+            carried = ahead.pop(0) if ahead else None
+            beats.append({"a": list(a_row) + junk(k_max - k), "b": carried or junk(cols), "row": 1,
+                          "load": int(carried is not None), "last": int(m == len(job["a"]) - 1)})
+        waiting = ahead
+        counts.append(len(beats) - before)
+    return beats, counts

@@ -25,7 +25,6 @@ so a killed run leaves no result (and its scratch directory is removed by the ne
 run). Runs on one ``cache_dir`` from several processes are serialised by a lock.
 """
 
-import fcntl
 import hashlib
 import json
 import os
@@ -34,11 +33,11 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from gen.errors import ToolError, UsageError
+from gen.locking import locked
 
 from . import nextpnr, yosys
 from .devices import ECP5_85F
@@ -124,7 +123,7 @@ def synthesize(verilog: Path, top: str, target: str, *, config_hash: str, cache_
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cache_dir: got '{cache_dir}'; cannot create it: {error.strerror}") from None
-    with _locked(cache_dir / ".lock"):
+    with locked(cache_dir / ".lock"):
         data = _read_result(path, key)
         if data is not None:
             on_step(f"{target}: cached result for {top}")
@@ -249,16 +248,6 @@ def ecp5_numbers(stat: yosys.Stat) -> dict:
         "cells": stat.cells,
         "cell_types": stat.cell_types,
     }
-
-
-@contextmanager
-def _locked(path: Path):
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_result(path: Path, key: str) -> dict | None:

@@ -16,14 +16,12 @@ models whose Verilog changed. Builds of the same config from parallel processes
 (pytest-xdist) are serialised by a lock.
 """
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -32,6 +30,7 @@ from gen.config.base import KindConfig
 from gen.emit import generate
 from gen.errors import ToolError
 from gen.lint import SUPPRESSED_WARNINGS
+from gen.locking import locked
 from gen.manifest import MANIFEST_NAME, verilog_filename
 from gen.toolchain import apply_verilator_env, require_build_tools, verilator_version
 
@@ -82,17 +81,6 @@ class Build:
         return self.rtl_dir / verilog_filename(self.top)
 
 
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _verilator_runner():
     from cocotb_tools.runner import get_runner
 
@@ -108,7 +96,7 @@ def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool
     sim_dir = root / ("sim-waves" if waves else "sim")
     stamp = root / ("stamp-waves.json" if waves else "stamp.json")
 
-    with _locked(root.with_name(root.name + ".lock")):
+    with locked(root.with_name(root.name + ".lock")):
         generated = generate(cfg, rtl_dir)
         key = build_key(generated.elaboration.verilog, waves)
         try:

@@ -1,61 +1,104 @@
-"""Broadcast grids: ``matrix2d``, ``cube`` and ``adder_tree`` engines.
+"""Broadcast grids: the ``matrix2d``, ``cube`` and ``adder_tree`` engines.
 
 All three are one structure: a ``rows x cols`` grid of output PEs, each fed by
-``depth`` multipliers whose products an adder tree reduces. Every beat's ``A``
-elements are broadcast along whole PE rows and its ``B`` elements along whole
-PE columns in the same cycle (no skew), so every PE finishes a job in the same
-cycle. ``matrix2d`` is ``depth = 1``; ``cube`` is ``rows x cols x depth``;
-``adder_tree`` is one row of ``cols`` dot-product units of width ``depth``.
+``depth`` multipliers whose products a balanced adder tree sums exactly. Every
+beat's ``A`` elements are broadcast along whole PE rows and its ``B`` elements
+along whole PE columns in the same cycle (no skew), so every PE finishes a job
+in the same cycle and one shared step tag serves the whole grid.
+
+* ``matrix2d``: ``BroadcastGrid(rows, cols, 1, ..., tree_register=False)``.
+* ``cube``: ``BroadcastGrid(rows, cols, depth, ..., tree_register=True)``.
+* ``adder_tree``: ``BroadcastGrid(1, cols, k_tile, ..., tree_register=True)``.
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..arith import accumulator_width
 from .interface import StepTag, accumulator_shape, engine_signature, operand_beat_layout
 
 
-def reduce_tree(values: list):
-    """Balanced binary sum of ``values``; Amaranth widens every level, so the sum is exact."""
-    while len(values) > 1:
-        paired = [values[n] + values[n + 1] for n in range(0, len(values) - 1, 2)]
-        if len(values) % 2:
-            paired.append(values[-1])
-        values = paired
-    return values[0]
+def sum_shape(operand_shape: Shape, terms: int) -> Shape:
+    """Exact shape of a sum of ``terms`` products of two operands of ``operand_shape``.
+
+    The width rule of :func:`hw.arith.accumulator_width`, from the exact product
+    range: e.g. one signed 8-bit product needs 16 bits, four need 18.
+    """
+    width = accumulator_width(operand_shape.width, operand_shape.signed, terms)
+    return signed(width) if operand_shape.signed else unsigned(width)
+
+
+def adder_tree(m: Module, products: list, operand_shape: Shape, name: str):
+    """Balanced binary sum of ``products``, every node as wide as its exact range.
+
+    Neighbours are paired level by level (an odd one out moves up a level
+    unchanged), so the tree has ``ceil(log2(len(products)))`` adder levels.
+    Node ``<name>_<level>_<n>`` (a combinational signal) holds the sum of the
+    products below it in :func:`sum_shape` of their count: assigning the
+    one-bit-wider Amaranth sum to it drops only bits that never differ from
+    the sign (or are zero), so the sum stays exact. Returns ``(value, shape)``.
+    """
+    nodes = []
+    for index, product in enumerate(products):
+        leaf = Signal(sum_shape(operand_shape, 1), name=f"{name}_0_{index}")
+        m.d.comb += leaf.eq(product)
+        nodes.append((leaf, 1))
+    level = 0
+    while len(nodes) > 1:
+        level += 1
+        paired = []
+        for index in range(0, len(nodes) - 1, 2):
+            (left, n_left), (right, n_right) = nodes[index], nodes[index + 1]
+            node = Signal(sum_shape(operand_shape, n_left + n_right), name=f"{name}_{level}_{index // 2}")
+            m.d.comb += node.eq(left + right)
+            paired.append((node, n_left + n_right))
+        if len(nodes) % 2:
+            paired.append(nodes[-1])
+        nodes = paired
+    value, terms = nodes[0]
+    return value, sum_shape(operand_shape, terms)
 
 
 class BroadcastPE(wiring.Component):
-    """Output PE of a broadcast grid: ``depth`` multipliers, an adder tree, an accumulator.
+    """Output PE of a broadcast grid: ``depth`` multipliers, an adder tree, an accumulator, a result register.
 
-    Contract, per clock cycle:
+    Contract, per clock cycle (all registers change only at the rising edge):
 
-    * ``dot`` is the exact sum of ``a_in[s] * b_in[s]`` over the ``depth`` steps;
-      with ``tree_register`` it is registered (``dot`` holds last cycle's sum
-      while ``advance`` was high), otherwise it is combinational.
-    * When ``advance`` and ``tag.valid``: ``acc <= (0 if tag.first else acc) + dot``,
-      wrapped to ``acc_width`` bits; with ``tag.last`` also, the same sum is
-      written to ``result`` (the grid raises ``tag.last`` only when the result
-      registers are free).
-    * Otherwise, when ``drain``: ``result <= result_in``: the grid shifts finished
-      results up one row per output beat this way. A capture wins over a drain
-      (the final row leaves at the same edge a new job is captured).
-    * ``tag`` belongs to the stage that feeds ``acc`` (the grid keeps the
-      tags: every PE of a broadcast grid sees the same one).
+    * ``dot`` is the exact sum of ``a_in[s] * b_in[s]`` over the ``depth``
+      steps (a balanced adder tree, :func:`adder_tree`). With
+      ``tree_register`` it is a register, loaded at every edge where
+      ``advance`` is high (it then belongs to the beat that was in the grid's
+      input registers in that cycle); otherwise it is the combinational sum of
+      the current ``a_in``/``b_in`` (with ``depth = 1``: the product).
+    * ``tag`` is the step tag of the beat whose ``dot`` the PE sees in this
+      cycle; the grid keeps it (every PE sees the same one). When ``advance``
+      and ``tag.valid``: ``acc <= (0 if tag.first else acc) + dot``, wrapped to
+      ``acc_width`` bits (two's complement when the operands are signed); with
+      ``tag.last`` also, the same sum is captured: ``result <= sum``.
+    * Otherwise, when ``drain``: ``result <= result_in``; the grid shifts the
+      result registers up one row per result beat this way. A capture wins
+      over a drain: the grid captures only while the result registers are
+      free, and at most the final row is leaving at that edge.
+    * When ``advance`` is low, ``dot`` and ``acc`` hold (the grid stalls);
+      ``result`` still drains.
 
     Parameters
     ----------
     depth : int
         Multipliers (reduction steps per cycle).
-    operand_shape : Shape
-        Shape of ``a`` and ``b``.
+    operand_shape : ShapeLike
+        Shape of every element of ``a_in`` and ``b_in``.
     acc_width : int
-        Width of ``acc`` and ``result``; signed when the operands are.
+        Width of ``acc``, ``result`` and ``result_in``; signed when the operands are.
     tree_register : bool
-        Register the adder tree's sum (one more cycle of latency, a shorter path).
+        Register the adder tree's sum in ``dot`` (one more cycle of latency, a
+        multiply-and-add path split in two).
     """
 
     def __init__(self, depth: int, operand_shape, acc_width: int, *, tree_register: bool):
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
         self._depth = depth
         self._operand_shape = Shape.cast(operand_shape)
         self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
@@ -73,21 +116,26 @@ class BroadcastPE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         products = [self.a_in[s] * self.b_in[s] for s in range(self._depth)]
-        tree = reduce_tree(products)
+        tree, tree_shape = adder_tree(m, products, self._operand_shape, "tree")
         if self._tree_register:
-            dot = Signal(tree.shape(), name="dot")
+            dot = Signal(tree_shape, name="dot")
             with m.If(self.advance):
                 m.d.sync += dot.eq(tree)
         else:
             dot = tree
 
         acc = Signal(self._acc_shape, name="acc")
-        # Assigning to a narrower signal wraps modulo 2**acc_width, as the golden model does.
+        # Assigning to the acc_width-bit signal wraps modulo 2**acc_width, which
+        # is what the golden model does when K exceeds the k_max it was sized for.
         total = Signal(self._acc_shape)
         m.d.comb += total.eq(Mux(self.tag.first, 0, acc) + dot)
+        step = Signal()
         capture = Signal()
-        m.d.comb += capture.eq(self.advance & self.tag.valid & self.tag.last)
-        with m.If(self.advance & self.tag.valid):
+        m.d.comb += [
+            step.eq(self.advance & self.tag.valid),
+            capture.eq(step & self.tag.last),
+        ]
+        with m.If(step):
             m.d.sync += acc.eq(total)
         with m.If(capture):
             m.d.sync += self.result.eq(total)
@@ -102,58 +150,99 @@ class BroadcastGrid(wiring.Component):
     Beats use the ``k_steps`` format with ``steps = depth`` (see
     :mod:`hw.tpe.interface`): element ``s*rows + i`` of ``a`` is ``A[i, k0+s]``
     and goes to every PE of row ``i``; element ``s*cols + j`` of ``b`` is
-    ``B[k0+s, j]`` and goes to every PE of column ``j``.
+    ``B[k0+s, j]`` and goes to every PE of column ``j``. A job is ``C`` of
+    ``rows x cols``, any ``K``: ``ceil(K / depth)`` beats, the steps past ``K``
+    zero. Results: ``rows`` beats per job, row 0 first, ``last`` on row
+    ``rows - 1``.
 
-    Pipeline: an accepted beat is registered (``a_reg``, ``b_reg``, ``tag_reg``);
-    with ``tree_register`` the adder trees' sums are registered next (``dot``,
-    ``tag_dot``); then every accumulator adds its sum. On a job's last beat the
-    sums go to the PEs' result registers, which drain as ``rows`` result beats,
-    row 0 first, by shifting up one row per accepted beat.
+    Pipeline, per clock cycle (everything in it moves only when ``advance``):
 
-    Flow control: a job's ``last`` beat is accepted only ``rows`` or more
-    advancing cycles after the previous one's, so that at full rate a job's
-    results have left by the time the next job finishes (back to back a job
-    occupies ``max(beats, rows)`` cycles). If the sink holds results longer, the
-    whole pipeline holds (a clock enable, ``advance``) in any cycle where a
-    job would finish while the result registers are still busy, and
-    ``operands.ready`` is low then. ``operands.ready`` therefore depends on
-    ``results.ready`` and on ``operands.payload.last`` in the same cycle.
+    1. Input registers ``a_reg``, ``b_reg``, ``tag_reg``: an accepted beat is
+       stored with its tag (``valid``; ``first`` when the previous accepted
+       beat was a ``last`` or none was accepted since reset, kept by
+       ``in_job``; ``last``); a cycle without an accepted beat stores a bubble
+       (``valid = 0``).
+    2. With ``tree_register``: every PE's ``dot`` registers its adder tree's
+       sum of the ``depth`` products, ``tag_dot`` the tag beside it.
+    3. Every PE adds its sum to its accumulator (restarting on ``first``); on
+       the job's ``last`` beat it also captures the sum into its ``result``
+       register.
+
+    The result registers form a bank that drains like ``systolic_os`` with one
+    buffer: ``results.valid`` (register ``draining``) while a job's results
+    wait; ``results.payload.c[j]`` is PE ``(0, j)``'s result; each accepted
+    result beat shifts every column up one row; ``row`` counts the rows sent
+    (no counter when ``rows == 1``) and gives ``last``. The drain runs whether
+    or not the pipeline advances.
+
+    Flow control (``stall``), per cycle:
+
+    * ``advance`` is low exactly when a capture is due (the tag at the
+      accumulators has ``valid`` and ``last``) and the bank is not free: it
+      is draining, and not its final row with ``results.ready`` high (that
+      row leaves at the same edge the new results arrive). Then every
+      pipeline register holds (input registers, ``in_job``, ``gap``, ``dot``,
+      the tags, the accumulators).
+    * ``gap`` spaces the ``last`` beats of consecutive jobs at least ``rows``
+      advancing cycles apart: the bank needs ``rows`` cycles to drain, so with
+      the sink ready a job's results have gone exactly when the next job's
+      arrive and nothing ever stalls, every job has the same latency, and the
+      job interval is ``rows``. Without it a short job's ``last`` beat would
+      enter at once and wait in the pipeline, with a longer latency.
+    * ``operands.ready = advance & (gap == 0 | ~operands.payload.last)``: it
+      depends combinationally on ``results.ready`` and ``operands.payload.last``
+      in the same cycle, and on registers.
 
     Timing (sink always ready): the first result beat is valid :attr:`latency`
-    cycles after the cycle in which the job's last operand beat moved: 2
-    without the tree register, 3 with it.
+    cycles after the cycle in which the job's last operand beat moved (2
+    without the tree register, 3 with it); consecutive jobs' ``last`` beats
+    move ``max(beats, rows)`` cycles apart at full rate.
+
+    Reset (the ``sync`` domain's synchronous reset) clears every register,
+    including a job in flight and results waiting in the bank.
 
     Parameters
     ----------
     rows, cols, depth : int
-        Output PEs ``rows x cols``; ``depth`` multipliers each.
+        Output PEs ``rows x cols``; ``depth`` multipliers (reduction steps per beat) each.
     operand_shape : ShapeLike
         Shape of every ``A`` and ``B`` element.
     acc_width : int
         Accumulator width (see :func:`hw.arith.accumulator_width`); longer jobs wrap.
     tree_register : bool
-        Register the adder trees' sums.
+        Register the adder trees' sums (one pipeline stage more).
     """
 
     def __init__(self, rows: int, cols: int, depth: int, operand_shape, acc_width: int, *,
                  tree_register: bool):
         if min(rows, cols, depth) < 1:
             raise ValueError(f"grid size must be at least 1x1x1, not {rows}x{cols}x{depth}")
+        if acc_width < 1:
+            raise ValueError(f"acc_width must be at least 1, not {acc_width}")
         self.rows, self.cols, self.depth = rows, cols, depth
         self.operand_shape = Shape.cast(operand_shape)
         self.acc_width = acc_width
-        self.tree_register = tree_register
+        self.tree_register = bool(tree_register)
         super().__init__(engine_signature(operand_beat_layout(rows, cols, self.operand_shape, steps=depth),
                                           cols, self.operand_shape, acc_width))
 
     @property
     def latency(self) -> int:
-        """Cycles from the last operand beat's transfer to the first result beat's ``valid`` (sink ready)."""
+        """Cycles from the last operand beat's transfer to the first result beat's ``valid`` (sink ready).
+
+        One cycle in the input registers, one more in ``dot`` with the tree
+        register, one at the accumulators (the capture edge ends it); the
+        result is valid in the next cycle.
+        """
         return 3 if self.tree_register else 2
 
     @property
     def job_interval(self) -> int:
-        """Fewest operand-stream cycles a job occupies back to back (sink ready)."""
+        """Fewest operand-stream cycles a job occupies back to back (sink ready): ``rows``.
+
+        A job of ``beats >= rows`` beats takes ``beats`` cycles; a shorter one
+        waits for the previous job's ``rows`` result beats to drain.
+        """
         return self.rows
 
     @property
@@ -179,26 +268,31 @@ class BroadcastGrid(wiring.Component):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pe[i][j]
 
-        advance = Signal()
-        accept = Signal()
-        in_job = Signal()  # the previous accepted beat was not a job's last
-        gap_ok = Signal()
+        advance = Signal()  # the pipeline moves at this edge
+        accept = Signal()   # an operand beat moves at this edge
+        gap_ok = Signal()   # a job's last beat may be accepted now
 
+        # Stage 1: input registers.
         a_reg = Signal.like(ops.p.a, name="a_reg")
         b_reg = Signal.like(ops.p.b, name="b_reg")
         tag_reg = Signal(StepTag, name="tag_reg")
+        in_job = Signal(name="in_job")  # the last accepted beat was not a job's last
         m.d.comb += [
             ops.ready.eq(advance & (gap_ok | ~ops.p.last)),
             accept.eq(ops.valid & ops.ready),
         ]
         with m.If(advance):
+            # first/last of a bubble are never read (valid = 0); writing them
+            # anyway saves a multiplexer per bit.
             m.d.sync += [
                 tag_reg.valid.eq(accept),
                 tag_reg.first.eq(~in_job),
                 tag_reg.last.eq(ops.p.last),
             ]
-            with m.If(accept):
-                m.d.sync += [a_reg.eq(ops.p.a), b_reg.eq(ops.p.b), in_job.eq(~ops.p.last)]
+        with m.If(accept):  # accept implies advance
+            m.d.sync += [a_reg.eq(ops.p.a), b_reg.eq(ops.p.b), in_job.eq(~ops.p.last)]
+
+        # Stage 2 (tree register): the PEs register their sums; the tag follows.
         if self.tree_register:
             tag = Signal(StepTag, name="tag_dot")
             with m.If(advance):
@@ -206,9 +300,9 @@ class BroadcastGrid(wiring.Component):
         else:
             tag = tag_reg
 
+        # Spacing of last beats: the bank drains one row per cycle at best.
         if rows > 1:
-            # Advancing cycles still to wait before the next last beat.
-            gap = Signal(range(rows), name="gap")
+            gap = Signal(range(rows), name="gap")  # advancing cycles still to wait
             m.d.comb += gap_ok.eq(~gap.any())
             with m.If(advance):
                 with m.If(accept & ops.p.last):
@@ -218,44 +312,43 @@ class BroadcastGrid(wiring.Component):
         else:
             m.d.comb += gap_ok.eq(1)
 
-        # Result registers: busy from a capture until the final row has left.
-        draining = Signal()
-        shift = Signal()
-        final_row = Signal()
+        # Stage 3 and the result bank: busy from a capture until its final row left.
+        draining = Signal(name="draining")
+        shift = Signal()      # a result beat moves at this edge
+        final_row = Signal()  # the beat on offer carries the job's last row
+        due = Signal()        # the accumulators see a job's last beat
+        bank_free = Signal()  # results captured at this edge would overwrite nothing on offer
+        capture = Signal()
         m.d.comb += [
             res.valid.eq(draining),
             res.p.last.eq(final_row),
             shift.eq(res.valid & res.ready),
-            # Hold everything while a job would finish into busy result registers.
-            advance.eq(~(tag.valid & tag.last & draining & ~(shift & final_row))),
+            due.eq(tag.valid & tag.last),
+            bank_free.eq(~draining | (shift & final_row)),
+            advance.eq(~due | bank_free),
+            capture.eq(due & bank_free),
         ]
-        capture = Signal()
-        m.d.comb += capture.eq(advance & tag.valid & tag.last)
         if rows > 1:
-            row = Signal(range(rows), name="row")
+            row = Signal(range(rows), name="row")  # the row on offer
             m.d.comb += final_row.eq(row == rows - 1)
-            with m.If(shift):
-                m.d.sync += row.eq(row + 1)
             with m.If(capture):
                 m.d.sync += row.eq(0)
+            with m.Elif(shift):
+                m.d.sync += row.eq(row + 1)
         else:
             m.d.comb += final_row.eq(1)
-        with m.If(shift & final_row):
-            m.d.sync += draining.eq(0)
         with m.If(capture):
             m.d.sync += draining.eq(1)
+        with m.Elif(shift & final_row):
+            m.d.sync += draining.eq(0)
 
         for i in range(rows):
             for j in range(cols):
                 p = pe[i][j]
-                m.d.comb += [
-                    p.advance.eq(advance),
-                    p.tag.eq(tag),
-                    p.drain.eq(shift),
-                ]
+                m.d.comb += [p.advance.eq(advance), p.tag.eq(tag), p.drain.eq(shift)]
                 for s in range(depth):
                     m.d.comb += [p.a_in[s].eq(a_reg[s * rows + i]), p.b_in[s].eq(b_reg[s * cols + j])]
-                if i + 1 < rows:  # the bottom row's result_in stays 0
+                if i + 1 < rows:  # the bottom row shifts in zeros
                     m.d.comb += p.result_in.eq(pe[i + 1][j].result)
         for j in range(cols):
             m.d.comb += res.p.c[j].eq(pe[0][j].result)

@@ -29,7 +29,7 @@ def test_kind_is_complete(kind):
     doc = (ROOT / kind.doc).read_text()
     for port in ("clk", "rst"):
         assert f"`{port}`" in doc
-    assert any(config.read_text().find(f"kind: {kind.name}") >= 0 for config in (ROOT / "configs").glob("*.yaml"))
+    assert any(config.read_text().find(f"kind: {kind.name}") >= 0 for config in (ROOT / "configs").rglob("*.yaml"))
     assert unsupported() == []
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import ONE_PER_ARCH, per_config
+from conftest import ONE_PER_ARCH, TPE_CONFIGS, per_config
 
 from npuforge.registry import sim_testbench
 from sim.golden import tpe as golden
@@ -14,7 +14,7 @@ FLOWS = {
 }
 
 
-@per_config()
+@per_config(*TPE_CONFIGS)
 @pytest.mark.parametrize("flow", list(FLOWS))
 def test_random_and_edge_jobs_bit_exact(built, config_name, flow, tmp_path):
     model = built(config_name)

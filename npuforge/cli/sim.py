@@ -39,15 +39,17 @@ def run(args) -> int:
     how = "reused" if built.reused else f"built in {built.seconds:.1f} s"
     print(f"build    {built.root} ({how})")
     print(f"files    {built.verilog}, {built.rtl_dir / 'manifest.json'}")
-    jobs = result.vectors["jobs"]
-    print(f"vectors  {len(jobs)} jobs ({len(jobs) - args.vectors} edge cases + {args.vectors} random, "
+    # What a testbench's vectors are made of: TPE jobs, nonlinear rows, ...
+    unit = getattr(testbench, "VECTOR_UNIT", "jobs")
+    jobs = result.vectors[unit]
+    print(f"vectors  {len(jobs)} {unit} ({len(jobs) - args.vectors} edge cases + {args.vectors} random, "
           f"seed {args.seed}); source valid {args.valid_prob:g}, sink ready {args.ready_prob:g}")
     for line in testbench.summary_lines(built.manifest, result.vectors, result.results, result.seconds):
         print(line)
     if result.waves:
         print(f"waves    {result.waves}")
     if result.ok:
-        print(f"PASS     {len(jobs)} jobs bit-exact against the golden model")
+        print(f"PASS     {len(jobs)} {unit} bit-exact against the golden model")
         return 0
     if result.mismatch is not None:
         print(f"FAIL     {testbench.describe_mismatch(result.mismatch)}")

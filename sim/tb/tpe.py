@@ -26,6 +26,9 @@ from .harness import BitFlips, CycleLoop, RunFiles, as_unsigned, reset, start_an
 from .stream import StreamSink, StreamSource
 from .tpe_beats import LATENCY_TO, pack_jobs
 
+#: What the vectors are made of (``npuforge sim`` counts ``vectors[VECTOR_UNIT]``).
+VECTOR_UNIT = "jobs"
+
 # --------------------------------------------------------------------------- host side
 
 

@@ -93,6 +93,11 @@ def parse_config_data(data: Any, source: str) -> KindConfig:
 
 def parse_config_text(text: str, source: str) -> KindConfig:
     """Parse YAML text and validate it (see :func:`parse_config_data`)."""
+    return parse_config_data(parse_yaml_text(text, source), source)
+
+
+def parse_yaml_text(text: str, source: str) -> Any:
+    """YAML text -> data with the strict loader (duplicate keys rejected); one-line :class:`ConfigError`."""
     try:
         data = yaml.load(text, Loader=_StrictYamlLoader)  # noqa: S506 -- a SafeLoader subclass
     except yaml.MarkedYAMLError as error:
@@ -107,11 +112,16 @@ def parse_config_text(text: str, source: str) -> KindConfig:
     except (ValueError, TypeError, OverflowError) as error:
         # PyYAML's own constructors can raise these, e.g. int() of a 5000-digit number.
         raise ConfigError(f"{source}: not valid YAML: {str(error).splitlines()[0]}") from None
-    return parse_config_data(data, source)
+    return data
 
 
 def load_config(path: str | Path) -> KindConfig:
     """Read, parse and validate the config file at ``path``."""
+    return parse_config_text(read_config_text(path), str(path))
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of the config file at ``path`` (size-limited UTF-8); one-line :class:`ConfigError`."""
     source = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -125,4 +135,4 @@ def load_config(path: str | Path) -> KindConfig:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(f"{source}: not UTF-8 text (byte {error.start}); allowed: a UTF-8 YAML file") from None
-    return parse_config_text(text, source)
+    return text

@@ -73,7 +73,7 @@ def test_manifest_describes_the_design(tmp_path):
     assert manifest["files"] == [{"path": "tpe_3x5_w8.v", "sha256": hashlib.sha256(verilog.encode()).hexdigest()}]
     # 32 * (-128)**2 = 2**19 needs 21 signed bits.
     assert manifest["parameters"] == {
-        "acc_width": 21, "k_max": 32, "latency": 9, "job_interval": 12, "mac_units": 15,
+        "mac": "baseline", "acc_width": 21, "k_max": 32, "latency": 9, "job_interval": 12, "mac_units": 15,
         "job": {"format": "k_steps", "steps_per_beat": 1, "c_rows": 3},
         "flow_control": "hold_last_until_drained"}
 

@@ -20,9 +20,19 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "adder_tree": ("cols", "k_tile", "k_max"),
     "matrix2d": ("rows", "cols", "k_max"),
 }
+#: The ``mac`` options each architecture implements (``hw/tpe/mac.py``); the first is the default.
+MAC_BY_ARCH: dict[str, tuple[str, ...]] = {
+    "systolic_os": ("baseline", "opt1"),
+    "systolic_ws": ("baseline", "opt1"),
+    "cube": ("baseline", "opt1"),
+    "adder_tree": ("baseline",),
+    "matrix2d": ("baseline",),
+}
+#: ``mac`` options named by the bit-weight MAC issue that no architecture implements yet.
+MAC_PLANNED = ("opt2", "opt3", "opt4c", "laconic")
 #: Keys an architecture takes but need not be given (they have a default).
 OPTIONAL_KEYS = {"result_buffers"}
-COMMON_KEYS = ("kind", "name", "arch", "operand", "acc_width")
+COMMON_KEYS = ("kind", "name", "arch", "operand", "acc_width", "mac")
 ARCH_SPECIFIC = ("rows", "depth", "k_tile", "result_buffers", "k_max")
 
 
@@ -34,7 +44,7 @@ class OperandConfig(StrictModel):
 
 
 def _accepted_keys(arch: str) -> str:
-    keys = [key for key in COMMON_KEYS[:3]] + list(ARCH_KEYS[arch]) + ["operand", "acc_width"]
+    keys = [key for key in COMMON_KEYS[:3]] + list(ARCH_KEYS[arch]) + ["operand", "acc_width", "mac"]
     return ", ".join(keys)
 
 
@@ -77,6 +87,13 @@ class TpeConfig(KindConfig):
         default=None, ge=1, le=65536, validate_default=True, json_schema_extra={"per_arch": True},
         description="Longest reduction (K) a job may have; sizes the accumulators. "
                     "Required except for systolic_ws, whose K is at most rows.")
+    mac: str = Field(
+        default="baseline",
+        json_schema_extra={"allowed": "one of 'baseline', 'opt1' (opt1 with systolic_os, systolic_ws, cube)"},
+        description="Multiply-accumulate circuit. baseline: a multiplier and a carry-propagate accumulator "
+                    "per MAC; opt1 (systolic_os, systolic_ws, cube): radix-4 Booth partial products and "
+                    "the running sum and carry in one carry-save compressor tree, resolved by one adder "
+                    "where results leave the array.")
     acc_width: int | None = Field(
         default=None, ge=1, le=MAX_ACC_WIDTH,
         description="Accumulator bits. Default: the minimum for which no K <= k_max overflows. "
@@ -97,6 +114,24 @@ class TpeConfig(KindConfig):
                 "missing_for_arch", "arch '{arch}' needs this key",
                 {"arch": arch, "error": f"arch '{arch}' needs it"})
         return value
+
+    @field_validator("mac")
+    @classmethod
+    def _mac_for_arch(cls, value: str, info: ValidationInfo) -> str:
+        arch = info.data.get("arch")
+        if arch is None or value in MAC_BY_ARCH[arch]:
+            return value
+        options = MAC_BY_ARCH[arch]
+        valid = f"'{options[0]}', the only option" if len(options) == 1 else \
+            "one of " + ", ".join(repr(option) for option in options)
+        if value in MAC_PLANNED:
+            note = f" ('{value}' is planned, not implemented yet)"
+        elif any(value in others for others in MAC_BY_ARCH.values()):
+            users = ", ".join(name for name, others in MAC_BY_ARCH.items() if value in others)
+            note = f" ('{value}' applies to {users} only)"
+        else:
+            note = ""
+        raise ValueError(f"{valid} for arch '{arch}'{note}")
 
     @field_validator("acc_width")
     @classmethod
@@ -140,6 +175,8 @@ class TpeConfig(KindConfig):
         for key in ARCH_SPECIFIC:
             if key not in ARCH_KEYS[self.arch]:
                 data.pop(key)
+        if self.mac == "baseline":  # configs written before mac existed keep their hash
+            data.pop("mac")
         return data
 
     def describe(self) -> str:
@@ -149,6 +186,8 @@ class TpeConfig(KindConfig):
             "cube": f"{self.rows}x{self.cols}x{self.depth}",
         }.get(self.arch, f"{self.rows}x{self.cols}")
         extra = f", {self.result_buffers} result buffer(s)" if self.arch == "systolic_os" else ""
+        if self.mac != "baseline":
+            extra += f", mac {self.mac}"
         bound = f"K <= {self.rows}" if self.arch == "systolic_ws" else f"k_max {self.k_max}"
         return (f"{self.arch} {shape}, {self.operand.width}-bit {kind} operands, {bound}, "
                 f"{self.acc_width}-bit accumulators{extra}")
@@ -160,13 +199,16 @@ def build(cfg: TpeConfig):
 
     shape = signed(cfg.operand.width) if cfg.operand.signed else unsigned(cfg.operand.width)
     if cfg.arch == "systolic_os":
-        return engines.SystolicOS(cfg.rows, cfg.cols, shape, cfg.acc_width, result_buffers=cfg.result_buffers)
+        return engines.SystolicOS(cfg.rows, cfg.cols, shape, cfg.acc_width, result_buffers=cfg.result_buffers,
+                                  mac=cfg.mac)
     if cfg.arch == "systolic_ws":
-        return engines.SystolicWS(cfg.rows, cfg.cols, shape, cfg.acc_width)
+        return engines.SystolicWS(cfg.rows, cfg.cols, shape, cfg.acc_width, mac=cfg.mac)
     if cfg.arch == "matrix2d":
         return engines.BroadcastGrid(cfg.rows, cfg.cols, 1, shape, cfg.acc_width, tree_register=False)
     if cfg.arch == "cube":
-        return engines.BroadcastGrid(cfg.rows, cfg.cols, cfg.depth, shape, cfg.acc_width, tree_register=True)
+        # opt1 folds the adder tree and the accumulator into one compressor: nothing to register between.
+        return engines.BroadcastGrid(cfg.rows, cfg.cols, cfg.depth, shape, cfg.acc_width,
+                                     tree_register=cfg.mac == "baseline", mac=cfg.mac)
     if cfg.arch == "adder_tree":
         return engines.BroadcastGrid(1, cfg.cols, cfg.k_tile, shape, cfg.acc_width, tree_register=True)
     raise AssertionError(f"arch {cfg.arch!r} passed validation but has no generator")
@@ -177,9 +219,11 @@ def parameters(cfg: TpeConfig, component) -> dict:
 
     ``job`` says how a job is cut into beats (``format``: ``k_steps`` or
     ``rows_with_weights``, see ``hw/tpe/interface.py``); ``latency`` and
-    ``job_interval`` are in cycles, ``mac_units`` counts multipliers.
+    ``job_interval`` are in cycles, ``mac_units`` counts multipliers, ``mac``
+    is the multiply-accumulate circuit.
     """
     return {
+        "mac": cfg.mac,
         "acc_width": cfg.acc_width,
         "k_max": cfg.k_bound,
         "latency": component.latency,

@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arith import accumulator_width
 from .interface import StepTag, accumulator_shape, engine_signature, operand_beat_layout
+from .mac import CompressedMac, check_mac, part_shape, parts, resolve
 
 
 def sum_shape(operand_shape: Shape, terms: int) -> Shape:
@@ -94,41 +95,63 @@ class BroadcastPE(wiring.Component):
     tree_register : bool
         Register the adder tree's sum in ``dot`` (one more cycle of latency, a
         multiply-and-add path split in two).
+    mac : str
+        ``"baseline"`` (above) or ``"opt1"`` (:mod:`hw.tpe.mac`, no tree
+        register): the Booth partial products of all ``depth`` products and
+        the accumulator's carry-save pair go through one carry-save tree into
+        ``acc_sum``/``acc_carry``; ``result``, ``result_in`` become the pairs
+        ``result_sum``/``result_carry`` and ``result_sum_in``/``result_carry_in``
+        (unsigned ``acc_width`` bits, total modulo ``2**acc_width``), resolved
+        by the grid.
     """
 
-    def __init__(self, depth: int, operand_shape, acc_width: int, *, tree_register: bool):
+    def __init__(self, depth: int, operand_shape, acc_width: int, *, tree_register: bool, mac: str = "baseline"):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
+        if check_mac(mac) != "baseline" and tree_register:
+            raise ValueError(f"mac {mac!r} has no adder tree to register")
+        self._mac = mac
         self._depth = depth
         self._operand_shape = Shape.cast(operand_shape)
         self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
         self._tree_register = tree_register
-        super().__init__({
+        self._parts = parts(mac)
+        value = part_shape(mac, self._acc_shape)
+        members = {
             "a_in": In(data.ArrayLayout(self._operand_shape, depth)),
             "b_in": In(data.ArrayLayout(self._operand_shape, depth)),
             "advance": In(1),
             "tag": In(StepTag),
             "drain": In(1),
-            "result_in": In(self._acc_shape),
-            "result": Out(self._acc_shape),
-        })
+        }
+        for part in self._parts:
+            members |= {f"result{part}_in": In(value), f"result{part}": Out(value)}
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        products = [self.a_in[s] * self.b_in[s] for s in range(self._depth)]
-        tree, tree_shape = adder_tree(m, products, self._operand_shape, "tree")
-        if self._tree_register:
-            dot = Signal(tree_shape, name="dot")
-            with m.If(self.advance):
-                m.d.sync += dot.eq(tree)
+        value = part_shape(self._mac, self._acc_shape)
+        acc = [Signal(value, name=f"acc{part}") for part in self._parts]
+        # Assigning to acc_width-bit signals wraps modulo 2**acc_width, which is
+        # what the golden model does when K exceeds the k_max it was sized for.
+        total = [Signal(value, name=f"total{part}") for part in self._parts]
+        if self._mac == "baseline":
+            products = [self.a_in[s] * self.b_in[s] for s in range(self._depth)]
+            tree, tree_shape = adder_tree(m, products, self._operand_shape, "tree")
+            if self._tree_register:
+                dot = Signal(tree_shape, name="dot")
+                with m.If(self.advance):
+                    m.d.sync += dot.eq(tree)
+            else:
+                dot = tree
+            m.d.comb += total[0].eq(Mux(self.tag.first, 0, acc[0]) + dot)
         else:
-            dot = tree
-
-        acc = Signal(self._acc_shape, name="acc")
-        # Assigning to the acc_width-bit signal wraps modulo 2**acc_width, which
-        # is what the golden model does when K exceeds the k_max it was sized for.
-        total = Signal(self._acc_shape)
-        m.d.comb += total.eq(Mux(self.tag.first, 0, acc) + dot)
+            m.submodules.mac = mac = CompressedMac(self._depth, self._operand_shape, self._acc_shape.width, 2)
+            for s in range(self._depth):
+                m.d.comb += [mac.a[s].eq(self.a_in[s]), mac.b[s].eq(self.b_in[s])]
+            for n, held in enumerate(acc):
+                m.d.comb += mac.addends[n].eq(Mux(self.tag.first, 0, held))
+            m.d.comb += [total[0].eq(mac.sum), total[1].eq(mac.carry)]
         step = Signal()
         capture = Signal()
         m.d.comb += [
@@ -136,11 +159,13 @@ class BroadcastPE(wiring.Component):
             capture.eq(step & self.tag.last),
         ]
         with m.If(step):
-            m.d.sync += acc.eq(total)
-        with m.If(capture):
-            m.d.sync += self.result.eq(total)
-        with m.Elif(self.drain):
-            m.d.sync += self.result.eq(self.result_in)
+            m.d.sync += [held.eq(new) for held, new in zip(acc, total)]
+        for part, new in zip(self._parts, total):
+            result = getattr(self, f"result{part}")
+            with m.If(capture):
+                m.d.sync += result.eq(new)
+            with m.Elif(self.drain):
+                m.d.sync += result.eq(getattr(self, f"result{part}_in"))
         return m
 
 
@@ -211,10 +236,14 @@ class BroadcastGrid(wiring.Component):
         Accumulator width (see :func:`hw.arith.accumulator_width`); longer jobs wrap.
     tree_register : bool
         Register the adder trees' sums (one pipeline stage more).
+    mac : str
+        ``"baseline"`` or ``"opt1"`` (:class:`BroadcastPE`; only without the
+        tree register): the result registers hold carry-save pairs and one
+        adder per column resolves row 0's pair into the result beat.
     """
 
     def __init__(self, rows: int, cols: int, depth: int, operand_shape, acc_width: int, *,
-                 tree_register: bool):
+                 tree_register: bool, mac: str = "baseline"):
         if min(rows, cols, depth) < 1:
             raise ValueError(f"grid size must be at least 1x1x1, not {rows}x{cols}x{depth}")
         if acc_width < 1:
@@ -223,6 +252,9 @@ class BroadcastGrid(wiring.Component):
         self.operand_shape = Shape.cast(operand_shape)
         self.acc_width = acc_width
         self.tree_register = bool(tree_register)
+        self.mac = check_mac(mac)
+        if mac != "baseline" and tree_register:
+            raise ValueError(f"mac {mac!r} has no adder tree to register")
         super().__init__(engine_signature(operand_beat_layout(rows, cols, self.operand_shape, steps=depth),
                                           cols, self.operand_shape, acc_width))
 
@@ -262,7 +294,8 @@ class BroadcastGrid(wiring.Component):
         ops, res = self.operands, self.results
         rows, cols, depth = self.rows, self.cols, self.depth
 
-        pe = [[BroadcastPE(depth, self.operand_shape, self.acc_width, tree_register=self.tree_register)
+        pe = [[BroadcastPE(depth, self.operand_shape, self.acc_width, tree_register=self.tree_register,
+                           mac=self.mac)
                for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):
             for j in range(cols):
@@ -349,7 +382,8 @@ class BroadcastGrid(wiring.Component):
                 for s in range(depth):
                     m.d.comb += [p.a_in[s].eq(a_reg[s * rows + i]), p.b_in[s].eq(b_reg[s * cols + j])]
                 if i + 1 < rows:  # the bottom row shifts in zeros
-                    m.d.comb += p.result_in.eq(pe[i + 1][j].result)
+                    for part in parts(self.mac):
+                        m.d.comb += getattr(p, f"result{part}_in").eq(getattr(pe[i + 1][j], f"result{part}"))
         for j in range(cols):
-            m.d.comb += res.p.c[j].eq(pe[0][j].result)
+            m.d.comb += res.p.c[j].eq(resolve([getattr(pe[0][j], f"result{part}") for part in parts(self.mac)]))
         return m

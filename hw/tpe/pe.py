@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .interface import StepTag, accumulator_shape
+from .mac import CompressedMac, check_mac, part_shape, parts
 
 READOUTS = ("shift", "bus")
 
@@ -43,12 +44,24 @@ class OutputStationaryPE(wiring.Component):
         ports of the others do not exist.
     readout : str
         ``"shift"`` or ``"bus"`` (above).
+    mac : str
+        ``"baseline"``: ``acc`` and ``result`` are single registers, the sum is
+        formed by a multiplier and an adder. ``"opt1"`` (:mod:`hw.tpe.mac`):
+        ``a_in`` is Booth-recoded, and its partial products with the
+        accumulator's sum and carry go through one carry-save tree; every value
+        above is a pair ``acc_sum``/``acc_carry`` (``result_sum``/``result_carry``,
+        ``result_sum_in``/``result_carry_in``) of unsigned ``acc_width``-bit
+        vectors whose total modulo ``2**acc_width`` is the value. The array
+        resolves a pair with one adder where it leaves.
     """
 
     def __init__(self, operand_shape, acc_width: int, *, forward=frozenset({"a", "b", "tag"}),
-                 readout: str = "shift"):
+                 readout: str = "shift", mac: str = "baseline"):
         self._operand_shape = Shape.cast(operand_shape)
         self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
+        self._mac = check_mac(mac)
+        self._parts = parts(mac)
+        value = part_shape(mac, self._acc_shape)
         self._forward = frozenset(forward)
         unknown = self._forward - {"a", "b", "tag"}
         if unknown:
@@ -62,9 +75,13 @@ class OutputStationaryPE(wiring.Component):
             "tag_in": In(StepTag),
         }
         if readout == "shift":
-            members |= {"drain": In(1), "result_in": In(self._acc_shape), "result": Out(self._acc_shape)}
+            members["drain"] = In(1)
+            for part in self._parts:
+                members |= {f"result{part}_in": In(value), f"result{part}": Out(value)}
         else:
-            members |= {"done": Out(1), "acc": Out(self._acc_shape)}
+            members["done"] = Out(1)
+            for part in self._parts:
+                members[f"acc{part}"] = Out(value)
         outputs = {"a": self._operand_shape, "b": self._operand_shape, "tag": StepTag}
         for name in sorted(self._forward):
             members[f"{name}_out"] = Out(outputs[name])
@@ -73,21 +90,33 @@ class OutputStationaryPE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        acc = self.acc if self._readout == "bus" else Signal(self._acc_shape, name="acc")
-        # Assigning to a narrower signal wraps modulo 2**acc_width, which is the
+        if self._readout == "bus":
+            acc = [getattr(self, f"acc{part}") for part in self._parts]
+        else:
+            acc = [Signal(part_shape(self._mac, self._acc_shape), name=f"acc{part}") for part in self._parts]
+        # Assigning to acc_width-bit signals wraps modulo 2**acc_width, which is the
         # documented behaviour (and the golden model's) if K exceeds k_max.
-        total = Signal(self._acc_shape)
-        m.d.comb += total.eq(Mux(self.tag_in.first, 0, acc) + self.a_in * self.b_in)
+        total = [Signal(value.shape(), name=f"total{part}") for value, part in zip(acc, self._parts)]
+        if self._mac == "baseline":
+            m.d.comb += total[0].eq(Mux(self.tag_in.first, 0, acc[0]) + self.a_in * self.b_in)
+        else:
+            m.submodules.mac = mac = CompressedMac(1, self._operand_shape, self._acc_shape.width, 2)
+            m.d.comb += [mac.a[0].eq(self.a_in), mac.b[0].eq(self.b_in),
+                         total[0].eq(mac.sum), total[1].eq(mac.carry)]
+            for n, value in enumerate(acc):
+                m.d.comb += mac.addends[n].eq(Mux(self.tag_in.first, 0, value))
 
         for name in sorted(self._forward):
             m.d.sync += getattr(self, f"{name}_out").eq(getattr(self, f"{name}_in"))
         with m.If(self.tag_in.valid):
-            m.d.sync += acc.eq(total)
+            m.d.sync += [value.eq(new) for value, new in zip(acc, total)]
         if self._readout == "bus":
             m.d.sync += self.done.eq(self.tag_in.valid & self.tag_in.last)
         else:
-            with m.If(self.tag_in.valid & self.tag_in.last):
-                m.d.sync += self.result.eq(total)
-            with m.If(self.drain):
-                m.d.sync += self.result.eq(self.result_in)
+            for part, new in zip(self._parts, total):
+                result = getattr(self, f"result{part}")
+                with m.If(self.tag_in.valid & self.tag_in.last):
+                    m.d.sync += result.eq(new)
+                with m.If(self.drain):
+                    m.d.sync += result.eq(getattr(self, f"result{part}_in"))
         return m

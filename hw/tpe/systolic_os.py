@@ -7,6 +7,7 @@ from amaranth.hdl import EnableInserter, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, wiring
 
 from .interface import StepTag, accumulator_shape, engine_signature, operand_beat_layout, result_beat_layout
+from .mac import check_mac, parts, resolve
 from .pe import OutputStationaryPE
 from .rowbuffer import RowBuffer
 from .skew import DelayLine, SkewBuffer
@@ -56,9 +57,16 @@ class SystolicOS(wiring.Component):
         (see :func:`hw.arith.accumulator_width`); longer jobs wrap.
     result_buffers : int
         ``1`` or ``2`` (above).
+    mac : str
+        ``"baseline"`` or ``"opt1"`` (:mod:`hw.tpe.mac`). With ``opt1`` every PE
+        keeps its sum as a carry-save pair; the result registers (``1``) shift
+        pairs up and one adder per column resolves the top row's pair for the
+        result beat; the column buses (``2``) carry pairs and one adder per
+        column resolves them before the de-skew. Timing is the same.
     """
 
-    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int, *, result_buffers: int = 2):
+    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int, *, result_buffers: int = 2,
+                 mac: str = "baseline"):
         if rows < 1 or cols < 1:
             raise ValueError(f"array size must be at least 1x1, not {rows}x{cols}")
         if result_buffers not in (1, 2):
@@ -68,6 +76,7 @@ class SystolicOS(wiring.Component):
         self.operand_shape = Shape.cast(operand_shape)
         self.acc_width = acc_width
         self.result_buffers = result_buffers
+        self.mac = check_mac(mac)
         super().__init__(engine_signature(operand_beat_layout(rows, cols, self.operand_shape),
                                           cols, self.operand_shape, acc_width))
 
@@ -120,7 +129,7 @@ class SystolicOS(wiring.Component):
         skew_a = add("skew_a", SkewBuffer(self.rows, a_lane))
         skew_b = add("skew_b", SkewBuffer(self.cols, self.operand_shape))
         pe = [[OutputStationaryPE(self.operand_shape, self.acc_width, forward=self._forwarded(i, j),
-                                  readout=readout)
+                                  readout=readout, mac=self.mac)
                for j in range(self.cols)]
               for i in range(self.rows)]
         for i in range(self.rows):
@@ -195,13 +204,15 @@ class SystolicOS(wiring.Component):
             res.p.last.eq(final_row),
             shift.eq(res.valid & res.ready),
         ]
+        held = parts(self.mac)
         for j in range(self.cols):
-            m.d.comb += res.p.c[j].eq(pe[0][j].result)
+            m.d.comb += res.p.c[j].eq(resolve([getattr(pe[0][j], f"result{part}") for part in held]))
         for i in range(self.rows):
             for j in range(self.cols):
                 m.d.comb += pe[i][j].drain.eq(shift)
                 if i + 1 < self.rows:  # the bottom row's result_in stays 0
-                    m.d.comb += pe[i][j].result_in.eq(pe[i + 1][j].result)
+                    for part in held:
+                        m.d.comb += getattr(pe[i][j], f"result{part}_in").eq(getattr(pe[i + 1][j], f"result{part}"))
 
         with m.If(job_done):
             m.d.sync += draining.eq(1)
@@ -244,8 +255,9 @@ class SystolicOS(wiring.Component):
         deskew = SkewBuffer(self.cols, acc_shape)
         m.submodules.deskew = EnableInserter(advance)(deskew)
         for j in range(self.cols):
-            bus = reduce(or_, [Mux(pe[i][j].done, pe[i][j].acc, 0) for i in range(self.rows)])
-            m.d.comb += deskew.i[self.cols - 1 - j].eq(bus)
+            buses = [reduce(or_, [Mux(pe[i][j].done, getattr(pe[i][j], f"acc{part}"), 0) for i in range(self.rows)])
+                     for part in parts(self.mac)]
+            m.d.comb += deskew.i[self.cols - 1 - j].eq(resolve(buses))
         # Column 0's done flags say which cycles carry a row, and which row is the
         # last; they take the same cols cycles as column 0's data.
         row_tag = data.StructLayout({"valid": unsigned(1), "last": unsigned(1)})

@@ -11,6 +11,7 @@ from .interface import (
     result_beat_layout,
     weight_row_beat_layout,
 )
+from .mac import CompressedMac, check_mac, part_shape, parts, resolve
 from .rowbuffer import RowBuffer
 from .skew import DelayLine, SkewBuffer
 
@@ -42,20 +43,29 @@ class WeightStationaryPE(wiring.Component):
         Width of the partial sums; signed when the operands are.
     forward : set of str
         Which of ``"a"``, ``"tag"`` this PE passes on.
+    mac : str
+        ``"baseline"``: ``psum_in``/``psum_out`` are single values. ``"opt1"``
+        (:mod:`hw.tpe.mac`): they are carry-save pairs ``psum_sum_*`` and
+        ``psum_carry_*`` (unsigned ``acc_width`` bits, total modulo
+        ``2**acc_width``); the Booth partial products of ``a_in * weight``
+        and the incoming pair go through one carry-save tree, and the array
+        resolves the pair at the bottom edge.
     """
 
-    def __init__(self, operand_shape, acc_width: int, *, forward=frozenset({"a", "tag"})):
+    def __init__(self, operand_shape, acc_width: int, *, forward=frozenset({"a", "tag"}), mac: str = "baseline"):
         self._operand_shape = Shape.cast(operand_shape)
         self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
         self._forward = frozenset(forward)
+        self._mac = check_mac(mac)
+        value = part_shape(mac, self._acc_shape)
         members = {
             "a_in": In(self._operand_shape),
             "tag_in": In(StepTag),
             "w_load": In(1),
             "w_data": In(self._operand_shape),
-            "psum_in": In(self._acc_shape),
-            "psum_out": Out(self._acc_shape),
         }
+        for part in parts(mac):
+            members |= {f"psum{part}_in": In(value), f"psum{part}_out": Out(value)}
         outputs = {"a": self._operand_shape, "tag": StepTag}
         for name in sorted(self._forward):
             members[f"{name}_out"] = Out(outputs[name])
@@ -70,9 +80,16 @@ class WeightStationaryPE(wiring.Component):
         for name in sorted(self._forward):
             m.d.sync += getattr(self, f"{name}_out").eq(getattr(self, f"{name}_in"))
         weight = Mux(self.tag_in.first, w_next, w)
+        if self._mac == "baseline":
+            updates = [self.psum_out.eq(self.psum_in + self.a_in * weight)]
+        else:
+            m.submodules.mac = mac = CompressedMac(1, self._operand_shape, self._acc_shape.width, 2)
+            m.d.comb += [mac.a[0].eq(self.a_in), mac.b[0].eq(weight),
+                         mac.addends[0].eq(self.psum_sum_in), mac.addends[1].eq(self.psum_carry_in)]
+            updates = [self.psum_sum_out.eq(mac.sum), self.psum_carry_out.eq(mac.carry)]
         with m.If(self.tag_in.valid):
             # Assigning to acc_width bits wraps, as the golden model does.
-            m.d.sync += self.psum_out.eq(self.psum_in + self.a_in * weight)
+            m.d.sync += updates
             with m.If(self.tag_in.first):
                 m.d.sync += w.eq(w_next)
         return m
@@ -121,14 +138,20 @@ class SystolicWS(wiring.Component):
         Shape of every ``A`` and ``B`` element.
     acc_width : int
         Partial-sum width (see :func:`hw.arith.accumulator_width` with ``k_max = rows``).
+    mac : str
+        ``"baseline"`` or ``"opt1"`` (:class:`WeightStationaryPE`): with ``opt1``
+        partial sums move down as carry-save pairs and one adder per column
+        resolves the pair leaving the bottom PE, before the de-skew. Timing is
+        the same.
     """
 
-    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int):
+    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int, *, mac: str = "baseline"):
         if rows < 1 or cols < 1:
             raise ValueError(f"array size must be at least 1x1, not {rows}x{cols}")
         self.rows, self.cols = rows, cols
         self.operand_shape = Shape.cast(operand_shape)
         self.acc_width = acc_width
+        self.mac = check_mac(mac)
         super().__init__(engine_signature(weight_row_beat_layout(rows, cols, self.operand_shape),
                                           cols, self.operand_shape, acc_width))
 
@@ -178,7 +201,7 @@ class SystolicWS(wiring.Component):
                                     "load": unsigned(1)})
         skew_a = add("skew_a", SkewBuffer(rows, a_lane))
         skew_w = add("skew_w", SkewBuffer(cols, w_lane))
-        pe = [[WeightStationaryPE(self.operand_shape, self.acc_width, forward=self._forwarded(k, j))
+        pe = [[WeightStationaryPE(self.operand_shape, self.acc_width, forward=self._forwarded(k, j), mac=self.mac)
                for j in range(cols)] for k in range(rows)]
         for k in range(rows):
             for j in range(cols):
@@ -238,7 +261,8 @@ class SystolicWS(wiring.Component):
                     p.w_data.eq(skew_w.o[j].w),
                 ]
                 if k > 0:
-                    m.d.comb += p.psum_in.eq(pe[k - 1][j].psum_out)
+                    for part in parts(self.mac):
+                        m.d.comb += getattr(p, f"psum{part}_in").eq(getattr(pe[k - 1][j], f"psum{part}_out"))
 
         # Output side: column j leaves j cycles after column 0; line them up.
         bottom = pe[rows - 1]
@@ -251,11 +275,12 @@ class SystolicWS(wiring.Component):
         else:
             m.d.comb += [aligned_tag.valid.eq(bottom[0].tag_out.valid), aligned_tag.last.eq(bottom[0].tag_out.last)]
         for j in range(cols):
+            psum = resolve([getattr(bottom[j], f"psum{part}_out") for part in parts(self.mac)])
             if j < cols - 1:
                 line = add(f"deskew_{j}", DelayLine(acc_shape, cols - 1 - j))
-                m.d.comb += [line.i.eq(bottom[j].psum_out), out.row.c[j].eq(line.o)]
+                m.d.comb += [line.i.eq(psum), out.row.c[j].eq(line.o)]
             else:
-                m.d.comb += out.row.c[j].eq(bottom[j].psum_out)
+                m.d.comb += out.row.c[j].eq(psum)
         m.d.comb += [
             out.push.eq(advance & aligned_tag.valid),
             out.row.last.eq(aligned_tag.last),

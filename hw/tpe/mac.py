@@ -1,0 +1,98 @@
+"""Multiply-accumulate options shared by the engines (``mac:`` in the config).
+
+``baseline``: a multiplier and a carry-propagate adder per MAC; accumulators and
+partial sums are single ``acc_width``-bit values.
+
+``opt1`` (compressed accumulative MAC): radix-4 Booth partial products of the
+products and the running sum and carry go through one carry-save compressor
+tree (:class:`CompressedMac`) into a registered *pair* of ``acc_width``-bit
+vectors, sum and carry, whose total modulo ``2**acc_width`` is the running sum.
+No carry propagates inside a PE; one adder resolves a pair where a result
+leaves the array (:func:`resolve`). Every register that held an accumulator,
+partial sum or result becomes two, named with the suffixes of :func:`parts`.
+"""
+
+from functools import reduce
+from operator import add
+
+from amaranth.hdl import Module, Shape, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arith.booth import BoothPartialProducts
+from ..arith.csa import CarrySaveTree
+
+MAC_OPTIONS = ("baseline", "opt1")
+
+
+def check_mac(mac: str) -> str:
+    if mac not in MAC_OPTIONS:
+        raise ValueError(f"mac: {mac!r} is not one of {MAC_OPTIONS}")
+    return mac
+
+
+def parts(mac: str) -> tuple[str, ...]:
+    """Name suffixes of the registers that hold one running value: ``("",)`` or ``("_sum", "_carry")``."""
+    return ("",) if check_mac(mac) == "baseline" else ("_sum", "_carry")
+
+
+def part_shape(mac: str, acc_shape: Shape) -> Shape:
+    """Shape of each part: the accumulator's own, or unsigned vectors of its width (carry-save)."""
+    return acc_shape if check_mac(mac) == "baseline" else unsigned(acc_shape.width)
+
+
+def resolve(values):
+    """The value held as ``values`` (one part, or a sum and carry): the one carry-propagate add.
+
+    Assign the result to an ``acc_width``-bit signal: that drops the carry out
+    of the top bit, which is the modulo ``2**acc_width`` the pair is exact to.
+    """
+    return reduce(add, values)
+
+
+class CompressedMac(wiring.Component):
+    """Booth partial products of ``depth`` products and ``addends`` vectors in one carry-save tree.
+
+    Combinational, no carry-propagate adder: ``sum + carry`` equals
+    ``sum_s a[s] * b[s] + sum_n addends[n]`` modulo ``2**width``. ``a[s]`` is the
+    Booth-recoded operand (:class:`hw.arith.booth.BoothPartialProducts`), ``b[s]``
+    the multiplicand; every partial product and the addends enter one
+    :class:`hw.arith.csa.CarrySaveTree`.
+
+    Parameters
+    ----------
+    depth : int
+        Products summed.
+    operand_shape : ShapeLike
+        Shape of every ``a`` and ``b`` element.
+    width : int
+        Width of the addends, ``sum`` and ``carry`` (the accumulator width).
+    addends : int
+        Carry-save vectors added (2: a running sum and carry; 0: none).
+    """
+
+    def __init__(self, depth: int, operand_shape, width: int, addends: int):
+        self._depth, self._width, self._addends = depth, width, addends
+        self._operand_shape = Shape.cast(operand_shape)
+        super().__init__({
+            "a": In(data.ArrayLayout(self._operand_shape, depth)),
+            "b": In(data.ArrayLayout(self._operand_shape, depth)),
+            "addends": In(data.ArrayLayout(unsigned(width), addends)),
+            "sum": Out(unsigned(width)),
+            "carry": Out(unsigned(width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        terms = []
+        for s in range(self._depth):
+            pp = BoothPartialProducts(self._operand_shape, self._operand_shape, self._width)
+            m.submodules[f"booth_{s}"] = pp
+            m.d.comb += [pp.multiplier.eq(self.a[s]), pp.multiplicand.eq(self.b[s])]
+            terms += list(pp.terms)
+        terms += list(self.addends)
+        m.submodules.tree = tree = CarrySaveTree(len(terms), self._width)
+        for n, term in enumerate(terms):
+            m.d.comb += tree.terms[n].eq(term)
+        m.d.comb += [self.sum.eq(tree.sum), self.carry.eq(tree.carry)]
+        return m

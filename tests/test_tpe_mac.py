@@ -1,0 +1,177 @@
+"""``mac:`` on ``kind: tpe``: config rules, what the manifest says, and OPT1 engines beyond the shared tests.
+
+The bit-exact cocotb runs every TPE config gets (edge cases, random jobs, back to
+back at full rate with latency and job interval checked, fault-site deposits)
+cover the ``*_opt1`` configs through ``RTL_CONFIGS``; here: one-line config
+errors, the manifest's ``mac`` and fault sites, sums that wrap past ``k_max`` in
+carry-save form, reset mid-job, and a bit flipped in a carry register.
+"""
+
+import numpy as np
+import pytest
+import yaml
+from conftest import RTL_CONFIGS, per_config
+from test_tpe_rtl import _job
+from test_tpe_rtl import test_reset_mid_job_discards_everything_in_flight as _reset_mid_job
+
+from gen.config import load_config, parse_config_data
+from gen.elaborate import elaborate
+from gen.errors import ConfigError
+from npuforge.cli import main
+from npuforge.registry import sim_testbench
+from sim.runner import run
+
+OPT1 = tuple(name for name in RTL_CONFIGS if name.endswith("_opt1"))
+
+OS = {"kind": "tpe", "name": "os", "arch": "systolic_os", "rows": 2, "cols": 3,
+      "operand": {"width": 8, "signed": True}, "k_max": 8}
+SHAPES = {
+    "systolic_os": {},
+    "systolic_ws": {"k_max": None},
+    "cube": {"depth": 2},
+    "adder_tree": {"rows": None, "k_tile": 4},
+    "matrix2d": {},
+}
+
+
+def _config(arch, **changes):
+    data = {**OS, "arch": arch, **SHAPES[arch], **changes}
+    return {key: value for key, value in data.items() if value is not None}
+
+
+# (data, substrings the one-line message must contain)
+REJECTED = [
+    (_config("adder_tree", mac="opt1"),
+     ["mac", "got 'opt1'", "'baseline', the only option for arch 'adder_tree'",
+      "'opt1' applies to systolic_os, systolic_ws, cube only"]),
+    (_config("matrix2d", mac="opt1"), ["mac", "got 'opt1'", "only option for arch 'matrix2d'"]),
+    (_config("systolic_os", mac="opt2"),
+     ["mac", "got 'opt2'", "one of 'baseline', 'opt1' for arch 'systolic_os'",
+      "'opt2' is planned, not implemented yet"]),
+    (_config("systolic_ws", mac="opt3"), ["mac", "got 'opt3'", "for arch 'systolic_ws'", "planned"]),
+    (_config("cube", mac="opt4c"), ["mac", "got 'opt4c'", "one of 'baseline', 'opt1' for arch 'cube'", "planned"]),
+    (_config("adder_tree", mac="laconic"), ["mac", "got 'laconic'", "'baseline', the only option", "planned"]),
+    (_config("systolic_os", mac="OPT1"), ["mac", "got 'OPT1'", "one of 'baseline', 'opt1' for arch 'systolic_os'"]),
+    (_config("systolic_os", mac=1), ["mac", "got 1", "one of 'baseline', 'opt1'"]),
+    (_config("systolic_os", mac=None) | {"mac": None}, ["mac", "got null", "one of 'baseline', 'opt1'"]),
+]
+
+
+@pytest.mark.parametrize("data,parts", REJECTED, ids=[str(i) for i in range(len(REJECTED))])
+def test_mac_that_does_not_apply_is_one_line(data, parts, tmp_path, capsys):
+    with pytest.raises(ConfigError) as caught:
+        parse_config_data(data, "cfg.yaml")
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("cfg.yaml: mac: ")
+    for part in parts:
+        assert part in message, (part, message)
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == f"npuforge: error: {path}: {message.removeprefix('cfg.yaml: ')}\n"
+
+
+@pytest.mark.parametrize("arch", ["systolic_os", "systolic_ws", "cube"])
+def test_opt1_is_accepted_where_it_applies(arch):
+    cfg = parse_config_data(_config(arch, mac="opt1"), "a")
+    assert cfg.mac == "opt1" and "mac opt1" in cfg.describe()
+
+
+def test_baseline_is_the_default_and_keeps_the_config_hash():
+    implicit = parse_config_data(_config("systolic_os"), "a")
+    explicit = parse_config_data(_config("systolic_os", mac="baseline"), "b")
+    opt1 = parse_config_data(_config("systolic_os", mac="opt1"), "c")
+    assert implicit.mac == "baseline" and "mac" not in implicit.normalized()
+    assert implicit.config_hash() == explicit.config_hash() != opt1.config_hash()
+    assert opt1.normalized()["mac"] == "opt1"
+
+
+@pytest.mark.parametrize("name", OPT1)
+def test_manifest_records_mac_and_carry_save_fault_sites(name):
+    cfg = load_config(RTL_CONFIGS[name])
+    elab = elaborate(cfg)
+    baseline = elaborate(cfg.model_copy(update={"mac": "baseline"}))
+    assert elab.parameters["mac"] == "opt1" and baseline.parameters["mac"] == "baseline"
+    sites = {site.path: site.width for site in elab.fault_sites}
+    old = {site.path for site in baseline.fault_sites}
+    value = {"systolic_ws": "psum_out"}.get(cfg.arch, "acc")
+    # Every PE's accumulator (WS: partial sum) is a sum/carry pair of acc_width bits each.
+    held = [path for path in old if path.endswith(f".{value}")]
+    assert len(held) == elab.parameters["mac_units"] // (cfg.depth or 1)
+    for path in held:
+        assert path not in sites
+        stem = path[:-len(value)] + ("psum" if cfg.arch == "systolic_ws" else "acc")
+        assert sites[f"{stem}_sum{'_out' if cfg.arch == 'systolic_ws' else ''}"] == cfg.acc_width
+        assert sites[f"{stem}_carry{'_out' if cfg.arch == 'systolic_ws' else ''}"] == cfg.acc_width
+    # Nothing else changes but the cube's tree register (opt1 folds the tree into the accumulator's compressor).
+    keep = {"job", "job_interval", "flow_control", "mac_units", "acc_width", "k_max"}
+    assert {k: elab.parameters[k] for k in keep} == {k: baseline.parameters[k] for k in keep}
+    assert elab.parameters["latency"] == baseline.parameters["latency"] - (1 if cfg.arch == "cube" else 0)
+    # No multiplier and no carry-propagate adder inside a PE (the baseline's PEs have both).
+    for operator in (" * ", " + "):
+        assert operator not in _pe_verilog(elab.verilog) and operator in _pe_verilog(baseline.verilog)
+
+
+def _pe_verilog(text: str) -> str:
+    """The bodies of the PE modules (and their Booth and compressor submodules) in ``text``."""
+    bodies = [module for module in text.split("\nmodule ")[1:] if ".pe_" in module.split("(", 1)[0]]
+    assert bodies
+    return "\n".join(line for body in bodies for line in body.splitlines() if not line.lstrip().startswith("//"))
+
+
+@per_config("os_3x4_s8_opt1", "os_2x3_u6_opt1")
+def test_carry_save_sums_wrap_past_k_max_like_the_golden_model(built, config_name, tmp_path):
+    model = built(config_name)
+    cfg = model.config
+    lo = -(1 << (cfg.operand.width - 1)) if cfg.operand.signed else (1 << cfg.operand.width) - 1
+    k = 10 * cfg.k_max  # K * lo**2 exceeds 2**acc_width: the sum wraps
+    assert k * lo * lo >= 1 << (cfg.acc_width - (1 if cfg.operand.signed else 0))
+    rng = np.random.default_rng(4)
+    a = np.full((cfg.rows, k), lo)
+    b = np.full((k, cfg.cols), lo)
+    b[:, 0] = rng.integers(0, abs(lo), k)
+    tb = sim_testbench(cfg)
+    vectors = tb.make_vectors(cfg, seed=6, n_random=0, edge_cases=False)
+    vectors["jobs"] = [_job("wraps", a, b, cfg), _job("after", a[:, :3], b[:3], cfg)]
+
+    result = run(model, tb, vectors, tmp_path)
+    assert result.ok, (result.mismatch, result.log)
+
+
+@per_config(*OPT1)
+def test_opt1_reset_mid_job_discards_everything_in_flight(built, config_name, tmp_path):
+    _reset_mid_job(built, config_name, tmp_path)
+
+
+@per_config("os_3x4_s8_opt1")
+def test_bit_flipped_in_a_carry_register_changes_one_element_by_its_weight(built, config_name, tmp_path):
+    """A carry-save pair's value is sum + carry: a flipped bit of either moves it by that bit's weight."""
+    model = built(config_name)
+    cfg = model.config
+    tb = sim_testbench(cfg)
+    rng = np.random.default_rng(9)
+    a = rng.integers(-128, 128, size=(cfg.rows, cfg.k_max))
+    b = rng.integers(-128, 128, size=(cfg.k_max, cfg.cols))
+    vectors = tb.make_vectors(cfg, seed=5, n_random=0, edge_cases=False)
+    vectors["jobs"] = [_job("victim", a, b, cfg)]
+    # PE (1, 2) accumulates steps 0..19 in cycles 4..23; cycle 12 is mid-job.
+    vectors["inject"] = [{"path": "core.pe_1_2.acc_carry", "bit": 6, "cycle": 12}]
+
+    result = run(model, tb, vectors, tmp_path)
+
+    assert result.results["injected"][0]["applied_at"] == 12
+    m = result.mismatch
+    assert m is not None and (m["job"], m["index"]) == (0, [1, 2])
+    assert abs(m["got"] - m["expected"]) == 1 << 6
+    got = np.array(result.results["jobs"][0])
+    assert (got != np.array(vectors["jobs"][0]["c"])).sum() == 1
+
+
+def test_config_offers_only_what_the_hardware_implements():
+    from gen.kinds.tpe import MAC_BY_ARCH, MAC_PLANNED
+    from hw.tpe.mac import MAC_OPTIONS
+
+    offered = {option for options in MAC_BY_ARCH.values() for option in options}
+    assert offered == set(MAC_OPTIONS) and not offered & set(MAC_PLANNED)
+    assert all(options[0] == "baseline" for options in MAC_BY_ARCH.values())

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .config.base import KindConfig
-from .kinds import tpe
+from .kinds import exp, reciprocal, rsqrt, tpe
+from .kinds import layernorm, softmax
+from .kinds import gelu
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,16 @@ class Kind:
 
 KINDS: tuple[Kind, ...] = (
     Kind(name="tpe", config=tpe.TpeConfig, build=tpe.build, parameters=tpe.parameters, doc="docs/tpe.md"),
+    Kind(name="exp", config=exp.ExpConfig, build=exp.build, parameters=exp.parameters, doc="docs/nonlinear.md"),
+    Kind(name="reciprocal", config=reciprocal.ReciprocalConfig, build=reciprocal.build,
+         parameters=reciprocal.parameters, doc="docs/nonlinear.md"),
+    Kind(name="rsqrt", config=rsqrt.RsqrtConfig, build=rsqrt.build, parameters=rsqrt.parameters,
+         doc="docs/nonlinear.md"),
+    Kind(name="softmax", config=softmax.SoftmaxConfig, build=softmax.build, parameters=softmax.parameters,
+         doc="docs/nonlinear.md"),
+    Kind(name="layernorm", config=layernorm.LayerNormConfig, build=layernorm.build,
+         parameters=layernorm.parameters, doc="docs/nonlinear.md"),
+    Kind(name="gelu", config=gelu.GeluConfig, build=gelu.build, parameters=gelu.parameters, doc="docs/nonlinear.md"),
 )
 
 

@@ -7,10 +7,12 @@ because it names modules of all of them.
 """
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import ModuleType
 
 from gen.config.base import KindConfig
+from gen.errors import ConfigError
 from gen.registry import KINDS, Kind, kind_named
 
 
@@ -21,6 +23,8 @@ class KindSupport:
     kind: Kind
     golden: str  # module path of the bit-exact model
     testbench: str  # module path: make_vectors, first_mismatch, describe_mismatch, the cocotb test
+    # fault-campaign workloads: name -> "module:function" taking (cfg, manifest, **params) -> Workload
+    workloads: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -29,7 +33,15 @@ class KindSupport:
 
 SUPPORT: dict[str, KindSupport] = {
     "tpe": KindSupport(kind=kind_named("tpe"), golden="sim.golden.tpe",
-                       testbench="sim.tb.tpe"),
+                       testbench="sim.tb.tpe", workloads={"gemm": "sim.tb.tpe_workload:gemm"}),
+    "exp": KindSupport(kind=kind_named("exp"), golden="sim.golden.exp", testbench="sim.tb.nonlinear"),
+    "reciprocal": KindSupport(kind=kind_named("reciprocal"), golden="sim.golden.reciprocal",
+                              testbench="sim.tb.nonlinear"),
+    "rsqrt": KindSupport(kind=kind_named("rsqrt"), golden="sim.golden.rsqrt", testbench="sim.tb.nonlinear"),
+    "softmax": KindSupport(kind=kind_named("softmax"), golden="sim.golden.softmax", testbench="sim.tb.nonlinear"),
+    "layernorm": KindSupport(kind=kind_named("layernorm"), golden="sim.golden.layernorm",
+                             testbench="sim.tb.nonlinear"),
+    "gelu": KindSupport(kind=kind_named("gelu"), golden="sim.golden.gelu", testbench="sim.tb.nonlinear"),
 }
 
 
@@ -40,6 +52,16 @@ def support_for(cfg: KindConfig) -> KindSupport:
 def sim_testbench(cfg: KindConfig) -> ModuleType:
     """The testbench module of ``cfg``'s kind (host side and cocotb test)."""
     return importlib.import_module(support_for(cfg).testbench)
+
+
+def workload_for(cfg: KindConfig, name: str) -> Callable:
+    """Workload function ``name`` of ``cfg``'s kind: ``f(cfg, manifest, **params) -> sim.fault.workload.Workload``."""
+    table = support_for(cfg).workloads
+    if name not in table:
+        allowed = ", ".join(sorted(table)) or "none"
+        raise ConfigError(f"workload.type: {name!r} is not a workload of kind {cfg.kind}; allowed: {allowed}")
+    module, function = table[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def golden_for(cfg: KindConfig) -> ModuleType:

@@ -7,6 +7,7 @@ so each model is built once, by one worker, under ``build/tests/``.
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gen.config import load_config
 
@@ -34,7 +35,43 @@ RTL_CONFIGS = {
     "tree_3x4_u7": _TESTS / "tree_3x4_u7.yaml",
     "m2d_3x4_s8": _TESTS / "m2d_3x4_s8.yaml",
     "m2d_4x2_u4": _TESTS / "m2d_4x2_u4.yaml",
+    # mac: opt1 (carry-save PEs, tests/test_tpe_mac.py): both OS readouts, WS, cube; signed and unsigned
+    "os_3x4_s8_opt1": _TESTS / "os_3x4_s8_opt1.yaml",
+    "os_2x3_u6_opt1": _TESTS / "os_2x3_u6_opt1.yaml",
+    "ws_3x4_s8_opt1": _TESTS / "ws_3x4_s8_opt1.yaml",
+    "cube_2x2x3_u6_opt1": _TESTS / "cube_2x2x3_u6_opt1.yaml",
+    # nonlinear element-wise kinds (tests/test_nonlinear_blocks.py)
+    "exp_s10": ROOT / "configs" / "nonlinear" / "exp_s10.yaml",
+    "reciprocal_u16": ROOT / "configs" / "nonlinear" / "reciprocal_u16.yaml",
+    "rsqrt_u16": ROOT / "configs" / "nonlinear" / "rsqrt_u16.yaml",
+    "exp_s10_l3": _TESTS / "exp_s10_l3.yaml",
+    "exp_s8_table": _TESTS / "exp_s8_table.yaml",
+    "recip_u10_l2": _TESTS / "recip_u10_l2.yaml",
+    "rsqrt_u12_n2": _TESTS / "rsqrt_u12_n2.yaml",
+    "rsqrt_u16_l4": _TESTS / "rsqrt_u16_l4.yaml",
+    # GELU (tests/test_gelu.py): every method, lanes 1..4, signed and unsigned input
+    "gelu_table": ROOT / "configs" / "nonlinear" / "gelu_table.yaml",
+    "gelu_table_s10": _TESTS / "gelu_table_s10.yaml",
+    "gelu_poly_s8_l3": _TESTS / "gelu_poly_s8_l3.yaml",
+    "gelu_pwl_s9_l2": _TESTS / "gelu_pwl_s9_l2.yaml",
+    "gelu_table_u7_l4": _TESTS / "gelu_table_u7_l4.yaml",
+    # softmax and its top-k gate (tests/test_softmax.py)
+    "softmax_l1_n8": _TESTS / "softmax_l1_n8.yaml",
+    "softmax_l3_n13": _TESTS / "softmax_l3_n13.yaml",
+    "gate_e6_k2_l2": _TESTS / "gate_e6_k2_l2.yaml",
+    # LayerNorm (tests/test_layernorm.py)
+    "layernorm_l1_n8": _TESTS / "layernorm_l1_n8.yaml",
+    "layernorm_l3_n13": _TESTS / "layernorm_l3_n13.yaml",
 }
+
+
+
+def _kind_of(path: Path) -> str:
+    return yaml.safe_load(path.read_text())["kind"]
+
+
+#: The RTL configs of ``kind: tpe``: the TPE testbench's scenarios run on these.
+TPE_CONFIGS = tuple(name for name, path in RTL_CONFIGS.items() if _kind_of(path) == "tpe")
 
 #: One config per architecture (and per systolic_os readout), for the slower scenarios.
 ONE_PER_ARCH = ("tpe_3x5_w8", "tpe_5x1_w5", "ws_3x4_s8", "cube_2x3x4_s8", "tree_3x4_u7", "m2d_4x2_u4")

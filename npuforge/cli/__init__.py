@@ -9,11 +9,12 @@ import sys
 from gen import __version__
 from gen.errors import NpuforgeError
 
-from . import generate, kinds, sim, synth, validate
+from . import characterize, generate, inject, kinds, report, sim, synth, validate
 from .args import Parser
 
 #: name -> command module, in the order ``--help`` lists them.
-COMMANDS = {"generate": generate, "sim": sim, "synth": synth, "validate": validate, "kinds": kinds}
+COMMANDS = {"generate": generate, "sim": sim, "synth": synth, "validate": validate, "kinds": kinds,
+            "inject": inject, "report": report, "characterize": characterize}
 
 
 def parser() -> Parser:

@@ -23,6 +23,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, Fragment, Module, Shape, signed, unsigned
 from amaranth.sim import Simulator
+from engine_streams import step_streams
 
 from hw.arith import accumulator_width, operand_range
 from hw.tpe.systolic_ws import SystolicWS
@@ -195,34 +196,9 @@ def stream(arch: Arch, beats: list[dict], n_results: int, *, valid_prob=1.0, rea
                     pending = list(after_reset)
                     offered, held, reset_done = False, None, True
                     continue
-            offered = bool(pending) and (offered or rng.random() < valid_prob)
-            ready = 0 if hold_sink else int(rng.random() < ready_prob)
-            ctx.set(dut.operands.valid, int(offered))
-            if offered:
-                ctx.set(dut.operands.payload, pending[0])
-            ctx.set(dut.results.ready, ready)
-
-            if ctx.get(dut.results.valid):
-                payload = ctx.get(dut.results.payload)
-                c, last = [int(x) for x in payload.c], int(payload.last)
-                if held is not None and held[0] != (c, last):
-                    trace.problems.append(f"cycle {cycle}: result payload changed while waiting")
-                since = held[1] if held is not None else cycle
-                if ready:
-                    trace.results.append((cycle, since, c, last))
-                    held = None
-                else:
-                    held = ((c, last), since)
-            elif held is not None:
-                trace.problems.append(f"cycle {cycle}: results.valid withdrawn before the beat moved")
-                held = None
-
-            if offered:
-                if ctx.get(dut.operands.ready):
-                    trace.operands.append((cycle, pending.pop(0)))
-                    offered = False
-                else:
-                    trace.ready_low += 1
+            offered, held = step_streams(ctx, dut, trace, pending, offered, held, cycle=cycle, rng=rng,
+                                         valid_prob=valid_prob, ready_prob=ready_prob,
+                                         sink_held=bool(hold_sink))
             await ctx.tick()
         else:
             trace.problems.append(f"ran out of {budget} cycles")

@@ -241,3 +241,12 @@ def test_fuzz_structured_documents(data):
 @given(st.text(alphabet=string.printable + "\u00e9\u2028\x00", max_size=200))
 def test_fuzz_arbitrary_text(text):
     _accept_or_config_error(parse_config_text, text)
+
+
+def test_keys_with_newlines_or_dots_are_quoted_in_the_one_line_error():
+    """Found by the fuzz test: a mapping key holding a newline broke the one-line rule."""
+    data = {"kind": {"\n": {0: None}}, "name": "x"}
+    with pytest.raises(ConfigError) as raised:
+        parse_config_data(data, "bad.yaml")
+    assert "\n" not in str(raised.value)
+    assert "kind.'\\n'" in str(raised.value)

@@ -36,8 +36,10 @@ def show_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part)
+        elif isinstance(part, str) and part and part.isprintable() and not any(c in part for c in " .[]"):
+            text += ("." if text else "") + part
+        else:  # a key a user could not read back plainly (newline, dot, empty, ...): quoted, shortened
+            text += ("." if text else "") + show_value(part)
     return text or "top level"
 
 

@@ -79,7 +79,7 @@ def cache_key(verilog: bytes, target: str, top: str, *, config_hash: str, seed: 
         "top": top,
         "config_hash": config_hash,
         "tools": tools,
-        "yosys_script": _SCRIPTS[target](top),
+        "yosys_script": _SCRIPTS[target](top, yosys.wants_kept_flops(verilog)),
         "nextpnr_args": (nextpnr.arguments(yosys.NETLIST, seed, out_of_context=out_of_context)
                          if target == "ecp5" else None),
     }
@@ -104,11 +104,8 @@ def synthesize(verilog: Path, top: str, target: str, *, config_hash: str, cache_
         raise UsageError(f"top: got '{top}'; allowed: a plain Verilog identifier (letters, digits, _)")
     if target == "ecp5" and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31):
         raise UsageError(f"--seed: got {seed!r}; allowed: an integer from 0 to {2**31 - 1}")
-    verilog, cache_dir = Path(verilog), Path(cache_dir)
-    try:
-        text = verilog.read_bytes()
-    except OSError as error:
-        raise UsageError(f"verilog: got '{verilog}'; cannot read it: {error.strerror}") from None
+    cache_dir = Path(cache_dir)
+    text = read_verilog(verilog)
 
     yosys_path = yosys.find_yosys()
     tools = {"yosys": yosys.yosys_version(yosys_path)}
@@ -134,7 +131,7 @@ def synthesize(verilog: Path, top: str, target: str, *, config_hash: str, cache_
         try:
             started = time.monotonic()
             (scratch / yosys.DESIGN).write_bytes(text)  # exactly the bytes that were hashed
-            run = _Run(yosys_path, top, scratch, cache_dir, timeout, on_step)
+            run = _Run(yosys_path, top, scratch, cache_dir, timeout, on_step, yosys.wants_kept_flops(text))
             numbers = {"generic": run.generic, "xcup": run.xcup, "ecp5": lambda: run.ecp5(seed, out_of_context)}[target]()
             data = {
                 "target": target,
@@ -156,12 +153,21 @@ def synthesize(verilog: Path, top: str, target: str, *, config_hash: str, cache_
     return SynthResult(data=data, cached=False, path=path, log=cache_dir)
 
 
+def read_verilog(verilog: Path) -> bytes:
+    """The bytes of the Verilog file (what the cache key hashes); one-line UsageError if unreadable."""
+    try:
+        return Path(verilog).read_bytes()
+    except OSError as error:
+        raise UsageError(f"verilog: got '{verilog}'; cannot read it: {error.strerror}") from None
+
+
 class _Run:
     """One synthesis run: tools execute in ``scratch``, logs go straight to ``cache_dir``."""
 
-    def __init__(self, yosys_path: str, top: str, scratch: Path, cache_dir: Path, timeout: float, on_step):
+    def __init__(self, yosys_path: str, top: str, scratch: Path, cache_dir: Path, timeout: float, on_step,
+                 keep_flops: bool = False):
         self.yosys_path, self.top, self.scratch, self.cache_dir = yosys_path, top, scratch, cache_dir
-        self.timeout, self.on_step = timeout, on_step
+        self.timeout, self.on_step, self.keep_flops = timeout, on_step, keep_flops
 
     @property
     def yosys_log(self) -> Path:
@@ -170,7 +176,7 @@ class _Run:
     def yosys(self, target: str) -> yosys.Stat:
         """Run the target's Yosys script; return the cell counts of its ``stat -json``."""
         script = self.scratch / "synth.ys"
-        script.write_text(_SCRIPTS[target](self.top))
+        script.write_text(_SCRIPTS[target](self.top, self.keep_flops))
         self.on_step(f"yosys: {target} synthesis of {self.top}")
         run_logged("yosys", [self.yosys_path, "-s", script.name], cwd=self.scratch, log=self.yosys_log,
                    timeout=self.timeout)

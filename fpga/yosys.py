@@ -57,7 +57,24 @@ def yosys_version(path: str) -> str:
 
 # --- scripts -------------------------------------------------------------------------
 
-def generic_script(top: str) -> str:
+#: Where a design marks flip-flops ``keep`` (the DMR/TMR replicas of ``hw/protect/registers.py``):
+#: Amaranth puts the attribute on the register's wire only, and ``opt_merge`` merges flip-flops
+#: with identical inputs, so the replicas (and the voter or comparator) would vanish from the
+#: count. After ``proc`` the attribute is copied to the flip-flop cells driving those wires.
+KEEP_FLOPS = ("proc", "setattr -set keep 1 w:* a:keep %i %ci1:+[Q]")
+
+
+def wants_kept_flops(verilog: bytes) -> bool:
+    """True when the Verilog marks registers ``keep``; only then do the scripts add :data:`KEEP_FLOPS`
+    (so every other design's script, and its cached result, stays as it was)."""
+    return b"(* keep" in verilog
+
+
+def _read(keep_flops: bool) -> list[str]:
+    return [f"read_verilog {DESIGN}", *(KEEP_FLOPS if keep_flops else ())]
+
+
+def generic_script(top: str, keep_flops: bool = False) -> str:
     """Technology-independent gates, a CMOS transistor estimate and the longest path in cells.
 
     ``synth`` leaves flip-flops with enable and synchronous reset (``$_SDFFE_*``), which
@@ -70,7 +87,7 @@ def generic_script(top: str) -> str:
     and ports.
     """
     return "\n".join([
-        f"read_verilog {DESIGN}",
+        *_read(keep_flops),
         f"synth -flatten -top {top}",
         "dfflegalize -cell $_DFF_P_ 01",
         f"tee -q -o {STAT} stat -json -tech cmos",
@@ -80,20 +97,20 @@ def generic_script(top: str) -> str:
     ])
 
 
-def xcup_script(top: str) -> str:
+def xcup_script(top: str, keep_flops: bool = False) -> str:
     """UltraScale+ cells. Out of context: no I/O or clock buffers (the core sits inside a larger design)."""
     return "\n".join([
-        f"read_verilog {DESIGN}",
+        *_read(keep_flops),
         f"synth_xilinx -family xcup -flatten -noiopad -noclkbuf -top {top}",
         f"tee -q -o {STAT} stat -json",
         "",
     ])
 
 
-def ecp5_script(top: str) -> str:
+def ecp5_script(top: str, keep_flops: bool = False) -> str:
     """ECP5 cells and the JSON netlist for nextpnr (``synth_ecp5`` flattens by default)."""
     return "\n".join([
-        f"read_verilog {DESIGN}",
+        *_read(keep_flops),
         f"synth_ecp5 -top {top} -json {NETLIST}",
         f"tee -q -o {STAT} stat -json",
         "",

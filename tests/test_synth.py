@@ -518,3 +518,35 @@ def test_yosys_failure_is_one_line_with_the_log(tmp_path):
     with pytest.raises(ToolError) as error:
         synthesize(tmp_path / "s.v", "t", "generic", config_hash="c", cache_dir=tmp_path / "cache")
     assert "(design.v:1: ERROR: syntax error" in _one_line(error)
+
+
+@pytest.mark.parametrize("mechanism, copies", [("none", 1), ("dmr", 2), ("tmr", 3)])
+def test_replicated_registers_survive_synthesis(tmp_path, mechanism, copies):
+    """DMR/TMR replicas have identical inputs; without ``keep`` on their flip-flops Yosys merges them
+    (and folds the voter away), so a protected design would cost as little as an unprotected one."""
+    if shutil.which("yosys") is None:
+        pytest.skip("Debian yosys is not installed (make sysdeps)")
+    from amaranth.back import verilog
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from hw.protect.registers import protected_register
+
+    class Holder(wiring.Component):
+        d: In(8)
+        q: Out(8)
+        alarm: Out(1)
+
+        def elaborate(self, platform):
+            m = Module()
+            reg = protected_register(m, "held", 8, mechanism)
+            m.d.comb += [reg.d.eq(self.d), reg.en.eq(1), self.q.eq(reg.q),
+                         self.alarm.eq(reg.detected | reg.corrected)]
+            return m
+
+    path = tmp_path / "holder.v"
+    path.write_text(verilog.convert(Holder(), name="holder", emit_src=False))
+    assert yosys.wants_kept_flops(path.read_bytes()) == (copies > 1)
+    result = synthesize(path, "holder", "generic", config_hash="t", cache_dir=tmp_path / "synth")
+    assert result.data["ff"] == 8 * copies

@@ -24,12 +24,12 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
 MAC_BY_ARCH: dict[str, tuple[str, ...]] = {
     "systolic_os": ("baseline", "opt1"),
     "systolic_ws": ("baseline", "opt1"),
-    "cube": ("baseline", "opt1"),
-    "adder_tree": ("baseline",),
-    "matrix2d": ("baseline",),
+    "cube": ("baseline", "opt1", "opt2"),
+    "adder_tree": ("baseline", "opt2"),
+    "matrix2d": ("baseline", "opt2", "opt3", "opt4c", "laconic"),
 }
 #: ``mac`` options named by the bit-weight MAC issue that no architecture implements yet.
-MAC_PLANNED = ("opt2", "opt3", "opt4c", "laconic")
+MAC_PLANNED: tuple[str, ...] = ()
 #: Keys an architecture takes but need not be given (they have a default).
 OPTIONAL_KEYS = {"result_buffers"}
 COMMON_KEYS = ("kind", "name", "arch", "operand", "acc_width", "mac")
@@ -89,11 +89,18 @@ class TpeConfig(KindConfig):
                     "Required except for systolic_ws, whose K is at most rows.")
     mac: str = Field(
         default="baseline",
-        json_schema_extra={"allowed": "one of 'baseline', 'opt1' (opt1 with systolic_os, systolic_ws, cube)"},
+        json_schema_extra={"allowed": "one of 'baseline', 'opt1' (opt1 with systolic_os, systolic_ws, cube), "
+                                      "'opt2' (opt2 with cube, adder_tree, matrix2d), 'opt3', 'opt4c', "
+                                      "'laconic' (with matrix2d)"},
         description="Multiply-accumulate circuit. baseline: a multiplier and a carry-propagate accumulator "
                     "per MAC; opt1 (systolic_os, systolic_ws, cube): radix-4 Booth partial products and "
                     "the running sum and carry in one carry-save compressor tree, resolved by one adder "
-                    "where results leave the array.")
+                    "where results leave the array; opt2 (cube, adder_tree, matrix2d): A recoded into "
+                    "radix-4 digits at the array edge, partial products of equal bit weight summed across "
+                    "K by narrow adders, one shift-and-add per dot product; opt3 (matrix2d): every PE "
+                    "issues the nonzero EN-T radix-4 digits of its A operand one per cycle into a carry-save "
+                    "accumulator, so cycles follow the data; opt4c (matrix2d): opt3 with one digit encoder per "
+                    "PE row; laconic (matrix2d): both operands as effectual terms, one term pair per cycle.")
     acc_width: int | None = Field(
         default=None, ge=1, le=MAX_ACC_WIDTH,
         description="Accumulator bits. Default: the minimum for which no K <= k_max overflows. "
@@ -203,14 +210,18 @@ def build(cfg: TpeConfig):
                                   mac=cfg.mac)
     if cfg.arch == "systolic_ws":
         return engines.SystolicWS(cfg.rows, cfg.cols, shape, cfg.acc_width, mac=cfg.mac)
+    if cfg.arch == "matrix2d" and cfg.mac in engines.DIGIT_SERIAL:
+        return engines.DigitSerialGrid(cfg.rows, cfg.cols, shape, cfg.acc_width, mac=cfg.mac)
     if cfg.arch == "matrix2d":
-        return engines.BroadcastGrid(cfg.rows, cfg.cols, 1, shape, cfg.acc_width, tree_register=False)
+        return engines.BroadcastGrid(cfg.rows, cfg.cols, 1, shape, cfg.acc_width, tree_register=False,
+                                     mac=cfg.mac)
     if cfg.arch == "cube":
         # opt1 folds the adder tree and the accumulator into one compressor: nothing to register between.
         return engines.BroadcastGrid(cfg.rows, cfg.cols, cfg.depth, shape, cfg.acc_width,
-                                     tree_register=cfg.mac == "baseline", mac=cfg.mac)
+                                     tree_register=cfg.mac != "opt1", mac=cfg.mac)
     if cfg.arch == "adder_tree":
-        return engines.BroadcastGrid(1, cfg.cols, cfg.k_tile, shape, cfg.acc_width, tree_register=True)
+        return engines.BroadcastGrid(1, cfg.cols, cfg.k_tile, shape, cfg.acc_width, tree_register=True,
+                                     mac=cfg.mac)
     raise AssertionError(f"arch {cfg.arch!r} passed validation but has no generator")
 
 
@@ -231,4 +242,11 @@ def parameters(cfg: TpeConfig, component) -> dict:
         "mac_units": component.mac_units,
         "job": component.job,
         "flow_control": component.flow_control,
-    }
+    } | _timing(component)
+
+
+def _timing(component) -> dict:
+    """For engines whose cycles follow the data: ``timing`` and the model that predicts each job's cycles."""
+    if getattr(component, "timing", "fixed") == "fixed":
+        return {}
+    return {"timing": component.timing, "cycle_model": "sim.golden.tpe_cycles.job_cycles"}

@@ -8,6 +8,7 @@ from .interface import (
     weight_row_beat_layout,
 )
 from .broadcast import BroadcastGrid, BroadcastPE
+from .digit_serial import DIGIT_SERIAL, DigitSerialGrid
 from .pe import OutputStationaryPE
 from .rowbuffer import RowBuffer
 from .skew import DelayLine, SkewBuffer
@@ -17,6 +18,8 @@ from .systolic_ws import SystolicWS, WeightStationaryPE
 __all__ = [
     "BroadcastGrid",
     "BroadcastPE",
+    "DIGIT_SERIAL",
+    "DigitSerialGrid",
     "DelayLine",
     "OutputStationaryPE",
     "RowBuffer",

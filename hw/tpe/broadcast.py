@@ -16,6 +16,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arith import accumulator_width
+from .bitweight import BitWeightMac, DigitEncoder, digits_layout
 from .interface import StepTag, accumulator_shape, engine_signature, operand_beat_layout
 from .mac import CompressedMac, check_mac, part_shape, parts, resolve
 
@@ -102,13 +103,17 @@ class BroadcastPE(wiring.Component):
         ``acc_sum``/``acc_carry``; ``result``, ``result_in`` become the pairs
         ``result_sum``/``result_carry`` and ``result_sum_in``/``result_carry_in``
         (unsigned ``acc_width`` bits, total modulo ``2**acc_width``), resolved
-        by the grid.
+        by the grid. ``"opt2"`` (:class:`hw.tpe.bitweight.BitWeightMac`,
+        submodule ``bitweight``): ``a_in`` holds the encoded digits of the
+        ``A`` operands; selectors and one narrow adder tree per bit weight
+        replace the multipliers and the tree, and ``tree_register`` registers
+        the per-weight sums (``bitweight.bw_sum_<w>``) instead of ``dot``.
     """
 
     def __init__(self, depth: int, operand_shape, acc_width: int, *, tree_register: bool, mac: str = "baseline"):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
-        if check_mac(mac) != "baseline" and tree_register:
+        if check_mac(mac) == "opt1" and tree_register:
             raise ValueError(f"mac {mac!r} has no adder tree to register")
         self._mac = mac
         self._depth = depth
@@ -117,8 +122,9 @@ class BroadcastPE(wiring.Component):
         self._tree_register = tree_register
         self._parts = parts(mac)
         value = part_shape(mac, self._acc_shape)
+        a_element = digits_layout(self._operand_shape) if mac == "opt2" else self._operand_shape
         members = {
-            "a_in": In(data.ArrayLayout(self._operand_shape, depth)),
+            "a_in": In(data.ArrayLayout(a_element, depth)),
             "b_in": In(data.ArrayLayout(self._operand_shape, depth)),
             "advance": In(1),
             "tag": In(StepTag),
@@ -145,6 +151,11 @@ class BroadcastPE(wiring.Component):
             else:
                 dot = tree
             m.d.comb += total[0].eq(Mux(self.tag.first, 0, acc[0]) + dot)
+        elif self._mac == "opt2":
+            m.submodules.bitweight = unit = BitWeightMac(self._depth, self._operand_shape, self._acc_shape.width,
+                                                         registered=self._tree_register)
+            m.d.comb += [unit.digits.eq(self.a_in), unit.b.eq(self.b_in), unit.advance.eq(self.advance),
+                         unit.addend.eq(Mux(self.tag.first, 0, acc[0])), total[0].eq(unit.total)]
         else:
             m.submodules.mac = mac = CompressedMac(self._depth, self._operand_shape, self._acc_shape.width, 2)
             for s in range(self._depth):
@@ -240,6 +251,9 @@ class BroadcastGrid(wiring.Component):
         ``"baseline"`` or ``"opt1"`` (:class:`BroadcastPE`; only without the
         tree register): the result registers hold carry-save pairs and one
         adder per column resolves row 0's pair into the result beat.
+        ``"opt2"``: one :class:`hw.tpe.bitweight.DigitEncoder` per ``A``
+        element of the input registers (``encode_<n>`` for element ``n`` of
+        ``a_reg``) at the array edge; its digits go to the whole PE row.
     """
 
     def __init__(self, rows: int, cols: int, depth: int, operand_shape, acc_width: int, *,
@@ -253,7 +267,7 @@ class BroadcastGrid(wiring.Component):
         self.acc_width = acc_width
         self.tree_register = bool(tree_register)
         self.mac = check_mac(mac)
-        if mac != "baseline" and tree_register:
+        if mac == "opt1" and tree_register:
             raise ValueError(f"mac {mac!r} has no adder tree to register")
         super().__init__(engine_signature(operand_beat_layout(rows, cols, self.operand_shape, steps=depth),
                                           cols, self.operand_shape, acc_width))
@@ -325,6 +339,15 @@ class BroadcastGrid(wiring.Component):
         with m.If(accept):  # accept implies advance
             m.d.sync += [a_reg.eq(ops.p.a), b_reg.eq(ops.p.b), in_job.eq(~ops.p.last)]
 
+        # opt2 recodes A once per row at the array edge; every PE of the row shares the digits.
+        a_edge = a_reg
+        if self.mac == "opt2":
+            a_edge = []
+            for n in range(rows * depth):
+                m.submodules[f"encode_{n}"] = encoder = DigitEncoder(self.operand_shape)
+                m.d.comb += encoder.a.eq(a_reg[n])
+                a_edge.append(encoder.digits)
+
         # Stage 2 (tree register): the PEs register their sums; the tag follows.
         if self.tree_register:
             tag = Signal(StepTag, name="tag_dot")
@@ -380,7 +403,7 @@ class BroadcastGrid(wiring.Component):
                 p = pe[i][j]
                 m.d.comb += [p.advance.eq(advance), p.tag.eq(tag), p.drain.eq(shift)]
                 for s in range(depth):
-                    m.d.comb += [p.a_in[s].eq(a_reg[s * rows + i]), p.b_in[s].eq(b_reg[s * cols + j])]
+                    m.d.comb += [p.a_in[s].eq(a_edge[s * rows + i]), p.b_in[s].eq(b_reg[s * cols + j])]
                 if i + 1 < rows:  # the bottom row shifts in zeros
                     for part in parts(self.mac):
                         m.d.comb += getattr(p, f"result{part}_in").eq(getattr(pe[i + 1][j], f"result{part}"))

@@ -10,6 +10,9 @@ vectors, sum and carry, whose total modulo ``2**acc_width`` is the running sum.
 No carry propagates inside a PE; one adder resolves a pair where a result
 leaves the array (:func:`resolve`). Every register that held an accumulator,
 partial sum or result becomes two, named with the suffixes of :func:`parts`.
+
+``opt2`` (same-bit-weight compressor array, :mod:`hw.tpe.bitweight`) keeps
+single accumulators: only the multipliers and the adder tree change.
 """
 
 from functools import reduce
@@ -22,23 +25,28 @@ from amaranth.lib.wiring import In, Out
 from ..arith.booth import BoothPartialProducts
 from ..arith.csa import CarrySaveTree
 
-MAC_OPTIONS = ("baseline", "opt1")
+MAC_OPTIONS = ("baseline", "opt1", "opt2", "opt3", "opt4c", "laconic")  # opt3, opt4c, laconic: digit_serial.py
 
 
-def check_mac(mac: str) -> str:
-    if mac not in MAC_OPTIONS:
-        raise ValueError(f"mac: {mac!r} is not one of {MAC_OPTIONS}")
+#: The options the systolic engines (and their PEs) implement.
+SYSTOLIC_MAC = ("baseline", "opt1")
+
+
+def check_mac(mac: str, implemented: tuple[str, ...] = MAC_OPTIONS) -> str:
+    """``mac`` itself, or ``ValueError`` if the calling engine does not implement it."""
+    if mac not in implemented:
+        raise ValueError(f"mac: {mac!r} is not one of {implemented}")
     return mac
 
 
 def parts(mac: str) -> tuple[str, ...]:
     """Name suffixes of the registers that hold one running value: ``("",)`` or ``("_sum", "_carry")``."""
-    return ("",) if check_mac(mac) == "baseline" else ("_sum", "_carry")
+    return ("_sum", "_carry") if check_mac(mac) == "opt1" else ("",)
 
 
 def part_shape(mac: str, acc_shape: Shape) -> Shape:
     """Shape of each part: the accumulator's own, or unsigned vectors of its width (carry-save)."""
-    return acc_shape if check_mac(mac) == "baseline" else unsigned(acc_shape.width)
+    return unsigned(acc_shape.width) if check_mac(mac) == "opt1" else acc_shape
 
 
 def resolve(values):

@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .interface import StepTag, accumulator_shape
-from .mac import CompressedMac, check_mac, part_shape, parts
+from .mac import CompressedMac, SYSTOLIC_MAC, check_mac, part_shape, parts
 
 READOUTS = ("shift", "bus")
 
@@ -59,7 +59,7 @@ class OutputStationaryPE(wiring.Component):
                  readout: str = "shift", mac: str = "baseline"):
         self._operand_shape = Shape.cast(operand_shape)
         self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
-        self._mac = check_mac(mac)
+        self._mac = check_mac(mac, SYSTOLIC_MAC)
         self._parts = parts(mac)
         value = part_shape(mac, self._acc_shape)
         self._forward = frozenset(forward)

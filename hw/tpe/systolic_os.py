@@ -7,7 +7,7 @@ from amaranth.hdl import EnableInserter, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, wiring
 
 from .interface import StepTag, accumulator_shape, engine_signature, operand_beat_layout, result_beat_layout
-from .mac import check_mac, parts, resolve
+from .mac import SYSTOLIC_MAC, check_mac, parts, resolve
 from .pe import OutputStationaryPE
 from .rowbuffer import RowBuffer
 from .skew import DelayLine, SkewBuffer
@@ -76,7 +76,7 @@ class SystolicOS(wiring.Component):
         self.operand_shape = Shape.cast(operand_shape)
         self.acc_width = acc_width
         self.result_buffers = result_buffers
-        self.mac = check_mac(mac)
+        self.mac = check_mac(mac, SYSTOLIC_MAC)
         super().__init__(engine_signature(operand_beat_layout(rows, cols, self.operand_shape),
                                           cols, self.operand_shape, acc_width))
 

@@ -11,7 +11,7 @@ from .interface import (
     result_beat_layout,
     weight_row_beat_layout,
 )
-from .mac import CompressedMac, check_mac, part_shape, parts, resolve
+from .mac import CompressedMac, SYSTOLIC_MAC, check_mac, part_shape, parts, resolve
 from .rowbuffer import RowBuffer
 from .skew import DelayLine, SkewBuffer
 
@@ -56,7 +56,7 @@ class WeightStationaryPE(wiring.Component):
         self._operand_shape = Shape.cast(operand_shape)
         self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
         self._forward = frozenset(forward)
-        self._mac = check_mac(mac)
+        self._mac = check_mac(mac, SYSTOLIC_MAC)
         value = part_shape(mac, self._acc_shape)
         members = {
             "a_in": In(self._operand_shape),
@@ -151,7 +151,7 @@ class SystolicWS(wiring.Component):
         self.rows, self.cols = rows, cols
         self.operand_shape = Shape.cast(operand_shape)
         self.acc_width = acc_width
-        self.mac = check_mac(mac)
+        self.mac = check_mac(mac, SYSTOLIC_MAC)
         super().__init__(engine_signature(weight_row_beat_layout(rows, cols, self.operand_shape),
                                           cols, self.operand_shape, acc_width))
 

@@ -11,6 +11,14 @@ their golden results, :func:`first_mismatch` compares results with them,
 Simulator side: :func:`gemm_jobs` streams the jobs into the DUT back to back,
 collects the result beats, checks the stream protocol, the documented latency
 and job interval, writes the results and fails on the first wrong element.
+
+Engines whose cycles follow the data (``parameters.timing`` is
+``data-dependent``: ``mac: opt3``, ``opt4c``, ``laconic``) get each job's cycles
+from the cycle model :mod:`sim.golden.tpe_cycles` instead of a fixed job
+interval: the cycles between consecutive jobs' first result beats (for the
+first job, from its first operand beat) must equal the model's on every job at
+full rate, and be at least the job's busy cycles otherwise; latency counts from
+the last operand beat plus the extra cycles that beat's digits take.
 """
 
 import random
@@ -20,6 +28,7 @@ import cocotb
 import numpy as np
 
 from sim.golden import tpe as golden
+from sim.golden import tpe_cycles
 from sim.golden.intmath import operand_range
 
 from .harness import BitFlips, CycleLoop, RunFiles, as_unsigned, reset, start_and_reset
@@ -78,6 +87,50 @@ def _edge_jobs(shapes, cols: int, width: int, signed: bool) -> list[tuple[str, n
     return jobs
 
 
+def _densest(width: int, signed: bool, mac: str) -> tuple[int, int]:
+    """The most negative and the most positive operand with the most nonzero digits (or terms)."""
+    lo, hi = operand_range(width, signed)
+    values = np.arange(lo, hi + 1)
+    count = (tpe_cycles.effectual_term_count if mac == "laconic" else tpe_cycles.nonzero_digits)(
+        values, operand_width=width, signed=signed)
+    densest = values[count == count.max()]
+    return int(densest.min()), int(densest.max())
+
+
+def _sparse_edge_jobs(cfg, rng) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Jobs for digit-serial engines: every digit nonzero, every digit zero, one busy row or column.
+
+    Each operand's cost (nonzero EN-T digits, or effectual terms) sets the
+    cycles; these jobs take the most and the fewest cycles per beat, and make
+    one row (or, for ``laconic``, one column) the slowest so the lockstep
+    maximum is checked.
+    """
+    width, signed, rows, cols, k = cfg.operand.width, cfg.operand.signed, cfg.rows, cfg.cols, cfg.k_bound
+    lo, hi = operand_range(width, signed)
+    low, high = _densest(width, signed, cfg.mac)
+    dense_a = np.where(np.add.outer(np.arange(rows), np.arange(k)) % 2 == 0, high, low)
+    dense_b = np.where(np.add.outer(np.arange(k), np.arange(cols)) % 2 == 0, low, high)
+    small_a = rng.integers(lo, hi + 1, size=(rows, k))
+    small_b = rng.integers(lo, hi + 1, size=(k, cols))
+    power = 1 << (width - 2)  # one nonzero digit or term
+    one_row = np.full((rows, k), power)
+    one_row[rows - 1] = high
+    one_col = np.full((k, cols), power)
+    one_col[:, cols - 1] = low
+    jobs = [
+        ("all digits nonzero", dense_a, dense_b),
+        ("A all digits nonzero, B random", dense_a, small_b),
+        ("all digits zero, B dense", np.zeros((rows, k), dtype=np.int64), dense_b),
+        ("A dense, B zero", dense_a, np.zeros((k, cols), dtype=np.int64)),
+        ("one nonzero digit each", np.full((rows, k), power), np.full((k, cols), power)),
+        ("slowest row last", one_row, small_b),
+        ("slowest column last", small_a, one_col),
+        ("one beat, dense", dense_a[:, :1], dense_b[:1]),
+        ("one beat, zero", np.zeros((rows, 1), dtype=np.int64), small_b[:1]),
+    ]
+    return [(f"{label} K={a.shape[1]}", a, b) for label, a, b in jobs]
+
+
 def make_vectors(cfg, *, seed: int, n_random: int, valid_prob: float = 1.0,
                  ready_prob: float = 1.0, edge_cases: bool = True) -> dict:
     """Jobs for one run: edge cases (shortest and longest K) then ``n_random`` random jobs.
@@ -93,6 +146,8 @@ def make_vectors(cfg, *, seed: int, n_random: int, valid_prob: float = 1.0,
     edges, draw = _shapes(cfg)
 
     jobs = _edge_jobs(edges, cfg.cols, width, signed) if edge_cases else []
+    if edge_cases and cfg.mac in tpe_cycles.DATA_DEPENDENT:
+        jobs += _sparse_edge_jobs(cfg, rng)
     for index in range(n_random):
         rows, k = draw(rng)
         a = rng.integers(lo, hi + 1, size=(rows, k), dtype=np.int64)
@@ -149,13 +204,18 @@ def summary_lines(manifest: dict, vectors: dict, results: dict, seconds: float) 
         f"cycles   {cycles} simulated, {seconds:.2f} s wall; {results.get('operand_beats')} operand beats in, "
         f"{results.get('result_beats')} result beats out; latency {', '.join(map(str, latency)) or '-'} cycles "
         f"(documented {params['latency']})",
-        f"rate     job interval {params['job_interval']} cycles (a job occupies max(its beats, "
-        f"{params['job_interval']}) back to back); {params['mac_units']} MAC units",
+        f"rate     job interval {params['job_interval']} cycles (a job occupies "
+        + ("at least that; its digits set the rest, see timing" if params.get("timing") == "data-dependent" else
+           f"max(its beats, {params['job_interval']}) back to back") + f"); {params['mac_units']} MAC units",
     ]
     if cycles:
         macs = useful_macs(vectors)
         lines.append(f"util     {macs} useful MACs / ({params['mac_units']} MAC units x {cycles} cycles) "
                      f"= {macs / (params['mac_units'] * cycles):.1%}")
+    if results.get("job_cycles"):
+        measured, model = results["job_cycles"], results.get("job_cycles_model", [])
+        lines.append(f"timing   data-dependent: {sum(measured)} job cycles measured, {sum(model)} from the cycle "
+                     f"model {params.get('cycle_model')} over {len(measured)} jobs")
     return lines
 
 
@@ -209,6 +269,8 @@ class GemmTestbench:
         self.sink = StreamSink(dut, run.interface("results"), rng=rng, ready_prob=flow["ready_prob"])
         self.junk = random.Random(rng.getrandbits(32))  # bits in fields the engine must ignore
         self.job_beats: list[int] = []  # per job, the beats it adds to the stream (see pack_jobs)
+        self.data_dependent = params.get("timing") == "data-dependent"
+        self.timing: list[dict] = []  # per job, the cycle model's figures (data-dependent engines)
         agents = [BitFlips(dut, list(injections))]
         self.flips = agents[0]
         self.rule = None
@@ -224,8 +286,12 @@ class GemmTestbench:
             self.source.send(beat)
         wanted = sum(len(job["c"]) for job in jobs) if stop_after_beats is None else stop_after_beats
         slowest = min(self.source.valid_prob, self.sink.ready_prob)
-        budget = sum(max(count, self.interval) + self.latency + len(job["c"])
-                     for count, job in zip(self.job_beats, jobs, strict=True))
+        if self.data_dependent:
+            self.timing = [job_timing(self.run.manifest, job) for job in jobs]
+            occupied = [timing["back_to_back"] for timing in self.timing]
+        else:
+            occupied = [max(count, self.interval) for count in self.job_beats]
+        budget = sum(cycles + self.latency + len(job["c"]) for cycles, job in zip(occupied, jobs, strict=True))
         return await self.loop.run(lambda: len(self.sink.transfers) >= wanted,
                                    max_cycles=int(4 * budget / slowest) + 1000)
 
@@ -235,7 +301,7 @@ class GemmTestbench:
 
     def collect(self, jobs: list[dict]) -> dict:
         """Regroup result beats into jobs; check framing, latency and full-rate throughput."""
-        got, latencies = [], []
+        got, latencies, firsts = [], [], []
         problems = list(self.sink.violations) + (self.rule.violations if self.rule else [])
         last_operands = [t for t in self.source.transfers if t.beat["last"]]
         beats = self.sink.transfers
@@ -251,14 +317,20 @@ class GemmTestbench:
             flags = [t.beat["last"] for t in group]
             if flags != [0] * (rows - 1) + [1]:
                 problems.append(f"job {index}: result 'last' flags {flags}, expected only the final beat set")
+            firsts.append(group[0].valid_since)
             if index < len(last_operands):
                 released = group[-1] if to_last else group[0]
-                latencies.append(released.valid_since - last_operands[index].cycle)
+                extra = self.timing[index]["last_beat"] - 1 if self.data_dependent else 0
+                latencies.append(released.valid_since - last_operands[index].cycle - extra)
         if len(beats) > start:
             problems.append(f"{len(beats) - start} result beats more than {len(jobs)} jobs produce")
         source_full = self.source.valid_prob == 1.0
         sink_full = self.sink.ready_prob == 1.0 and not self.flips.done
-        if source_full and sink_full:
+        measured = []
+        if self.data_dependent:
+            measured, timing_problems = self._job_cycles(firsts, exact=source_full and sink_full)
+            problems += timing_problems
+        elif source_full and sink_full:
             for n in range(1, len(last_operands)):
                 gap = last_operands[n].cycle - last_operands[n - 1].cycle
                 expected = max(self.job_beats[n], self.interval)
@@ -275,12 +347,57 @@ class GemmTestbench:
             # backpressure a stalled engine may take longer, never less.
             "latency_exact": sink_full or self.params["flow_control"] == "hold_last_until_drained",
             "last_operand_cycles": [t.cycle for t in last_operands],
+            "job_cycles": measured,
+            "job_cycles_model": [timing["back_to_back"] if n else timing["busy"]
+                                 for n, timing in enumerate(self.timing[:len(measured)])],
             "cycles": self.loop.cycle,
             "operand_beats": len(self.source.transfers),
             "result_beats": len(beats),
             "protocol_errors": problems,
             "injected": self.flips.done,
         }
+
+
+    def _job_cycles(self, firsts: list[int], *, exact: bool) -> tuple[list[int], list[str]]:
+        """Each job's cycles from the result timing, against the cycle model.
+
+        A job's results are captured in the cycle before its first result beat
+        is valid. Job 0: from the transfer of its first operand beat to its
+        capture, the model's busy cycles. Job ``n``: from job ``n - 1``'s
+        capture to its own, the model's back-to-back cycles at full rate, and
+        at least the busy cycles under gaps or backpressure.
+        """
+        if not firsts or not self.source.transfers:
+            return [], []
+        measured = [firsts[0] - 1 - self.source.transfers[0].cycle]
+        measured += [firsts[n] - firsts[n - 1] for n in range(1, len(firsts))]
+        for n, (cycles, timing) in enumerate(zip(measured, self.timing, strict=False)):
+            expected = timing["busy"] if n == 0 else timing["back_to_back"]
+            if cycles != expected if exact else cycles < timing["busy"]:
+                rule = "the cycle model gives" if exact else "at least the busy cycles of the model,"
+                return measured, [f"job {n}: took {cycles} cycles, {rule} {expected if exact else timing['busy']} "
+                                  f"(beats {timing['beats']})"]
+        return measured, []
+
+
+def job_timing(manifest: dict, job: dict) -> dict:
+    """The cycle model's figures for one job on a data-dependent engine (``sim.golden.tpe_cycles``).
+
+    ``beats``: cycles per beat; ``busy``: their sum; ``back_to_back``: cycles
+    from the previous job's capture to this one's at full rate; ``last_beat``:
+    the last beat's cycles (what the latency counts beyond its first cycle).
+    """
+    config = manifest["config"]
+    model = {"arch": config["arch"], "mac": config["mac"], "operand_width": config["operand"]["width"],
+             "signed": config["operand"]["signed"]}
+    beats = tpe_cycles.beat_cycles(job["a"], job["b"], mac=model["mac"], operand_width=model["operand_width"],
+                                   signed=model["signed"])
+    return {
+        "beats": beats.tolist(),
+        "busy": tpe_cycles.job_cycles(job["a"], job["b"], back_to_back=False, **model, rows=config["rows"]),
+        "back_to_back": tpe_cycles.job_cycles(job["a"], job["b"], **model, rows=config["rows"]),
+        "last_beat": int(beats[-1]),
+    }
 
 
 def latency_problems(results: dict, latency: int) -> list[str]:

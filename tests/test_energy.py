@@ -1,0 +1,219 @@
+"""The energy proxy (``sim/energy.py``, ``fpga/modules.py``): parsers, operand data, and one tiny
+toggle-counting model (a 1x2 signed 8-bit output-stationary array) run on several workloads."""
+
+import numpy as np
+import pytest
+from conftest import BUILD_ROOT
+
+from gen.config import parse_config_data
+from gen.errors import ToolError
+from sim import energy
+from sim.golden.tpe import matmul
+
+TINY = {"kind": "tpe", "name": "energy_os_1x2_s8", "arch": "systolic_os", "rows": 1, "cols": 2,
+        "operand": {"width": 8, "signed": True}, "k_max": 16}
+#: The PE registers that carry data (fault sites of ``core.pe_<i>_<j>``); the rest is framing.
+PE_DATA = ("a_out", "b_out", "acc")
+
+
+# ---------------------------------------------------------------- pure functions
+
+def _point(hier: str, name: str, count: int, kind: str = "toggle") -> str:
+    pairs = {"f": "design.v", "l": "1", "t": kind, "page": f"v_{kind}/x", "o": name, "h": hier}
+    return "C '" + "".join(f"\x01{k}\x02{v}" for k, v in pairs.items()) + f"' {count}"
+
+
+def test_parse_coverage_sums_both_directions_per_bit_and_skips_clock_and_other_points():
+    text = "\n".join([
+        "# SystemC::Coverage-3",
+        _point("TOP.t", "x[0]:0->1", 3), _point("TOP.t", "x[0]:1->0", 2),
+        _point("TOP.t", "x[1]:0->1", 0), _point("TOP.t", "x[1]:1->0", 0),
+        _point("TOP.t.core.pe_0_0", "done:0->1", 4), _point("TOP.t.core.pe_0_0", "done:1->0", 4),
+        _point("TOP.t.core.pe_0_0", "clk:0->1", 9), _point("TOP.t.core.pe_0_0", "clk[0]:1->0", 9),
+        _point("TOP.t", "legacy[2]", 5),                   # a point without direction (older Verilator)
+        _point("TOP.t", "x[0]:0->1", 7, kind="line"),      # not a toggle point
+    ])
+    assert energy.parse_coverage(text, {"clk"}) == {
+        "t": {"x[0]": 5, "x[1]": 0, "legacy[2]": 5},
+        "t.core.pe_0_0": {"done": 8},
+    }
+
+
+def test_operands_gaussian_clipped_grows_with_sigma_and_uniform_covers_the_range():
+    rng = np.random.default_rng(3)
+    spreads = []
+    for dist in ("sigma10", "sigma30", "sigma50"):
+        x = energy.operands(rng, (20000,), dist, 8, True)
+        assert x.dtype == np.int64 and x.min() >= -128 and x.max() <= 127
+        spreads.append(np.abs(x).mean())
+    assert spreads[0] < spreads[1] < spreads[2]
+    assert 7 < spreads[0] < 9  # E|N(0, 10)| = 7.98
+    wide = energy.operands(rng, (20000,), "sigma50", 8, True)
+    assert (wide == 127).any() and (wide == -128).any()  # clipped, not wrapped
+    magnitude = energy.operands(rng, (1000,), "sigma30", 6, False)
+    assert magnitude.min() >= 0 and magnitude.max() <= 63
+    uniform = energy.operands(rng, (20000,), "uniform", 8, True)
+    assert uniform.min() == -128 and uniform.max() == 127
+    for bad in ("gauss", "sigma", "sigma0", "sigma-3", "sigmaX"):
+        with pytest.raises(ValueError, match="distribution"):
+            energy.sigma_of(bad)
+
+
+@pytest.mark.parametrize("arch, size", [
+    ("systolic_os", {"rows": 2, "cols": 3, "k_max": 8}),
+    ("systolic_ws", {"rows": 3, "cols": 2}),
+    ("adder_tree", {"cols": 3, "k_tile": 4, "k_max": 8}),
+    ("cube", {"rows": 2, "cols": 3, "depth": 2, "k_max": 8}),
+])
+def test_tile_gemm_jobs_add_up_to_the_whole_product(arch, size):
+    cfg = parse_config_data({"kind": "tpe", "name": "t", "arch": arch, "operand": {"width": 8, "signed": True},
+                             **size}, "test")
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(-128, 128, size=(6, 8)), rng.integers(-128, 128, size=(8, 6))
+    jobs = energy.tile_gemm(cfg, a, b)
+    total = np.zeros((6, 6), dtype=np.int64)
+    rows = cfg.rows if arch == "systolic_ws" else cfg.c_rows
+    tiles = [(r, c) for r in range(0, 6, rows) for c in range(0, 6, cfg.cols)]
+    per_tile = len(jobs) // len(tiles)
+    for index, job in enumerate(jobs):
+        r, c = tiles[index // per_tile]
+        assert np.array_equal(job["c"], matmul(np.array(job["a"]), np.array(job["b"]), width=8, signed=True,
+                                               acc_width=cfg.acc_width))
+        total[r:r + rows, c:c + cfg.cols] += np.array(job["c"])
+    assert np.array_equal(total, a @ b)
+
+
+def test_energy_proxy_weights_each_instance_by_its_gates_per_signal_bit():
+    activity = energy.Activity(toggles={"t": {"x[0]": 4, "x[1]": 0}, "t.core": {"y": 6, "z": 0, "w": 0}},
+                               cycles=10, macs=4)
+    modules = {"t": {"cells": 0, "transistors": 0}, "t.core": {"cells": 30, "transistors": 300},
+               "t.core.pe_0_0": {"cells": 0, "transistors": 0}}
+    result = energy.energy_proxy(activity, modules)
+    assert result["total"] == pytest.approx(30 * 6 / 3)
+    assert result["per_op"] == pytest.approx(60 / 4)
+    assert result["toggle_rate"] == pytest.approx(10 / (5 * 10))
+    assert result["unmatched"] == []
+    assert energy.energy_proxy(activity, modules, "transistors")["per_op"] == pytest.approx(600 / 4)
+    # An instance with toggles but no gate count, or gates but no toggles, is reported.
+    assert energy.energy_proxy(activity, {"t.core": {"cells": 30}, "t.gone": {"cells": 5}})["unmatched"] == \
+        ["t", "t.gone"]
+
+
+#: What Yosys 0.23 writes for ``stat -json -tech cmos`` of a hierarchical design: valid JSON up
+#: to the end of ``modules``, then a text table of the hierarchy inside the ``design`` section.
+HIER_STAT = r'''{
+   "creator": "Yosys 0.23 (git sha1 7ce5011c24b)",
+   "invocation": "stat -json -tech cmos ",
+   "modules": {
+      "\\t": {
+         "num_wires":         3,
+         "num_cells":         1,
+         "num_cells_by_type": {
+            "t.core": 1
+         },
+         "estimated_num_transistors": "0+"
+      },
+      "\\t.core": {
+         "num_cells":         5,
+         "num_cells_by_type": {
+            "$_AND_": 2,
+            "$_DFF_P_": 2,
+            "$_XOR_": 1
+         },
+         "estimated_num_transistors": "56"
+      }
+   },
+   "design": {
+       t                             1
+       t.core                        1
+      "num_cells": 5
+   }
+}
+'''
+
+
+def test_parse_module_stat_reads_every_module_of_yosys_hierarchical_output():
+    from fpga.modules import parse_module_stat
+
+    assert parse_module_stat(HIER_STAT) == {
+        "t": {"cells": 0, "transistors": 0, "ff": 0},
+        "t.core": {"cells": 5, "transistors": 56, "ff": 2},
+    }
+    with pytest.raises(ValueError, match=r"no CMOS cost for cell types \$_SDFFE_PP0P_"):
+        parse_module_stat(HIER_STAT.replace('"$_XOR_": 1', '"$_SDFFE_PP0P_": 1'))
+    with pytest.raises(ValueError, match="no 'modules'"):
+        parse_module_stat("{}")
+
+
+# ---------------------------------------------------------------- one tiny toggle model
+
+@pytest.fixture(scope="module")
+def tiny():
+    try:
+        design = energy.prepare(parse_config_data(TINY, "test"), build_root=BUILD_ROOT)
+    except ToolError as error:
+        pytest.skip(f"no toggle model: {error}")
+    return design
+
+
+def _run(design, distribution, *, seed=1, repeats=6):
+    jobs, macs = energy.gemm_workload(design.config, distribution, m=2, k=16, n=4, repeats=repeats, seed=seed)
+    return energy.measure(design, jobs, macs, f"{distribution}-s{seed}-r{repeats}")
+
+
+def _pe_data_toggles(activity) -> int:
+    return sum(count for inst, bits in activity.toggles.items() if ".pe_" in inst
+               for bit, count in bits.items() if bit.split("[")[0] in PE_DATA)
+
+
+def test_zero_operands_toggle_only_the_handshake_and_framing(tiny):
+    zeros = energy.tile_gemm(tiny.config, np.zeros((2, 16), dtype=np.int64), np.zeros((16, 4), dtype=np.int64))
+    quiet = energy.measure(tiny, zeros * 6, 6 * 2 * 16 * 4, "zeros")
+    busy = _run(tiny, "uniform")
+    assert quiet.cycles == busy.cycles  # fixed timing: the same jobs take the same cycles
+    assert _pe_data_toggles(quiet) == 0 and _pe_data_toggles(busy) > 1000
+    # The operand payload's a and b bits never move; its `last` bit does (job framing).
+    layout = next(i for i in tiny.manifest["interfaces"] if i["name"] == "operands")["payload"]
+    last = next(f["offset"] for f in layout["fields"] if f["name"] == "last")
+    top = quiet.toggles[TINY["name"]]
+    payload = {bit: count for bit, count in top.items() if bit.startswith("operands___05Fpayload[")}
+    assert set(payload) == {f"operands___05Fpayload[{n}]" for n in range(layout["width"])}
+    assert all(count == 0 for bit, count in payload.items() if bit != f"operands___05Fpayload[{last}]")
+    assert payload[f"operands___05Fpayload[{last}]"] > 0
+    assert 0 < quiet.total() < busy.total() / 10
+    assert all("clk" != bit.split("[")[0] for bits in busy.toggles.values() for bit in bits)
+
+
+def test_activity_grows_with_sigma_and_is_deterministic_for_a_seed(tiny):
+    from fpga.modules import module_cells
+
+    try:
+        modules = module_cells(tiny.verilog, TINY["name"], config_hash=tiny.config.config_hash(),
+                               cache_dir=tiny.home / "synth-modules")["modules"]
+    except ToolError as error:
+        pytest.skip(f"no Yosys: {error}")
+    assert {name for name, m in modules.items() if m["cells"]} <= set(_run(tiny, "sigma10").toggles)
+    runs = {dist: _run(tiny, dist) for dist in energy.DISTRIBUTIONS}
+    proxies = [energy.energy_proxy(runs[dist], modules) for dist in energy.DISTRIBUTIONS]
+    assert all(p["unmatched"] == [] for p in proxies)
+    per_op = [p["per_op"] for p in proxies]
+    assert per_op == sorted(per_op) and len(set(per_op)) == 4, per_op
+    rates = [p["toggle_rate"] for p in proxies]
+    assert rates == sorted(rates), rates
+    again = _run(tiny, "sigma30")
+    assert again.toggles == runs["sigma30"].toggles and again.cycles == runs["sigma30"].cycles
+    assert _run(tiny, "sigma30", seed=2).toggles != runs["sigma30"].toggles
+
+
+def test_a_run_whose_results_differ_from_the_golden_model_is_refused(tiny):
+    jobs, macs = energy.gemm_workload(tiny.config, "sigma30", m=1, k=4, n=2, repeats=1)
+    jobs[0]["c"][0][1] += 1
+    with pytest.raises(ToolError, match="did not reproduce the golden results"):
+        energy.measure(tiny, jobs, macs, "wrong")
+
+
+def test_toggle_model_build_is_reused(tiny):
+    built = tiny.binary.stat().st_mtime_ns
+    again = energy.toggle_model(tiny.verilog, tiny.manifest, BUILD_ROOT)
+    assert again == tiny.binary and again.stat().st_mtime_ns == built
+    assert (again.parent / "stamp").read_text().strip().startswith(again.parent.name.rsplit("-", 1)[1])

@@ -5,6 +5,7 @@ fails while the committed page and the models disagree.
 """
 
 import inspect
+import typing
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -34,10 +35,14 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
         nested = model_of(field.annotation)
         key = f"{prefix}{name}"
         allowed = "mapping (keys below)" if nested else describe_field(field)
+        if typing.get_origin(field.annotation) is list and model_of(typing.get_args(field.annotation)[0]):
+            nested = model_of(typing.get_args(field.annotation)[0])  # a list of mappings: their keys below
+            key, allowed = f"{prefix}{name}", "list of mappings (keys below)"
+            name = f"{name}[]"
         description = (field.description or "").replace("|", "\\|")
         rows.append(f"| `{key}` | {allowed} | {_show_default(field)} | {description} |")
         if nested:
-            rows += _rows(nested, prefix=f"{key}.")
+            rows += _rows(nested, prefix=f"{prefix}{name}.")
     return rows
 
 
@@ -63,7 +68,25 @@ def config_reference() -> str:
                   f"Interface and timing: [{kind.doc.removeprefix('docs/')}]({kind.doc.removeprefix('docs/')}).", "",
                   "| key | allowed | default | meaning |", "|---|---|---|---|"]
         lines += _rows(kind.config)
+    lines += _model_configs()
     return "\n".join(lines) + "\n"
+
+
+def _model_configs() -> list[str]:
+    """Configs that describe a model or a performance-model machine rather than hardware to generate."""
+    from .config.moevit import MODEL_KINDS, MoevitConfig, MoevitHwConfig
+
+    lines = []
+    for model in (MoevitConfig, MoevitHwConfig):
+        kind = model.model_fields["kind"].annotation.__args__[0]
+        what, commands = MODEL_KINDS[kind]
+        doc = inspect.cleandoc(model.__doc__ or "")
+        lines += ["", f"## `kind: {kind}`", "", doc, "",
+                  f"This is {what}, read by {' and '.join(f'`npuforge {c}`' for c in commands)}; see "
+                  "[moevit.md](moevit.md).", "",
+                  "| key | allowed | default | meaning |", "|---|---|---|---|"]
+        lines += _rows(model)
+    return lines
 
 
 if __name__ == "__main__":

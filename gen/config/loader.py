@@ -80,6 +80,13 @@ def parse_config_data(data: Any, source: str) -> KindConfig:
         raise ConfigError(f"{source}: {show_path(where)}: key {show_value(key)} is not a string; "
                           "allowed: string keys")
     kind_value = data["kind"]
+    from .moevit import MODEL_KINDS  # late: it imports this module
+
+    if isinstance(kind_value, str) and kind_value in MODEL_KINDS:
+        what, commands = MODEL_KINDS[kind_value]
+        readers = " and ".join(f"'npuforge {command}'" for command in commands)
+        raise ConfigError(f"{source}: kind: '{kind_value}' is {what}, read by {readers}; "
+                          f"allowed here: a hardware kind, one of {kinds}")
     if not isinstance(kind_value, str) or kind_value not in _kind_names():
         raise ConfigError(f"{source}: kind: got {show_value(kind_value)}; allowed: one of {kinds}")
     model = kind_named(kind_value).config

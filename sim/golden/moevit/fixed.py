@@ -1,0 +1,428 @@
+"""Bit-accurate fixed-point model of a ``kind: moevit`` network, operator by operator.
+
+Every operator takes and returns integer codes (int64 arrays) of stated formats, so an
+accelerator can be checked against each one alone, and :func:`forward` chains them. Every
+quantisation goes through :mod:`hw.arith.fixed`; the nonlinear operators call the nonlinear
+units' golden models (``sim/golden/{softmax,gelu,layernorm}.py``) with specs built from the
+config's ``nonlinear`` section, or, with ``approx`` ``"exact"``, the exact function of the input
+codes' values rounded once into the unit's output format.
+
+Matmuls (:class:`MatmulSpec`, one per matmul of the network, :func:`matmul_specs`): the
+accumulator starts at the bias (shifted to the accumulator's fraction bits); each product
+``a * b`` is requantised to the accumulator's fraction bits with ``rounding`` (exact when the
+accumulator has at least ``a.frac + b.frac`` fraction bits) and added; the finished sum is fitted to
+the accumulator's width by ``overflow`` (for ``wrap`` the same as wrapping after every add); the
+output is the accumulator requantised to ``out`` with ``rounding`` and ``overflow``. This is HLS
+``ap_fixed`` ``acc += a * b`` with an accumulator of the ``accumulator`` format, Edge-MoE's
+scheme. Conversions between formats (into a unit's input, out of its output) and residual adds
+use the config's ``rounding`` and ``overflow``.
+"""
+
+from dataclasses import dataclass
+import numpy as np
+
+from gen.config.moevit import MoevitConfig
+from gen.errors import ConfigError
+from hw.arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Rounding, fit, requantize, shift_round
+
+from .. import gelu as gelu_golden
+from .. import layernorm as layernorm_golden
+from .. import softmax as softmax_golden
+from .reference import patchify, unpatchify
+
+#: The nonlinear functions ``approx`` chooses a method for, and each one's hardware method names.
+FUNCTIONS = ("softmax", "gate", "gelu", "layernorm")
+HARDWARE_METHODS = {"softmax": ("online",), "gate": ("online",), "gelu": ("table", "poly", "pwl"),
+                    "layernorm": ("onepass",)}
+EXACT = "exact"
+
+
+# ------------------------------------------------------------------ matmuls
+
+@dataclass(frozen=True)
+class MatmulSpec:
+    """Formats of one matmul ``out = a @ b (+ bias)``; see the module docstring for the arithmetic."""
+
+    name: str
+    a: FixedFormat
+    b: FixedFormat
+    acc: FixedFormat
+    out: FixedFormat
+    rounding: Rounding
+    overflow: Overflow
+    bias: FixedFormat | None = None
+
+    @property
+    def product_shift(self) -> int:
+        """Fraction bits each product drops (<= 0: products are exact)."""
+        return self.a.frac + self.b.frac - self.acc.frac
+
+
+def _checked(codes, fmt: FixedFormat, what: str) -> np.ndarray:
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.size and (codes.min() < fmt.min_code or codes.max() > fmt.max_code):
+        raise ValueError(f"{what}: codes outside {fmt.describe()} [{fmt.min_code}, {fmt.max_code}]")
+    return codes
+
+
+def product_sum(a: np.ndarray, b: np.ndarray, shift: int, rounding: Rounding, widths: int) -> np.ndarray:
+    """``sum_k round(a[..., i, k] * b[..., k, j] * 2**-shift)`` exactly (int64, or Python ints when wider).
+
+    ``widths`` is the sum of the operands' code widths (the product's width).
+    """
+    k = a.shape[-1]
+    if shift <= 0 and widths + max(1, k - 1).bit_length() + 1 - shift <= MAX_INTERMEDIATE_BITS:
+        return np.matmul(a, b) << -shift
+    if widths <= MAX_INTERMEDIATE_BITS and shift > 0:
+        total = None
+        for i in range(k):
+            term = shift_round(a[..., :, i, None] * b[..., i, None, :], shift, rounding)
+            total = term if total is None else total + term
+        return total
+    # Products wider than int64 (e.g. two 32-bit features): exact Python integers.
+    a_obj, b_obj = a.astype(object), b.astype(object)
+    total = None
+    for i in range(k):
+        term = shift_round(a_obj[..., :, i, None] * b_obj[..., i, None, :], shift, rounding)
+        total = term if total is None else total + term
+    return total
+
+
+def accumulate(spec: MatmulSpec, a, b, bias=None) -> np.ndarray:
+    """The finished accumulator codes (``spec.acc``) of ``a @ b + bias``: ``a`` (..., n, k), ``b`` (..., k, m)."""
+    a = _checked(a, spec.a, f"{spec.name}: a")
+    b = _checked(b, spec.b, f"{spec.name}: b")
+    total = product_sum(a, b, spec.product_shift, spec.rounding, spec.a.width + spec.b.width)
+    if bias is not None:
+        bias = _checked(bias, spec.bias, f"{spec.name}: bias")
+        total = total + shift_round(bias, spec.bias.frac - spec.acc.frac, spec.rounding)
+    return fit(total, spec.acc, spec.overflow)
+
+
+def matmul(spec: MatmulSpec, a, b, bias=None) -> np.ndarray:
+    """Output codes (``spec.out``) of ``a @ b + bias`` (integer codes in, integer codes out)."""
+    return np.asarray(requantize(accumulate(spec, a, b, bias), spec.acc.frac, spec.out, spec.rounding,
+                                 spec.overflow), dtype=np.int64)
+
+
+def matmul_specs(cfg: MoevitConfig) -> dict[str, MatmulSpec]:
+    """The formats of every matmul of the network, by name:
+
+    ``patch_embed`` (pixels x patch weights + bias), ``qkv`` and ``proj`` (+ attention bias),
+    ``qk`` (q x k: the raw scores, before the scale), ``av`` (probabilities x v), ``fc1``/``fc2``
+    (dense MLP and experts, + bias), ``gate`` (no bias), ``head`` (+ bias). Outputs are features.
+    """
+    act, acc, w = cfg.format("activation"), cfg.format("accumulator"), cfg.format("weight")
+    rnd, ovf = Rounding(cfg.rounding), Overflow(cfg.overflow)
+    prob = cfg.units["softmax"].output.format
+
+    def spec(name, a, b, bias=None):
+        return MatmulSpec(name, a, b, acc, act, rnd, ovf, bias)
+
+    return {
+        "patch_embed": spec("patch_embed", cfg.format("pixel"), cfg.format("patch_weight"), cfg.format("bias")),
+        "qkv": spec("qkv", act, w, cfg.format("attn_bias")),
+        "qk": spec("qk", act, act),
+        "av": spec("av", prob, act),
+        "proj": spec("proj", act, w, cfg.format("attn_bias")),
+        "fc1": spec("fc1", act, w, cfg.format("bias")),
+        "fc2": spec("fc2", act, w, cfg.format("bias")),
+        "gate": spec("gate", act, w),
+        "head": spec("head", act, w, cfg.format("bias")),
+    }
+
+
+# --------------------------------------------------------- element-wise steps
+
+def convert(codes, src: FixedFormat, dst: FixedFormat, cfg: MoevitConfig) -> np.ndarray:
+    """Codes of ``src`` expressed in ``dst`` with the config's rounding and overflow."""
+    return np.asarray(requantize(np.asarray(codes, dtype=np.int64), src.frac, dst, Rounding(cfg.rounding),
+                                 Overflow(cfg.overflow)), dtype=np.int64)
+
+
+def add(x, y, cfg: MoevitConfig) -> np.ndarray:
+    """Residual add of two feature tensors (exact sum, fitted by the config's overflow)."""
+    act = cfg.format("activation")
+    return np.asarray(fit(np.asarray(x, dtype=np.int64) + np.asarray(y, dtype=np.int64), act,
+                          Overflow(cfg.overflow)), dtype=np.int64)
+
+
+def quantize(values, fmt: FixedFormat) -> np.ndarray:
+    """Host-side conversion of real values (images, weights): round half to even, saturate."""
+    return np.asarray(fmt.from_float(np.asarray(values, dtype=np.float64)), dtype=np.int64)
+
+
+# ------------------------------------------------------------ nonlinear units
+
+@dataclass(frozen=True)
+class Units:
+    """The unit specs and methods one forward pass uses (see :func:`units`)."""
+
+    softmax: object  # SoftmaxSpec
+    gate: object  # SoftmaxSpec (gate)
+    gelu: object  # GeluSpec
+    layernorm: object  # LayerNormSpec
+    eps: float
+    methods: dict
+
+
+def _check_approx(approx: dict | None) -> dict:
+    approx = dict(approx or {})
+    for function, method in approx.items():
+        if function not in FUNCTIONS:
+            raise ConfigError(f"approx: {function!r}; allowed: {', '.join(FUNCTIONS)}")
+        allowed = (EXACT,) + HARDWARE_METHODS[function]
+        if method not in allowed:
+            raise ConfigError(f"approx.{function}: {method!r}; allowed: {', '.join(allowed)}")
+    return approx
+
+
+def units(cfg: MoevitConfig, approx: dict | None = None) -> Units:
+    """Specs of the nonlinear units with the methods of ``approx`` (default: the config's hardware methods)."""
+    approx = _check_approx(approx)
+    return _units(cfg, tuple(sorted(approx.items())))
+
+
+def _units(cfg: MoevitConfig, items: tuple) -> Units:
+    """:class:`Units` of ``approx`` items, built once per config (unit specs precompute tables)."""
+    from gen.kinds import gelu as gelu_kind
+    from gen.kinds import layernorm as layernorm_kind
+    from gen.kinds import softmax as softmax_kind
+
+    cache = cfg.cache.setdefault("units", {})
+    if items not in cache:
+        approx = dict(items)
+        configured = cfg.units["gelu"].method
+        methods = {"softmax": approx.get("softmax", "online"), "gate": approx.get("gate", "online"),
+                   "gelu": approx.get("gelu", configured), "layernorm": approx.get("layernorm", "onepass")}
+        gelu_method = methods["gelu"] if methods["gelu"] != EXACT else configured
+        cache[items] = Units(softmax=softmax_kind.spec(cfg.units["softmax"]), gate=softmax_kind.spec(cfg.units["gate"]),
+                             gelu=gelu_kind.spec(cfg.gelu_unit(gelu_method)),
+                             layernorm=layernorm_kind.spec(cfg.units["layernorm"]), eps=cfg.units["layernorm"].eps,
+                             methods=methods)
+    return cache[items]
+
+
+def _exact_out(values: np.ndarray, spec) -> np.ndarray:
+    """Real ``values`` rounded once into the unit's output format with its rounding and overflow."""
+    return np.asarray(spec.output.from_float(values, spec.rounding, spec.overflow), dtype=np.int64)
+
+
+def _exact_softmax(spec, rows: np.ndarray) -> np.ndarray:
+    """The exact softmax of each row's input values, rounded once into the unit's output format."""
+    values = spec.input.to_float(rows)
+    e = np.exp(values - values.max(axis=-1, keepdims=True))
+    return _exact_out(e / e.sum(axis=-1, keepdims=True), spec)
+
+
+def softmax(codes, u: Units, method: str | None = None) -> np.ndarray:
+    """Softmax over the last axis of codes of the softmax unit's input; codes of its output."""
+    spec, method = u.softmax, method or u.methods["softmax"]
+    x = _checked(codes, spec.input, "softmax")
+    rows = x.reshape(-1, x.shape[-1])
+    if method == EXACT:
+        return _exact_softmax(spec, rows).reshape(x.shape)
+    return np.stack([softmax_golden.softmax_row(spec, row) for row in rows]).reshape(x.shape)
+
+
+def gate(codes, u: Units, top_k: int, method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """MoE gate of logits (codes of the gate unit's input, last axis the experts):
+    ``(experts, scores)``, each ``(..., top_k)``, best first; scores are codes of the gate's output."""
+    spec, method = u.gate, method or u.methods["gate"]
+    x = _checked(codes, spec.input, "gate")
+    rows = x.reshape(-1, x.shape[-1])
+    if method == EXACT:
+        pairs = [softmax_golden.top_k_pairs(row, top_k) for row in _exact_softmax(spec, rows)]
+    else:
+        pairs = [softmax_golden.gate_row(spec, top_k, row) for row in rows]
+    pairs = np.stack(pairs)
+    shape = x.shape[:-1] + (top_k,)
+    return pairs[..., 0].reshape(shape), pairs[..., 1].reshape(shape)
+
+
+def gelu(codes, u: Units, method: str | None = None) -> np.ndarray:
+    """GELU of codes of the GELU unit's input; codes of its output."""
+    spec, method = u.gelu, method or u.methods["gelu"]
+    x = _checked(codes, spec.input, "gelu")
+    if method == EXACT:
+        return _exact_out(gelu_golden.gelu_float(spec, x.ravel()), spec).reshape(x.shape)
+    return gelu_golden.gelu(spec, x.ravel()).reshape(x.shape)
+
+
+def layernorm(codes, gamma, beta, u: Units, method: str | None = None) -> np.ndarray:
+    """LayerNorm over the last axis of codes of the LayerNorm unit's input, ``gamma``/``beta`` codes of
+    its parameter formats; codes of its output."""
+    spec, method = u.layernorm, method or u.methods["layernorm"]
+    x = _checked(codes, spec.input, "layernorm")
+    gamma = _checked(gamma, spec.gamma, "layernorm gamma")
+    beta = _checked(beta, spec.beta, "layernorm beta")
+    rows = x.reshape(-1, x.shape[-1])
+    if method == EXACT:
+        values = spec.input.to_float(rows)
+        mean = values.mean(axis=-1, keepdims=True)
+        var = ((values - mean) ** 2).mean(axis=-1, keepdims=True)
+        exact = (values - mean) / np.sqrt(var + u.eps) * spec.gamma.to_float(gamma) + spec.beta.to_float(beta)
+        return _exact_out(exact, spec).reshape(x.shape)
+    return np.stack([layernorm_golden.layernorm_row(spec, row, gamma, beta) for row in rows]).reshape(x.shape)
+
+
+# ------------------------------------------------- operators on feature codes
+
+def feature_layernorm(x, gamma, beta, cfg: MoevitConfig, u: Units) -> np.ndarray:
+    """LayerNorm of features: into the unit's input format, the unit, back to features."""
+    spec, act = u.layernorm, cfg.format("activation")
+    return convert(layernorm(convert(x, act, spec.input, cfg), gamma, beta, u), spec.output, act, cfg)
+
+
+def feature_gelu(x, cfg: MoevitConfig, u: Units) -> np.ndarray:
+    """GELU of features: into the unit's input format, the unit, back to features."""
+    spec, act = u.gelu, cfg.format("activation")
+    return convert(gelu(convert(x, act, spec.input, cfg), u), spec.output, act, cfg)
+
+
+def score_scale(cfg: MoevitConfig) -> tuple[int, FixedFormat]:
+    """The attention scale ``1/sqrt(head_dim)`` as a code of the weight format."""
+    w = cfg.format("weight")
+    return int(quantize(1.0 / np.sqrt(cfg.head_dim), w)), w
+
+
+def scale_scores(raw, cfg: MoevitConfig) -> np.ndarray:
+    """Scaled attention scores (features) from the ``qk`` accumulator codes: ``raw * scale`` requantised."""
+    acc, act = cfg.format("accumulator"), cfg.format("activation")
+    code, fmt = score_scale(cfg)
+    raw = np.asarray(raw)
+    if raw.dtype != object and acc.width + fmt.width > MAX_INTERMEDIATE_BITS:
+        raw = raw.astype(object)
+    product = raw * code
+    return np.asarray(requantize(product, acc.frac + fmt.frac, act, Rounding(cfg.rounding), Overflow(cfg.overflow)),
+                      dtype=np.int64)
+
+
+def attention_scores(q, k, cfg: MoevitConfig, specs: dict) -> np.ndarray:
+    """Scaled scores ``q k^T / sqrt(hd)`` (features) of per-head q, k codes ``(..., T, hd)``."""
+    return scale_scores(accumulate(specs["qk"], q, np.swapaxes(k, -1, -2)), cfg)
+
+
+def attention(y, qkv_w, qkv_b, proj_w, proj_b, cfg: MoevitConfig, u: Units, specs: dict) -> np.ndarray:
+    """Multi-head self-attention of normalised features ``y`` (n, T, D): codes in, codes out."""
+    n, t, d = y.shape
+    h, hd = cfg.heads, cfg.head_dim
+    qkv = matmul(specs["qkv"], y, qkv_w, qkv_b).reshape(n, t, 3, h, hd).transpose(2, 0, 3, 1, 4)
+    q, k, v = qkv  # (n, h, T, hd)
+    scores = attention_scores(q, k, cfg, specs)
+    probabilities = softmax(convert(scores, cfg.format("activation"), u.softmax.input, cfg), u)
+    out = matmul(specs["av"], probabilities, v)  # (n, h, T, hd)
+    return matmul(specs["proj"], out.transpose(0, 2, 1, 3).reshape(n, t, d), proj_w, proj_b)
+
+
+def mlp(y, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict) -> np.ndarray:
+    """Dense MLP ``fc2(GELU(fc1(y)))`` of features."""
+    return matmul(specs["fc2"], feature_gelu(matmul(specs["fc1"], y, fc1_w, fc1_b), cfg, u), fc2_w, fc2_b)
+
+
+def route(y, gate_w, cfg: MoevitConfig, u: Units, specs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Gate of features ``y`` (tokens, D): ``(experts, scores)`` per token, each ``(tokens, top_k)``."""
+    logits = matmul(specs["gate"], y, gate_w)
+    return gate(convert(logits, cfg.format("activation"), u.gate.input, cfg), u, cfg.top_k)
+
+
+def moe(y, gate_w, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict) -> np.ndarray:
+    """MoE of features ``y`` (..., D): expert by expert in index order (Edge-MoE's order), each expert's
+    output (second bias included) times its score, requantised to features and accumulated."""
+    shape = y.shape
+    tokens = y.reshape(-1, shape[-1])
+    chosen, scores = route(tokens, gate_w, cfg, u, specs)
+    act, score_fmt = cfg.format("activation"), u.gate.output
+    out = np.zeros_like(tokens)
+    for e in range(cfg.experts):
+        rows, slot = np.nonzero(chosen == e)
+        if rows.size == 0:
+            continue
+        expert = mlp(tokens[rows], fc1_w[e], fc1_b[e], fc2_w[e], fc2_b[e], cfg, u, specs)
+        weighted = requantize(expert * scores[rows, slot][:, None], act.frac + score_fmt.frac, act,
+                              Rounding(cfg.rounding), Overflow(cfg.overflow))
+        out[rows] = add(out[rows], weighted, cfg)
+    return out.reshape(shape)
+
+
+# ------------------------------------------------------------------ network
+
+def param_format(key: str, cfg: MoevitConfig) -> FixedFormat:
+    """The format weight ``key`` is stored in on the accelerator (its tensor class of ``formats``)."""
+    if key.startswith("patch_embed.w"):
+        return cfg.format("patch_weight")
+    if key in ("cls", "pos"):
+        return cfg.format("embedding")
+    if ".ln1." in key or ".ln2." in key or key.startswith("norm."):
+        return cfg.format("norm")
+    if ".attn." in key and key.endswith(".b"):
+        return cfg.format("attn_bias")
+    if key.endswith(".b"):
+        return cfg.format("bias")
+    return cfg.format("weight")
+
+
+def quantize_params(params: dict, cfg: MoevitConfig) -> dict[str, np.ndarray]:
+    """Every weight as codes of its format (:func:`param_format`)."""
+    return {key: quantize(value, param_format(key, cfg)) for key, value in params.items()}
+
+
+def embed(codes: dict, pixels, cfg: MoevitConfig, specs: dict) -> np.ndarray:
+    """Patch embedding of pixel codes (n, C, H, W), cls token and position embedding: features (n, T, D)."""
+    patches = matmul(specs["patch_embed"], patchify(np.asarray(pixels, dtype=np.int64), cfg.patch),
+                     codes["patch_embed.w"], codes["patch_embed.b"])
+    emb, act = cfg.format("embedding"), cfg.format("activation")
+    cls = np.broadcast_to(convert(codes["cls"], emb, act, cfg), (patches.shape[0], 1, cfg.dim))
+    return add(np.concatenate([cls, patches], axis=1), convert(codes["pos"], emb, act, cfg), cfg)
+
+
+def block(codes: dict, x, layer: int, task: str, cfg: MoevitConfig, u: Units, specs: dict) -> np.ndarray:
+    """Transformer block ``layer`` on features."""
+    p = f"blocks.{layer}."
+    y = feature_layernorm(x, codes[p + "ln1.g"], codes[p + "ln1.b"], cfg, u)
+    h = add(x, attention(y, codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"], codes[p + "attn.proj.w"],
+                         codes[p + "attn.proj.b"], cfg, u, specs), cfg)
+    y = feature_layernorm(h, codes[p + "ln2.g"], codes[p + "ln2.b"], cfg, u)
+    if cfg.is_moe(layer):
+        f = moe(y, codes[p + f"moe.gate.{task}"], codes[p + "moe.fc1.w"], codes[p + "moe.fc1.b"],
+                codes[p + "moe.fc2.w"], codes[p + "moe.fc2.b"], cfg, u, specs)
+    else:
+        f = mlp(y, codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"], codes[p + "mlp.fc2.w"], codes[p + "mlp.fc2.b"],
+                cfg, u, specs)
+    return add(h, f, cfg)
+
+
+def forward_codes(codes: dict, pixels, task: str, cfg: MoevitConfig, approx: dict | None = None) -> np.ndarray:
+    """Head output codes (features) of ``task``, ``(n, out, H, W)``, from weight codes and pixel codes."""
+    cfg.task(task)
+    u, specs = units(cfg, approx), matmul_specs(cfg)
+    x = embed(codes, pixels, cfg, specs)
+    for layer in range(cfg.layers):
+        x = block(codes, x, layer, task, cfg, u, specs)
+    x = feature_layernorm(x, codes["norm.g"], codes["norm.b"], cfg, u)
+    out = matmul(specs["head"], x[:, 1:], codes[f"heads.{task}.w"], codes[f"heads.{task}.b"])
+    return unpatchify(out, cfg.task(task).outputs, cfg.patch, cfg.grid)
+
+
+def forward(params: dict, images, task: str, cfg: MoevitConfig, approx: dict | None = None) -> np.ndarray:
+    """Outputs of ``task`` for float ``images`` (n, C, H, W) in [0, 1], ``(n, out, H, W)`` float64 decoded
+    from the feature format. ``approx`` picks a method per nonlinear function (``softmax``, ``gate``,
+    ``gelu``, ``layernorm``): ``"exact"`` or a hardware method (:data:`HARDWARE_METHODS`); the default
+    is the config's units."""
+    pixels = quantize(images, cfg.format("pixel"))
+    out = forward_codes(quantize_params(params, cfg), pixels, task, cfg, approx)
+    return cfg.format("activation").to_float(out)
+
+
+def VARIANTS(cfg: MoevitConfig) -> dict[str, dict[str, str]]:  # noqa: N802 -- the name the contract gives
+    """The ``approx`` settings ``npuforge eval`` reports, by name: every function exact, the config's
+    hardware units, and each hardware approximation alone (the other functions exact)."""
+    exact = {f: EXACT for f in FUNCTIONS}
+    variants = {"fixed-exact": exact,
+                "fixed-hw": {"softmax": "online", "gate": "online", "gelu": cfg.units["gelu"].method,
+                             "layernorm": "onepass"}}
+    for function in FUNCTIONS:
+        for method in HARDWARE_METHODS[function]:
+            name = f"fixed-{function}" if len(HARDWARE_METHODS[function]) == 1 else f"fixed-{function}-{method}"
+            variants[name] = {**exact, function: method}
+    return variants

@@ -1,0 +1,1 @@
+"""Analytic performance models (no simulation): work, traffic and cycle estimates per operator."""

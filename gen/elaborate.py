@@ -46,6 +46,7 @@ class Elaboration:
     interfaces: list[dict]
     parameters: dict
     fault_sites: list[FaultSite] = field(default_factory=list)
+    sections: dict = field(default_factory=dict)  # the kind's extra top-level manifest entries
 
 
 def _component_ports(component: wiring.Component) -> dict:
@@ -163,6 +164,7 @@ def elaborate(cfg: KindConfig) -> Elaboration:
 
     top_module = next(m for m in scan_modules(text) if m.name == top)
     ports = [Port(name, direction, width) for name, direction, width in top_module.ports]
+    sites = _fault_sites(text, top)
     return Elaboration(
         config=cfg,
         top=top,
@@ -170,5 +172,6 @@ def elaborate(cfg: KindConfig) -> Elaboration:
         ports=ports,
         interfaces=_stream_interfaces(wrapper),
         parameters=kind.parameters(cfg, component),
-        fault_sites=_fault_sites(text, top),
+        fault_sites=sites,
+        sections=kind.manifest_sections(cfg, component, sites) if kind.manifest_sections else {},
     )

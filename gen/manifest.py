@@ -26,7 +26,7 @@ def build_manifest(elab: Elaboration) -> dict:
         if site.depth is None:
             del entry["depth"]
         sites.append(entry)
-    return {
+    manifest = {
         "format": MANIFEST_FORMAT,
         "npuforge": __version__,
         "tools": tool_versions(),
@@ -46,6 +46,10 @@ def build_manifest(elab: Elaboration) -> dict:
         "fault_sites": sites,
         "fault_site_bits": sum(s.width * (s.depth or 1) for s in elab.fault_sites),
     }
+    clash = set(elab.sections) & set(manifest)
+    if clash:
+        raise AssertionError(f"kind {cfg.kind}: manifest sections {sorted(clash)} would replace common entries")
+    return manifest | elab.sections
 
 
 def dump_manifest(manifest: dict) -> str:

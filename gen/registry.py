@@ -18,6 +18,7 @@ from .config.base import KindConfig
 from .kinds import exp, reciprocal, rsqrt, tpe
 from .kinds import layernorm, softmax
 from .kinds import gelu
+from .kinds import npu_tile
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Kind:
     build: Callable[[Any], Any]
     parameters: Callable[[Any, Any], dict]
     doc: str
+    # optional: (cfg, component, fault_sites) -> extra top-level manifest entries (e.g. protectable)
+    manifest_sections: Callable[[Any, Any, list], dict] | None = None
 
 
 KINDS: tuple[Kind, ...] = (
@@ -43,6 +46,8 @@ KINDS: tuple[Kind, ...] = (
     Kind(name="layernorm", config=layernorm.LayerNormConfig, build=layernorm.build,
          parameters=layernorm.parameters, doc="docs/nonlinear.md"),
     Kind(name="gelu", config=gelu.GeluConfig, build=gelu.build, parameters=gelu.parameters, doc="docs/nonlinear.md"),
+    Kind(name="npu_tile", config=npu_tile.NpuTileConfig, build=npu_tile.build, parameters=npu_tile.parameters,
+         doc="docs/npu_tile.md", manifest_sections=npu_tile.manifest_sections),
 )
 
 

@@ -40,6 +40,15 @@ RTL_CONFIGS = {
     "os_2x3_u6_opt1": _TESTS / "os_2x3_u6_opt1.yaml",
     "ws_3x4_s8_opt1": _TESTS / "ws_3x4_s8_opt1.yaml",
     "cube_2x2x3_u6_opt1": _TESTS / "cube_2x2x3_u6_opt1.yaml",
+    # mac: opt2 (bit-weight sums, tests/test_tpe_opt2.py): adder_tree signed INT8, cube and matrix2d unsigned
+    "tree_2x4_s8_opt2": _TESTS / "tree_2x4_s8_opt2.yaml",
+    "cube_2x2x3_u6_opt2": _TESTS / "cube_2x2x3_u6_opt2.yaml",
+    "m2d_2x3_u5_opt2": _TESTS / "m2d_2x3_u5_opt2.yaml",
+    # mac: opt3, opt4c, laconic (digit-serial matrix2d, data-dependent cycles, tests/test_tpe_sparse.py)
+    "m2d_2x3_s8_opt3": _TESTS / "m2d_2x3_s8_opt3.yaml",
+    "m2d_3x2_u6_opt4c": _TESTS / "m2d_3x2_u6_opt4c.yaml",
+    "m2d_3x2_s5_laconic": _TESTS / "m2d_3x2_s5_laconic.yaml",
+    "m2d_1x3_u4_laconic": _TESTS / "m2d_1x3_u4_laconic.yaml",
     # nonlinear element-wise kinds (tests/test_nonlinear_blocks.py)
     "exp_s10": ROOT / "configs" / "nonlinear" / "exp_s10.yaml",
     "reciprocal_u16": ROOT / "configs" / "nonlinear" / "reciprocal_u16.yaml",
@@ -62,6 +71,10 @@ RTL_CONFIGS = {
     # LayerNorm (tests/test_layernorm.py)
     "layernorm_l1_n8": _TESTS / "layernorm_l1_n8.yaml",
     "layernorm_l3_n13": _TESTS / "layernorm_l3_n13.yaml",
+    # the NPU tile (tests/test_npu_tile.py)
+    "npu_tile_2x3": _TESTS / "npu_tile_2x3.yaml",
+    "npu_tile_2x3_prot": _TESTS / "npu_tile_2x3_prot.yaml",
+    "npu_tile_2x3_chk": _TESTS / "npu_tile_2x3_chk.yaml",  # tests/test_npu_tile_checks.py
 }
 
 

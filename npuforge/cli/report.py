@@ -1,4 +1,7 @@
-"""``npuforge report DB [--json FILE] [--html FILE]``: a campaign's outcomes, intervals, FIT, SPFM/LFM/PMHF, ASIL."""
+"""``npuforge report DB [--json FILE] [--html FILE]``: a campaign's outcomes, intervals, FIT, SPFM/LFM/PMHF, ASIL.
+
+``--predicted FILE`` adds the metrics ``npuforge protect`` predicted beside the measured ones.
+"""
 
 from pathlib import Path
 
@@ -21,6 +24,9 @@ def add_arguments(parser) -> None:
                              f"block); default {DEFAULT_GROUPING}")
     parser.add_argument("--interval", choices=tuple(INTERVALS), default=DEFAULT_INTERVAL,
                         help=f"95%% interval method (default {DEFAULT_INTERVAL})")
+    parser.add_argument("--predicted", type=Path, default=None, metavar="FILE",
+                        help="the .prediction.json (or the config) written by 'npuforge protect': show its "
+                             "predicted SPFM, LFM, PMHF and area beside this campaign's measured ones")
 
 
 def _write_html(path: Path, report: dict, meta: dict, results: list) -> None:
@@ -42,10 +48,19 @@ def run(args) -> int:
     for option, path in (("--json", args.json), ("--html", args.html)):
         if path is not None and path.is_dir():  # refuse before reading the database
             raise UsageError(f"{option}: got '{path}', which is a directory; allowed: a file path")
+    prediction = None
+    if args.predicted is not None:
+        from sim.fault.optimize import load_prediction
+
+        prediction = load_prediction(args.predicted)
     with CampaignStore.open(args.db) as store:
         meta = store.meta()
         results = list(store.results())
     report = build_report(meta, results, by=args.by, interval=args.interval)
+    if prediction is not None:
+        from sim.fault.optimize import compare
+
+        report["predicted"] = compare(prediction, report)
     if args.json is not None:
         write_json(args.json, report)
     if args.html is not None:

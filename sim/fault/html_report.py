@@ -342,6 +342,32 @@ def _mechanisms_table(report: dict) -> str:
                     f"[{_pct(m['dc_low'])}, {_pct(m['dc_high'])}]"] for m in report["mechanisms"]])
 
 
+def _predicted_section(report: dict) -> str:
+    """Predicted (npuforge protect) beside measured metrics and the area comparison; empty without a prediction."""
+    comparison = report.get("predicted")
+    if not comparison:
+        return ""
+    rows = []
+    for row in comparison["rows"]:
+        show = _fit if row["key"] == "pmhf_fit" else _pct
+        low, high = row["measured_low"], row["measured_high"]
+        rows.append([row["metric"], show(row["predicted"]), show(row["predicted_bound"]), show(row["measured"]),
+                     "n/a" if low is None else f"[{show(low)}, {show(high)}]"])
+    asil = comparison["asil"]
+    rows.append(["ASIL", asil["predicted"], asil["predicted_bound"], asil["measured"], asil["measured_bound"]])
+    assignment = ", ".join(f"{e['match']}: {e['mechanism']}" for e in comparison["protect"]) or "none"
+    area = "".join(f"<li>{_e(line.strip())}</li>" for line in comparison["area_lines"])
+    same = (" This campaign ran on the unprotected design the prediction was made from: measure the protected "
+            "design to compare." if comparison.get("same_design") else "")
+    return f"""<h2 id="predicted">Predicted vs measured</h2>
+<p class="note">Prediction of npuforge protect from campaign {_e(comparison['source_campaign'])} for ASIL
+{_e(comparison['target_asil'])}; assignment: {_e(assignment)}. Predicted bound: the pessimistic end of the source
+campaign's intervals; measured: this campaign.{same}</p>
+{_table(["metric", "predicted", "predicted bound", "measured", "measured interval"], rows)}
+<ul class="assumptions">{area}</ul>
+"""
+
+
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0 auto;max-width:1100px;
  padding:16px 24px;color:#222;background:#fff}
@@ -405,7 +431,7 @@ def render_html(report: dict, meta: dict, results: Iterable[InjectionResult]) ->
 {_metrics_table(report)}
 <p class="note">Dashed lines: the targets of each ASIL (A: PMHF only). A green point meets the target
 ASIL, a red one misses it; bars are the {level} intervals.</p>
-<h2>Outcomes per row</h2>
+{_predicted_section(report)}<h2>Outcomes per row</h2>
 {image("rows", "outcome fractions per row with intervals")}
 {_rows_table(report)}
 <p class="note">Rows by {_e(report['grouping']['by'])}: {_e(report['grouping']['rule'])}.

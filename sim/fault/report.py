@@ -560,6 +560,9 @@ def render_table(report: dict, console) -> None:
                           f"{row['escapes']:,}", _percent(row["dc"]), _range(row["dc_low"], row["dc_high"]))
         console.print(table)
 
+    if report.get("predicted"):
+        render_predicted(report["predicted"], console)
+
     console.print("outcome -> ISO class: " + "; ".join(f"{k} -> {v}" for k, v in report["iso_mapping"].items()),
                   markup=False, highlight=False)
     if any(row["fit_estimated_from_design"] for row in report["blocks"]):
@@ -567,3 +570,31 @@ def render_table(report: dict, console) -> None:
     console.print("assumptions:")
     for line in report["assumptions"]:
         console.print(f"  - {line}", markup=False, highlight=False)
+
+
+def render_predicted(comparison: dict, console) -> None:
+    """The optimiser's predicted metrics beside this campaign's measured ones (``npuforge report --predicted``)."""
+    from rich.table import Table
+
+    table = Table(title=f"predicted (npuforge protect on {comparison['source_campaign']}) vs measured",
+                  caption="predicted bound: pessimistic end of the source campaign's intervals; measured: this "
+                          "campaign, point and interval")
+    for header in ("metric", "predicted", "predicted bound", "measured", "measured interval"):
+        table.add_column(header, justify="left" if header == "metric" else "right")
+    for row in comparison["rows"]:
+        if row["key"] == "pmhf_fit":
+            cells = [_fit(row["predicted"]), _fit(row["predicted_bound"]), _fit(row["measured"]),
+                     f"\\[{_fit(row['measured_low'])}, {_fit(row['measured_high'])}]"]
+        else:
+            low, high = row["measured_low"], row["measured_high"]
+            cells = [_percent(row["predicted"]), _percent(row["predicted_bound"]), _percent(row["measured"]),
+                     "n/a" if low is None else _range(low, high)]
+        table.add_row(row["metric"], *cells)
+    asil = comparison["asil"]
+    table.add_row("ASIL", asil["predicted"], asil["predicted_bound"], asil["measured"], asil["measured_bound"])
+    console.print(table)
+    if comparison.get("same_design"):
+        console.print("note: this campaign ran on the unprotected design the prediction was made from; "
+                      "measure the protected design to compare", markup=False, highlight=False)
+    for line in comparison["area_lines"]:
+        console.print(line, markup=False, highlight=False)

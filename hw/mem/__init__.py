@@ -1,0 +1,5 @@
+"""On-chip memories built on :mod:`amaranth.lib.memory`."""
+
+from .buffer import Buffer
+
+__all__ = ["Buffer"]

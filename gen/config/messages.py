@@ -138,6 +138,11 @@ def format_validation_error(error: ValidationError, model: type[BaseModel], sour
     elif kind == "missing_for_arch":
         allowed = describe_field(field) if field else "a value"
         line = f"{source}: {path}: missing required key for arch '{first['ctx']['arch']}'; allowed: {allowed}"
+    elif kind in ("value_error", "assertion_error") and not loc:
+        # A check across several keys (a model validator) names its own fields, values and
+        # what is allowed; "top level: got a mapping" would only hide that.
+        cause = first.get("ctx", {}).get("error")
+        line = f"{source}: {cause if cause is not None else first['msg']}"
     elif kind in ("value_error", "assertion_error"):
         cause = first.get("ctx", {}).get("error")
         allowed = str(cause) if cause is not None else first["msg"]

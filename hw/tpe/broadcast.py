@@ -62,6 +62,29 @@ def adder_tree(m: Module, products: list, operand_shape: Shape, name: str):
     return value, sum_shape(operand_shape, terms)
 
 
+
+def step_result_bank(m, rows: int, *, draining, final_row, capture, shift):
+    """The drain of a result bank that offers ``rows`` result rows one beat each.
+
+    ``capture`` loads the bank (the row on offer restarts at 0 and ``draining`` rises);
+    ``shift`` moves the row on offer on; ``final_row`` is driven high while the last row is
+    on offer, and ``draining`` falls when that row leaves. Shared by the broadcast grid and
+    the digit-serial grid, whose banks differ only in what makes a capture due.
+    """
+    if rows > 1:
+        row = Signal(range(rows), name="row")  # the row on offer
+        m.d.comb += final_row.eq(row == rows - 1)
+        with m.If(capture):
+            m.d.sync += row.eq(0)
+        with m.Elif(shift):
+            m.d.sync += row.eq(row + 1)
+    else:
+        m.d.comb += final_row.eq(1)
+    with m.If(capture):
+        m.d.sync += draining.eq(1)
+    with m.Elif(shift & final_row):
+        m.d.sync += draining.eq(0)
+
 class BroadcastPE(wiring.Component):
     """Output PE of a broadcast grid: ``depth`` multipliers, an adder tree, an accumulator, a result register.
 
@@ -384,19 +407,7 @@ class BroadcastGrid(wiring.Component):
             advance.eq(~due | bank_free),
             capture.eq(due & bank_free),
         ]
-        if rows > 1:
-            row = Signal(range(rows), name="row")  # the row on offer
-            m.d.comb += final_row.eq(row == rows - 1)
-            with m.If(capture):
-                m.d.sync += row.eq(0)
-            with m.Elif(shift):
-                m.d.sync += row.eq(row + 1)
-        else:
-            m.d.comb += final_row.eq(1)
-        with m.If(capture):
-            m.d.sync += draining.eq(1)
-        with m.Elif(shift & final_row):
-            m.d.sync += draining.eq(0)
+        step_result_bank(m, rows, draining=draining, final_row=final_row, capture=capture, shift=shift)
 
         for i in range(rows):
             for j in range(cols):

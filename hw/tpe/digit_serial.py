@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arith.csa import compress_3_2
 from ..arith.digits import EntEncoder, TermEncoder, ent_digit_count, lowest_set, term_position_count
+from .broadcast import step_result_bank
 from .interface import accumulator_shape, engine_signature, operand_beat_layout
 from .mac import resolve
 
@@ -471,19 +472,7 @@ class DigitSerialGrid(wiring.Component):
             advance.eq(~due | bank_free),
             capture.eq(due & bank_free),
         ]
-        if rows > 1:
-            row = Signal(range(rows), name="row")  # the row on offer
-            m.d.comb += final_row.eq(row == rows - 1)
-            with m.If(capture):
-                m.d.sync += row.eq(0)
-            with m.Elif(shift):
-                m.d.sync += row.eq(row + 1)
-        else:
-            m.d.comb += final_row.eq(1)
-        with m.If(capture):
-            m.d.sync += draining.eq(1)
-        with m.Elif(shift & final_row):
-            m.d.sync += draining.eq(0)
+        step_result_bank(m, rows, draining=draining, final_row=final_row, capture=capture, shift=shift)
 
         # Spacing of last beats: the next capture comes at least rows cycles after this one.
         if rows > 2:

@@ -207,8 +207,12 @@ def measure(arch: str, mac: str, sizes: dict, pnr_sizes: dict | None, tag: str, 
 
 
 def ecp5_macs(cfg) -> int:
-    return {"adder_tree": cfg.cols * (cfg.k_tile or 1), "cube": cfg.rows * cfg.cols * (cfg.depth or 1)}.get(
-        cfg.arch, (cfg.rows or 1) * cfg.cols)
+    """Multipliers of the place-and-route size (``adder_tree`` has no ``rows``, only ``cube`` a ``depth``)."""
+    if cfg.arch == "adder_tree":
+        return cfg.cols * cfg.k_tile
+    if cfg.arch == "cube":
+        return cfg.rows * cfg.cols * cfg.depth
+    return cfg.rows * cfg.cols
 
 
 def geomean(values: list[float]) -> float:

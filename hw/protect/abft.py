@@ -26,6 +26,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigne
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..arith.tree import balanced
+
 
 def _grown(shape: Shape, terms: int) -> Shape:
     """Shape holding the exact sum of ``terms`` values of ``shape``."""
@@ -69,8 +71,8 @@ class AbftEncoder(wiring.Component):
         m = Module()
         for k in range(self._k):
             m.d.comb += [
-                self.a_sum[k].eq(_balanced(operator.add, (self.a[i][k] for i in range(self._m)))),
-                self.b_sum[k].eq(_balanced(operator.add, (self.b[k][j] for j in range(self._n)))),
+                self.a_sum[k].eq(balanced(operator.add, (self.a[i][k] for i in range(self._m)))),
+                self.b_sum[k].eq(balanced(operator.add, (self.b[k][j] for j in range(self._n)))),
             ]
         return m
 
@@ -125,9 +127,9 @@ class AbftChecker(wiring.Component):
         row_residual = [Signal(width, name=f"row_residual_{i}") for i in range(rows + 1)]
         col_residual = [Signal(width, name=f"col_residual_{j}") for j in range(cols + 1)]
         for i in range(rows + 1):
-            m.d.comb += row_residual[i].eq(_balanced(operator.add, (c[i][j] for j in range(cols))) - c[i][cols])
+            m.d.comb += row_residual[i].eq(balanced(operator.add, (c[i][j] for j in range(cols))) - c[i][cols])
         for j in range(cols + 1):
-            m.d.comb += col_residual[j].eq(_balanced(operator.add, (c[i][j] for i in range(rows))) - c[rows][j])
+            m.d.comb += col_residual[j].eq(balanced(operator.add, (c[i][j] for i in range(rows))) - c[rows][j])
         m.d.comb += [
             self.row_error.eq(Cat(r.any() for r in row_residual)),
             self.col_error.eq(Cat(r.any() for r in col_residual)),
@@ -169,15 +171,7 @@ def _index(flags, width: int):
 def _or_select(flags, values):
     """OR of ``values[i]`` whose ``flags[i]`` is set; the selected value when one flag is set."""
     width = len(values[0])
-    return _balanced(operator.or_, [value & flags[i].replicate(width) for i, value in enumerate(values)])
-
-
-def _balanced(op, items):
-    """``items`` combined with ``op`` in a balanced tree (logarithmic depth, unlike ``sum``'s chain)."""
-    items = list(items)
-    while len(items) > 1:
-        items = [op(x, y) for x, y in zip(items[::2], items[1::2])] + items[len(items) // 2 * 2:]
-    return items[0]
+    return balanced(operator.or_, [value & flags[i].replicate(width) for i, value in enumerate(values)])
 
 
 class AbftRowChecker(wiring.Component):
@@ -234,7 +228,7 @@ class AbftRowChecker(wiring.Component):
 
         residual = Signal(width, name="residual")
         m.d.comb += [
-            residual.eq(_balanced(operator.add, (beat[j] for j in range(cols))) - beat[cols]),
+            residual.eq(balanced(operator.add, (beat[j] for j in range(cols))) - beat[cols]),
             self.row_error.eq(self.valid & residual.any()),
             self.verdict.eq(self.valid & self.last),
         ]

@@ -20,7 +20,7 @@ at least one. ``sim/golden/tpe_cycles.py`` predicts every job's cycles.
   ``+-2**(p + q)`` for terms at positions ``p`` and ``q``.
 """
 
-from amaranth.hdl import Const, Module, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Shape, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -503,14 +503,11 @@ class DigitSerialGrid(wiring.Component):
 
 
 def _all(bits):
-    value = Const(1, 1)
-    for bit in bits:
-        value = value & bit
-    return value
+    """AND of ``bits`` as one reduction (a balanced tree after synthesis; a chain of ``&``
+    stays a chain: 268 cells deep at 16x16 for ``opt3``'s per-PE ``final``)."""
+    return Cat(*bits).all()
 
 
 def _any(bits):
-    value = Const(0, 1)
-    for bit in bits:
-        value = value | bit
-    return value
+    """OR of ``bits`` as one reduction (see :func:`_all`)."""
+    return Cat(*bits).any()

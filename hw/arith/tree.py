@@ -1,0 +1,16 @@
+"""Balanced reduction trees: logarithmic depth for any associative operator."""
+
+
+def balanced(op, items):
+    """``items`` combined with ``op`` (an associative binary function) in a balanced tree.
+
+    ``functools.reduce`` and ``sum`` build a chain: ``n`` items, ``n - 1`` levels, and
+    synthesis keeps it (Yosys/ABC do not rebalance a chain of ``$or`` cells). A tree
+    needs ``ceil(log2 n)`` levels. Raises ``ValueError`` for no items.
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("balanced: no items to combine")
+    while len(items) > 1:
+        items = [op(x, y) for x, y in zip(items[::2], items[1::2])] + items[len(items) // 2 * 2:]
+    return items[0]

@@ -143,6 +143,16 @@ def _ref_product_sum(a, b, shift, rounding, widths):
     return total
 
 
+def _ref_accumulate(spec, a, b, bias=None):
+    a = fixed._checked(a, spec.a, f"{spec.name}: a")
+    b = fixed._checked(b, spec.b, f"{spec.name}: b")
+    total = _ref_product_sum(a, b, spec.product_shift, spec.rounding, spec.a.width + spec.b.width)
+    if bias is not None:
+        bias = fixed._checked(bias, spec.bias, f"{spec.name}: bias")
+        total = total + shift_round(bias, spec.bias.frac - spec.acc.frac, spec.rounding)
+    return fit(total, spec.acc, spec.overflow)
+
+
 def _ref_scale_scores(raw, cfg):
     acc, act = cfg.format("accumulator"), cfg.format("activation")
     code, fmt = fixed.score_scale(cfg)
@@ -193,7 +203,7 @@ def use_row_by_row_model(monkeypatch) -> None:
     monkeypatch.setattr(fixed, "softmax", _ref_fixed_softmax)
     monkeypatch.setattr(fixed, "gate", _ref_fixed_gate)
     monkeypatch.setattr(fixed, "layernorm", _ref_fixed_layernorm)
-    monkeypatch.setattr(fixed, "product_sum", _ref_product_sum)
+    monkeypatch.setattr(fixed, "accumulate", _ref_accumulate)
     monkeypatch.setattr(fixed, "scale_scores", _ref_scale_scores)
     monkeypatch.setitem(gelu_golden._METHODS, "pwl", _ref_pwl)
 
@@ -449,28 +459,31 @@ def test_gelu_pwl_segments_equal_the_loop_over_the_ends(cfg):
 
 # ------------------------------------------------------------------ the MoE-ViT fixed-point model
 
-@pytest.mark.parametrize("a_bits, b_bits, k, shift, rounding", [
-    (24, 16, 256, -2, "round_half_even"),   # tiny's fc2: float path
-    (24, 24, 16, 0, "round_half_even"),     # tiny's qk
-    (30, 24, 40, -1, "truncate"),           # beyond 2**53: int64 matmul
-    (32, 16, 192, 14, "truncate"),          # Edge-MoE: rounded products, int64
-    (16, 16, 50, 3, "round_half_away"),
-    (32, 32, 64, 22, "round_half_even"),    # products wider than int64: Python ints
-    (32, 32, 5, -1, "truncate"),            # exact products wider than int64
+@pytest.mark.parametrize("a_bits, b_bits, k, shift, rounding, drawn", [
+    (24, 16, 256, -2, "round_half_even", 24),  # tiny's fc2: float path
+    (24, 24, 16, 0, "round_half_even", 24),    # tiny's qk
+    (30, 24, 40, -1, "truncate", 30),          # beyond 2**53: int64 matmul
+    (32, 16, 192, 14, "truncate", 32),         # Edge-MoE's fc: rounded products, int64
+    (16, 16, 50, 3, "round_half_away", 16),
+    (32, 32, 64, 22, "round_half_even", 32),   # Edge-MoE's qk at full scale: Python ints
+    (32, 32, 64, 22, "truncate", 24),          # ... with features of 24 bits: int64
+    (32, 32, 5, -1, "truncate", 32),           # exact products wider than int64
 ])
-def test_product_sum_equals_the_loop_over_k(monkeypatch, a_bits, b_bits, k, shift, rounding):
-    rng = np.random.default_rng(a_bits * 1000 + k)
-    a = rng.integers(-(1 << (a_bits - 1)), 1 << (a_bits - 1), (2, 3, k))
-    b = rng.integers(-(1 << (b_bits - 1)), 1 << (b_bits - 1), (2, k, 5))
-    a[0, 0] = -(1 << (a_bits - 1))  # the extremes
-    b[0, :, 0] = -(1 << (b_bits - 1))
+def test_product_sum_equals_the_loop_over_k(monkeypatch, a_bits, b_bits, k, shift, rounding, drawn):
+    """Codes of ``drawn`` bits in formats of ``a_bits`` and ``b_bits`` (the reference picks its arithmetic
+    from the formats, the model from the codes' magnitudes), the extremes included."""
+    rng = np.random.default_rng(a_bits * 1000 + k + drawn)
+    a = rng.integers(-(1 << (drawn - 1)), 1 << (drawn - 1), (2, 3, k))
+    b = rng.integers(-(1 << (min(drawn, b_bits) - 1)), 1 << (min(drawn, b_bits) - 1), (2, k, 5))
+    a[0, 0] = a.min()
+    b[0, :, 0] = b.min()
     want = _ref_product_sum(a, b, shift, Rounding(rounding), a_bits + b_bits)
-    got = fixed.product_sum(a, b, shift, Rounding(rounding), a_bits + b_bits)
+    got = fixed.product_sum(a, b, shift, Rounding(rounding))
     assert np.array_equal(np.asarray(got, dtype=object), np.asarray(want, dtype=object))
     monkeypatch.setattr(fixed, "CHUNK_ELEMENTS", 7)  # several chunks of k, and chunks of one
-    again = fixed.product_sum(a, b, shift, Rounding(rounding), a_bits + b_bits)
+    again = fixed.product_sum(a, b, shift, Rounding(rounding))
     assert np.array_equal(np.asarray(again, dtype=object), np.asarray(want, dtype=object))
-    assert np.array_equal(fixed.product_sum(a[0, :1], b[0], shift, Rounding(rounding), a_bits + b_bits),
+    assert np.array_equal(fixed.product_sum(a[0, :1], b[0], shift, Rounding(rounding)),
                           np.asarray(want, dtype=object)[0, :1])  # 2-D operands
 
 

@@ -71,26 +71,25 @@ def _checked(codes, fmt: FixedFormat, what: str) -> np.ndarray:
 FLOAT_EXACT_BITS = 53
 
 
-def product_sum(a: np.ndarray, b: np.ndarray, shift: int, rounding: Rounding, widths: int) -> np.ndarray:
+def product_sum(a: np.ndarray, b: np.ndarray, shift: int, rounding: Rounding) -> np.ndarray:
     """``sum_k round(a[..., i, k] * b[..., k, j] * 2**-shift)`` exactly (int64, or Python ints when wider).
 
-    ``widths`` is the sum of the operands' code widths (the product's width). Exact products
-    (``shift <= 0``) are one matmul: in float64 when the operands' magnitudes keep every partial sum
-    below ``2**53`` (exact; numpy's einsum loops, twice as fast as an int64 matmul, and unlike BLAS
-    they start no threads to fight over a loaded machine's cores), else in int64 when the widths
-    allow it. Rounded products are summed over ``k`` in chunks (int64 sums wrap alike in any order,
-    so chunking changes no bit).
+    The arithmetic is chosen from the operands' actual magnitudes, which bound every product and sum: exact products
+    (``shift <= 0``) are one matmul, in float64 when every partial sum stays below ``2**53`` (exact;
+    numpy's einsum loops, twice as fast as an int64 matmul, and unlike BLAS they start no threads to
+    fight over a loaded machine's cores), else in int64; rounded products are summed over ``k`` in
+    int64 chunks; Python integers where int64 could overflow (two 32-bit features at full scale).
     """
     k = a.shape[-1]
+    bound = magnitude(a) * magnitude(b) * max(1, k)  # |any partial sum of products| <= bound
     if shift <= 0:
-        if magnitude(a) * magnitude(b) * k < (1 << FLOAT_EXACT_BITS):
+        if bound < (1 << FLOAT_EXACT_BITS):
             exact = np.einsum("...ik,...kj->...ij", a.astype(np.float64), b.astype(np.float64))
             return exact.astype(np.int64) << -shift
-        if widths + max(1, k - 1).bit_length() + 1 - shift <= MAX_INTERMEDIATE_BITS:
+        if bound << -shift < (1 << MAX_INTERMEDIATE_BITS):
             return np.matmul(a, b) << -shift
-    if widths <= MAX_INTERMEDIATE_BITS and shift > 0:
+    elif bound < (1 << MAX_INTERMEDIATE_BITS):
         return _rounded_product_sum(a, b, shift, rounding)
-    # Products wider than int64 (e.g. two 32-bit features): exact Python integers.
     return _rounded_product_sum(a.astype(object), b.astype(object), shift, rounding)
 
 
@@ -116,7 +115,7 @@ def accumulate(spec: MatmulSpec, a, b, bias=None) -> np.ndarray:
     """The finished accumulator codes (``spec.acc``) of ``a @ b + bias``: ``a`` (..., n, k), ``b`` (..., k, m)."""
     a = _checked(a, spec.a, f"{spec.name}: a")
     b = _checked(b, spec.b, f"{spec.name}: b")
-    total = product_sum(a, b, spec.product_shift, spec.rounding, spec.a.width + spec.b.width)
+    total = product_sum(a, b, spec.product_shift, spec.rounding)
     if bias is not None:
         bias = _checked(bias, spec.bias, f"{spec.name}: bias")
         total = total + shift_round(bias, spec.bias.frac - spec.acc.frac, spec.rounding)

@@ -11,10 +11,13 @@ def by_length(rows, golden) -> list[np.ndarray]:
     per batch row along its first axis. The testbench and ``npuforge characterize`` hooks take
     rows of any lengths (a list); the goldens work on whole arrays of rows.
     """
-    rows = [np.asarray(row, dtype=np.int64) for row in rows]
+    rows = [np.asarray(row, dtype=np.int64).reshape(-1) for row in rows]
+    by_size: dict[int, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_size.setdefault(row.size, []).append(index)
     results = [None] * len(rows)
-    for length in sorted({row.size for row in rows}):
-        chosen = [index for index, row in enumerate(rows) if row.size == length]
-        for index, result in zip(chosen, golden(np.stack([rows[index].reshape(length) for index in chosen]))):
+    for size in sorted(by_size):
+        chosen = by_size[size]
+        for index, result in zip(chosen, golden(np.stack([rows[index] for index in chosen]))):
             results[index] = result
     return results

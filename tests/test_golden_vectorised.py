@@ -221,11 +221,21 @@ def _moevit(unit: str) -> list:
     return [load_moevit(MOEVIT / f"{name}.yaml").units[unit] for name in ("tiny", "edge_moe")]
 
 
+#: The synthetic configs' defaults, by kind (fields given to :func:`_config` replace them).
+DEFAULTS = {
+    "softmax": {"name": "sm", "input": {"width": 9, "frac": 4, "signed": True},
+                "output": {"width": 10, "frac": 9, "signed": False}, "lanes": 3, "n_max": 11},
+    "layernorm": {"name": "ln", "input": {"width": 10, "frac": 5, "signed": True},
+                  "output": {"width": 12, "frac": 8, "signed": True}, "lanes": 3, "n_max": 17},
+}
+
+
+def _config(kind: str, **fields):
+    return parse_config_data({"kind": kind, **DEFAULTS[kind], **fields}, "test")
+
+
 def _softmax_cfg(**fields):
-    data = {"kind": "softmax", "name": "sm", "input": {"width": 9, "frac": 4, "signed": True},
-            "output": {"width": 10, "frac": 9, "signed": False}, "lanes": 3, "n_max": 11}
-    data.update(fields)
-    return parse_config_data(data, "test")
+    return _config("softmax", **fields)
 
 
 def _softmax_configs() -> list:
@@ -251,10 +261,7 @@ WIDE_SOFTMAX = _softmax_cfg(lanes=3, n_max=300, exp_frac=28, recip_frac=12,
 
 
 def _layernorm_cfg(**fields):
-    data = {"kind": "layernorm", "name": "ln", "input": {"width": 10, "frac": 5, "signed": True},
-            "output": {"width": 12, "frac": 8, "signed": True}, "lanes": 3, "n_max": 17}
-    data.update(fields)
-    return parse_config_data(data, "test")
+    return _config("layernorm", **fields)
 
 
 def _layernorm_configs() -> list:

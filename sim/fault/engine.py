@@ -8,9 +8,12 @@ harness process for a whole batch of faults: the harness keeps the fault-free
 state of every cycle of the window (a byte copy of the Verilated model), so an
 injection at cycle ``c`` starts from the state at ``c`` instead of from reset,
 and it stops a run as soon as the faulty model's whole state equals the
-fault-free state of the same cycle (the fault is masked from there on). The
-outcome is the same with both shortcuts off (``checkpoints=False,
-early_stop=False``), which the tests check.
+fault-free state of the same cycle (the fault is masked from there on). Past
+its last expected output beat a run goes on (its *tail*) until it is quiescent,
+rejoins the fault-free run or times out, so that a beat sent after the expected
+ones makes it an ``sdc`` (``InjectionResult.extra_beats``). The outcome is the
+same with both shortcuts off (``checkpoints=False, early_stop=False``: every tail
+runs to the timeout), which the tests check.
 
 Outcome rules (``sim.fault.model.Outcome``): a detecting alarm makes the
 injection ``detected`` whatever the outputs; otherwise no completion within
@@ -201,7 +204,8 @@ class Engine:
                 "cpu_seconds": float(facts["cpu_seconds"]), "state_bytes": int(facts["state_bytes"])}
 
     def replay(self, fault: Fault, *, timeout_factor: float) -> "Replay":
-        """Run one fault from reset, without shortcuts, and return the beats it produced (for diagnosis)."""
+        """Run one fault from reset, without checkpoints or early stop (the tail ends when the run is
+        quiescent), and return the beats it produced (for diagnosis)."""
         line = self._fault_line(fault, self.site_table())
         limit = self.timeout_cycles(timeout_factor)
         trace = _trace(self.binary, self.spec_file, self.manifest, limit, line)

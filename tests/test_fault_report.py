@@ -255,6 +255,23 @@ def test_table_renders():
     assert "design outcomes by fault model" in text and "seu (rates)" in text and "mbu " in text
 
 
+def test_sdc_with_extra_beats_is_counted_and_an_unwatched_tail_is_said():
+    results = _results()
+    sdc = [n for n, r in enumerate(results) if r.outcome is Outcome.SDC and r.fault.site == "core.b.reg"]
+    results[sdc[0]] = InjectionResult(results[sdc[0]].fault, Outcome.SDC, differing=4, cycles=56, extra_beats=1)
+    report = build_report(_meta(_manifest()), results)
+    rows = {row["name"]: row for row in report["blocks"]}
+    assert (rows["core.b"]["sdc_extra_beats"], rows["core.a"]["sdc_extra_beats"]) == (1, 0)
+    assert (report["total"]["sdc_extra_beats"], report["total"]["sdc"]) == (1, 7)
+    text = _render(report)
+    assert "sdc with output beats after the expected ones (extra_beats): 1 of 7" in text
+    assert "watched past its last expected output beat" in text
+    old = build_report(_meta(_manifest(), format=1), _results())  # a database of before extra_beats
+    assert not old["extra_beats_watched"] and report["extra_beats_watched"]
+    text = _render(old)
+    assert "extra_beats" not in text.split("assumptions:")[0] and "database is of format 1" in text
+
+
 def _store(path, results, manifest=None):
     with CampaignStore.open(path, create=_meta(manifest or _manifest())) as store:
         store.add(results)

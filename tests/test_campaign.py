@@ -544,7 +544,7 @@ def test_inject_killed_and_resumed_equals_an_uninterrupted_run(tmp_path):
 @pytest.mark.xdist_group("tpe_3x5_w8")
 def test_campaign_rows_are_the_engine_results_of_the_sample(tmp_path):
     """The pipeline (sample -> batches on 2 workers -> store) neither loses nor alters a result."""
-    from npuforge.cli.inject import kind_workloads
+    from npuforge.registry import kind_workloads
 
     loaded = load_campaign(TEST_CAMPAIGN, workloads=kind_workloads)
     prepared = campaigns.prepare(loaded, build_root=BUILD_ROOT)

@@ -246,7 +246,7 @@ def _spread(image: Image.Image, box) -> tuple[float, float]:
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (Debian: apt-get install chromium; "
                                              "make test installs it when apt-get is available)")
 def test_report_page_renders_in_chromium(tmp_path):
-    from npuforge.cli.inject import kind_workloads
+    from npuforge.registry import kind_workloads
     from sim.fault import campaign as campaigns
     from sim.fault.config import load_campaign
 

@@ -10,6 +10,7 @@ from hw.arith.fixed import FixedFormat, Rounding
 
 from ..config.base import KindConfig, StrictModel
 from ..config.fixed import RoundingName
+from ..layout import layout_fields
 from . import tpe
 
 #: Engines the tile drives (the ``k_steps`` beat format of ``hw/tpe/interface.py``).
@@ -247,11 +248,6 @@ def _operand_shape(c):
     return signed(c.operand.width) if c.operand.signed else unsigned(c.operand.width)
 
 
-def _layout_fields(layout) -> list[dict]:
-    from ..elaborate import layout_fields
-    return layout_fields(layout)
-
-
 def parameters(cfg: NpuTileConfig, component) -> dict:
     """Derived facts: the engine's parameters, word widths, the command format, the blocks.
 
@@ -275,7 +271,7 @@ def parameters(cfg: NpuTileConfig, component) -> dict:
             "width": component.cmd_width,
             "opcodes": dict(OPCODES),
             "act_modes": dict(ACT_MODES),
-            "layouts": {name: _layout_fields(layout) for name, layout in component.layouts.items()},
+            "layouts": {name: layout_fields(layout) for name, layout in component.layouts.items()},
         },
         "blocks": dict(BLOCKS),
     }

@@ -19,8 +19,8 @@ from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_v
 
 from gen.config import load_config
 from gen.config.base import KindConfig, StrictModel
-from gen.config.loader import parse_yaml_text, read_config_text
 from gen.config.messages import format_validation_error, show_path, show_value, suggest_key
+from gen.config.reader import parse_yaml_text, read_config_text
 from gen.errors import ConfigError
 
 from .model import FaultModel

@@ -131,13 +131,16 @@ def _write_campaign(tmp_path, data, design=ROOT / "tests" / "configs" / "tpe_1x1
     (_with(workload__k="4"), ["workload.k: got '4'", "an integer"]),
     (_with(workload__jobs=True), ["workload.jobs: got true", "an integer"]),
     (_with(design="nothere.yaml"), ["design: got 'nothere.yaml'", "is not a file"]),
+    # Found by a config fuzz: the path was echoed raw, so a newline in the value split the line.
+    (_with(design="sub\ndesign.yaml"), ["design: got 'sub\\ndesign.yaml'", "sub\\ndesign.yaml' is not a file"]),
+    (_with(design="a\u2028b\r.yaml"), ["design: got 'a\\u2028b\\r.yaml'", "is not a file"]),
 ])
 def test_workload_and_design_errors(tmp_path, data, parts):
     path = _write_campaign(tmp_path, data)
     with pytest.raises(ConfigError) as caught:
         load_campaign(path, workloads=lambda design: {"gemm": _fake_gemm})
     message = str(caught.value)
-    assert "\n" not in message and message.startswith(f"{path}: ")
+    assert message.splitlines() == [message] and message.startswith(f"{path}: ")
     for part in parts:
         assert part in message, (part, message)
 

@@ -336,7 +336,7 @@ def test_inject_and_report_piped_show_every_name_and_number_whole(tmp_path):
     db = tmp_path / "small.sqlite"
     out = _piped("inject", campaign, "--db", db, "--workers", "1")
     with CampaignStore.open(db) as store:
-        meta, results = store.meta(), list(store.results())
+        results = list(store.results())
     counts = {o.value: sum(1 for r in results if r.outcome is o) for o in Outcome}
     assert len(results) == 300
     assert f"database {db}\n" in out and "done     300 of 300 injections stored" in out
@@ -360,6 +360,15 @@ def test_inject_and_report_piped_show_every_name_and_number_whole(tmp_path):
     spfm = _line_with(out, "SPFM")
     assert f"{100 * report['spfm']:.2f}%" in spfm and f"{100 * report['spfm_high']:.2f}]" in spfm
     assert f"ASIL reached: {report['asil']} (point estimates)" in out
+
+    # npuforge clean knows where that campaign left its builds (a dry run: the tests share them).
+    from conftest import BUILD_ROOT
+
+    out = _piped("clean", "--build-dir", BUILD_ROOT, "--dry-run")
+    found = {(" ".join(line.split()[2:4]), line.split()[-1]) for line in out.splitlines()
+             if line.startswith("would remove ") and "/" in line}
+    assert any(what == "harness build" and f"{BUILD_ROOT}/fault-harness/tpe_3x5_w8-" in path for what, path in found)
+    assert any(what == "campaign scratch" and path.startswith(f"{BUILD_ROOT}/tpe_3x5_w8-") for what, path in found)
 
 
 def test_perf_piped_shows_every_operator_whole(tmp_path):

@@ -187,9 +187,10 @@ def older_than(artefacts: list[Artefact], days: float, now: float | None = None)
 
 
 def remove(artefact: Artefact) -> bool:
-    """Remove ``artefact``; False (nothing removed) when a process holds its lock, i.e. is building or
-    using it. A config's build directory left empty is removed too; lock files are kept, since another
-    process may be waiting on one."""
+    """Remove ``artefact``; False (nothing removed) when a process holds its lock, i.e. is building it
+    (the builders hold it while they write, not while a model or harness runs). A config's build
+    directory left empty is removed too; lock files are kept, since another process may be waiting
+    on one."""
     handle = None
     if artefact.lock is not None and artefact.lock.exists():
         handle = open(artefact.lock)  # noqa: SIM115 -- held across the removal below

@@ -131,11 +131,11 @@ def test_clean_older_than(root, capsys):
 
 
 def test_an_artefact_in_use_is_kept(root, capsys):
-    """A process holding the build's lock (building or running it) keeps it; clean does not wait."""
+    """A process holding the build's lock (building it) keeps it; clean does not wait."""
     with open(root / "fault-harness" / "top-0123456789abcdef.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         out = _clean(capsys, "--build-dir", root, "--older-than", 7)
-    assert f"kept harness build {root}/fault-harness/top-0123456789abcdef: in use (its lock is held)" in out
+    assert f"kept harness build {root}/fault-harness/top-0123456789abcdef: being built (its lock is held)" in out
     assert "removed 3 artefacts" in out
     assert (root / "fault-harness" / "top-0123456789abcdef" / "harness").exists()
 

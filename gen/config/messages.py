@@ -106,7 +106,10 @@ def _describe_type(annotation, metadata) -> str:
         item_model = model_of(item)
         if item_model is not None:
             return "a list of mappings with keys " + ", ".join(item_model.model_fields)
-        return "a list of " + _describe_type(item, ()).removeprefix("a ").removeprefix("an ") + "s"
+        each = _describe_type(item, ())
+        if each in ("an integer", "a string"):
+            return f"a list of {each.split()[-1]}s"
+        return f"a list, each item {each}"
     return str(annotation)
 
 

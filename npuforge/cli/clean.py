@@ -83,7 +83,7 @@ def run(args) -> int:
     if recent:
         print(f"kept         {_summary(recent)}: used in the last {args.older_than:g} days")
     for artefact in busy:
-        print(f"kept         {artefact.what} {artefact.path}: in use (its lock is held)")
+        print(f"kept         {artefact.what} {artefact.path}: being built (its lock is held)")
     if not args.databases:
         databases = artefacts.databases_in(root)
         if databases:

@@ -132,13 +132,16 @@ def _write_campaign(tmp_path, data, design=ROOT / "tests" / "configs" / "tpe_1x1
     (_with(workload__k="4"), ["workload.k: got '4'", "an integer"]),
     (_with(workload__jobs=True), ["workload.jobs: got true", "an integer"]),
     (_with(design="nothere.yaml"), ["design: got 'nothere.yaml'", "is not a file"]),
+    # Found by a config fuzz: the path was echoed raw, so a newline in the value split the line.
+    (_with(design="sub\ndesign.yaml"), ["design: got 'sub\\ndesign.yaml'", "sub\\ndesign.yaml' is not a file"]),
+    (_with(design="a\u2028b\r.yaml"), ["design: got 'a\\u2028b\\r.yaml'", "is not a file"]),
 ])
 def test_workload_and_design_errors(tmp_path, data, parts):
     path = _write_campaign(tmp_path, data)
     with pytest.raises(ConfigError) as caught:
         load_campaign(path, workloads=lambda design: {"gemm": _fake_gemm})
     message = str(caught.value)
-    assert "\n" not in message and message.startswith(f"{path}: ")
+    assert message.splitlines() == [message] and message.startswith(f"{path}: ")
     for part in parts:
         assert part in message, (part, message)
 
@@ -575,7 +578,7 @@ def test_inject_killed_and_resumed_equals_an_uninterrupted_run(tmp_path):
 @pytest.mark.xdist_group("tpe_3x5_w8")
 def test_campaign_rows_are_the_engine_results_of_the_sample(tmp_path):
     """The pipeline (sample -> batches on 2 workers -> store) neither loses nor alters a result."""
-    from npuforge.cli.inject import kind_workloads
+    from npuforge.registry import kind_workloads
 
     loaded = load_campaign(TEST_CAMPAIGN, workloads=kind_workloads)
     prepared = campaigns.prepare(loaded, build_root=BUILD_ROOT)

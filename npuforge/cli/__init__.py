@@ -9,16 +9,14 @@ import sys
 from gen import __version__
 from gen.errors import NpuforgeError
 
-from . import characterize, generate, inject, kinds, protect, report, sim, synth, validate
+from . import characterize, clean, generate, inject, kinds, perf, protect, report, sim, synth, validate
+from . import eval as eval_command  # "eval" would shadow the builtin here
 from .args import Parser
-from . import perf  # noqa: E402,I001 -- npuforge perf (MoE-ViT performance model)
-from . import eval as eval_command  # noqa: E402,I001 -- npuforge eval (MoE-ViT task metrics)
 
 #: name -> command module, in the order ``--help`` lists them.
 COMMANDS = {"generate": generate, "sim": sim, "synth": synth, "validate": validate, "kinds": kinds,
-            "inject": inject, "report": report, "characterize": characterize, "protect": protect}
-COMMANDS["perf"] = perf
-COMMANDS["eval"] = eval_command
+            "inject": inject, "report": report, "characterize": characterize, "protect": protect,
+            "perf": perf, "eval": eval_command, "clean": clean}
 
 
 def parser() -> Parser:

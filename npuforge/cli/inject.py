@@ -15,6 +15,7 @@ from sim.fault.executor import default_workers
 
 from gen.errors import UsageError
 
+from ..registry import kind_workloads
 from .args import int_in
 
 HELP = "run or resume a fault-injection campaign (kind: campaign) into its SQLite database"
@@ -59,13 +60,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--export-workload", type=Path, default=None, metavar="FILE",
                         help="write the campaign's workload file (input beats and expected output beats, format in "
                              "docs/campaigns.md) and exit without injecting")
-
-
-def kind_workloads(design):
-    """name -> workload function for the design's kind, from ``npuforge.registry``."""
-    from ..registry import support_for, workload_for
-
-    return {name: workload_for(design, name) for name in support_for(design).workloads}
 
 
 def _counts_text(counts: Counter) -> str:

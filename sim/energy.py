@@ -42,9 +42,9 @@ from gen.lint import SUPPRESSED_WARNINGS
 from gen.locking import locked
 from gen.manifest import verilog_filename
 from gen.toolchain import require_build_tools, verilator_env, verilator_version
-from sim.fault.engine import _spec_text
+
 from sim.fault.harness import HARNESS_SOURCE, design_header
-from sim.fault.workload import Workload
+from sim.fault.workload import Workload, spec_text
 from sim.golden import tpe as golden
 from sim.golden.intmath import operand_range
 from sim.tb.payload import PayloadCodec
@@ -274,7 +274,7 @@ def measure(design: Design, jobs: list[dict], macs: int, name: str) -> Activity:
     run_dir.mkdir(parents=True, exist_ok=True)
     spec, coverage = run_dir / "spec.txt", run_dir / "coverage.dat"
     work = workload(design.config, manifest, jobs, name)
-    spec.write_text(_spec_text(manifest, work))
+    spec.write_text(spec_text(manifest, work))
     coverage.unlink(missing_ok=True)
     beats = len(work.inputs["operands"]) + len(work.outputs["results"])
     limit = 100 * beats + 10_000

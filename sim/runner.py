@@ -119,11 +119,25 @@ def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool
                     waves=waves,
                     log_file=log,
                 )
-            except (SystemExit, subprocess.CalledProcessError) as error:
-                raise ToolError(f"Verilator build of {cfg.name} failed ({error}); see {log}") from None
+            except (SystemExit, RuntimeError, subprocess.CalledProcessError) as error:
+                # cocotb's runner raises RuntimeError("Command failed with return code: N") when
+                # verilator or make exits non-zero (e.g. on a lint warning): one line, exit code 3.
+                raise ToolError(f"verilator: the build of {cfg.name} failed ({_last_error(log) or error}); "
+                                f"see {log}") from None
             stamp.write_text(json.dumps({"key": key, "config_hash": cfg.config_hash()}) + "\n")
     return Build(config=cfg, root=root, rtl_dir=rtl_dir, sim_dir=sim_dir, manifest=generated.manifest,
                  waves=waves, reused=reused, seconds=time.monotonic() - started)
+
+
+def _last_error(log: Path) -> str:
+    """The first error line of a tool log (``%Error...`` of Verilator, ``... Error N`` of make), or ''."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.strip() for line in lines if line.startswith("%Error") or line.startswith("%Warning")
+              or " Error " in line or line.startswith("error:")]
+    return errors[0][:200] if errors else ""
 
 
 @dataclass
@@ -181,8 +195,10 @@ def _run_cocotb(built: Build, test_module: str, vectors: dict, run_dir: Path):
             log_file=run_dir / "sim.log",
             results_xml=str(xml),
         )
-    except SystemExit:
-        pass  # cocotb's runner exits on failed tests under pytest; the files below tell the story
+    except (SystemExit, RuntimeError):
+        # cocotb's runner exits on failed tests under pytest and raises RuntimeError when the
+        # simulator exits non-zero; the files below tell the story.
+        pass
     seconds = time.monotonic() - started
 
     problems = []
@@ -220,6 +236,15 @@ def check_fault_sites(built: Build, run_dir: Path) -> list[str]:
     problems += results.get("problems", [])
     if cocotb_failed and not problems:
         problems.append(f"the fault-site test failed; see {Path(run_dir) / 'sim.log'}")
+    return problems
+
+
+def check_reset_handshakes(built: Build, run_dir: Path, seed: int = 1) -> list[str]:
+    """Stream handshakes in reset cycles, and streams stuck after reset (empty when none; ``sim/tb/reset.py``)."""
+    results, cocotb_failed, problems, _ = _run_cocotb(built, "sim.tb.reset", {"seed": seed}, run_dir)
+    problems += results.get("problems", [])
+    if cocotb_failed and not problems:
+        problems.append(f"the reset test failed; see {Path(run_dir) / 'sim.log'}")
     return problems
 
 

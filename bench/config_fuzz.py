@@ -1,0 +1,110 @@
+"""Random valid configs of every hardware kind: do they generate lint-clean Verilog?
+
+For each kind, draws configs from its config space (``gen/config_space.py``) until
+``--count`` of them pass validation (rejected draws are counted, not checked),
+elaborates each one and lints the Verilog with Verilator (``gen/lint.py``, the
+documented suppressions). A config fails when elaboration raises or lint reports
+anything. Prints per kind: drawn, rejected by validation, checked, failed, and the
+seconds spent; then every failure with its config as one line of YAML (reproduce
+with ``npuforge generate CONFIG --lint``). The draws follow ``--seed`` (printed),
+so a run can be repeated exactly. Results go to ``bench/results/config_fuzz.json``.
+
+Usage: python bench/config_fuzz.py [--kinds tpe npu_tile ...] [--count 200] [--seed N] [--jobs 2] [--small]
+"""
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gen.config import parse_config_data  # noqa: E402
+from gen.config_space import SPACES, RandomDraw  # noqa: E402
+from gen.errors import ConfigError  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "config_fuzz.json"
+#: Draws per wanted config before a kind gives up (its space would be mostly invalid).
+MAX_DRAWS_PER_CONFIG = 20
+
+
+def valid_configs(kind: str, count: int, seed: int, small: bool) -> tuple[list[dict], int]:
+    """``count`` config dicts of ``kind`` that pass validation, and how many draws it took."""
+    draw = RandomDraw(random.Random(f"{kind}-{seed}"))
+    found, drawn = [], 0
+    while len(found) < count and drawn < MAX_DRAWS_PER_CONFIG * count:
+        drawn += 1
+        data = SPACES[kind](draw, small)
+        try:
+            parse_config_data(data, "<drawn>")
+        except ConfigError:
+            continue
+        found.append(data)
+    return found, drawn
+
+
+def check(data: dict) -> list[str]:
+    """Problems of one config: an exception while elaborating, or the lint warnings (empty when clean)."""
+    from gen.emit import generate
+    from gen.lint import lint, with_source
+
+    cfg = parse_config_data(data, "<drawn>")
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            result = generate(cfg, Path(out))
+        except Exception as error:  # noqa: BLE001 -- any failure of a valid config is a finding
+            return [f"elaboration raised {type(error).__name__}: {error}"]
+        verilog = result.files[0]
+        return with_source(lint(verilog, cfg.name), verilog)
+
+
+def one_line(data: dict) -> str:
+    return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=10_000).strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kinds", nargs="+", choices=sorted(SPACES), default=list(SPACES))
+    parser.add_argument("--count", type=int, default=200, help="valid configs per kind (default 200)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the draws (default: a fresh one)")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
+    parser.add_argument("--small", action="store_true", help="the small sizes of the test suite")
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 32)
+    print(f"seed {seed}, {args.count} valid configs per kind, {'small' if args.small else 'full'} sizes, "
+          f"{args.jobs} workers", flush=True)
+
+    summary, failures = {}, []
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for kind in args.kinds:
+            started = time.monotonic()
+            configs, drawn = valid_configs(kind, args.count, seed, args.small)
+            problems = list(pool.map(check, configs))
+            failed = [(data, found) for data, found in zip(configs, problems) if found]
+            summary[kind] = {"drawn": drawn, "rejected": drawn - len(configs), "checked": len(configs),
+                             "failed": len(failed), "seconds": round(time.monotonic() - started, 1)}
+            row = summary[kind]
+            print(f"{kind:11s} drawn {drawn:5d}  rejected {row['rejected']:5d}  checked {len(configs):4d}  "
+                  f"failed {len(failed):4d}  {row['seconds']:7.1f} s", flush=True)
+            failures += [{"kind": kind, "config": data, "problems": found[:3]} for data, found in failed]
+
+    for failure in failures:
+        print(f"\nFAIL {failure['kind']}: {one_line(failure['config'])}")
+        for line in failure["problems"]:
+            print(f"     {line}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"seed": seed, "count": args.count, "small": args.small,
+                                   "kinds": summary, "failures": failures}, indent=1) + "\n")
+    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -195,10 +195,12 @@ def _run_cocotb(built: Build, test_module: str, vectors: dict, run_dir: Path):
             log_file=run_dir / "sim.log",
             results_xml=str(xml),
         )
-    except (SystemExit, RuntimeError):
-        # cocotb's runner exits on failed tests under pytest and raises RuntimeError when the
-        # simulator exits non-zero; the files below tell the story.
-        pass
+    except SystemExit:
+        pass  # cocotb's runner exits on failed tests under pytest; the files below tell the story
+    except RuntimeError as error:
+        # The simulator process itself failed (a failing test exits 0): a tool failure, one line.
+        raise ToolError(f"verilator: the simulation of {built.top} failed ({error}); "
+                        f"see {run_dir / 'sim.log'}") from None
     seconds = time.monotonic() - started
 
     problems = []

@@ -65,19 +65,19 @@ def _bool(draw: Draw) -> bool:
 def tpe_fields(draw: Draw, small: bool, archs: Sequence[str]) -> dict:
     """The fields of a ``kind: tpe`` config except ``kind`` and ``name`` (also the npu_tile's ``compute``)."""
     arch = draw.choice(archs)
-    side = 4 if small else 8
+    side = 3 if small else 8
     data = {
         "arch": arch,
         "mac": draw.choice(MAC_BY_ARCH[arch]),
-        "operand": {"width": draw.integer(4, 9 if small else 16), "signed": _bool(draw)},
+        "operand": {"width": draw.integer(4, 8 if small else 16), "signed": _bool(draw)},
     }
     if arch != "adder_tree":
         data["rows"] = draw.integer(1, side)
     data["cols"] = draw.integer(1, side)
     if arch == "cube":
-        data["depth"] = draw.integer(1, 3 if small else 6)
+        data["depth"] = draw.integer(1, 2 if small else 6)
     if arch == "adder_tree":
-        data["k_tile"] = draw.integer(1, 4 if small else 12)
+        data["k_tile"] = draw.integer(1, 3 if small else 12)
     if arch == "systolic_os":
         data["result_buffers"] = _maybe(draw, lambda: draw.choice((1, 2)))
     if arch != "systolic_ws":

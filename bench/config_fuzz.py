@@ -9,11 +9,17 @@ seconds spent; then every failure with its config as one line of YAML (reproduce
 with ``npuforge generate CONFIG --lint``). The draws follow ``--seed`` (printed),
 so a run can be repeated exactly. Results go to ``bench/results/config_fuzz.json``.
 
+With ``--simulate N`` the first ``N`` clean configs of each kind are also built and run
+through the ``npuforge sim`` path (``sim.runner.simulate``: random and edge-case vectors
+against the golden model, seed and flow drawn too); a run that is not bit-exact is a failure.
+
 Usage: python bench/config_fuzz.py [--kinds tpe npu_tile ...] [--count 200] [--seed N] [--jobs 2] [--small]
+                                   [--simulate N]
 """
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -31,6 +37,8 @@ from gen.config_space import SPACES, RandomDraw  # noqa: E402
 from gen.errors import ConfigError  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "config_fuzz.json"
+# The simulated models run a few hundred cycles: compile them unoptimised, as the tests do.
+os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0").strip()
 #: Draws per wanted config before a kind gives up (its space would be mostly invalid).
 MAX_DRAWS_PER_CONFIG = 20
 
@@ -65,6 +73,29 @@ def check(data: dict) -> list[str]:
         return with_source(lint(verilog, cfg.name), verilog)
 
 
+def simulate(job: tuple[dict, int, int]) -> list[str]:
+    """Build ``data`` and run it against the golden model (seed and flow from ``draw_seed``); problems or []."""
+    from npuforge.registry import sim_testbench
+    from sim.runner import simulate as run_simulation
+
+    data, draw_seed, index = job
+    rng = random.Random(draw_seed)
+    seed, (valid, ready) = rng.randrange(1 << 32), rng.choice(((1.0, 1.0), (0.6, 0.5)))
+    cfg = parse_config_data({**data, "name": f"{data['name']}_{index}"}, "<drawn>")
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            done = run_simulation(cfg, sim_testbench(cfg), seed=seed, n_random=6, valid_prob=valid,
+                                  ready_prob=ready, build_root=Path(root))
+        except Exception as error:  # noqa: BLE001 -- a build that fails is a finding
+            return [f"simulation raised {type(error).__name__}: {error}"]
+        result = done.run
+        if result.ok:
+            return []
+        testbench = sim_testbench(cfg)
+        why = testbench.describe_mismatch(result.mismatch) if result.mismatch else (result.problems or ["failed"])[0]
+        return [f"sim seed {seed}, valid {valid}, ready {ready}: {why}"]
+
+
 def one_line(data: dict) -> str:
     return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=10_000).strip()
 
@@ -76,6 +107,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed of the draws (default: a fresh one)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
     parser.add_argument("--small", action="store_true", help="the small sizes of the test suite")
+    parser.add_argument("--simulate", type=int, default=0, metavar="N",
+                        help="also build and simulate the first N clean configs per kind (default 0)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     print(f"seed {seed}, {args.count} valid configs per kind, {'small' if args.small else 'full'} sizes, "
@@ -88,11 +121,17 @@ def main() -> int:
             configs, drawn = valid_configs(kind, args.count, seed, args.small)
             problems = list(pool.map(check, configs))
             failed = [(data, found) for data, found in zip(configs, problems) if found]
+            clean = [data for data, found in zip(configs, problems) if not found][:args.simulate]
+            jobs = [(data, seed + index, index) for index, data in enumerate(clean)]
+            sim_failed = [(data, found) for data, found in zip(clean, pool.map(simulate, jobs)) if found]
             summary[kind] = {"drawn": drawn, "rejected": drawn - len(configs), "checked": len(configs),
-                             "failed": len(failed), "seconds": round(time.monotonic() - started, 1)}
+                             "failed": len(failed), "simulated": len(clean), "sim_failed": len(sim_failed),
+                             "seconds": round(time.monotonic() - started, 1)}
             row = summary[kind]
             print(f"{kind:11s} drawn {drawn:5d}  rejected {row['rejected']:5d}  checked {len(configs):4d}  "
-                  f"failed {len(failed):4d}  {row['seconds']:7.1f} s", flush=True)
+                  f"failed {len(failed):4d}  simulated {len(clean):3d}  sim failed {len(sim_failed):3d}  "
+                  f"{row['seconds']:7.1f} s", flush=True)
+            failed += sim_failed
             failures += [{"kind": kind, "config": data, "problems": found[:3]} for data, found in failed]
 
     for failure in failures:

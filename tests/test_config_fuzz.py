@@ -76,5 +76,6 @@ def test_random_valid_configs_simulate_bit_exact(data, tmp_path_factory):
     done = simulate(cfg, sim_testbench(cfg), seed=seed, n_random=4, valid_prob=flow[0], ready_prob=flow[1],
                     build_root=tmp_path_factory.mktemp("fuzz_sim"))
     result = done.run
+    print(f"simulated {kind}: {text}, seed {seed}, valid/ready {flow}")
     assert result.ok, (f"{kind} config {text}, seed {seed}, valid/ready {flow}: "
                        f"{result.mismatch or result.problems}; log {result.log}")

@@ -96,6 +96,22 @@ def simulate(job: tuple[dict, int, int]) -> list[str]:
         return [f"sim seed {seed}, valid {valid}, ready {ready}: {why}"]
 
 
+def check_within(pool, configs: list[dict], deadline: float | None) -> tuple[list[dict], list[list[str]]]:
+    """:func:`check` of each config in ``pool``, in order, until ``deadline`` (``time.monotonic``):
+    the configs checked by then and their problems (the others are cancelled or waited for)."""
+    futures = [pool.submit(check, data) for data in configs]
+    done = []
+    for future in futures:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            done.append(future.result(timeout=remaining))
+        except TimeoutError:
+            break
+    for future in futures[len(done):]:
+        future.cancel()
+    return configs[:len(done)], done
+
+
 def one_line(data: dict) -> str:
     return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=10_000).strip()
 
@@ -109,22 +125,26 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="the small sizes of the test suite")
     parser.add_argument("--simulate", type=int, default=0, metavar="N",
                         help="also build and simulate the first N clean configs per kind (default 0)")
+    parser.add_argument("--minutes", type=float, default=None, metavar="M",
+                        help="stop checking a kind after M minutes (the configs checked by then count; "
+                             "default: no limit)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     print(f"seed {seed}, {args.count} valid configs per kind, {'small' if args.small else 'full'} sizes, "
-          f"{args.jobs} workers", flush=True)
+          f"{args.jobs} workers" + (f", at most {args.minutes:g} min per kind" if args.minutes else ""), flush=True)
 
     summary, failures = {}, []
     with ProcessPoolExecutor(args.jobs) as pool:
         for kind in args.kinds:
             started = time.monotonic()
             configs, drawn = valid_configs(kind, args.count, seed, args.small)
-            problems = list(pool.map(check, configs))
+            valid = len(configs)
+            configs, problems = check_within(pool, configs, started + 60 * args.minutes if args.minutes else None)
             failed = [(data, found) for data, found in zip(configs, problems) if found]
             clean = [data for data, found in zip(configs, problems) if not found][:args.simulate]
             jobs = [(data, seed + index, index) for index, data in enumerate(clean)]
             sim_failed = [(data, found) for data, found in zip(clean, pool.map(simulate, jobs)) if found]
-            summary[kind] = {"drawn": drawn, "rejected": drawn - len(configs), "checked": len(configs),
+            summary[kind] = {"drawn": drawn, "rejected": drawn - valid, "checked": len(configs),
                              "failed": len(failed), "simulated": len(clean), "sim_failed": len(sim_failed),
                              "seconds": round(time.monotonic() - started, 1)}
             row = summary[kind]

@@ -24,7 +24,7 @@ import random
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
 
 import yaml
@@ -97,19 +97,15 @@ def simulate(job: tuple[dict, int, int]) -> list[str]:
 
 
 def check_within(pool, configs: list[dict], deadline: float | None) -> tuple[list[dict], list[list[str]]]:
-    """:func:`check` of each config in ``pool``, in order, until ``deadline`` (``time.monotonic``):
-    the configs checked by then and their problems (the others are cancelled or waited for)."""
+    """:func:`check` of each config in ``pool`` until ``deadline`` (``time.monotonic``): the configs
+    checked by then, in draw order, and their problems (the others are cancelled, or finish unused)."""
     futures = [pool.submit(check, data) for data in configs]
-    done = []
+    wait(futures, timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
     for future in futures:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            done.append(future.result(timeout=remaining))
-        except TimeoutError:
-            break
-    for future in futures[len(done):]:
         future.cancel()
-    return configs[:len(done)], done
+    finished = [(data, future.result()) for data, future in zip(configs, futures)
+                if future.done() and not future.cancelled()]
+    return [data for data, _ in finished], [problems for _, problems in finished]
 
 
 def one_line(data: dict) -> str:

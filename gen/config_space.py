@@ -75,13 +75,13 @@ def tpe_fields(draw: Draw, small: bool, archs: Sequence[str]) -> dict:
         data["rows"] = draw.integer(1, side)
     data["cols"] = draw.integer(1, side)
     if arch == "cube":
-        data["depth"] = draw.integer(1, 2 if small else 6)
+        data["depth"] = draw.integer(1, 2 if small else 4)
     if arch == "adder_tree":
-        data["k_tile"] = draw.integer(1, 3 if small else 12)
+        data["k_tile"] = draw.integer(1, 3 if small else 8)
     if arch == "systolic_os":
         data["result_buffers"] = _maybe(draw, lambda: draw.choice((1, 2)))
     if arch != "systolic_ws":
-        data["k_max"] = draw.integer(1, 16 if small else 300)
+        data["k_max"] = draw.integer(1, 12 if small else 256)
     data["acc_width"] = _maybe(draw, lambda: draw.integer(8, 40), chance_in_4=1)
     return _drop_none(data)
 

@@ -9,56 +9,48 @@ call these instead: a comparison the shape decides becomes ``Const(0, 1)`` or
 plain comparison, so the Verilog of a config where nothing is constant is unchanged.
 """
 
+import operator
+
 from amaranth.hdl import Const, Shape, Value
+
+from .widths import operand_range
 
 
 def value_range(value) -> tuple[int, int]:
     """Smallest and largest value of ``value``'s shape."""
     shape = Shape.cast(Value.cast(value).shape())
-    if shape.signed:
-        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
-    return 0, (1 << shape.width) - 1
+    return operand_range(shape.width, shape.signed)
 
 
-def _bound(bound) -> int:
-    return bound.value if isinstance(bound, Const) else int(bound)
+def _compare(value, bound, op) -> Value:
+    """``op(value, bound)``, or its constant when the shape decides it.
+
+    A comparison with a constant is monotone in ``value``, so it is constant over the
+    shape's range exactly when it gives the same answer at both ends of it.
+    """
+    lo, hi = value_range(value)
+    limit = bound.value if isinstance(bound, Const) else int(bound)
+    answers = {bool(op(lo, limit)), bool(op(hi, limit))}
+    if len(answers) == 1:
+        return Const(int(answers.pop()), 1)
+    return op(value, bound)
 
 
 def below(value, bound) -> Value:
     """``value < bound`` for a constant ``bound`` (an int or a ``Const``)."""
-    lo, hi = value_range(value)
-    if _bound(bound) <= lo:
-        return Const(0, 1)
-    if _bound(bound) > hi:
-        return Const(1, 1)
-    return value < bound
+    return _compare(value, bound, operator.lt)
 
 
 def above(value, bound) -> Value:
     """``value > bound`` for a constant ``bound`` (an int or a ``Const``)."""
-    lo, hi = value_range(value)
-    if _bound(bound) >= hi:
-        return Const(0, 1)
-    if _bound(bound) < lo:
-        return Const(1, 1)
-    return value > bound
+    return _compare(value, bound, operator.gt)
 
 
 def at_least(value, bound) -> Value:
     """``value >= bound`` for a constant ``bound`` (an int or a ``Const``)."""
-    lo, hi = value_range(value)
-    if _bound(bound) <= lo:
-        return Const(1, 1)
-    if _bound(bound) > hi:
-        return Const(0, 1)
-    return value >= bound
+    return _compare(value, bound, operator.ge)
 
 
 def at_most(value, bound) -> Value:
     """``value <= bound`` for a constant ``bound`` (an int or a ``Const``)."""
-    lo, hi = value_range(value)
-    if _bound(bound) >= hi:
-        return Const(1, 1)
-    if _bound(bound) < lo:
-        return Const(0, 1)
-    return value <= bound
+    return _compare(value, bound, operator.le)

@@ -24,7 +24,7 @@ import random
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, wait
+from multiprocessing import Pool
 from pathlib import Path
 
 import yaml
@@ -96,20 +96,38 @@ def simulate(job: tuple[dict, int, int]) -> list[str]:
         return [f"sim seed {seed}, valid {valid}, ready {ready}: {why}"]
 
 
-def check_within(pool, configs: list[dict], deadline: float | None) -> tuple[list[dict], list[list[str]]]:
-    """:func:`check` of each config in ``pool`` until ``deadline`` (``time.monotonic``): the configs
-    checked by then, in draw order, and their problems (the others are cancelled, or finish unused)."""
-    futures = [pool.submit(check, data) for data in configs]
-    wait(futures, timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
-    for future in futures:
-        future.cancel()
-    finished = [(data, future.result()) for data, future in zip(configs, futures)
-                if future.done() and not future.cancelled()]
+def check_within(jobs: int, configs: list[dict], deadline: float | None) -> tuple[list[dict], list[list[str]]]:
+    """:func:`check` of each config on ``jobs`` processes until ``deadline`` (``time.monotonic``): the
+    configs checked by then, in draw order, and their problems (the workers are stopped then)."""
+    with Pool(jobs) as pool:  # leaving the block terminates the workers, also mid-elaboration
+        pending = [pool.apply_async(check, (data,)) for data in configs]
+        while not all(result.ready() for result in pending) and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.2)
+        finished = [(data, result.get()) for data, result in zip(configs, pending) if result.ready()]
     return [data for data, _ in finished], [problems for _, problems in finished]
 
 
 def one_line(data: dict) -> str:
     return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=10_000).strip()
+
+
+def fuzz_kind(kind: str, args, seed: int) -> tuple[dict, list[dict]]:
+    """Draw, check (and simulate) the configs of one kind; print its line. Its summary row and failures."""
+    started = time.monotonic()
+    configs, drawn = valid_configs(kind, args.count, seed, args.small)
+    valid = len(configs)
+    configs, problems = check_within(args.jobs, configs, started + 60 * args.minutes if args.minutes else None)
+    failed = [(data, found) for data, found in zip(configs, problems) if found]
+    clean = [data for data, found in zip(configs, problems) if not found][:args.simulate]
+    with Pool(args.jobs) as pool:
+        simulated = pool.map(simulate, [(data, seed + index, index) for index, data in enumerate(clean)])
+    sim_failed = [(data, found) for data, found in zip(clean, simulated) if found]
+    row = {"drawn": drawn, "rejected": drawn - valid, "checked": len(configs), "failed": len(failed),
+           "simulated": len(clean), "sim_failed": len(sim_failed), "seconds": round(time.monotonic() - started, 1)}
+    print(f"{kind:11s} drawn {drawn:5d}  rejected {row['rejected']:5d}  checked {len(configs):4d}  "
+          f"failed {len(failed):4d}  simulated {len(clean):3d}  sim failed {len(sim_failed):3d}  "
+          f"{row['seconds']:7.1f} s", flush=True)
+    return row, [{"kind": kind, "config": data, "problems": found[:3]} for data, found in failed + sim_failed]
 
 
 def main() -> int:
@@ -130,32 +148,16 @@ def main() -> int:
           f"{args.jobs} workers" + (f", at most {args.minutes:g} min per kind" if args.minutes else ""), flush=True)
 
     summary, failures = {}, []
-    with ProcessPoolExecutor(args.jobs) as pool:
-        for kind in args.kinds:
-            started = time.monotonic()
-            configs, drawn = valid_configs(kind, args.count, seed, args.small)
-            valid = len(configs)
-            configs, problems = check_within(pool, configs, started + 60 * args.minutes if args.minutes else None)
-            failed = [(data, found) for data, found in zip(configs, problems) if found]
-            clean = [data for data, found in zip(configs, problems) if not found][:args.simulate]
-            jobs = [(data, seed + index, index) for index, data in enumerate(clean)]
-            sim_failed = [(data, found) for data, found in zip(clean, pool.map(simulate, jobs)) if found]
-            summary[kind] = {"drawn": drawn, "rejected": drawn - valid, "checked": len(configs),
-                             "failed": len(failed), "simulated": len(clean), "sim_failed": len(sim_failed),
-                             "seconds": round(time.monotonic() - started, 1)}
-            row = summary[kind]
-            print(f"{kind:11s} drawn {drawn:5d}  rejected {row['rejected']:5d}  checked {len(configs):4d}  "
-                  f"failed {len(failed):4d}  simulated {len(clean):3d}  sim failed {len(sim_failed):3d}  "
-                  f"{row['seconds']:7.1f} s", flush=True)
-            failed += sim_failed
-            failures += [{"kind": kind, "config": data, "problems": found[:3]} for data, found in failed]
+    for kind in args.kinds:
+        summary[kind], found = fuzz_kind(kind, args, seed)
+        failures += found
 
     for failure in failures:
         print(f"\nFAIL {failure['kind']}: {one_line(failure['config'])}")
         for line in failure["problems"]:
             print(f"     {line}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"seed": seed, "count": args.count, "small": args.small,
+    RESULTS.write_text(json.dumps({"seed": seed, "count": args.count, "small": args.small, "minutes": args.minutes,
                                    "kinds": summary, "failures": failures}, indent=1) + "\n")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     return 1 if failures else 0

@@ -27,7 +27,8 @@ ARCHS = ("matrix2d", "cube")
 ROWS = (1, 3, 8)
 MECHANISMS = ("dmr", "tmr", "residue", "abft")
 ALL = tuple(itertools.product(ARCHS, ROWS, MECHANISMS))
-#: Each row count, both architectures, signed and unsigned operands, the mechanisms no RTL config simulates.
+#: Each row count, both architectures, signed and unsigned operands: residue and TMR (no RTL config has them
+#: on compute) and ABFT on a cube.
 SUBSET = (("cube", 3, "residue"), ("matrix2d", 8, "residue"), ("matrix2d", 1, "tmr"), ("cube", 1, "abft"))
 SIMULATED = ALL if os.environ.get("NPUFORGE_PROTECT_MATRIX") == "full" else SUBSET
 

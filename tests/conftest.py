@@ -80,6 +80,8 @@ RTL_CONFIGS = {
     "npu_tile_2x3": _TESTS / "npu_tile_2x3.yaml",
     "npu_tile_2x3_prot": _TESTS / "npu_tile_2x3_prot.yaml",
     "npu_tile_2x3_chk": _TESTS / "npu_tile_2x3_chk.yaml",  # tests/test_npu_tile_checks.py
+    # unsigned 7-bit matrix2d 3x5: once constant comparisons stopped its build (tests/test_npu_tile.py)
+    "npu_tile_3x5_u7": _TESTS / "npu_tile_3x5_u7.yaml",
 }
 
 

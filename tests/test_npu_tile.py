@@ -166,6 +166,17 @@ def test_random_and_edge_programs_bit_exact(built, config_name, flow, tmp_path):
     assert [f["error"] for f in result.results["flags"]].count(1) == 13
 
 
+@per_config("npu_tile_3x5_u7")
+def test_unsigned_matrix2d_tile_bit_exact(built, config_name, tmp_path):
+    """The 3x5 unsigned tile whose ReLU and shift check were constant comparisons (Verilator stopped the
+    build): it builds, and its edge, error and random programs (ReLU among them) are bit-exact."""
+    model = built(config_name)
+    vectors = tb.make_vectors(model.config, seed=5, n_random=12, valid_prob=0.8, ready_prob=0.7)
+    assert any("relu" in program["label"].lower() for program in vectors["programs"])
+    result = run(model, tb, vectors, tmp_path)
+    assert result.ok, (result.mismatch, result.problems, result.log)
+
+
 @per_config(TINY)
 def test_manifest_groups_every_fault_site_into_one_block(built, config_name):
     manifest = built(config_name).manifest

@@ -14,7 +14,8 @@ steps ``k0 .. k0+steps-1``:
     ``last`` -- set on the job's final beat
 
 A job of ``K`` steps takes ``ceil(K / steps)`` beats; the steps past ``K`` in
-the final beat carry zeros (a zero step adds nothing).
+the final beat must carry zeros (the source pads them: an engine adds every step
+it receives, and a zero step adds nothing).
 
 ``rows_with_weights`` (``systolic_ws``): one beat per row of ``A`` (``R`` rows,
 chosen per job by ``last``); a beat may also carry one weight row of the next
@@ -36,7 +37,9 @@ travel in beats with ``load`` only.
 Both streams follow :mod:`amaranth.lib.stream` rules: a beat moves on a rising
 clock edge where ``valid`` and ``ready`` are both high; a producer that raised
 ``valid`` keeps it and the payload stable until the beat moves. Jobs follow each
-other with no reset and no gap required.
+other with no reset and no gap required. A generated design holds every ``valid``
+and ``ready`` low while in reset (``gen/elaborate.py``); an engine itself may raise
+them then, which is harmless inside a design where both sides share the reset.
 """
 
 from amaranth.hdl import Shape, signed, unsigned

@@ -20,21 +20,21 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Fragment, Module, Shape, signed, unsigned
+from amaranth.hdl import ClockDomain, Fragment, Module, signed, unsigned
 from amaranth.sim import Simulator
-from engine_streams import step_streams
+from engine_streams import OperandFormats, step_streams
 
 from conftest import ROOT
 
 from gen.config import load_config
-from hw.arith import accumulator_signed, accumulator_width, operand_range
+from hw.arith import accumulator_width, operand_range
 from hw.tpe.broadcast import BroadcastGrid
 from hw.tpe.systolic_os import SystolicOS
 from sim.golden.tpe import matmul
 
 
 @dataclass(frozen=True)
-class Arch:
+class Arch(OperandFormats):
     """An engine of the ``k_steps`` format: a broadcast grid, or (``engine``) a ``systolic_os`` array.
 
     ``width``/``signed`` are ``A``'s format, ``b_width``/``b_signed`` ``B``'s (default: ``A``'s).
@@ -67,27 +67,9 @@ class Arch:
         return arch
 
     @property
-    def b_format(self) -> tuple[int, bool]:
-        return (self.width if self.b_width is None else self.b_width,
-                self.signed if self.b_signed is None else self.b_signed)
-
-    @property
-    def acc_signed(self) -> bool:
-        return accumulator_signed(self.signed, self.b_format[1])
-
-    @property
     def acc_width(self) -> int:
         b_width, b_signed = self.b_format
         return accumulator_width(self.width, self.signed, self.k_max, b_width=b_width, b_signed=b_signed)
-
-    @property
-    def shape(self) -> Shape:
-        return signed(self.width) if self.signed else unsigned(self.width)
-
-    @property
-    def b_shape(self) -> Shape:
-        b_width, b_signed = self.b_format
-        return signed(b_width) if b_signed else unsigned(b_width)
 
     def build(self):
         if self.engine == "systolic_os":

@@ -23,17 +23,17 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Fragment, Module, Shape, signed, unsigned
+from amaranth.hdl import ClockDomain, Fragment, Module, signed, unsigned
 from amaranth.sim import Simulator
-from engine_streams import step_streams
+from engine_streams import OperandFormats, step_streams
 
-from hw.arith import accumulator_signed, accumulator_width, operand_range
+from hw.arith import accumulator_width, operand_range
 from hw.tpe.systolic_ws import SystolicWS
 from sim.golden.tpe import matmul
 
 
 @dataclass(frozen=True)
-class Arch:
+class Arch(OperandFormats):
     """``width``/``signed``: ``A``'s format; ``b_width``/``b_signed``: the weights' (default: ``A``'s)."""
 
     name: str
@@ -47,28 +47,13 @@ class Arch:
     mac: str = "baseline"
 
     @property
-    def b_format(self) -> tuple[int, bool]:
-        return (self.width if self.b_width is None else self.b_width,
-                self.signed if self.b_signed is None else self.b_signed)
-
-    @property
-    def acc_signed(self) -> bool:
-        return accumulator_signed(self.signed, self.b_format[1])
-
-    @property
     def acc_width(self) -> int:
         b_width, b_signed = self.b_format
         return self.acc if self.acc is not None else accumulator_width(
             self.width, self.signed, self.rows, b_width=b_width, b_signed=b_signed)
 
-    @property
-    def shape(self) -> Shape:
-        return signed(self.width) if self.signed else unsigned(self.width)
-
     def build(self) -> SystolicWS:
-        b_width, b_signed = self.b_format
-        return SystolicWS(self.rows, self.cols, self.shape, self.acc_width,
-                          b_shape=signed(b_width) if b_signed else unsigned(b_width), mac=self.mac)
+        return SystolicWS(self.rows, self.cols, self.shape, self.acc_width, b_shape=self.b_shape, mac=self.mac)
 
     def __str__(self):
         return self.name

@@ -18,7 +18,7 @@ from .config.base import KindConfig
 from .kinds import exp, reciprocal, rsqrt, tpe
 from .kinds import layernorm, softmax
 from .kinds import gelu
-from .kinds import npu_tile
+from .kinds import moevit_accel, npu_tile
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ KINDS: tuple[Kind, ...] = (
     Kind(name="gelu", config=gelu.GeluConfig, build=gelu.build, parameters=gelu.parameters, doc="docs/nonlinear.md"),
     Kind(name="npu_tile", config=npu_tile.NpuTileConfig, build=npu_tile.build, parameters=npu_tile.parameters,
          doc="docs/npu_tile.md", manifest_sections=npu_tile.manifest_sections),
+    Kind(name="moevit_accel", config=moevit_accel.MoevitAccelConfig, build=moevit_accel.build,
+         parameters=moevit_accel.parameters, doc="docs/accelerator.md",
+         manifest_sections=moevit_accel.manifest_sections),
 )
 
 

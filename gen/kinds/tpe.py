@@ -200,11 +200,15 @@ class TpeConfig(KindConfig):
                 f"{self.acc_width}-bit accumulators{extra}")
 
 
-def build(cfg: TpeConfig):
-    """The ``hw`` component for ``cfg``."""
+def build(cfg: TpeConfig, operand_shape=None):
+    """The ``hw`` component for ``cfg``; ``operand_shape`` overrides ``cfg.operand`` (a system that
+    embeds the engine, such as the MoE-ViT accelerator, with operands of its own formats)."""
     from hw import tpe as engines
 
-    shape = signed(cfg.operand.width) if cfg.operand.signed else unsigned(cfg.operand.width)
+    if operand_shape is not None:
+        shape = operand_shape
+    else:
+        shape = signed(cfg.operand.width) if cfg.operand.signed else unsigned(cfg.operand.width)
     if cfg.arch == "systolic_os":
         return engines.SystolicOS(cfg.rows, cfg.cols, shape, cfg.acc_width, result_buffers=cfg.result_buffers,
                                   mac=cfg.mac)

@@ -108,6 +108,7 @@ class Program:
     ops: list
     desc: Region
     expected: dict = field(default_factory=dict)  # region name -> codes the golden computed
+    op_lists: list = field(default_factory=list)  # per operator: the address of a list of it and END
 
     @property
     def base(self) -> int:
@@ -222,10 +223,13 @@ class Builder:
 
     def finish(self) -> Program:
         """Append ``END`` and the descriptor list; the program."""
-        raw = b"".join(op.descriptor() for op in self.ops) + descriptors.encode("END")
-        desc = self.image.raw("descriptors", raw)
+        end = descriptors.encode("END")
+        desc = self.image.raw("descriptors", b"".join(op.descriptor() for op in self.ops) + end)
+        # Each operator alone (itself, then END): runs one at a time, for per-operator counters.
+        single = self.image.raw("descriptors.single", b"".join(op.descriptor() + end for op in self.ops))
+        lists = [single.addr + 2 * descriptors.DESCRIPTOR_BYTES * i for i in range(len(self.ops))]
         return Program(target=self.target, image=self.image, ops=list(self.ops), desc=desc,
-                       expected=dict(self.expected))
+                       expected=dict(self.expected), op_lists=lists)
 
 
 def image_region(builder: Builder, name: str, pixels: np.ndarray, fmt: FixedFormat) -> Region:

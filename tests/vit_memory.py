@@ -19,7 +19,8 @@ Every request is recorded (:attr:`Memory.requests`: kind, client, address, beats
 and checked: an address not aligned to the data width, zero beats or a request reaching
 past the memory is a *problem* (:attr:`Memory.problems`), as is an engine stream that
 withdraws ``valid`` or changes its payload before the handshake. :meth:`Memory.abort`
-drops everything in flight (what a soft reset does at the port).
+drops everything in flight (what a soft reset does at the port). ``Memory.timing`` may be
+replaced between operators (e.g. an instant memory for a throughput check, then a slow one).
 
 :class:`EngineBench` runs descriptors through an engine that follows the command
 contract of ``hw/vit/engine.py`` (start/desc/busy/done/error/mem_stall), one
@@ -273,7 +274,7 @@ class Operator:
     """What :meth:`EngineBench.operator` observed of one operator."""
 
     error: int | None  # None: stopped by a reset (or the budget) before done
-    cycles: int  # from the start cycle to the done cycle (inclusive of neither: start + cycles = done)
+    cycles: int  # done came this many cycles after the start cycle (or the cycles run before the reset)
     mem_stall: int  # cycles with mem_stall high
     requests: list  # the memory requests it made
 

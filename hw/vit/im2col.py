@@ -162,8 +162,10 @@ class Im2colEngine(wiring.Component):
         m.d.comb += [wreq.valid.eq(req_rows.any()), wreq.payload.addr.eq(seg_addr & ~(nbytes - 1)),
                      wreq.payload.beats.eq(seg_beats)]
         dst_stride = field("dst_stride")
+        stride_back = Signal(aw, name="stride_back")  # dst_stride - back: from past a patch row to the next's first
         with m.If(control.go):
-            m.d.sync += [seg_addr.eq(field("dst")), row_start.eq(field("dst")), chan_base.eq(field("dst")),
+            m.d.sync += [stride_back.eq(dst_stride - back),
+                         seg_addr.eq(field("dst")), row_start.eq(field("dst")), chan_base.eq(field("dst")),
                          gx_left.eq(grid_w), req_rows.eq(image_rows[:32]), req_py.eq(0), req_y.eq(0)]
         with m.Elif(wreq.valid & wreq.ready):
             with m.If(gx_left != 1):
@@ -174,7 +176,7 @@ class Im2colEngine(wiring.Component):
                     m.d.sync += [chan_base.eq(chan_base + chan_step), row_start.eq(chan_base + chan_step),
                                  seg_addr.eq(chan_base + chan_step), req_y.eq(0), req_py.eq(0)]
                 with m.Elif(req_py == last_py):  # next row of patches: seg_addr + dst_stride is past its last
-                    m.d.sync += [row_start.eq(seg_addr + dst_stride - back), seg_addr.eq(seg_addr + dst_stride - back),
+                    m.d.sync += [row_start.eq(seg_addr + stride_back), seg_addr.eq(seg_addr + stride_back),
                                  req_y.eq(req_y + 1), req_py.eq(0)]
                 with m.Else():  # next pixel row of the same patches
                     m.d.sync += [row_start.eq(row_start + seg_bytes), seg_addr.eq(row_start + seg_bytes),

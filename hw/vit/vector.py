@@ -84,11 +84,12 @@ class VectorEngine(wiring.Component):
         # lane only when 0 (j < tail would be a constant comparison, which lint reports).
         tail_lanes = Signal(lanes, name="tail_lanes")
         tail = n[:log_lanes]
+        whole = ~tail.any()
         with m.If(control.check):
             m.d.sync += [format_bad.eq(self.desc[8:24].any()),
                          size_bad.eq(~rows.any() | ~n.any() | (row_beats_full > MAX_REQUEST_BEATS)),
                          row_beats.eq(row_beats_full),
-                         tail_lanes.eq(Cat(~tail.any() | (j < tail) for j in range(lanes - 1)) | (~tail.any() << (lanes - 1)))]
+                         tail_lanes.eq(Cat(*(whole | (j < tail) for j in range(lanes - 1)), whole))]
         m.d.comb += control.fault.eq(
             format_bad * ERROR["BAD_FORMAT"]
             | (~format_bad & size_bad) * ERROR["BAD_SIZE"]

@@ -28,6 +28,8 @@ from hw.nonlinear.gelu import _CORES as GELU_CORES
 from hw.nonlinear.gelu import Gelu, GeluSpec
 from hw.nonlinear.pipeline import stage
 
+from .select import equals
+
 
 #: Enabled cycles of the GELU block per method.
 GELU_LATENCY = {method: core.LATENCY for method, core in GELU_CORES.items()}
@@ -128,7 +130,7 @@ class Epilogue(wiring.Component):
         return list(groups.items())
 
     def _selects(self, members: list[int]):
-        return Cat(*[self.fmt == index for index in members]).any()
+        return Cat(*[equals(self.fmt, index) for index in members]).any()
 
     def _sum(self, m: Module, acc, bias_raw, lane: int) -> Signal:
         """Stage 1 input: the sum and the bias moved to the accumulator's fraction, for the selected format."""
@@ -146,7 +148,7 @@ class Epilogue(wiring.Component):
         x = Signal(signed(width), name=f"sum_{lane}")
         value = terms[-1][1]
         for index, term in reversed(terms[:-1]):
-            value = Mux(self.fmt == index, term, value)
+            value = Mux(equals(self.fmt, index), term, value)
         m.d.comb += x.eq(value)
         return x
 

@@ -12,11 +12,12 @@ when its output is empty or taken, so beats flow at one per cycle while the engi
 them and stall in place when it does not.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Const, Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .operands import _log2
+from .select import pick
 
 
 class Feeder(wiring.Component):
@@ -63,7 +64,7 @@ class Feeder(wiring.Component):
         m.d.comb += advance.eq(~b_valid | ops.ready)
 
         rows_in = (self.rows_loaded >= row0 + rows) | (self.rows_loaded >= m_rows)
-        can_issue = issuing & self.w_ready.bit_select(half, 1) & rows_in & ~self.start
+        can_issue = issuing & pick(half, [self.w_ready[0], self.w_ready[1]]) & rows_in & ~self.start
         last_step = k0 + steps >= k
         m.d.comb += [
             self.a_r_en.eq(advance), self.w_r_en.eq(advance),
@@ -98,8 +99,7 @@ class Feeder(wiring.Component):
                 word = self.a_r_data[i]
                 lanes = [word[e * self.a_bits:(e + 1) * self.a_bits] for e in range(self.word_elems)]
                 options = lanes[s::steps]  # the lane of step s in each group
-                value = options[0] if len(options) == 1 else Cat(*options).word_select(
-                    group >> _log2(steps) if steps > 1 else group, self.a_bits)
+                value = pick(group >> _log2(steps) if steps > 1 else group, options)
                 code = value.as_signed() if a_shape.signed else value.as_unsigned()
                 m.d.comb += ops.payload.a[s * rows + i].eq(Mux(live, code, 0))
             for j in range(cols):

@@ -26,11 +26,12 @@ from hw.arith.fixed import FixedFormat
 from hw.nonlinear.gelu import GeluSpec
 
 from .descriptors import ERROR, FLAGS
-from .engine import TensorCheck, desc_field, desc_flag, engine_members
+from .engine import EngineControl, TensorCheck, desc_field, desc_flag, engine_members
 from .epilogue import Epilogue, EpilogueFormat
 from .feeder import Feeder
 from .operands import ABuffer, WeightBuffer, _log2
 from .rowio import RowReader, RowWriter, SliceGeometry
+from .select import equals
 from .walk import RowWalk
 
 #: Largest N a LINEAR may have (bounds the tile count's constant division).
@@ -157,48 +158,30 @@ class LinearEngine(wiring.Component):
         m.d.comb += bias_ok.eq(1)
         for index, f in enumerate(self.formats):
             if f.bias is None:
-                with m.If(fmt == index):
+                with m.If(equals(fmt, index)):
                     m.d.comb += bias_ok.eq(~flag("bias"))
-        format_ok = ((desc[8:16] & ~known_flags & 0xFF) == 0) & (fmt < len(self.formats)) & bias_ok
+        format_ok = ~(desc[8:16] & (~known_flags & 0xFF)).any() & (fmt < len(self.formats)) & bias_ok
         if self.gelu is None:
             format_ok = format_ok & ~flag("gelu")
-        size_ok = ((m_rows != 0) & (k != 0) & (n_cols != 0) & (k <= min(self.k_max, self.a_k))
+        size_ok = (m_rows.any() & k.any() & n_cols.any() & (k <= min(self.k_max, self.a_k))
                    & (m_rows <= self.a_rows) & (n_cols <= N_MAX))
 
-        state = Signal(range(4), name="state")  # 0 idle, 1 checking, 2 running
-        countdown = Signal(range(TensorCheck.latency + 2), name="countdown")
-        go = Signal(name="go")
-        running = state == 2
-        with m.If(self.start):
-            m.d.sync += [state.eq(1), countdown.eq(TensorCheck.latency + 1)]
-        for check in checks.values():
-            m.d.comb += check.start.eq(self.start)
-        error = Signal(self.error.shape(), name="error_code")
+        control = m.submodules.control = EngineControl(check_cycles=TensorCheck.latency)
         finished = Signal(name="finished")
-        with m.If(state == 1):
-            with m.If(countdown != 0):
-                m.d.sync += countdown.eq(countdown - 1)
-            with m.Else():
-                addresses_ok = checks["src"].ok & checks["weights"].ok & checks["dst"].ok & \
-                    (checks["residual"].ok | ~flag("residual"))
-                with m.If(~size_ok):
-                    m.d.comb += error.eq(ERROR["BAD_SIZE"])
-                with m.Elif(~format_ok):
-                    m.d.comb += error.eq(ERROR["BAD_FORMAT"])
-                with m.Elif(~addresses_ok):
-                    m.d.comb += error.eq(ERROR["BAD_ADDRESS"])
-                with m.If(error != 0):
-                    m.d.sync += state.eq(0)
-                with m.Else():
-                    m.d.comb += go.eq(1)
-                    m.d.sync += state.eq(2)
-        with m.If(running & finished):
-            m.d.sync += state.eq(0)
-        m.d.comb += [
-            self.busy.eq(state != 0),
-            self.done.eq(((state == 1) & (countdown == 0) & (error != 0)) | (running & finished)),
-            self.error.eq(error),
-        ]
+        for check in checks.values():
+            m.d.comb += check.start.eq(control.check)
+        addresses_ok = checks["src"].ok & checks["weights"].ok & checks["dst"].ok & \
+            (checks["residual"].ok | ~flag("residual"))
+        # The engines' order: a format problem first, then sizes, then addresses.
+        with m.If(~format_ok):
+            m.d.comb += control.fault.eq(ERROR["BAD_FORMAT"])
+        with m.Elif(~size_ok):
+            m.d.comb += control.fault.eq(ERROR["BAD_SIZE"])
+        with m.Elif(~addresses_ok):
+            m.d.comb += control.fault.eq(ERROR["BAD_ADDRESS"])
+        go, running = control.go, control.running
+        m.d.comb += [control.start.eq(self.start), control.finished.eq(finished),
+                     self.busy.eq(control.busy), self.done.eq(control.done), self.error.eq(control.error)]
 
         # ------------------------------------------------------------ run
         for unit in (a_buf, w_buf, feeder, reader, writer):

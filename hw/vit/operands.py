@@ -21,6 +21,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import ReadClientSignature
+from .select import equals, pick
 
 
 def _log2(value: int) -> int:
@@ -98,7 +99,7 @@ class ABuffer(wiring.Component):
         packed = Cat(*elems)
         for i, port in enumerate(writes):
             m.d.comb += [port.addr.eq(word_addr), port.data.eq(packed.replicate(self.beats_per_word))]
-            hit = data_in.valid & (bank == i)
+            hit = data_in.valid & equals(bank, i)
             if granularity is None:
                 m.d.comb += port.en.eq(hit)
             else:
@@ -181,7 +182,7 @@ class WeightBuffer(wiring.Component):
                          n_cols.eq(self.n_cols), tile_beats.eq(rows * self.row_beats), addr.eq(self.weights),
                          col0.eq(0), half.eq(0), pending.eq(1), requested.eq(0)]
         busy_halves = ready | requested
-        free = ~busy_halves.bit_select(half, 1) & (~one_at_a_time | (busy_halves == 0))
+        free = ~pick(half, [busy_halves[0], busy_halves[1]]) & (~one_at_a_time | ~busy_halves.any())
         req = self.read.req
         m.d.comb += [req.valid.eq(pending & free & ~self.start), req.payload.addr.eq(addr),
                      req.payload.beats.eq(tile_beats)]
@@ -219,7 +220,7 @@ class WeightBuffer(wiring.Component):
         is_weight = row_index < k
         for s, port in enumerate(writes):
             m.d.comb += [port.addr.eq(word), port.data.eq(weights_row),
-                         port.en.eq(row_done & is_weight & (bank_sel == s))]
+                         port.en.eq(row_done & is_weight & equals(bank_sel, s))]
         set_ready = Signal(2, name="set_ready")
         with m.If(row_done):
             with m.If(is_weight):
@@ -247,5 +248,5 @@ class WeightBuffer(wiring.Component):
         with m.Else():
             m.d.sync += [ready.eq((ready | set_ready) & ~self.release),
                          requested.eq((requested | set_requested) & ~set_ready)]
-        m.d.comb += [self.ready.eq(ready), self.tiles_done.eq(~pending & (requested == 0))]
+        m.d.comb += [self.ready.eq(ready), self.tiles_done.eq(~pending & ~requested.any())]
         return m

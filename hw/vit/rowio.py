@@ -17,6 +17,7 @@ from hw.arith.fixed import FixedFormat
 
 from .axi import ReadClientSignature, WriteClientSignature
 from .operands import _log2
+from .select import pick
 from .walk import RowWalk
 
 
@@ -130,7 +131,8 @@ class RowReader(wiring.Component):
                 m.d.sync += [held.eq(Cat(held[geo.beat_bytes * 8:], d.payload.data)) if geo.beats > 2
                              else held.eq(d.payload.data), beat.eq(Mux(final, 0, beat + 1))]
         else:
-            whole = d.payload.data.bit_select(lane * geo.slice_bytes * 8, geo.slice_bytes * 8) \
+            bits = geo.slice_bytes * 8
+            whole = pick(lane, [d.payload.data[i * bits:(i + 1) * bits] for i in range(geo.per_beat)]) \
                 if geo.per_beat > 1 else d.payload.data
             m.d.comb += [out.valid.eq(d.valid), d.ready.eq(out.ready)]
         bits = 8 * geo.act_bytes
@@ -213,11 +215,13 @@ class RowWriter(wiring.Component):
         # Data beats.
         bb = geo.beat_bytes
         if geo.beats > 1:
-            m.d.comb += [wdata.payload.data.eq(held.word_select(beat, bb * 8)),
-                         wdata.payload.strb.eq(strobes.word_select(beat, bb))]
+            m.d.comb += [wdata.payload.data.eq(pick(beat, [held[i * bb * 8:(i + 1) * bb * 8] for i in range(geo.beats)])),
+                         wdata.payload.strb.eq(pick(beat, [strobes[i * bb:(i + 1) * bb] for i in range(geo.beats)]))]
         elif geo.per_beat > 1:
-            m.d.comb += [wdata.payload.data.eq(held << (lane * geo.slice_bytes * 8)),
-                         wdata.payload.strb.eq(strobes << (lane * geo.slice_bytes))]
+            # The slice sits at its lane; the other lanes carry copies that the strobes leave unwritten.
+            m.d.comb += [wdata.payload.data.eq(held.replicate(geo.per_beat)),
+                         wdata.payload.strb.eq(pick(lane, [Cat(Const(0, i * geo.slice_bytes), strobes)
+                                                           for i in range(geo.per_beat)]))]
         else:
             m.d.comb += [wdata.payload.data.eq(held), wdata.payload.strb.eq(strobes)]
         m.d.comb += wdata.valid.eq(full & ~data_done)

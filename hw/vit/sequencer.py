@@ -101,7 +101,7 @@ class Sequencer(wiring.Component):
         head = queue.r_data
         head_op = head[:8]
         m.d.comb += queue.r_en.eq(0)
-        with m.If(running & ~engaged & queue.r_rdy & (self.abort_code == 0)):
+        with m.If(running & ~engaged & queue.r_rdy & ~self.abort_code.any()):
             m.d.comb += queue.r_en.eq(1)
             m.d.sync += current.eq(head)
             with m.If(head_op == OPCODES["END"]):
@@ -112,27 +112,27 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.comb += [fail.eq(1), code.eq(ERROR["BAD_OPCODE"])]
         m.d.comb += self.engine_start.eq(start_engine)
-        with m.If(start_engine != 0):
+        with m.If(start_engine.any()):
             m.d.sync += start_engine.eq(0)
         done_mask = self.engine_done
         engine_code = Signal(ERROR_BITS, name="engine_code")
         for engine in range(self.count):
             with m.If(done_mask[engine]):
                 m.d.comb += engine_code.eq(self.engine_error[engine])
-        with m.If(engaged & (done_mask != 0) & (start_engine == 0)):
+        with m.If(engaged & done_mask.any() & ~start_engine.any()):
             m.d.sync += engaged.eq(0)
-            with m.If(engine_code != 0):
+            with m.If(engine_code.any()):
                 m.d.comb += [fail.eq(1), code.eq(engine_code)]
             with m.Else():
                 m.d.comb += self.completed.eq(1)
                 m.d.sync += index.eq(index + 1)
         with m.If(running & ~engaged & ~queue.r_rdy & ~in_flight & prefetch & beyond):
             m.d.comb += [fail.eq(1), code.eq(ERROR["BAD_ADDRESS"])]
-        with m.If(running & (self.abort_code != 0)):
+        with m.If(running & self.abort_code.any()):
             m.d.comb += [fail.eq(1), code.eq(self.abort_code)]
 
         # ------------------------------------------------------------ run control
-        aligned = self.base[:6] == 0
+        aligned = ~self.base[:6].any()
         with m.If(self.start & ~self.busy):
             m.d.sync += [index.eq(0), engaged.eq(0), next_addr.eq(self.base), beat.eq(0)]
             with m.If(aligned & (self.base < (1 << self.addr_width) - DESCRIPTOR_BYTES + 1)):

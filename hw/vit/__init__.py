@@ -1,1 +1,1 @@
-"""The MoE-ViT accelerator (``kind: moevit_accel``): AXI ports, registers, engines (docs/accelerator.md)."""
+"""The MoE-ViT accelerator (``kind: moevit_accel``, docs/accelerator.md)."""

@@ -124,7 +124,7 @@ def test_docs_table_is_the_generated_map():
 def test_rdl_is_deterministic_and_documented():
     text = make_rdl()
     assert text == make_rdl()
-    assert "/" not in text.split("\n", 2)[2].replace("/*", "")  # no paths
+    assert not re.search(r"/(tmp|home|work|usr|root)/", text)  # no machine paths
     assert text.count("desc = ") == text.count("name = ")  # every component documented
     regmap, _ = elaborate_rdl(text)
     assert json.loads(json.dumps(regmap.to_json())) == regmap.to_json()

@@ -182,8 +182,20 @@ async def csr_port_level(dut):
     assert all(int.from_bytes(answer.data, "little") == 0x4E505556 for answer in answers[16:])
     assert await read32(master, 0x018) == (15 % 4, AxiResp.OKAY)
 
-    # reset clears the registers; the block answers afterwards
+    # reset with a write response and a read response pending (B and R stalled): valids drop,
+    # the registers clear, and the block answers afterwards
+    master.write_if.b_channel.pause = master.read_if.r_channel.pause = True
+    cocotb.start_soon(master.write(0x018, b"\x01\x00\x00\x00"))
+    cocotb.start_soon(master.read(0x000, 4))
+    for _ in range(50):
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        if value(dut.s_axil_bvalid) and value(dut.s_axil_rvalid):
+            break
+    assert value(dut.s_axil_bvalid) and value(dut.s_axil_rvalid)
+    await RisingEdge(dut.clk)
     await check_reset_outputs(dut, 3)
+    master.write_if.b_channel.pause = master.read_if.r_channel.pause = False
     await ClockCycles(dut.clk, 2)
     assert int.from_bytes((await master.read(0x010, 8)).data, "little") == 0
     assert await read32(master, 0x018) == (0, AxiResp.OKAY)

@@ -124,9 +124,9 @@ def test_tensor_check_latency_and_bound():
             assert tensor_ok(t, aw, align) == expected, t
             for name in ("base", "rows", "stride", "row_bytes"):
                 ctx.set(getattr(dut, name), getattr(t, name))
-            ctx.set(dut.start, 1)
+            ctx.set(dut.sample, 1)
             await ctx.tick()
-            ctx.set(dut.start, 0)
+            ctx.set(dut.sample, 0)
             for name in ("base", "rows", "stride", "row_bytes"):  # sampled at start: later inputs do not count
                 ctx.set(getattr(dut, name), rng.getrandbits(len(getattr(dut, name))))
             history = []

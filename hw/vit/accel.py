@@ -161,12 +161,11 @@ class MoevitAccel(wiring.Component):
         with m.Elif(aborting & ports_idle):
             m.d.sync += aborting.eq(0)
         m.d.comb += soft.eq(soft_request | aborting)
-        for port in ports:
-            m.d.comb += [port.abort.eq(aborting), port.clear.eq(start & ~csr.status_busy_value)]
-
         starting = Signal(name="starting")
         busy = Signal(name="busy")
         m.d.comb += [busy.eq(seq.busy | aborting), starting.eq(start & ~busy)]
+        for port in ports:
+            m.d.comb += [port.drain.eq(aborting), port.clear.eq(starting)]
         m.d.comb += [seq.start.eq(starting), seq.base.eq(csr.desc_base_value), seq.abort_code.eq(axi_code)]
         opcode_engines = [engines[name] for name in ENGINE_OPCODES]
         for index, engine in enumerate(opcode_engines):

@@ -81,8 +81,8 @@ class TensorCheck(wiring.Component):
 
     ``ok`` = ``base`` and ``stride`` are multiples of ``align`` bytes, ``rows >= 1``,
     and ``base + (rows - 1) * stride + row_bytes <= 2**addr_width``. The inputs are
-    sampled in the cycle ``start`` is high; ``ok`` is valid from :attr:`latency`
-    cycles later until the next ``start`` (a pipelined multiply: the check costs
+    sampled in the cycle ``sample`` is high; ``ok`` is valid from :attr:`latency`
+    cycles later until the next ``sample`` (a pipelined multiply: the check costs
     a few cycles once per descriptor instead of a long combinational path).
     """
 
@@ -92,7 +92,7 @@ class TensorCheck(wiring.Component):
         if align & (align - 1):
             raise ValueError(f"align must be a power of two, not {align}")
         self._addr_width, self._align = addr_width, align
-        super().__init__({"start": In(1), "base": In(64), "rows": In(32), "stride": In(32), "row_bytes": In(32),
+        super().__init__({"sample": In(1), "base": In(64), "rows": In(32), "stride": In(32), "row_bytes": In(32),
                           "ok": Out(1)})
 
     def elaborate(self, platform):
@@ -100,7 +100,7 @@ class TensorCheck(wiring.Component):
         low = self._align.bit_length() - 1
         base, rows, stride, row_bytes = (Signal(64, name="base_q"), Signal(32, name="rows_q"),
                                          Signal(32, name="stride_q"), Signal(32, name="row_bytes_q"))
-        with m.If(self.start):
+        with m.If(self.sample):
             m.d.sync += [base.eq(self.base), rows.eq(self.rows), stride.eq(self.stride),
                          row_bytes.eq(self.row_bytes)]
         span = Signal(64, name="span")  # (rows - 1) * stride
@@ -111,7 +111,7 @@ class TensorCheck(wiring.Component):
         m.d.sync += end.eq(base + span + row_bytes)
         ok_q = Signal(name="ok_q")
         m.d.sync += ok_q.eq(shape_ok & (end <= (1 << self._addr_width)))
-        # The result registers load every cycle; the owner reads ok `latency` cycles after start.
+        # The result registers load every cycle; the owner reads ok `latency` cycles after sample.
         m.d.comb += self.ok.eq(ok_q)
         return m
 

@@ -73,15 +73,105 @@ def epilogue_input_layout(cols: int, acc_shape, bias_bits: int, out: FixedFormat
     })
 
 
+class EpilogueLane(wiring.Component):
+    """One element's path through the output stage (see the module docstring), :attr:`latency` stages.
+
+    Ports: ``en`` (the pipeline advances), ``fmt``, ``gelu``, ``residual`` (the operator's choices),
+    ``acc``, ``bias`` (raw codes), ``res`` in; ``y`` out, the result of the inputs ``latency``
+    enabled cycles earlier.
+    """
+
+    def __init__(self, *, formats: list, gelu: GeluSpec | None, acc_shape, bias_bits: int):
+        self.formats, self.gelu_spec = formats, gelu
+        self.out_format = formats[0].out
+        self.bias_bits = bias_bits
+        super().__init__({
+            "en": In(1), "fmt": In(range(max(2, len(formats)))), "gelu": In(1), "residual": In(1),
+            "acc": In(acc_shape), "bias": In(max(1, bias_bits)), "res": In(self.out_format.shape()),
+            "y": Out(self.out_format.shape()),
+        })
+
+    @property
+    def latency(self) -> int:
+        # sum | fit | requantise | (gelu in | the block | gelu out) | residual add
+        return 3 + (2 + GELU_LATENCY[self.gelu_spec.method] if self.gelu_spec is not None else 0) + 1
+
+    def _groups(self):
+        """Formats grouped by the part after the sum (accumulator, rounding, overflow): one circuit each."""
+        groups = {}
+        for index, f in enumerate(self.formats):
+            groups.setdefault((f.acc, f.rounding, f.overflow), []).append(index)
+        return list(groups.items())
+
+    def _selects(self, members: list[int]):
+        return Cat(*[equals(self.fmt, index) for index in members]).any()
+
+    def _sum(self):
+        """The sum and the bias moved to the accumulator's fraction, for the selected format."""
+        terms = []
+        for f in self.formats:
+            if f.bias is None:
+                bias = 0
+            else:
+                code = self.bias[:f.bias.width]
+                code = code.as_signed() if f.bias.signed else code.as_unsigned()
+                bias = shift_round_hw(code, f.bias.frac - f.acc.frac, f.rounding)
+            terms.append((self.acc << f.product_shift) + bias)
+        value = terms[-1]
+        for index in reversed(range(len(terms) - 1)):
+            value = Mux(equals(self.fmt, index), terms[index], value)
+        return value
+
+    def _by_group(self, groups, values):
+        value = values[-1]
+        for g in reversed(range(len(groups) - 1)):
+            value = Mux(self._selects(groups[g][1]), values[g], value)
+        return value
+
+    def elaborate(self, platform):
+        m = Module()
+        en, out_fmt = self.en, self.out_format
+        groups = self._groups()
+        rounding, overflow = self.formats[0].rounding, self.formats[0].overflow
+        total = self._sum()
+        x = stage(m, en, "sum", total, signed(Shape.cast(total.shape()).width))
+        res = stage(m, en, "res_1", self.res)
+        acc_width = max(acc.width for (acc, _, _), _ in groups)
+        acc = stage(m, en, "acc_fit", self._by_group(groups, [fit_hw(x, a, o) for (a, _, o), _ in groups]),
+                    signed(acc_width + 1))
+        res = stage(m, en, "res_2", res)
+        y = stage(m, en, "act", self._by_group(groups, [requantize_hw(acc, a.frac, out_fmt, r, o)
+                                                        for (a, r, o), _ in groups]), out_fmt.shape())
+        res = stage(m, en, "res_3", res)
+        if self.gelu_spec is not None:
+            spec = self.gelu_spec
+            g_in = stage(m, en, "gelu_in", requantize_hw(y, out_fmt.frac, spec.input, rounding, overflow),
+                         spec.input.shape())
+            m.submodules.gelu = unit = Gelu(spec)
+            m.d.comb += [unit.x.eq(g_in), unit.en.eq(en)]
+            bypass, resid = y, res  # wait beside the GELU path: gelu_in, the block, gelu_out
+            for depth in range(2 + unit.latency):
+                bypass = stage(m, en, f"bypass_{depth}", bypass)
+                resid = stage(m, en, f"res_g{depth}", resid)
+            g_out = stage(m, en, "gelu_out", requantize_hw(unit.y, spec.output.frac, out_fmt, rounding, overflow),
+                          out_fmt.shape())
+            y = Mux(self.gelu, g_out, bypass)
+            res = resid
+        result = stage(m, en, "out", fit_hw(Mux(self.residual, y + res, y), out_fmt, overflow), out_fmt.shape())
+        m.d.comb += self.y.eq(result)
+        return m
+
+
 class Epilogue(wiring.Component):
     """``cols`` lanes of the output stage between the streams ``inp`` and ``out``.
 
     ``fmt`` (a row of ``formats``), ``gelu`` and ``residual`` are constant while an
-    operator runs. Every lane is the same pipeline of :attr:`latency` enabled stages;
-    the pipeline advances when its output slot is empty or being taken (``inp.ready``
-    is that enable), like :class:`hw.nonlinear.elementwise.Elementwise`, so a row
-    leaves :attr:`latency` cycles after it entered while ``out.ready`` stays high.
-    All formats share one output format ``formats[0].out``.
+    operator runs. Every lane (:class:`EpilogueLane`, submodules ``lane_<j>``) is the same
+    pipeline of :attr:`latency` enabled stages; the pipeline advances when its output slot
+    is empty or being taken (``inp.ready`` is that enable), like
+    :class:`hw.nonlinear.elementwise.Elementwise`, so a row leaves :attr:`latency` cycles
+    after it entered while ``out.ready`` stays high. All formats share one output format
+    ``formats[0].out``.
     """
 
     def __init__(self, *, cols: int, acc_shape, formats: list[EpilogueFormat], gelu: GeluSpec | None,
@@ -104,6 +194,8 @@ class Epilogue(wiring.Component):
         self.acc_shape = Shape.cast(acc_shape)
         self.gelu_spec = gelu
         self.bias_bits = bias_bits
+        self.lanes = [EpilogueLane(formats=self.formats, gelu=gelu, acc_shape=self.acc_shape, bias_bits=bias_bits)
+                      for _ in range(cols)]
         super().__init__({
             "inp": In(stream.Signature(epilogue_input_layout(cols, acc_shape, bias_bits, self.out_format))),
             "fmt": In(range(max(2, len(formats)))),
@@ -113,95 +205,22 @@ class Epilogue(wiring.Component):
         })
 
     @property
-    def _gelu_latency(self) -> int:
-        return GELU_LATENCY[self.gelu_spec.method] if self.gelu_spec is not None else 0
-
-    @property
     def latency(self) -> int:
         """Enabled cycles from a row entering to its result on ``out``."""
-        # x | fit | requantise | gelu in | gelu block | gelu out | residual add
-        return 3 + (2 + self._gelu_latency if self.gelu_spec is not None else 0) + 1
-
-    def _groups(self):
-        """Formats grouped by the part after the sum (accumulator, rounding, overflow): one circuit each."""
-        groups = {}
-        for index, f in enumerate(self.formats):
-            groups.setdefault((f.acc, f.rounding, f.overflow), []).append(index)
-        return list(groups.items())
-
-    def _selects(self, members: list[int]):
-        return Cat(*[equals(self.fmt, index) for index in members]).any()
-
-    def _sum(self, m: Module, acc, bias_raw, lane: int) -> Signal:
-        """Stage 1 input: the sum and the bias moved to the accumulator's fraction, for the selected format."""
-        terms = []
-        for index, f in enumerate(self.formats):
-            product = acc << f.product_shift
-            if f.bias is None:
-                bias = 0
-            else:
-                code = bias_raw[:f.bias.width]
-                code = code.as_signed() if f.bias.signed else code.as_unsigned()
-                bias = shift_round_hw(code, f.bias.frac - f.acc.frac, f.rounding)
-            terms.append((index, product + bias))
-        width = max(Shape.cast(v.shape()).width for _, v in terms) + 1
-        x = Signal(signed(width), name=f"sum_{lane}")
-        value = terms[-1][1]
-        for index, term in reversed(terms[:-1]):
-            value = Mux(equals(self.fmt, index), term, value)
-        m.d.comb += x.eq(value)
-        return x
+        return self.lanes[0].latency
 
     def elaborate(self, platform):
         m = Module()
-        out_fmt = self.out_format
         en = Signal(name="advance")
         m.d.comb += [en.eq(~self.out.valid | self.out.ready), self.inp.ready.eq(en)]
-        groups = self._groups()
-
-        valid = stage(m, en, "valid_1", self.inp.valid)
-        gelu_flag, residual_flag = self.gelu, self.residual
-        results = []
-        for j in range(self.cols):
-            x = stage(m, en, f"x_{j}", self._sum(m, self.inp.payload.acc[j], self.inp.payload.bias[j], j))
-            res = stage(m, en, f"res_1_{j}", self.inp.payload.res[j])
-            # fit to the accumulator of the format's group
-            fitted = [fit_hw(x, acc, overflow) for (acc, _, overflow), _ in groups]
-            acc_value = fitted[-1]
-            for g in reversed(range(len(groups) - 1)):
-                acc_value = Mux(self._selects(groups[g][1]), fitted[g], acc_value)
-            acc_width = max(acc.width for (acc, _, _), _ in groups)
-            acc_q = stage(m, en, f"acc_{j}", acc_value, signed(acc_width + 1))
-            res = stage(m, en, f"res_2_{j}", res)
-            # requantise to the output format
-            quantised = [requantize_hw(acc_q, acc.frac, out_fmt, rounding, overflow)
-                         for (acc, rounding, overflow), _ in groups]
-            y_value = quantised[-1]
-            for g in reversed(range(len(groups) - 1)):
-                y_value = Mux(self._selects(groups[g][1]), quantised[g], y_value)
-            y = stage(m, en, f"y_{j}", y_value, out_fmt.shape())
-            res = stage(m, en, f"res_3_{j}", res)
-            rounding, overflow = self.formats[0].rounding, self.formats[0].overflow
-            if self.gelu_spec is not None:
-                spec = self.gelu_spec
-                g_in = stage(m, en, f"gelu_in_{j}", requantize_hw(y, out_fmt.frac, spec.input, rounding, overflow),
-                             spec.input.shape())
-                m.submodules[f"gelu_{j}"] = unit = Gelu(spec)
-                m.d.comb += [unit.x.eq(g_in), unit.en.eq(en)]
-                bypass, resid = y, res  # wait beside the GELU path: gelu_in, the block, gelu_out
-                for depth in range(2 + unit.latency):
-                    bypass = stage(m, en, f"bypass_{depth}_{j}", bypass)
-                    resid = stage(m, en, f"res_g{depth}_{j}", resid)
-                g_out = stage(m, en, f"gelu_out_{j}", requantize_hw(unit.y, spec.output.frac, out_fmt, rounding,
-                                                                     overflow), out_fmt.shape())
-                y = Signal(out_fmt.shape(), name=f"act_{j}")
-                m.d.comb += y.eq(Mux(gelu_flag, g_out, bypass))
-                res = resid
-            total = Mux(residual_flag, y + res, y)
-            results.append(stage(m, en, f"out_{j}", fit_hw(total, out_fmt, overflow), out_fmt.shape()))
-        for depth in range(2, self.latency + 1):
+        for j, lane in enumerate(self.lanes):
+            m.submodules[f"lane_{j}"] = lane
+            m.d.comb += [lane.en.eq(en), lane.fmt.eq(self.fmt), lane.gelu.eq(self.gelu),
+                         lane.residual.eq(self.residual), lane.acc.eq(self.inp.payload.acc[j]),
+                         lane.bias.eq(self.inp.payload.bias[j]), lane.res.eq(self.inp.payload.res[j]),
+                         self.out.payload[j].eq(lane.y)]
+        valid = self.inp.valid
+        for depth in range(1, self.latency + 1):
             valid = stage(m, en, f"valid_{depth}", valid)
         m.d.comb += self.out.valid.eq(valid)
-        for j, value in enumerate(results):
-            m.d.comb += self.out.payload[j].eq(value)
         return m

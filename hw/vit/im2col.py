@@ -113,10 +113,10 @@ class Im2colEngine(wiring.Component):
                                   & (row_shift < 32) & ~row_bytes[32:].any() & image_beats_ok))
         image_check = m.submodules.check_image = TensorCheck(addr_width=self.addr_width, align=nbytes)
         patch_check = m.submodules.check_patches = TensorCheck(addr_width=self.addr_width, align=nbytes)
-        m.d.comb += [image_check.start.eq(checks_start), image_check.base.eq(field("src")),
+        m.d.comb += [image_check.sample.eq(checks_start), image_check.base.eq(field("src")),
                      image_check.rows.eq(image_rows[:32]), image_check.stride.eq(field("src_stride")),
                      image_check.row_bytes.eq(width),
-                     patch_check.start.eq(checks_start), patch_check.base.eq(field("dst")),
+                     patch_check.sample.eq(checks_start), patch_check.base.eq(field("dst")),
                      patch_check.rows.eq(patches[:32]), patch_check.stride.eq(field("dst_stride")),
                      patch_check.row_bytes.eq(row_bytes[:32])]
         m.d.comb += control.fault.eq(

@@ -169,7 +169,7 @@ class LinearEngine(wiring.Component):
         control = m.submodules.control = EngineControl(check_cycles=TensorCheck.latency)
         finished = Signal(name="finished")
         for check in checks.values():
-            m.d.comb += check.start.eq(control.check)
+            m.d.comb += check.sample.eq(control.check)
         addresses_ok = checks["src"].ok & checks["weights"].ok & checks["dst"].ok & \
             (checks["residual"].ok | ~flag("residual"))
         # The engines' order: a format problem first, then sizes, then addresses.

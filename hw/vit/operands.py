@@ -218,9 +218,6 @@ class WeightBuffer(wiring.Component):
             m.d.sync += beat.eq(Mux(beat == self.row_beats - 1, 0, beat + 1))
         weights_row = Cat(*[row_value[j * 8 * self.w_bytes:j * 8 * self.w_bytes + self.b_bits] for j in range(cols)])
         is_weight = row_index < k
-        for s, port in enumerate(writes):
-            m.d.comb += [port.addr.eq(word), port.data.eq(weights_row),
-                         port.en.eq(row_done & is_weight & equals(bank_sel, s))]
         set_ready = Signal(2, name="set_ready")
         with m.If(row_done):
             with m.If(is_weight):
@@ -249,4 +246,8 @@ class WeightBuffer(wiring.Component):
             m.d.sync += [ready.eq((ready | set_ready) & ~self.release),
                          requested.eq((requested | set_requested) & ~set_ready)]
         m.d.comb += [self.ready.eq(ready), self.tiles_done.eq(~pending & ~requested.any())]
+        # Connected last: a register that drives a port is named after the first statement that uses it.
+        for s, port in enumerate(writes):
+            m.d.comb += [port.addr.eq(word), port.data.eq(weights_row),
+                         port.en.eq(row_done & is_weight & equals(bank_sel, s))]
         return m

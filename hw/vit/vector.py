@@ -74,7 +74,7 @@ class VectorEngine(wiring.Component):
         for name, (base, stride) in tensors.items():
             check = m.submodules[f"check_{name}"] = TensorCheck(addr_width=self.addr_width,
                                                                 align=self.data_width // 8)
-            m.d.comb += [check.start.eq(control.check), check.base.eq(field(base)), check.rows.eq(rows),
+            m.d.comb += [check.sample.eq(control.check), check.base.eq(field(base)), check.rows.eq(rows),
                          check.stride.eq(field(stride)), check.row_bytes.eq(n << self._log_act)]
             address_ok.append(check.ok)
         format_bad = Signal(name="format_bad")

@@ -90,15 +90,40 @@ CONFIGS = [
 
 # --- clients -----------------------------------------------------------------------------------------
 
-class ReadClient:
-    """An engine's read side: offers requests (random gaps), takes data (random back-pressure), checks it."""
+class Client:
+    """What both client kinds share: the name prefix of their pins and the request stream."""
 
-    def __init__(self, name, iface, cfg: Config, slave: AxiSlave, rng, problems, *, valid_prob=0.7, ready_prob=0.7):
+    def __init__(self, name, iface, cfg: Config, slave: AxiSlave, rng, problems, *, valid_prob=0.7):
         self.name, self.iface = name, iface
         self.cfg, self.slave, self.rng, self.problems = cfg, slave, rng, problems
-        self.valid_prob, self.ready_prob = valid_prob, ready_prob
-        self.pending, self.expected = deque(), deque()
-        self.offer = self.ready = False
+        self.valid_prob = valid_prob
+        self.pending = deque()    # (addr, beats) not yet taken by the port
+        self.offer = False        # a request is on offer (held until taken)
+
+    def offer_request(self, pins):
+        n = self.name
+        self.offer = bool(self.pending) and (self.offer or self.rng.random() < self.valid_prob)
+        pins.set(n + "req_valid", self.offer)
+        if self.offer:
+            addr, beats = self.pending[0]
+            pins.set(n + "req_payload", addr | beats << self.cfg.addr_width)
+
+    def request_taken(self, out):
+        """The request the port took this cycle, if any."""
+        if self.offer and out[self.name + "req_ready"]:
+            self.offer = False
+            return self.pending.popleft()
+        return None
+
+
+class ReadClient(Client):
+    """An engine's read side: offers requests (random gaps), takes data (random back-pressure), checks it."""
+
+    def __init__(self, name, iface, cfg, slave, rng, problems, *, valid_prob=0.7, ready_prob=0.7):
+        super().__init__(name, iface, cfg, slave, rng, problems, valid_prob=valid_prob)
+        self.ready_prob = ready_prob
+        self.expected = deque()
+        self.ready = False
         self.beats = self.requests_done = 0
         self.last_beat_cycle = None
 
@@ -123,21 +148,16 @@ class ReadClient:
         return not self.pending and not self.expected
 
     def drive(self, pins):
-        n = self.name
-        self.offer = bool(self.pending) and (self.offer or self.rng.random() < self.valid_prob)
-        pins.set(n + "req_valid", self.offer)
-        if self.offer:
-            addr, beats = self.pending[0]
-            pins.set(n + "req_payload", addr | beats << self.cfg.addr_width)
+        self.offer_request(pins)
         self.ready = self.rng.random() < self.ready_prob
-        pins.set(n + "data_ready", self.ready)
+        pins.set(self.name + "data_ready", self.ready)
 
     def watch(self, out, cycle):
         n = self.name
-        if self.offer and out[n + "req_ready"]:
-            addr, beats = self.pending.popleft()
+        taken = self.request_taken(out)
+        if taken:
+            addr, beats = taken
             self.expected.extend((addr + i * self.cfg.bytes, i == beats - 1) for i in range(beats))
-            self.offer = False
         if self.ready and out[n + "data_valid"]:
             value = out[n + "data_payload"]
             data, last = value & ((1 << self.cfg.data_width) - 1), value >> self.cfg.data_width
@@ -155,15 +175,13 @@ class ReadClient:
             self.last_beat_cycle = cycle
 
 
-class WriteClient:
+class WriteClient(Client):
     """An engine's write side: requests and their data beats on two streams; checks each ``acked``."""
 
-    def __init__(self, name, iface, cfg: Config, slave: AxiSlave, rng, problems, *, valid_prob=0.7):
-        self.name, self.iface = name, iface
-        self.cfg, self.slave, self.rng, self.problems = cfg, slave, rng, problems
-        self.valid_prob = valid_prob
-        self.pending, self.beats, self.unacked = deque(), deque(), deque()
-        self.offer = self.data_offer = False
+    def __init__(self, name, iface, cfg, slave, rng, problems, *, valid_prob=0.7):
+        super().__init__(name, iface, cfg, slave, rng, problems, valid_prob=valid_prob)
+        self.beats, self.unacked = deque(), deque()
+        self.data_offer = False
         self.consumed = self.acks = 0
         self.accepted_cycle = None
 
@@ -195,11 +213,7 @@ class WriteClient:
 
     def drive(self, pins):
         n = self.name
-        self.offer = bool(self.pending) and (self.offer or self.rng.random() < self.valid_prob)
-        pins.set(n + "req_valid", self.offer)
-        if self.offer:
-            addr, beats = self.pending[0]
-            pins.set(n + "req_payload", addr | beats << self.cfg.addr_width)
+        self.offer_request(pins)
         self.data_offer = bool(self.beats) and (self.data_offer or self.rng.random() < self.valid_prob)
         pins.set(n + "data_valid", self.data_offer)
         if self.data_offer:
@@ -208,10 +222,8 @@ class WriteClient:
 
     def watch(self, out, cycle):
         n = self.name
-        if self.offer and out[n + "req_ready"]:
-            self.pending.popleft()
-            self.offer = False
-            self.accepted_cycle = cycle if self.accepted_cycle is None else self.accepted_cycle
+        if self.request_taken(out) and self.accepted_cycle is None:
+            self.accepted_cycle = cycle
         if self.data_offer and out[n + "data_ready"]:
             self.beats.popleft()
             self.data_offer = False

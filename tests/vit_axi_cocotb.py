@@ -90,32 +90,24 @@ async def port_against_axi_ram(dut):
     await FallingEdge(dut.clk)
     dut.rst.value = 0
 
-    offers = {}  # (side, c, stream) -> offered this cycle
+    offers = {}  # (stream, client) -> a beat is on offer (held until it moves)
+
+    def offer(key, queue, side, c, stream, pack):
+        on = bool(queue) and (offers.get(key) or rng.random() < 0.7)
+        offers[key] = on
+        _port(dut, side, c, f"{stream}__valid").value = int(on)
+        if on:
+            _port(dut, side, c, f"{stream}__payload").value = pack(queue[0])
+
     for cycle in range(40000):
         # Drive after the falling edge: requests and write data with random gaps, read data back-pressure.
         for c, pending in enumerate(reads):
-            offer = bool(pending) and (offers.get(("r", c)) or rng.random() < 0.7)
-            offers["r", c] = offer
-            _port(dut, "reads", c, "req__valid").value = int(offer)
-            if offer:
-                addr, beats = pending[0]
-                _port(dut, "reads", c, "req__payload").value = addr | beats << aw
+            offer(("r", c), pending, "reads", c, "req", lambda r: r[0] | r[1] << aw)
             offers["rd", c] = rng.random() < 0.6
             _port(dut, "reads", c, "data__ready").value = int(offers["rd", c])
         for c, pending in enumerate(writes):
-            offer = bool(pending) and (offers.get(("w", c)) or rng.random() < 0.7)
-            offers["w", c] = offer
-            _port(dut, "writes", c, "req__valid").value = int(offer)
-            if offer:
-                addr, data = pending[0]
-                _port(dut, "writes", c, "req__payload").value = addr | len(data) << aw
-            beats = write_beats[c]
-            offer = bool(beats) and (offers.get(("wd", c)) or rng.random() < 0.7)
-            offers["wd", c] = offer
-            _port(dut, "writes", c, "data__valid").value = int(offer)
-            if offer:
-                value, strb = beats[0]
-                _port(dut, "writes", c, "data__payload").value = value | strb << dw
+            offer(("w", c), pending, "writes", c, "req", lambda r: r[0] | len(r[1]) << aw)
+            offer(("wd", c), write_beats[c], "writes", c, "data", lambda b: b[0] | b[1] << dw)
 
         await ReadOnly()
         # Sample what the coming rising edge sees.

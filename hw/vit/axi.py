@@ -336,12 +336,11 @@ def index_width(count: int) -> int:
     return max(1, (count - 1).bit_length())
 
 
-def _queue(m: Module, name: str, layout: data.StructLayout, depth: int, *, buffered: bool = False):
-    """A FIFO of ``layout`` entries (``SyncFIFO``: registered level, first-word fall-through).
-
-    Returns ``(fifo, write view, read view)``.
+def _queue(m: Module, name: str, layout: data.StructLayout, depth: int):
+    """A ``SyncFIFO`` of ``layout`` entries: registered level (so ``w_rdy``/``r_rdy`` are registers),
+    first-word fall-through from a small LUT memory. Returns ``(fifo, write view, read view)``.
     """
-    fifo = (SyncFIFOBuffered if buffered else SyncFIFO)(width=layout.size, depth=depth)
+    fifo = SyncFIFO(width=layout.size, depth=depth)
     m.submodules[name] = fifo
     return fifo, layout(fifo.w_data), layout(fifo.r_data)
 

@@ -11,7 +11,8 @@ the slave's inputs change within a cycle (no combinational path from an input to
 or ``READY``); during reset every master ``VALID``/``READY`` is low; bursts INCR of 1 ..
 ``max_burst`` beats, aligned, inside one 4 KB page, ``AxSIZE`` = the beat, ``AxCACHE`` = 0b0011,
 ``AxID``/``AxLOCK``/``AxPROT``/``AxQOS`` = 0; at most ``max_reads`` / ``max_writes`` bursts
-outstanding; every W burst carries ``AWLEN + 1`` beats with ``WLAST`` on the last one only.
+outstanding; every W burst carries ``AWLEN + 1`` beats with ``WLAST`` on the last one only;
+``RREADY`` high whenever read data is due (the port's credit rule makes this hold).
 """
 
 import random
@@ -141,6 +142,8 @@ class AxiSlave:
         changed = [name for name in _OUTPUTS if out[name] != before[name]]
         if changed:
             self.problems.append(f"cycle {cycle}: {', '.join(changed)} changed with the inputs (combinational path)")
+        if self.reads and not out["rready"]:
+            self.problems.append(f"cycle {cycle}: rready low while read data is due")
         self._hold("ar", out, _AR, cycle)
         self._hold("aw", out, _AW, cycle)
         self._hold("w", out, _W, cycle)
@@ -175,6 +178,7 @@ class AxiSlave:
                 self.problems.append(f"cycle {cycle}: more than {self.max_writes} write bursts outstanding")
             self.aws.append((out["awaddr"], out["awlen"] + 1))
             self.counts["aw"] += 1
+            self._match_writes(cycle)  # its W beats may all be here already
 
         if out["wvalid"] and self.ready["wready"]:
             self.held.pop("w", None)

@@ -90,15 +90,40 @@ CONFIGS = [
 
 # --- clients -----------------------------------------------------------------------------------------
 
-class ReadClient:
-    """An engine's read side: offers requests (random gaps), takes data (random back-pressure), checks it."""
+class Client:
+    """What both client kinds share: the name prefix of their pins and the request stream."""
 
-    def __init__(self, name, iface, cfg: Config, slave: AxiSlave, rng, problems, *, valid_prob=0.7, ready_prob=0.7):
+    def __init__(self, name, iface, cfg: Config, slave: AxiSlave, rng, problems, *, valid_prob=0.7):
         self.name, self.iface = name, iface
         self.cfg, self.slave, self.rng, self.problems = cfg, slave, rng, problems
-        self.valid_prob, self.ready_prob = valid_prob, ready_prob
-        self.pending, self.expected = deque(), deque()
-        self.offer = self.ready = False
+        self.valid_prob = valid_prob
+        self.pending = deque()    # (addr, beats) not yet taken by the port
+        self.offer = False        # a request is on offer (held until taken)
+
+    def offer_request(self, pins):
+        n = self.name
+        self.offer = bool(self.pending) and (self.offer or self.rng.random() < self.valid_prob)
+        pins.set(n + "req_valid", self.offer)
+        if self.offer:
+            addr, beats = self.pending[0]
+            pins.set(n + "req_payload", addr | beats << self.cfg.addr_width)
+
+    def request_taken(self, out):
+        """The request the port took this cycle, if any."""
+        if self.offer and out[self.name + "req_ready"]:
+            self.offer = False
+            return self.pending.popleft()
+        return None
+
+
+class ReadClient(Client):
+    """An engine's read side: offers requests (random gaps), takes data (random back-pressure), checks it."""
+
+    def __init__(self, name, iface, cfg, slave, rng, problems, *, valid_prob=0.7, ready_prob=0.7):
+        super().__init__(name, iface, cfg, slave, rng, problems, valid_prob=valid_prob)
+        self.ready_prob = ready_prob
+        self.expected = deque()
+        self.ready = False
         self.beats = self.requests_done = 0
         self.last_beat_cycle = None
 
@@ -123,21 +148,16 @@ class ReadClient:
         return not self.pending and not self.expected
 
     def drive(self, pins):
-        n = self.name
-        self.offer = bool(self.pending) and (self.offer or self.rng.random() < self.valid_prob)
-        pins.set(n + "req_valid", self.offer)
-        if self.offer:
-            addr, beats = self.pending[0]
-            pins.set(n + "req_payload", addr | beats << self.cfg.addr_width)
+        self.offer_request(pins)
         self.ready = self.rng.random() < self.ready_prob
-        pins.set(n + "data_ready", self.ready)
+        pins.set(self.name + "data_ready", self.ready)
 
     def watch(self, out, cycle):
         n = self.name
-        if self.offer and out[n + "req_ready"]:
-            addr, beats = self.pending.popleft()
+        taken = self.request_taken(out)
+        if taken:
+            addr, beats = taken
             self.expected.extend((addr + i * self.cfg.bytes, i == beats - 1) for i in range(beats))
-            self.offer = False
         if self.ready and out[n + "data_valid"]:
             value = out[n + "data_payload"]
             data, last = value & ((1 << self.cfg.data_width) - 1), value >> self.cfg.data_width
@@ -155,15 +175,13 @@ class ReadClient:
             self.last_beat_cycle = cycle
 
 
-class WriteClient:
+class WriteClient(Client):
     """An engine's write side: requests and their data beats on two streams; checks each ``acked``."""
 
-    def __init__(self, name, iface, cfg: Config, slave: AxiSlave, rng, problems, *, valid_prob=0.7):
-        self.name, self.iface = name, iface
-        self.cfg, self.slave, self.rng, self.problems = cfg, slave, rng, problems
-        self.valid_prob = valid_prob
-        self.pending, self.beats, self.unacked = deque(), deque(), deque()
-        self.offer = self.data_offer = False
+    def __init__(self, name, iface, cfg, slave, rng, problems, *, valid_prob=0.7):
+        super().__init__(name, iface, cfg, slave, rng, problems, valid_prob=valid_prob)
+        self.beats, self.unacked = deque(), deque()
+        self.data_offer = False
         self.consumed = self.acks = 0
         self.accepted_cycle = None
 
@@ -177,9 +195,11 @@ class WriteClient:
         return {n + "req_ready": i.req.ready, n + "data_ready": i.data.ready, n + "acked": i.acked}
 
     def add(self, addr, data: list[tuple[int, int]]):
+        """A request of these beats; with no beats, a zero-beat request (the port drops it: no ``acked``)."""
         self.pending.append((addr, len(data)))
         self.beats.extend(data)
-        self.unacked.append((addr, data))
+        if data:
+            self.unacked.append((addr, data))
 
     def reset(self):
         self.pending.clear()
@@ -193,11 +213,7 @@ class WriteClient:
 
     def drive(self, pins):
         n = self.name
-        self.offer = bool(self.pending) and (self.offer or self.rng.random() < self.valid_prob)
-        pins.set(n + "req_valid", self.offer)
-        if self.offer:
-            addr, beats = self.pending[0]
-            pins.set(n + "req_payload", addr | beats << self.cfg.addr_width)
+        self.offer_request(pins)
         self.data_offer = bool(self.beats) and (self.data_offer or self.rng.random() < self.valid_prob)
         pins.set(n + "data_valid", self.data_offer)
         if self.data_offer:
@@ -206,10 +222,8 @@ class WriteClient:
 
     def watch(self, out, cycle):
         n = self.name
-        if self.offer and out[n + "req_ready"]:
-            self.pending.popleft()
-            self.offer = False
-            self.accepted_cycle = cycle if self.accepted_cycle is None else self.accepted_cycle
+        if self.request_taken(out) and self.accepted_cycle is None:
+            self.accepted_cycle = cycle
         if self.data_offer and out[n + "data_ready"]:
             self.beats.popleft()
             self.data_offer = False
@@ -264,6 +278,8 @@ def read_requests(cfg: Config, rng, count: int) -> list[tuple[int, int]]:
             addr = lo + rng.randrange((hi - lo) // cfg.bytes - beats) * cfg.bytes
         if lo <= addr and addr + beats * cfg.bytes <= hi:
             requests.append((cfg.base + addr, beats))
+        if n == 2:
+            requests.append((cfg.base + addr, 0))  # dropped by the port: no beats, no last
     return requests
 
 
@@ -290,6 +306,8 @@ def write_requests(cfg: Config, rng, count: int, region, client: int, clients: i
             data.append((rng.getrandbits(cfg.data_width), strb))
         requests.append((cfg.base + cursor, data))
         cursor += beats * cfg.bytes
+        if n == 2:
+            requests.append((cfg.base + cursor, []))  # dropped by the port: no beats, no acked
     return requests
 
 
@@ -376,6 +394,12 @@ class Bench:
         self.problems.append(f"{what}: not reached within {limit} cycles (cycle {self.cycle})")
         return False
 
+    def budget(self) -> int:
+        """Cycles enough for the queued traffic under random stalls (a bug that hangs fails fast)."""
+        beats = (sum(b for r in self.readers for _, b in r.pending) + sum(len(r.expected) for r in self.readers)
+                 + sum(len(w.beats) for w in self.writers))
+        return 20 * beats + 1000
+
     def traffic_done(self):
         """All clients done and the port idle (as of the last cycle stepped)."""
         return lambda: self.clients_done and self.out.get("idle", 0)
@@ -424,10 +448,12 @@ def test_random_traffic_under_random_stalls(cfg):
 
     async def scenario(bench, ctx):
         rng = random.Random(seed)
-        counts["expected"] = load_traffic(bench, rng, reads_per_client=10, writes_per_client=8,
-                                          region=WRITE_REGIONS[0])
-        counts["requests"] = [len(r.pending) for r in bench.readers], [len(w.pending) for w in bench.writers]
-        await bench.run_until(ctx, bench.traffic_done(), 30000, "all traffic done")
+        long_bursts = cfg.max_burst > 16  # requests of up to 150 beats: fewer of them
+        counts["expected"] = load_traffic(bench, rng, reads_per_client=3 if long_bursts else 10,
+                                          writes_per_client=3 if long_bursts else 8, region=WRITE_REGIONS[0])
+        counts["requests"] = ([sum(1 for _, b in r.pending if b) for r in bench.readers],
+                              [sum(1 for _, b in w.pending if b) for w in bench.writers])
+        await bench.run_until(ctx, bench.traffic_done(), bench.budget(), "all traffic done")
         for _ in range(5):  # nothing moves once idle
             await bench.step(ctx)
 
@@ -456,7 +482,7 @@ def test_abort_mid_traffic_then_normal_traffic(cfg, abort_cycles):
         rng = random.Random(seed)
         load_traffic(bench, rng, reads_per_client=10, writes_per_client=8, region=WRITE_REGIONS[0], strobes=False)
         await bench.run_until(ctx, lambda: bench.slave.counts["r"] > 60 and bench.slave.counts["w"] > 30,
-                              20000, "traffic under way")
+                              bench.budget(), "traffic under way")
         facts["in_flight"] = len(bench.slave.reads) + bench.slave.writes_outstanding
         for client in bench.clients:  # the engines are soft-reset with the abort
             client.reset()
@@ -479,9 +505,10 @@ def test_abort_mid_traffic_then_normal_traffic(cfg, abort_cycles):
         # Phase 2: fresh engines, fresh requests in another write region.
         before = bytearray(bench.slave.memory)
         expected = load_traffic(bench, rng, reads_per_client=6, writes_per_client=5, region=WRITE_REGIONS[1])
-        facts["phase2"] = ([len(r.pending) for r in bench.readers], [len(w.pending) for w in bench.writers],
+        facts["phase2"] = ([sum(1 for _, b in r.pending if b) for r in bench.readers],
+                           [sum(1 for _, b in w.pending if b) for w in bench.writers],
                            [r.requests_done for r in bench.readers], [w.acks for w in bench.writers])
-        await bench.run_until(ctx, bench.traffic_done(), 20000, "phase 2 traffic done")
+        await bench.run_until(ctx, bench.traffic_done(), bench.budget(), "phase 2 traffic done")
         facts["phase2_done"] = ([r.requests_done for r in bench.readers], [w.acks for w in bench.writers])
         # Phase 1 spans may hold old or new bytes; everything else must be exactly as expected.
         lo, hi = WRITE_REGIONS[0]
@@ -510,7 +537,7 @@ def test_error_responses_set_sticky_errors_until_clear():
     async def scenario(bench, ctx):
         rng = random.Random(5)
         load_traffic(bench, rng, reads_per_client=4, writes_per_client=4, region=WRITE_REGIONS[0])
-        await bench.run_until(ctx, bench.traffic_done(), 20000, "error traffic done")
+        await bench.run_until(ctx, bench.traffic_done(), bench.budget(), "error traffic done")
         facts["errors_seen"] = bench.slave.counts["read_errors"], bench.slave.counts["write_errors"]
         facts["flags"] = bench.out["read_error"], bench.out["write_error"]
         bench.clear = 1
@@ -521,7 +548,7 @@ def test_error_responses_set_sticky_errors_until_clear():
         bench.slave.stalls = replace(bench.slave.stalls, read_error=0.0, write_error=0.0)
         bench.slave.counts["read_errors"] = bench.slave.counts["write_errors"] = 0  # later flags need new errors
         expected = load_traffic(bench, rng, reads_per_client=3, writes_per_client=3, region=WRITE_REGIONS[1])
-        await bench.run_until(ctx, bench.traffic_done(), 20000, "clean traffic done")
+        await bench.run_until(ctx, bench.traffic_done(), bench.budget(), "clean traffic done")
         facts["clean"] = bench.out["read_error"], bench.out["write_error"], bench.slave.memory == expected
 
     stalls = replace(RANDOM_STALLS, read_error=0.3, write_error=0.3)
@@ -597,6 +624,60 @@ def test_a_short_burst_every_cycle(kind):
     assert facts["aw"][-1] - facts["aw"][0] == n - 1, "one AW per cycle"
 
 
+def test_round_robin_takes_turns():
+    """Three clients with long requests and no stalls: bursts go c0, c1, c2, c0, ... (no client starves)."""
+    cfg = Config(64, 3, 3, max_burst=4)
+    facts = {}
+    regions = [cfg.base + c * 8 * PAGE for c in range(3)]
+
+    async def scenario(bench, ctx):
+        for c in range(3):
+            bench.readers[c].add(regions[c], 40)
+            bench.writers[c].add(WRITE_REGIONS[0][0] + regions[c], [(c, 0xFF)] * 40)
+        ar, aw = [], []
+        while not bench.traffic_done()() and bench.cycle < 2000:
+            await bench.step(ctx)
+            if bench.out["arvalid"] and bench.slave.ready["arready"]:
+                ar.append(bench.out["araddr"] // (8 * PAGE))
+            if bench.out["awvalid"] and bench.slave.ready["awready"]:
+                aw.append((bench.out["awaddr"] - WRITE_REGIONS[0][0]) // (8 * PAGE))
+        facts["ar"], facts["aw"] = ar, aw
+
+    bench = Bench(cfg, NO_STALLS, 5, valid_prob=1.0, ready_prob=1.0).simulate(scenario)
+    assert not bench.problems, bench.problems[:10]
+    for order in (facts["ar"], facts["aw"]):
+        assert len(order) == 30
+        assert all(len(set(order[i:i + 3])) == 3 for i in range(0, 30, 3)), order
+
+
+def test_a_slow_reader_blocks_nobody():
+    """Reader 0 takes a beat now and then, reader 1 always: the R channel keeps streaming (reader 1 is not
+    held up behind reader 0), and reader 0's receive FIFO never overflows (a burst waits for its credit)."""
+    cfg = Config(128, 2, 0, max_burst=8, max_reads=4)
+    facts = {}
+
+    async def scenario(bench, ctx):
+        slow, fast = bench.readers
+        slow.ready_prob = 0.04
+        for i in range(4):
+            slow.add(cfg.base + i * PAGE, 3 * cfg.max_burst)
+        for i in range(6):
+            fast.add(cfg.base + (16 + i) * PAGE + 16, 40)
+        await bench.run_until(ctx, lambda: fast.done, 1000, "fast reader done")
+        facts["fast"] = fast.last_beat_cycle - 4  # after the 4 reset cycles
+        facts["r_beats_then"] = bench.slave.counts["r"]
+        facts["slow_beats_then"] = slow.beats
+        slow.ready_prob = 1.0
+        await bench.run_until(ctx, bench.traffic_done(), bench.budget(), "slow reader done")
+
+    bench = Bench(cfg, NO_STALLS, 6, valid_prob=1.0, ready_prob=1.0).simulate(scenario)
+    assert not bench.problems, bench.problems[:10]
+    # The R channel moved a beat nearly every cycle (the slow reader's FIFO-full beats included).
+    assert facts["r_beats_then"] >= facts["fast"] - 10, facts
+    assert facts["slow_beats_then"] < 4 * 3 * cfg.max_burst // 2, facts
+    assert [r.requests_done for r in bench.readers] == [4, 6]
+
+
 # --- zero clients, parameters, signatures ------------------------------------------------------------------
 
 @pytest.mark.parametrize("reads,writes", [(0, 2), (2, 0)])
@@ -607,7 +688,7 @@ def test_one_sided_port(reads, writes):
     async def scenario(bench, ctx):
         facts["expected"] = load_traffic(bench, random.Random(6), reads_per_client=5, writes_per_client=5,
                                          region=WRITE_REGIONS[0])
-        await bench.run_until(ctx, bench.traffic_done(), 20000, "traffic done")
+        await bench.run_until(ctx, bench.traffic_done(), bench.budget(), "traffic done")
         facts["silent"] = [bench.out[name] for name in (("awvalid", "wvalid", "bready") if not writes
                                                         else ("arvalid", "rready"))]
 
@@ -752,10 +833,11 @@ def test_against_cocotbext_axi_ram(tmp_path):
     (tmp_path / "axi_top.v").write_text(text)
     rng = random.Random(11)
     stimulus = {"addr_width": cfg.addr_width, "data_width": cfg.data_width,
-                "reads": [read_requests(cfg, rng, 8) for _ in range(cfg.reads)],
+                "reads": [read_requests(cfg, rng, 16) for _ in range(cfg.reads)],
                 "writes": [[(addr, data) for addr, data in
-                            write_requests(cfg, rng, 6, WRITE_REGIONS[0], c, cfg.writes)] for c in range(cfg.writes)],
-                "memory": MEMORY_BYTES, "seed": 12, "results": str(tmp_path / "results.json")}
+                            write_requests(cfg, rng, 12, WRITE_REGIONS[0], c, cfg.writes)] for c in range(cfg.writes)],
+                "max_burst": cfg.max_burst, "memory": MEMORY_BYTES, "seed": 12,
+                "results": str(tmp_path / "results.json")}
     (tmp_path / "stimulus.json").write_text(json.dumps(stimulus))
     apply_verilator_env()
     runner = get_runner("verilator")
@@ -776,5 +858,5 @@ def test_against_cocotbext_axi_ram(tmp_path):
     assert results["problems"] == [], (results["problems"][:10], tmp_path / "sim.log")
     assert (tests, failed) == (1, 0), tmp_path / "sim.log"
     assert results["read_beats"] == sum(b for c in stimulus["reads"] for _, b in c)
-    assert results["acks"] == [len(c) for c in stimulus["writes"]]
+    assert results["acks"] == [sum(1 for _, data in c if data) for c in stimulus["writes"]]
     assert results["pauses"] > 100

@@ -35,7 +35,8 @@ BEATS_WIDTH = 16
 
 
 class AxiSignal(NamedTuple):
-    """One AXI signal: its name, its width (an int, or ``"addr"``/``"data"``/``"strb"``/``"id"``), its flow from the master."""
+    """One AXI signal: its name, its width (an int, or ``"addr"``/``"data"``/``"strb"``/``"id"``) and its
+    flow as seen from the master."""
 
     name: str
     width: int | str
@@ -335,12 +336,11 @@ def index_width(count: int) -> int:
     return max(1, (count - 1).bit_length())
 
 
-def _queue(m: Module, name: str, layout: data.StructLayout, depth: int, *, buffered: bool = False):
-    """A FIFO of ``layout`` entries (``SyncFIFO``: registered level, first-word fall-through).
-
-    Returns ``(fifo, write view, read view)``.
+def _queue(m: Module, name: str, layout: data.StructLayout, depth: int):
+    """A ``SyncFIFO`` of ``layout`` entries: registered level (so ``w_rdy``/``r_rdy`` are registers),
+    first-word fall-through from a small LUT memory. Returns ``(fifo, write view, read view)``.
     """
-    fifo = (SyncFIFOBuffered if buffered else SyncFIFO)(width=layout.size, depth=depth)
+    fifo = SyncFIFO(width=layout.size, depth=depth)
     m.submodules[name] = fifo
     return fifo, layout(fifo.w_data), layout(fifo.r_data)
 
@@ -462,7 +462,9 @@ class AxiMasterPort(wiring.Component):
         return splitters
 
     def _arbiter(self, m: Module, kind: str, splitters, eligible, gate):
-        """Round-robin choice among ``eligible`` bursts when ``gate``; returns (taken, grant, index, burst)."""
+        """Round-robin choice among ``eligible`` bursts when ``gate``; returns (taken, index, burst).
+
+        The chosen splitter sees ``burst.ready``; ``burst`` is its payload (a one-hot mux)."""
         m.submodules[f"{kind}_arbiter"] = arbiter = RoundRobin(len(splitters))
         taken = Signal(name=f"{kind}_taken")
         m.d.comb += [
@@ -474,7 +476,7 @@ class AxiMasterPort(wiring.Component):
             m.d.comb += splitter.burst.ready.eq(gate & arbiter.grant[c])
         burst = burst_layout(self.addr_width)(
             _one_hot_mux(arbiter.grant, [s.burst.payload.as_value() for s in splitters]))
-        return taken, arbiter.grant, arbiter.index, burst
+        return taken, arbiter.index, burst
 
     def _read_side(self, m: Module, flush):
         """Splitters, credits, AR queue, R routing into the clients' FIFOs; returns 'busy'."""
@@ -493,8 +495,7 @@ class AxiMasterPort(wiring.Component):
         owner_layout = data.StructLayout({"client": index_width(n), "final": 1})
         arq, arq_in, arq_out = _queue(m, "ar_queue", ar_layout, 2)
         owners, owner_in, owner_out = _queue(m, "read_owners", owner_layout, self.max_reads)
-        taken, grant, index, burst = self._arbiter(m, "read", splitters, eligible,
-                                                   arq.w_rdy & owners.w_rdy & ~flush)
+        taken, index, burst = self._arbiter(m, "read", splitters, eligible, arq.w_rdy & owners.w_rdy & ~flush)
         m.d.comb += [
             arq.w_en.eq(taken), arq_in.addr.eq(burst.addr), arq_in.len.eq(burst.len),
             owners.w_en.eq(taken), owner_in.client.eq(index), owner_in.final.eq(burst.final),
@@ -515,7 +516,6 @@ class AxiMasterPort(wiring.Component):
         with m.If(r_valid & (r_resp != RESP_OKAY)):
             m.d.sync += self.read_error.eq(1)
 
-        fifos = []
         layout = read_data_layout(self.data_width)
         for c, client in enumerate(clients):
             fifo = SyncFIFOBuffered(width=layout.size, depth=depth)
@@ -523,7 +523,7 @@ class AxiMasterPort(wiring.Component):
             fifo_in = layout(fifo.w_data)
             popped = Signal(name=f"read_popped_{c}")
             m.d.comb += [
-                fifo.w_en.eq(r_valid & (owner_out.client == c) & ~flush),
+                fifo.w_en.eq(r_valid & (owner_out.client == c)),  # flush resets the FIFO: beats are dropped
                 fifo_in.data.eq(beat.data),
                 fifo_in.last.eq(beat.last & owner_out.final),
                 client.data.valid.eq(fifo.r_rdy & ~flush),
@@ -531,11 +531,14 @@ class AxiMasterPort(wiring.Component):
                 fifo.r_en.eq(client.data.ready & ~flush),
                 popped.eq(client.data.valid & client.data.ready),
             ]
+            # Both outcomes from registers, in parallel with the arbiter; its grant only selects.
+            chosen = space[c] + popped - splitters[c].burst.payload.len - 1
             with m.If(flush):
                 m.d.sync += space[c].eq(depth)
+            with m.Elif(splitters[c].burst.ready):
+                m.d.sync += space[c].eq(chosen)
             with m.Else():
-                m.d.sync += space[c].eq(space[c] + popped - Mux(taken & grant[c], burst.len + 1, 0))
-            fifos.append(fifo)
+                m.d.sync += space[c].eq(space[c] + popped)
         return balanced(operator.or_, [s.busy for s in splitters] + [arq.r_rdy, owners.r_rdy, r_valid])
 
     def _write_side(self, m: Module, flush):
@@ -552,8 +555,8 @@ class AxiMasterPort(wiring.Component):
         awq, awq_in, awq_out = _queue(m, "aw_queue", aw_layout, 2)
         order, order_in, order_out = _queue(m, "w_order", order_layout, self.max_writes)
         resps, resp_in, resp_out = _queue(m, "b_order", resp_layout, self.max_writes)
-        taken, grant, index, burst = self._arbiter(m, "write", splitters, [s.burst.valid for s in splitters],
-                                                   awq.w_rdy & order.w_rdy & resps.w_rdy & ~flush)
+        taken, index, burst = self._arbiter(m, "write", splitters, [s.burst.valid for s in splitters],
+                                            awq.w_rdy & order.w_rdy & resps.w_rdy & ~flush)
         m.d.comb += [
             awq.w_en.eq(taken), awq_in.addr.eq(burst.addr), awq_in.len.eq(burst.len),
             order.w_en.eq(taken), order_in.client.eq(index), order_in.len.eq(burst.len),

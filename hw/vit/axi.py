@@ -24,6 +24,8 @@ from amaranth.lib.wiring import Flow, In, Out
 
 from hw.arith.tree import balanced
 
+from .select import equals
+
 #: AxBURST INCR, AxCACHE "normal, bufferable" (0b0011), xRESP OKAY.
 BURST_INCR = 0b01
 CACHE_NORMAL_BUFFERABLE = 0b0011
@@ -292,7 +294,7 @@ class BurstSplitter(wiring.Component):
         with m.If(take):
             head_to_page = page - head.addr[size:12]
             m.d.sync += [
-                active.eq(head.beats != 0),
+                active.eq(head.beats.any()),
                 addr.eq(head.addr),
                 left_m1.eq(head.beats - 1),
                 to_page.eq(head_to_page),
@@ -318,10 +320,11 @@ class RoundRobin(wiring.Component):
         if self.count == 1:
             m.d.comb += self.grant.eq(self.requests)
             return m
-        last = Signal(index_width(self.count), init=self.count - 1)
+        last = Signal(index_width(self.count), init=self.count - 1, name="last")
         with m.Switch(last):
             for previous in range(self.count):
-                with m.Case(previous):
+                # The last index takes the values no client has too (a complete case for the lint).
+                with (m.Default() if previous == self.count - 1 else m.Case(previous)):
                     for k in range(1, self.count + 1):
                         candidate = (previous + k) % self.count
                         with (m.If if k == 1 else m.Elif)(self.requests[candidate]):
@@ -506,14 +509,15 @@ class AxiMasterPort(wiring.Component):
         # R: always ready (credits guarantee room); one register stage, then into the owner's FIFO.
         m.d.sync += axi.rready.eq(1)
         beat = Signal(read_data_layout(self.data_width))
-        r_valid, r_resp = Signal(), Signal(2)
+        r_valid = Signal(name="r_valid")
+        r_resp = Signal(2, name="r_resp")
         m.d.sync += r_valid.eq(axi.rvalid & axi.rready)
         with m.If(axi.rvalid & axi.rready):
             m.d.sync += [beat.data.eq(axi.rdata), beat.last.eq(axi.rlast), r_resp.eq(axi.rresp)]
         m.d.comb += [owners.r_en.eq(r_valid & beat.last), self.read_beat.eq(r_valid)]
         with m.If(self.clear):
             m.d.sync += self.read_error.eq(0)
-        with m.If(r_valid & (r_resp != RESP_OKAY)):
+        with m.If(r_valid & r_resp.any()):  # not OKAY (0b00)
             m.d.sync += self.read_error.eq(1)
 
         layout = read_data_layout(self.data_width)
@@ -523,7 +527,7 @@ class AxiMasterPort(wiring.Component):
             fifo_in = layout(fifo.w_data)
             popped = Signal(name=f"read_popped_{c}")
             m.d.comb += [
-                fifo.w_en.eq(r_valid & (owner_out.client == c)),  # flush resets the FIFO: beats are dropped
+                fifo.w_en.eq(r_valid & equals(owner_out.client, c)),  # flush resets the FIFO: beats are dropped
                 fifo_in.data.eq(beat.data),
                 fifo_in.last.eq(beat.last & owner_out.final),
                 client.data.valid.eq(fifo.r_rdy & ~flush),
@@ -570,7 +574,7 @@ class AxiMasterPort(wiring.Component):
         w_layout = data.StructLayout({"data": self.data_width, "strb": self.beat_bytes, "last": 1})
         wq, wq_in, wq_out = _queue(m, "w_queue", w_layout, 2)
         count = Signal(8, name="w_beat")
-        selects = [order_out.client == c for c in range(n)]
+        selects = [equals(order_out.client, c) for c in range(n)]
         source_valid = balanced(operator.or_, [s & client.data.valid for s, client in zip(selects, clients)])
         source = write_data_layout(self.data_width)(
             _one_hot_mux(selects, [client.data.payload.as_value() for client in clients]))
@@ -596,14 +600,15 @@ class AxiMasterPort(wiring.Component):
 
         # B: always ready (a response only answers a burst we chose); one register stage.
         m.d.sync += axi.bready.eq(1)
-        b_valid, b_resp = Signal(), Signal(2)
+        b_valid = Signal(name="b_valid")
+        b_resp = Signal(2, name="b_resp")
         m.d.sync += [b_valid.eq(axi.bvalid & axi.bready), b_resp.eq(axi.bresp)]
         m.d.comb += resps.r_en.eq(b_valid)
         for c, client in enumerate(clients):
-            m.d.sync += client.acked.eq(b_valid & resp_out.final & (resp_out.client == c) & ~flush)
+            m.d.sync += client.acked.eq(b_valid & resp_out.final & equals(resp_out.client, c) & ~flush)
         with m.If(self.clear):
             m.d.sync += self.write_error.eq(0)
-        with m.If(b_valid & (b_resp != RESP_OKAY)):
+        with m.If(b_valid & b_resp.any()):  # not OKAY (0b00)
             m.d.sync += self.write_error.eq(1)
         return balanced(operator.or_, [s.busy for s in splitters]
                         + [awq.r_rdy, order.r_rdy, resps.r_rdy, wq.r_rdy, b_valid])

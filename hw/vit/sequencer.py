@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 from .axi import ReadClientSignature
 from .descriptors import DESCRIPTOR_BYTES, ERROR, ERROR_BITS, OPCODES
 from .engine import DESC_BITS
+from .select import equals
 
 
 class Sequencer(wiring.Component):
@@ -52,7 +53,8 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         beat_bits = self.data_width
-        queue = m.submodules.queue = fifo.SyncFIFOBuffered(width=DESC_BITS, depth=2)
+        # Depth 3: Amaranth's buffered FIFO of depth 2 has a zero-width inner address; two entries are used.
+        queue = m.submodules.queue = fifo.SyncFIFOBuffered(width=DESC_BITS, depth=3)
 
         # ------------------------------------------------------------ prefetch
         running = Signal(name="run")  # between start and finished/failed
@@ -78,14 +80,14 @@ class Sequencer(wiring.Component):
         known = Signal(name="known")
         m.d.comb += known.eq(0)
         for code in OPCODES.values():
-            with m.If(opcode == code):
+            with m.If(equals(opcode, code)):
                 m.d.comb += known.eq(1)
         with m.If(data.valid):
             m.d.sync += [gathered.eq(whole), beat.eq(beat + 1)]
             with m.If(last_beat):
                 m.d.sync += [in_flight.eq(0), beat.eq(0)]
                 # Nothing after an END or an opcode nobody knows is read.
-                with m.If((opcode == OPCODES["END"]) | ~known):
+                with m.If(equals(opcode, OPCODES["END"]) | ~known):
                     m.d.sync += prefetch.eq(0)
         m.d.comb += [queue.w_en.eq(data.valid & last_beat & running), queue.w_data.eq(whole)]
 
@@ -104,10 +106,10 @@ class Sequencer(wiring.Component):
         with m.If(running & ~engaged & queue.r_rdy & ~self.abort_code.any()):
             m.d.comb += queue.r_en.eq(1)
             m.d.sync += current.eq(head)
-            with m.If(head_op == OPCODES["END"]):
+            with m.If(equals(head_op, OPCODES["END"])):
                 m.d.comb += finish.eq(1)
             for name, engine in sorted(self.engines.items()):
-                with m.Elif(head_op == OPCODES[name]):
+                with m.Elif(equals(head_op, OPCODES[name])):
                     m.d.sync += [engaged.eq(1), start_engine.eq(1 << engine)]
             with m.Else():
                 m.d.comb += [fail.eq(1), code.eq(ERROR["BAD_OPCODE"])]

@@ -178,3 +178,62 @@ def compare(program: Program, result: RunResult) -> list[OpReport]:
                    for name in program.expected if first_mismatch(program.expected[name], outputs[name])]
             report.ok, report.mismatch = not bad, "; ".join(bad[:1])
     return result.ops
+
+
+# --------------------------------------------------------------------------- the whole job
+
+@dataclass
+class Prepared:
+    """A generated accelerator and its compiled harness."""
+
+    cfg: object
+    manifest: dict
+    verilog: Path
+    harness: Path
+    build_dir: Path
+
+
+def prepare(cfg, build_root: Path) -> Prepared:
+    """Generate ``cfg``'s Verilog into ``<build_root>/<name>-<hash>/rtl`` and build (or reuse) its fast harness."""
+    from gen.emit import generate
+    from gen.locking import locked
+    from gen.manifest import MANIFEST_NAME, verilog_filename
+    import json
+
+    from sim.fault.harness import build_accel_harness
+
+    root = Path(build_root) / cfg.build_name()
+    rtl = root / "rtl"
+    with locked(root.with_name(root.name + ".lock")):
+        manifest_path = rtl / MANIFEST_NAME
+        verilog = rtl / verilog_filename(cfg.name)
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            fresh = manifest.get("config_hash") == cfg.config_hash() and verilog.exists()
+        except (OSError, ValueError):
+            fresh = False
+        if not fresh:
+            manifest = generate(cfg, rtl).manifest
+    harness = build_accel_harness(verilog, manifest, build_root)
+    return Prepared(cfg=cfg, manifest=manifest, verilog=verilog, harness=harness, build_dir=root)
+
+
+def program_for(cfg, *, image: int = 0, task: str | None = None, seed: int = 0):
+    """The linear-operator program of ``cfg``'s network on synthetic image ``image`` (the network's weights,
+    or seeded random ones when it has none)."""
+    from sim.golden.moevit.fixed import quantize, quantize_params
+    from sim.golden.moevit.params import seeded_params
+
+    from .compiler import Target, linear_ops_program
+    from .data import make_image
+
+    model = cfg.network
+    task = task or model.task_names[0]
+    if task not in model.task_names:
+        from gen.errors import UsageError
+
+        raise UsageError(f"--task: got {task!r}; allowed: one of {', '.join(model.task_names)}")
+    codes = quantize_params(seeded_params(model, seed), model)
+    classes = next((t.classes for t in model.tasks if t.classes), 5)
+    pixels, _, _ = make_image(seed, image, model.height, model.width, classes)
+    return linear_ops_program(Target.from_config(cfg), model, codes, quantize(pixels, model.format("pixel")), task)

@@ -33,34 +33,11 @@ RUN_TIMEOUT = 400_000
 
 # --------------------------------------------------------------------------- host side
 
-def seeded_params(model, seed: int) -> dict:
-    """The network's weights, or (a config without weights) seeded random ones with random biases and norms."""
-    from sim.golden.moevit.params import init_params, load_params
+def compile_program(cfg, seed: int):
+    """The linear-operator program of ``cfg``'s network on synthetic image ``seed``."""
+    from sim.moevit.accel_run import program_for
 
-    if model.weights is not None:
-        return load_params(model)
-    rng = np.random.default_rng(seed)
-    params = init_params(model, seed=seed, std=0.3)
-    for key, value in params.items():
-        if key.endswith(".b"):
-            params[key] = rng.normal(0.0, 0.5, size=value.shape).astype(np.float32)
-        elif key.endswith(".g"):
-            params[key] = (1.0 + rng.normal(0.0, 0.2, size=value.shape)).astype(np.float32)
-    return params
-
-
-def compile_program(cfg, seed: int, task: str | None = None):
-    """The linear-operator program of ``cfg``'s network on image ``seed`` (see :func:`make_vectors`)."""
-    from sim.golden.moevit.fixed import quantize, quantize_params
-    from sim.moevit.compiler import Target, linear_ops_program
-    from sim.moevit.data import make_image
-
-    model = cfg.network
-    codes = quantize_params(seeded_params(model, seed), model)
-    classes = model.tasks[0].classes or 2
-    image, _, _ = make_image(seed, 0, model.height, model.width, classes)
-    pixels = quantize(image, model.format("pixel"))
-    return linear_ops_program(Target.from_config(cfg), model, codes, pixels, task or model.task_names[0])
+    return program_for(cfg, image=seed, seed=seed)
 
 
 def bad_lists(program, cfg) -> list[dict]:

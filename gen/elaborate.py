@@ -47,6 +47,7 @@ class Elaboration:
     parameters: dict
     fault_sites: list[FaultSite] = field(default_factory=list)
     sections: dict = field(default_factory=dict)  # the kind's extra top-level manifest entries
+    files: dict = field(default_factory=dict)  # the kind's extra files: name -> text
 
 
 def _component_ports(component: wiring.Component) -> dict:
@@ -193,4 +194,5 @@ def elaborate(cfg: KindConfig) -> Elaboration:
         parameters=kind.parameters(cfg, component),
         fault_sites=sites,
         sections=kind.manifest_sections(cfg, component, sites) if kind.manifest_sections else {},
+        files=kind.files(cfg, component) if kind.files else {},
     )

@@ -32,6 +32,8 @@ class Kind:
     doc: str
     # optional: (cfg, component, fault_sites) -> extra top-level manifest entries (e.g. protectable)
     manifest_sections: Callable[[Any, Any, list], dict] | None = None
+    # optional: (cfg, component) -> {file name: text} written beside the Verilog (e.g. a register map)
+    files: Callable[[Any, Any], dict] | None = None
 
 
 KINDS: tuple[Kind, ...] = (
@@ -50,7 +52,7 @@ KINDS: tuple[Kind, ...] = (
          doc="docs/npu_tile.md", manifest_sections=npu_tile.manifest_sections),
     Kind(name="moevit_accel", config=moevit_accel.MoevitAccelConfig, build=moevit_accel.build,
          parameters=moevit_accel.parameters, doc="docs/accelerator.md",
-         manifest_sections=moevit_accel.manifest_sections),
+         manifest_sections=moevit_accel.manifest_sections, files=moevit_accel.files),
 )
 
 

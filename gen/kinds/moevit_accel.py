@@ -253,8 +253,6 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
         raise ValueError(f"buffers.a_k: {a_k} is below the model's largest K ({k_need}, {largest}); "
                          f"allowed: at least {k_need}")
     a_rows = cfg.buffers.a_rows or model.tokens
-    if a_rows < rows:
-        raise ValueError(f"buffers.a_rows: {a_rows} is below one M-tile of {rows} rows; allowed: at least {rows}")
     w_row_beats = -(-cols * w_bytes // beat_bytes)
     if (k_max + 1) * w_row_beats > MAX_TILE_BEATS:
         raise ValueError(f"buffers.k_max: {k_max} rows of {w_row_beats} beats make a weight tile of more than "
@@ -305,6 +303,13 @@ def build(cfg: MoevitAccelConfig):
 def parameters(cfg: MoevitAccelConfig, component) -> dict:
     """Derived facts for the manifest: engines, buffers, formats, client-to-port map."""
     return component.parameters
+
+
+def files(cfg: MoevitAccelConfig, component) -> dict:
+    """The register map beside the Verilog: its SystemRDL source and the C header made from it."""
+    from hw.vit.regmap import c_header
+
+    return {f"{cfg.name}_regs.rdl": component.rdl, f"{cfg.name}_regs.h": c_header(component.rdl_node)}
 
 
 def manifest_sections(cfg: MoevitAccelConfig, component, fault_sites) -> dict:

@@ -64,7 +64,7 @@ class MoevitAccel(wiring.Component):
                 "cols": lin.cols}
         self.rdl = regmap_module.accel_rdl(name=name, engines=list(self.engine_names), ports=ports, version=version,
                                            config_id=config_id, caps=caps)
-        self.register_map, self._rdl_node = regmap_module.elaborate_rdl(self.rdl)
+        self.register_map, self.rdl_node = regmap_module.elaborate_rdl(self.rdl)
         self.formats = list(formats)
         self.client_ports = {
             "reads": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(READ_CLIENTS)],

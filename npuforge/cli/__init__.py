@@ -9,7 +9,7 @@ import sys
 from gen import __version__
 from gen.errors import NpuforgeError
 
-from . import characterize, generate, inject, kinds, protect, report, sim, synth, validate
+from . import characterize, compile, generate, inject, kinds, protect, report, run as run_command, sim, synth, validate
 from .args import Parser
 from . import perf  # noqa: E402,I001 -- npuforge perf (MoE-ViT performance model)
 from . import eval as eval_command  # noqa: E402,I001 -- npuforge eval (MoE-ViT task metrics)
@@ -19,6 +19,8 @@ COMMANDS = {"generate": generate, "sim": sim, "synth": synth, "validate": valida
             "inject": inject, "report": report, "characterize": characterize, "protect": protect}
 COMMANDS["perf"] = perf
 COMMANDS["eval"] = eval_command
+COMMANDS["compile"] = compile
+COMMANDS["run"] = run_command
 
 
 def parser() -> Parser:

@@ -11,7 +11,7 @@ the engines while the ports drain) and an AXI error (which aborts the same way) 
 ``STATUS``, ``ERROR_DESC`` and the counters readable.
 """
 
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import Cat, Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -145,27 +145,31 @@ class MoevitAccel(wiring.Component):
         soft_request = csr.ctrl_soft_reset
         aborting = Signal(name="aborting")
         ports_idle = Signal(name="ports_idle")
-        m.d.comb += ports_idle.eq(sum(port.idle for port in ports) == len(ports))
+        m.d.comb += ports_idle.eq(Cat(*[port.idle for port in ports]).all())
         read_error = Signal(name="read_error")
         write_error = Signal(name="write_error")
-        m.d.comb += [read_error.eq(sum(port.read_error for port in ports) != 0),
-                     write_error.eq(sum(port.write_error for port in ports) != 0)]
+        m.d.comb += [read_error.eq(Cat(*[port.read_error for port in ports]).any()),
+                     write_error.eq(Cat(*[port.write_error for port in ports]).any())]
         axi_code = Signal(seq.abort_code.shape(), name="axi_code")
         with m.If(read_error):
             m.d.comb += axi_code.eq(ERROR["AXI_READ"])
         with m.Elif(write_error):
             m.d.comb += axi_code.eq(ERROR["AXI_WRITE"])
-        axi_failure = seq.failed & (axi_code != 0)
-        with m.If(soft_request | axi_failure):
+        axi_failure = seq.failed & axi_code.any()
+        # An abort (soft reset or AXI error): one drain pulse starts every port's drain; the processor
+        # and the engines stay in reset until every port is idle again.
+        abort = Signal(name="abort_now")
+        m.d.comb += abort.eq(soft_request | axi_failure)
+        with m.If(abort):
             m.d.sync += aborting.eq(1)
         with m.Elif(aborting & ports_idle):
             m.d.sync += aborting.eq(0)
-        m.d.comb += soft.eq(soft_request | aborting)
+        m.d.comb += soft.eq(abort | aborting)
         starting = Signal(name="starting")
         busy = Signal(name="busy")
         m.d.comb += [busy.eq(seq.busy | aborting), starting.eq(start & ~busy)]
         for port in ports:
-            m.d.comb += [port.drain.eq(aborting), port.clear.eq(starting)]
+            m.d.comb += [port.drain.eq(abort), port.clear.eq(starting)]
         m.d.comb += [seq.start.eq(starting), seq.base.eq(csr.desc_base_value), seq.abort_code.eq(axi_code)]
         opcode_engines = [engines[name] for name in ENGINE_OPCODES]
         for index, engine in enumerate(opcode_engines):
@@ -186,8 +190,7 @@ class MoevitAccel(wiring.Component):
             csr.status_busy.eq(busy), csr.status_done.eq(done), csr.status_error.eq(error), csr.status_code.eq(code),
             csr.error_desc_value.eq(error_desc), csr.desc_done_value.eq(desc_done),
             csr.irq_status_done_set.eq(seq.finished), csr.irq_status_error_set.eq(seq.failed),
-            self.irq.eq(((csr.irq_status_done & csr.irq_enable_done) | (csr.irq_status_error & csr.irq_enable_error))
-                        != 0),
+            self.irq.eq((csr.irq_status_done & csr.irq_enable_done) | (csr.irq_status_error & csr.irq_enable_error)),
         ]
 
         # ------------------------------------------------------------ counters
@@ -198,7 +201,7 @@ class MoevitAccel(wiring.Component):
             "busy_fetch": counting & seq.waiting_fetch,
             **{f"busy_{name}": engines[name].busy for name in ENGINE_OPCODES},
             "mac_active": self.linear.mac_beat,
-            "mem_stall": sum(engines[name].mem_stall for name in ENGINE_OPCODES) != 0,
+            "mem_stall": Cat(*[engines[name].mem_stall for name in ENGINE_OPCODES]).any(),
         }
         for p, port in enumerate(ports):
             events[f"rd_bytes_p{p}"] = port.read_beat * beat_bytes

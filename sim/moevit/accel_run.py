@@ -194,26 +194,22 @@ class Prepared:
 
 
 def prepare(cfg, build_root: Path) -> Prepared:
-    """Generate ``cfg``'s Verilog into ``<build_root>/<name>-<hash>/rtl`` and build (or reuse) its fast harness."""
+    """Generate ``cfg``'s Verilog into ``<build_root>/<name>-<hash>/rtl`` and build (or reuse) its fast harness.
+
+    The Verilog is generated every time (a changed generator changes it; the config hash would
+    not); the harness is rebuilt only when the Verilog differs from the one it was built from.
+    """
     from gen.emit import generate
     from gen.locking import locked
-    from gen.manifest import MANIFEST_NAME, verilog_filename
-    import json
+    from gen.manifest import verilog_filename
 
     from sim.fault.harness import build_accel_harness
 
     root = Path(build_root) / cfg.build_name()
     rtl = root / "rtl"
     with locked(root.with_name(root.name + ".lock")):
-        manifest_path = rtl / MANIFEST_NAME
-        verilog = rtl / verilog_filename(cfg.name)
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            fresh = manifest.get("config_hash") == cfg.config_hash() and verilog.exists()
-        except (OSError, ValueError):
-            fresh = False
-        if not fresh:
-            manifest = generate(cfg, rtl).manifest
+        manifest = generate(cfg, rtl).manifest
+    verilog = rtl / verilog_filename(cfg.name)
     harness = build_accel_harness(verilog, manifest, build_root)
     return Prepared(cfg=cfg, manifest=manifest, verilog=verilog, harness=harness, build_dir=root)
 

@@ -153,13 +153,13 @@ def build_harness(verilog: Path, manifest: dict, build_root: Path) -> Path:
 
 
 def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, main: Path, headers: dict,
-             vlt: str, extra: tuple = ()) -> Path:
+             vlt: str, extra: tuple = (), flags: tuple = ()) -> Path:
     """Build ``main`` (+ ``extra`` sources, generated ``headers``) with the Verilated design, once per
     everything it depends on: the directory name holds the hash, a ``stamp`` written last marks a
     finished build, parallel builders wait on a lock."""
     verilog = Path(verilog)
     text = verilog.read_text()
-    key = _key(text, manifest, main, headers, vlt, extra)
+    key = _key(text, manifest, main, headers, vlt, extra, flags)
     home = Path(build_root) / family / f"{manifest['top']}-{key[:16]}"
     binary = home / "harness"
     stamp = home / "stamp"
@@ -180,7 +180,7 @@ def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, ma
         env = verilator_env()
         env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} OPT_FAST={CXX_OPT} OPT_GLOBAL={CXX_OPT}"
         log = home / "build.log"
-        command = ["verilator", *verilator_args(manifest["top"]), "sites.vlt", "design.v", "harness.cpp"]
+        command = ["verilator", *verilator_args(manifest["top"]), *flags, "sites.vlt", "design.v", "harness.cpp"]
         with open(log, "w") as out:
             done = subprocess.run(command, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT)
         if done.returncode != 0 or not binary.exists():
@@ -193,8 +193,9 @@ def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, ma
     return binary
 
 
-def _key(text: str, manifest: dict, main: Path, headers: dict, vlt: str, extra: tuple) -> str:
+def _key(text: str, manifest: dict, main: Path, headers: dict, vlt: str, extra: tuple, flags: tuple = ()) -> str:
     facts = {
+        "flags": list(flags),
         "verilog": hashlib.sha256(text.encode()).hexdigest(),
         "main": hashlib.sha256(Path(main).read_bytes()).hexdigest(),
         "extra": [hashlib.sha256(Path(x).read_bytes()).hexdigest() for x in extra],
@@ -271,9 +272,11 @@ def accel_design_header(manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_accel_harness(verilog: Path, manifest: dict, build_root: Path) -> Path:
+def build_accel_harness(verilog: Path, manifest: dict, build_root: Path, *, trace: bool = False) -> Path:
     """Compile (or reuse) the accelerator's fast harness (``accel.cpp`` + the DRAM model). No variable
-    is made public: Verilator optimises the whole design (injection builds add the fault sites)."""
-    return _compile(verilog, manifest, build_root, family="accel-harness", main=ACCEL_SOURCE,
-                    headers={"accel_design.h": accel_design_header(manifest)}, vlt="`verilator_config\n",
-                    extra=(AXI_MEMORY,))
+    is made public: Verilator optimises the whole design (injection builds add the fault sites).
+    ``trace``: a separate build that can write a VCD (the script's ``trace PATH``; slower)."""
+    flags = ("--trace", "-CFLAGS", "-DNPUFORGE_TRACE") if trace else ()
+    return _compile(verilog, manifest, build_root, family="accel-harness-trace" if trace else "accel-harness",
+                    main=ACCEL_SOURCE, headers={"accel_design.h": accel_design_header(manifest)},
+                    vlt="`verilator_config\n", extra=(AXI_MEMORY,), flags=flags)

@@ -15,6 +15,7 @@
 //   cycles N                          clock N cycles
 //   reset N                           hold rst for N cycles (the memory drops what is in flight)
 //   dump ADDR SIZE PATH               memory [ADDR, ADDR+SIZE) into a file
+//   trace PATH                        (a build with tracing) write a VCD of everything after this line
 //
 // At the end it prints "violation ..." for every AXI rule the accelerator broke (and exits 1 if any),
 // "port P READ_BYTES WRITE_BYTES" per port and "total_cycles N".
@@ -31,6 +32,9 @@
 
 #include "Vtop.h"
 #include "verilated.h"
+#ifdef NPUFORGE_TRACE
+#include "verilated_vcd_c.h"
+#endif
 
 // Copy between a Verilated port and little-endian 32-bit words.
 static inline void put(CData& port, const uint32_t* w) { port = static_cast<CData>(w[0]); }
@@ -89,8 +93,24 @@ struct Harness {
     LiteIn lite;
     long cycle = 0;
     std::vector<std::string> reset_violations;
+#ifdef NPUFORGE_TRACE
+    std::unique_ptr<VerilatedVcdC> vcd;
+#endif
 
-    Harness() { top.reset(new Vtop{&context, "TOP"}); }
+    Harness() {
+#ifdef NPUFORGE_TRACE
+        context.traceEverOn(true);
+#endif
+        top.reset(new Vtop{&context, "TOP"});
+    }
+
+    void dump(int phase) {
+#ifdef NPUFORGE_TRACE
+        if (vcd) vcd->dump(static_cast<uint64_t>(cycle) * 10 + phase);
+#else
+        (void)phase;
+#endif
+    }
 
     // One clock cycle: drive with the clock low, settle, let the memory see the handshakes, rising edge.
     void step() {
@@ -102,6 +122,7 @@ struct Harness {
         }
         lite_drive(top.get(), lite);
         top->eval();
+        dump(0);
         bool in_reset = RESET_PORT(top) == RESET_ACTIVE;
         for (int p = 0; p < N_PORTS; ++p) {
             AxiMasterOut out;
@@ -116,6 +137,7 @@ struct Harness {
         }
         CLOCK_PORT(top) = 1;
         top->eval();
+        dump(5);
         memory->tick();
         ++cycle;
     }
@@ -195,7 +217,7 @@ int main(int argc, char** argv) {
         } else if (word == "timeout") {
             spec >> timeout;
         } else if (!started && (word == "load" || word == "write" || word == "read" || word == "run" ||
-                                word == "cycles" || word == "reset" || word == "dump")) {
+                                word == "cycles" || word == "reset" || word == "dump" || word == "trace")) {
             if (!size) fail("no memory line before the first command");
             h.memory.reset(new AxiMemory(base, size, N_PORTS, DATA_BYTES, timing));
             CLOCK_PORT(h.top) = 0;
@@ -242,6 +264,16 @@ int main(int argc, char** argv) {
             int n;
             spec >> n;
             h.reset(n);
+        } else if (word == "trace") {
+            std::string path;
+            spec >> path;
+#ifdef NPUFORGE_TRACE
+            h.vcd.reset(new VerilatedVcdC);
+            h.top->trace(h.vcd.get(), 99);
+            h.vcd->open(path.c_str());
+#else
+            fail("trace needs a harness built with tracing");
+#endif
         } else if (word == "dump") {
             uint64_t addr, bytes;
             std::string path;
@@ -264,5 +296,8 @@ int main(int argc, char** argv) {
                         static_cast<unsigned long long>(h.memory->write_bytes(p)));
     }
     std::printf("total_cycles %ld\nrun_cycles %ld\nseconds %.6f\n", h.cycle, run_cycles, seconds);
+#ifdef NPUFORGE_TRACE
+    if (h.vcd) h.vcd->close();
+#endif
     return bad ? 1 : 0;
 }

@@ -19,6 +19,7 @@ against the address space, :class:`hw.vit.engine.TensorCheck`); see docs/acceler
 
 from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import Out
 
 from hw.arith.divide import ceil_div_const
@@ -228,7 +229,14 @@ class LinearEngine(wiring.Component):
                          epi.inp.payload.res[j].eq(reader.rows.payload[j])]
         # The tile's last result row has taken its bias: its weight half is free.
         m.d.comb += w_buf.release.eq(Mux(row_step & walk.tile_end, 1 << half, 0))
-        wiring.connect(m, epi.out, writer.rows)
+        # A job's rows leave the engine back to back, one per cycle, while the writer moves one row per
+        # slice of beats: a queue of two jobs' rows takes the burst, so the array never waits on the writer.
+        row_bits = self.cols * self.act.width
+        out_queue = m.submodules.out_queue = SyncFIFOBuffered(width=row_bits, depth=max(4, 2 * self.rows + 2))
+        m.d.comb += [out_queue.w_en.eq(epi.out.valid), out_queue.w_data.eq(epi.out.payload.as_value()),
+                     epi.out.ready.eq(out_queue.w_rdy),
+                     writer.rows.valid.eq(out_queue.r_rdy), writer.rows.payload.as_value().eq(out_queue.r_data),
+                     out_queue.r_en.eq(writer.rows.ready)]
 
         m.d.comb += finished.eq(a_buf.loaded & w_buf.tiles_done & feeder.done & walk.done & writer.idle)
         m.d.comb += self.mem_stall.eq(running & (feeder.waiting | writer.waiting |

@@ -44,8 +44,9 @@ sysdeps:
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$pkgs; \
 	fi
 
-# Headless Chromium for tests/test_html_report.py (the HTML report checked in a browser); only
-# `make test` needs it. Without apt-get the browser test skips and says why.
+# Headless Chromium for tests/test_html_report.py (the HTML report checked in a browser, driven by
+# Playwright from the dev extra, which uses this chromium: Playwright's own browser download is
+# never run); only `make test` needs it. Without apt-get the browser test skips and says why.
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "installing system packages: chromium"; \

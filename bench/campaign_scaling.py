@@ -42,7 +42,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from npuforge.cli.inject import kind_workloads  # noqa: E402
+from npuforge.registry import kind_workloads  # noqa: E402
 from sim.fault import campaign as campaigns  # noqa: E402
 from sim.fault import dask_executor, executor  # noqa: E402
 from sim.fault.config import load_campaign  # noqa: E402

@@ -104,7 +104,7 @@ def _start_worker(engine: Engine, faults: list[Fault]) -> None:
 def _run_slice(bounds: tuple[int, int]) -> list[tuple]:
     """Run faults[start:stop] in a worker; send back only the result fields (the parent holds the faults)."""
     engine, faults = _worker
-    return [(r.outcome, r.differing, r.max_abs_diff, r.cycles, r.alarms)
+    return [(r.outcome, r.differing, r.max_abs_diff, r.cycles, r.alarms, r.extra_beats)
             for r in engine.run(faults[bounds[0]:bounds[1]], timeout_factor=TIMEOUT_FACTOR)]
 
 

@@ -32,10 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fpga.cost import generic_cost  # noqa: E402
 from gen.config import parse_config_data  # noqa: E402
 from gen.errors import ConfigError  # noqa: E402
 from gen.registry import KINDS  # noqa: E402
-from npuforge.cli.characterize import generic_cost  # noqa: E402
 from npuforge.registry import golden_for  # noqa: E402
 from sim.characterize import characterize  # noqa: E402
 

@@ -31,14 +31,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from gen.config.loader import parse_yaml_text, read_config_text  # noqa: E402
+from gen.config.reader import parse_yaml_text, read_config_text  # noqa: E402
 
 BASE_DESIGN = ROOT / "configs" / "npu_tile_8x8.yaml"
 RESULTS = ROOT / "bench" / "results"
@@ -50,17 +49,6 @@ FIT_PER_BIT = {"register": 1.0e-4, "memory": 1.0e-3}
 #: 0.2 suffices from 8x8 up (about 150,000 injections: the bound is 0.27 points under the point);
 #: the 2x3 test tile's smaller campaign needs 0.4 (docs/protection.md, "The loop").
 HEADROOM = 0.2
-
-
-class _Quiet:
-    """A status sink for the synthesis helpers (they report progress through ``update``)."""
-
-    def __init__(self, log=None):
-        self.log = log
-
-    def update(self, message: str) -> None:
-        if self.log:
-            self.log(message)
 
 
 def campaign_file(path: Path, name: str, design: Path, workload: dict, samples: int, seed: int,
@@ -79,7 +67,7 @@ def run_campaign(path: Path, db: Path, build_root: Path, workers: int = 1, log=p
 
     Returns the stored meta, the results and ``{prepare_s, run_s, injections}``.
     """
-    from npuforge.cli.inject import kind_workloads
+    from npuforge.registry import kind_workloads
     from sim.fault import campaign as campaigns
     from sim.fault.config import load_campaign
     from sim.fault.store import CampaignStore
@@ -97,9 +85,11 @@ def run_campaign(path: Path, db: Path, build_root: Path, workers: int = 1, log=p
 
 def synth_area(design: dict, build_root: Path) -> dict:
     """Generic synthesis of ``design`` (cached like ``npuforge synth``): ``{transistors, ff}``."""
-    from npuforge.cli.protect import _synth_area
+    from fpga.cost import generic_cost
+    from gen.config.loader import parse_config_data
 
-    return _synth_area(design, build_root, _Quiet())
+    cost = generic_cost(parse_config_data(design, "design"), build_root)
+    return {"transistors": int(cost["transistors"]), "ff": int(cost["ff"])}
 
 
 def run_loop(design: dict, work: Path, *, build_root: Path, samples: int, workload: dict = WORKLOAD,
@@ -111,7 +101,7 @@ def run_loop(design: dict, work: Path, *, build_root: Path, samples: int, worklo
     generic synthesis of the protected tile (the unprotected one is synthesised anyway when
     the optimiser prices by synthesis).
     """
-    from npuforge.cli import protect
+    from npuforge import cli
     from sim.fault.optimize import compare, load_prediction
     from sim.fault.report import build_report
 
@@ -131,10 +121,12 @@ def run_loop(design: dict, work: Path, *, build_root: Path, samples: int, worklo
     log(f"2. npuforge protect --target {target} --headroom {headroom} --area-model {area_model}")
     protected_path = work / "protected.yaml"
     t0 = time.monotonic()
-    protect.run(SimpleNamespace(db=base_db, target=target, output=protected_path, area=None, area_model=area_model,
-                                fit_flop=None, fit_sram=None, headroom=headroom / 100, build_dir=build_root))
+    status = cli.main(["protect", str(base_db), "--target", target, "-o", str(protected_path), "--area-model",
+                       area_model, "--headroom", str(headroom), "--build-dir", str(build_root)])
+    if status != 0:
+        raise SystemExit(f"npuforge protect failed (exit {status})")
     protect_s = time.monotonic() - t0
-    prediction = load_prediction(protect.prediction_path(protected_path))
+    prediction = load_prediction(protected_path)  # reads the .prediction.json beside it
     protected_design = parse_yaml_text(read_config_text(protected_path), str(protected_path))
 
     log(f"3. the same campaign on the protected design ({prediction['protect']})")

@@ -175,7 +175,7 @@ def measure(blocks: list[dict], *, baseline: dict, output_bits: int, synthesize_
 
 def load_table(path: Path, blocks: list[str], mechanisms: list[str]) -> dict:
     """An area table from a JSON or YAML file, checked against the design's blocks and ``mechanisms``."""
-    from gen.config.loader import parse_yaml_text, read_config_text
+    from gen.config.reader import parse_yaml_text, read_config_text
 
     path = Path(path)
     if not path.is_file():

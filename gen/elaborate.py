@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from amaranth.back import verilog as amaranth_verilog
 from amaranth.hdl import Fragment, Module, Shape
 from amaranth.hdl._ir import PortDirection
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 
 from . import toolchain  # noqa: F401 -- pins AMARANTH_USE_YOSYS before any conversion
 from .config.base import KindConfig
+from .layout import layout_fields
 from .registry import kind_of
 from .verilog_scan import scan_modules
 
@@ -58,27 +59,6 @@ def _component_ports(component: wiring.Component) -> dict:
         direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
         ports["__".join(map(str, path))] = (value, direction)
     return ports
-
-
-def layout_fields(shape, prefix: str = "", offset: int = 0) -> list[dict]:
-    """Leaf fields of a payload layout with bit offsets; arrays of scalars stay one entry with ``count``."""
-    if isinstance(shape, data.StructLayout):
-        fields = []
-        for name, member in shape:
-            fields += layout_fields(member.shape, f"{prefix}{name}", offset + member.offset)
-        return fields
-    if isinstance(shape, data.ArrayLayout) and not isinstance(shape.elem_shape, data.Layout):
-        elem = Shape.cast(shape.elem_shape)
-        return [{"name": prefix, "offset": offset, "width": elem.width, "signed": elem.signed,
-                 "count": shape.length, "stride": elem.width}]
-    if isinstance(shape, data.ArrayLayout):
-        fields = []
-        elem_size = data.Layout.cast(shape.elem_shape).size
-        for index in range(shape.length):
-            fields += layout_fields(shape.elem_shape, f"{prefix}[{index}].", offset + index * elem_size)
-        return fields
-    plain = Shape.cast(shape)
-    return [{"name": prefix, "offset": offset, "width": plain.width, "signed": plain.signed}]
 
 
 def _stream_interfaces(component: wiring.Component) -> list[dict]:

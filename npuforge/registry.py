@@ -66,6 +66,12 @@ def workload_for(cfg: KindConfig, name: str) -> Callable:
     return getattr(importlib.import_module(module), function)
 
 
+def kind_workloads(cfg: KindConfig) -> dict[str, Callable]:
+    """Name -> workload function, every workload of ``cfg``'s kind: what
+    ``sim.fault.config.load_campaign(path, workloads=kind_workloads)`` takes."""
+    return {name: workload_for(cfg, name) for name in support_for(cfg).workloads}
+
+
 def golden_for(cfg: KindConfig) -> ModuleType:
     return importlib.import_module(support_for(cfg).golden)
 

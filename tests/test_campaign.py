@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import BUILD_ROOT, ROOT
@@ -131,13 +132,16 @@ def _write_campaign(tmp_path, data, design=ROOT / "tests" / "configs" / "tpe_1x1
     (_with(workload__k="4"), ["workload.k: got '4'", "an integer"]),
     (_with(workload__jobs=True), ["workload.jobs: got true", "an integer"]),
     (_with(design="nothere.yaml"), ["design: got 'nothere.yaml'", "is not a file"]),
+    # Found by a config fuzz: the path was echoed raw, so a newline in the value split the line.
+    (_with(design="sub\ndesign.yaml"), ["design: got 'sub\\ndesign.yaml'", "sub\\ndesign.yaml' is not a file"]),
+    (_with(design="a\u2028b\r.yaml"), ["design: got 'a\\u2028b\\r.yaml'", "is not a file"]),
 ])
 def test_workload_and_design_errors(tmp_path, data, parts):
     path = _write_campaign(tmp_path, data)
     with pytest.raises(ConfigError) as caught:
         load_campaign(path, workloads=lambda design: {"gemm": _fake_gemm})
     message = str(caught.value)
-    assert "\n" not in message and message.startswith(f"{path}: ")
+    assert message.splitlines() == [message] and message.startswith(f"{path}: ")
     for part in parts:
         assert part in message, (part, message)
 
@@ -295,7 +299,8 @@ def test_store_round_trip_and_resume(tmp_path):
     db = tmp_path / "c.sqlite"
     with CampaignStore.open(db, create=_meta()) as store:
         assert store.done_indices() == set() and store.meta()["window"] == 40
-        wide = _result(2, Outcome.SDC, differing=3, max_abs_diff=2**64 + 5, cycles=41, alarms=("parity",))
+        wide = _result(2, Outcome.SDC, differing=3, max_abs_diff=2**64 + 5, cycles=41, alarms=("parity",),
+                       extra_beats=2)
         memory = InjectionResult(fault=Fault(index=1, model=FaultModel.MEM_SEU, site="core.buf.mem", bit=3,
                                              cycle=9, word=4), outcome=Outcome.HANG, cycles=160)
         assert store.add([_result(5), wide, memory]) == 3
@@ -306,9 +311,38 @@ def test_store_round_trip_and_resume(tmp_path):
         assert list(store.results()) == [memory, wide, _result(5), _result(7)]
         assert store.outcome_counts() == {"masked": 2, "sdc": 1, "hang": 1, "detected": 0, "corrected": 0}
         meta = store.meta()
-        assert meta["format"] == 1 and meta["reference"] == {"cycles": 40, "outputs": [1, 2]}
+        assert meta["format"] == 2 and meta["reference"] == {"cycles": 40, "outputs": [1, 2]}
     with CampaignStore.open(db) as store:  # read-only use (the report)
         assert store.count() == 4
+
+
+#: The injections table of format 1 (before extra_beats), as its files hold it.
+FORMAT_1_TABLE = """CREATE TABLE injections (idx INTEGER PRIMARY KEY, model TEXT NOT NULL, site TEXT NOT NULL,
+    bit INTEGER NOT NULL, word INTEGER, width INTEGER NOT NULL, cycle INTEGER NOT NULL, outcome TEXT NOT NULL,
+    differing INTEGER NOT NULL, max_abs_diff NOT NULL, cycles INTEGER NOT NULL, alarms TEXT NOT NULL)"""
+
+
+def test_store_reads_format_1_files_but_does_not_resume_them(tmp_path):
+    old = tmp_path / "old.sqlite"
+    db = sqlite3.connect(old)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(FORMAT_1_TABLE)
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in {**_meta(), "format": 1}.items()])
+    db.execute("INSERT INTO injections VALUES (3, 'seu', 'core.pe_0.acc', 3, NULL, 1, 3, 'sdc', 1, 4, 40, '[]')")
+    db.commit()
+    db.close()
+    with CampaignStore.open(old) as store:  # the report reads it: extra_beats 0, the tail not watched
+        assert list(store.results()) == [_result(3, Outcome.SDC, differing=1, max_abs_diff=4, cycles=40)]
+        assert not store.watched_tail and store.meta()["format"] == 1
+        with pytest.raises(StoreError, match="format 1 database is only read"):
+            store.add([_result(4)])
+    with pytest.raises(ConfigError) as caught:
+        CampaignStore.open(old, create=_meta())
+    message = str(caught.value)
+    assert "\n" not in message and "old.sqlite: format: got 1" in message and "allowed: format 2, or a new --db" \
+        in message
+    with CampaignStore.open(tmp_path / "new.sqlite", create=_meta()) as store:
+        assert store.watched_tail
 
 
 def test_store_refuses_a_different_result_for_a_stored_index(tmp_path):
@@ -544,7 +578,7 @@ def test_inject_killed_and_resumed_equals_an_uninterrupted_run(tmp_path):
 @pytest.mark.xdist_group("tpe_3x5_w8")
 def test_campaign_rows_are_the_engine_results_of_the_sample(tmp_path):
     """The pipeline (sample -> batches on 2 workers -> store) neither loses nor alters a result."""
-    from npuforge.cli.inject import kind_workloads
+    from npuforge.registry import kind_workloads
 
     loaded = load_campaign(TEST_CAMPAIGN, workloads=kind_workloads)
     prepared = campaigns.prepare(loaded, build_root=BUILD_ROOT)
@@ -564,6 +598,117 @@ def test_campaign_rows_are_the_engine_results_of_the_sample(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "faults.seed: got 8, but" in done.stderr and "holds another campaign with 7" in done.stderr
+
+
+def _read_workload_file(path: Path) -> tuple[list[str], dict, dict]:
+    """A workload file read as docs/campaigns.md specifies it, with no npuforge code: its comment lines,
+    input beats per sink index, (element fields, expected beats) per source index."""
+    lines = path.read_text().splitlines()
+    assert lines[0] == "npuforge-fault-spec 1"
+    comments = [line for line in lines[1:] if line.startswith("#")]
+    words = iter(" ".join(line for line in lines[1:] if not line.startswith("#")).split())
+    sinks, sources = {}, {}
+    for word in words:
+        if word == "sink":
+            index, count = int(next(words)), int(next(words))
+            sinks[index] = [int(next(words), 16) for _ in range(count)]
+        else:
+            assert word == "source", word
+            index, count, fields = (int(next(words)) for _ in range(3))
+            layout = [tuple(int(next(words)) for _ in range(5)) for _ in range(fields)]
+            sources[index] = (layout, [int(next(words), 16) for _ in range(count)])
+    return comments, sinks, sources
+
+
+def _element(word: int, offset: int, width: int, signed: int) -> int:
+    value = word >> offset & ((1 << width) - 1)
+    return value - (1 << width) if signed and value >> (width - 1) else value
+
+
+def _amaranth_replay(component, beats: list[int], cycles: int) -> list[int]:
+    """Drive ``operands`` with ``beats`` at full rate and keep ``results`` ready for ``cycles`` cycles from
+    reset, in Amaranth's simulator (the protocol of docs/fault_engine.md); the result beats that left."""
+    from amaranth.sim import Simulator
+
+    got = []
+
+    async def bench(ctx):
+        sent = 0
+        for _ in range(cycles):
+            offered = sent < len(beats)
+            ctx.set(component.operands.valid, offered)
+            ctx.set(component.operands.payload.as_value(), beats[sent] if offered else 0)
+            ctx.set(component.results.ready, 1)
+            if offered and ctx.get(component.operands.ready):
+                sent += 1
+            if ctx.get(component.results.valid):
+                got.append(ctx.get(component.results.payload.as_value()))
+            await ctx.tick()
+
+    simulator = Simulator(component)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+    return got
+
+
+@pytest.mark.xdist_group("tpe_3x5_w8")
+def test_exported_workload_replays_in_another_simulator(tmp_path, capsys):
+    """``--export-workload`` writes the workload file; read back with the documented format and drawn
+    again with the documented generator, it replays in Amaranth's simulator (no harness, no engine) to
+    its expected beats, which are the documented draws' products."""
+    from gen.registry import kind_of
+    from npuforge.cli.inject import kind_workloads
+    from sim.fault.workload import spec_text
+
+    path = tmp_path / "exported" / "workload.spec"
+    assert main(["inject", str(TEST_CAMPAIGN), "--export-workload", str(path), "--build-dir", str(BUILD_ROOT)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {path}: gemm(jobs=2, k=4, seed=3) on tpe_3x5_w8, 8 input "
+                                              "beats, 6 expected output beats; design ")
+    assert [p.name for p in path.parent.iterdir()] == ["workload.spec"]  # no temporary left
+    comments, sinks, sources = _read_workload_file(path)
+    params = json.loads(next(c for c in comments if c.startswith("# params "))[len("# params "):])
+    assert params == {"type": "gemm", "jobs": 2, "k": 4, "seed": 3}
+    assert "# sink 0 = operands: valid operands__valid, ready operands__ready, payload operands__payload (65 bits)" \
+        in comments and "#   field c offset 0 width 21 signed 1 count 5 stride 21" in comments
+
+    # The workload is the engine's: the file is the one Engine.prepare writes for the harness.
+    loaded = load_campaign(TEST_CAMPAIGN, workloads=kind_workloads)
+    made = campaigns.design_and_workload(loaded, build_root=BUILD_ROOT)
+    assert path.read_text() == spec_text(made.manifest, made.workload)
+
+    # The documented generator: numpy's default_rng(seed); per job A (c_rows x K), then B (K x cols).
+    cfg = loaded.design
+    rng = np.random.default_rng(params["seed"])
+    low, high = -(1 << (cfg.operand.width - 1)), (1 << (cfg.operand.width - 1)) - 1
+    jobs = [(rng.integers(low, high + 1, size=(cfg.rows, params["k"]), dtype=np.int64),
+             rng.integers(low, high + 1, size=(params["k"], cfg.cols), dtype=np.int64)) for _ in range(params["jobs"])]
+    # Beat order (k_steps, one step a beat): step k of job j is A[:, k] and B[k, :], last on the job's final step.
+    operands = made.manifest["interfaces"][0]["payload"]["fields"]
+    a, b, last = (next(f for f in operands if f["name"] == name) for name in ("a", "b", "last"))
+    decoded = [([_element(w, a["offset"] + i * a["stride"], a["width"], 1) for i in range(a["count"])],
+                [_element(w, b["offset"] + j * b["stride"], b["width"], 1) for j in range(b["count"])],
+                _element(w, last["offset"], 1, 0)) for w in sinks[0]]
+    assert decoded == [(list(A[:, k]), list(B[k]), int(k == params["k"] - 1))
+                       for A, B in jobs for k in range(params["k"])]
+    # Expected beats: the rows of each job's C = A @ B (no wrap at K = 4 in 21 bits).
+    (layout,), expected = sources[0]
+    offset, width, signed, count, stride = layout
+    rows = [[_element(w, offset + e * stride, width, signed) for e in range(count)] for w in expected]
+    assert rows == [list(row) for A, B in jobs for row in A @ B]
+
+    # Replayed without the campaign engine: the same beats leave, and none after them.
+    component = kind_of(cfg).build(cfg)
+    assert _amaranth_replay(component, sinks[0], cycles=4 * (len(sinks[0]) + len(expected)) + 20) == expected
+
+
+def test_export_workload_refuses_bad_paths_in_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for bad, message in ((tmp_path, "which is a directory"), (tmp_path / "file" / "w.spec", "is a file")):
+        assert main(["inject", str(TEST_CAMPAIGN), "--export-workload", str(bad), "--build-dir", str(BUILD_ROOT)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("npuforge: error: --export-workload: got ") and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_validate_accepts_campaigns(capsys, tmp_path):

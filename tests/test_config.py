@@ -1,6 +1,7 @@
 """Config loading: every rejection is one line naming field, value and what is allowed."""
 
 import string
+from pathlib import Path
 
 import pytest
 import yaml
@@ -250,3 +251,64 @@ def test_keys_with_newlines_or_dots_are_quoted_in_the_one_line_error():
         parse_config_data(data, "bad.yaml")
     assert "\n" not in str(raised.value)
     assert "kind.'\\n'" in str(raised.value)
+
+
+# --- npu_tile: checks across keys (model validators) name their field -------------------------
+
+TILE = yaml.safe_load((Path(__file__).parent / "configs" / "npu_tile_2x3.yaml").read_text())
+
+
+def _tile_with(protect=None, **changes):
+    data = {**TILE, "compute": {**TILE["compute"], **changes.pop("compute", {})}, **changes}
+    for key in [k for k, v in data["compute"].items() if v is None]:
+        del data["compute"][key]
+    if protect is not None:
+        data["protect"] = protect
+    return data
+
+
+# (config, the field path the line must start with, substrings: the value, what is allowed)
+TILE_REJECTED = [
+    (_tile_with(compute={"arch": "systolic_ws", "k_max": None}), "compute.arch", ["'systolic_ws'", "allowed: "]),
+    (_tile_with(compute={"arch": "cube", "depth": 4, "k_max": 3}), "compute.k_max", ["3", "allowed: k_max >= 4"]),
+    (_tile_with(acc_width=5), "acc_width", ["5", "allowed: 10 to 40"]),
+    (_tile_with(compute={"operand": {"width": 16, "signed": True}}, k_total_max=1 << 20), "k_total_max",
+     ["1048576", "52-bit", "allowed: a smaller k_total_max"]),
+    (_tile_with([{"match": "buf_c", "mechanism": "parity"}]), "protect[0].match",
+     ["'buf_c'", "allowed: a pattern over the blocks buf_a"]),
+    (_tile_with([{"match": "post", "mechanism": "tmr", "low": 0, "high": 3}]), "protect[0]",
+     ["low 0, high 3", "'tmr'", "allowed: both with clip"]),
+    (_tile_with([{"match": "post", "mechanism": "clip", "high": 3}]), "protect[0]", ["high 3", "'clip'", "allowed"]),
+    (_tile_with([{"match": "ctrl", "mechanism": "tmr"}, {"match": "c*", "mechanism": "parity"}]), "protect[1]",
+     ["block ctrl", "allowed: one mechanism per block"]),
+    (_tile_with([{"match": "buf_a", "mechanism": "tmr"}]), "protect[0].mechanism",
+     ["'tmr'", "allowed: parity, secded (what fits)"]),
+    (_tile_with([{"match": "post", "mechanism": "clip", "low": -9, "high": 3}]), "protect[0].low",
+     ["-9", "allowed: -8 to 7"]),
+    (_tile_with([{"match": "post", "mechanism": "clip", "low": 3, "high": 2}]), "protect[0]",
+     ["low 3 is above high 2", "allowed: low <= high"]),
+    # Field errors inside the list of protect entries name the entry's own fields.
+    (_tile_with([{"match": "post", "mechanism": "parity", "colour": 1}]), "protect[0].colour",
+     ["unknown key", "allowed keys: match, mechanism, low, high"]),
+    (_tile_with([{"match": "post", "mechanism": ["tmr"]}]), "protect[0].mechanism",
+     ["got a list", "allowed: one of 'parity', 'secded'"]),
+    (_tile_with([{"match": {"a": 1}, "mechanism": "tmr"}]), "protect[0].match", ["got a mapping", "allowed: a string"]),
+    (_tile_with(["post"]), "protect[0]", ["got 'post'", "allowed: a mapping with keys match, mechanism, low, high"]),
+    (_tile_with({"match": "post"}), "protect", ["got a mapping", "allowed: a list of mappings with keys match"]),
+]
+
+
+@pytest.mark.parametrize("data,field,parts", TILE_REJECTED, ids=[str(i) for i in range(len(TILE_REJECTED))])
+def test_npu_tile_errors_name_the_field(data, field, parts, tmp_path, capsys):
+    """Each check of gen/kinds/npu_tile.py, through the command line: one line that starts with the
+    field path (never 'top level: got a mapping'), then the value and what is allowed."""
+    path = tmp_path / "tile.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"npuforge: error: {path}: {field}"), err
+    after = err.removeprefix(f"npuforge: error: {path}: {field}")
+    assert after[0] in ": ", err  # the whole path, not a prefix of a longer one
+    assert "top level" not in err and "Input should" not in err, err
+    for part in parts:
+        assert part in err, (part, err)

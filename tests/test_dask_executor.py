@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.rtl, pytest.mark.xdist_group("tpe_3x5_w8")]
 
 @pytest.fixture(scope="module")
 def prepared():
-    from npuforge.cli.inject import kind_workloads
+    from npuforge.registry import kind_workloads
 
     loaded = load_campaign(TEST_CAMPAIGN, workloads=kind_workloads)
     prepared = campaigns.prepare(loaded, build_root=BUILD_ROOT)

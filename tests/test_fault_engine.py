@@ -94,6 +94,8 @@ def test_reference_is_the_golden_model(engines, built, config_name):
     assert engine.window == last_operand + engine.manifest["parameters"]["latency"] + cfg.c_rows
     # The registry names the same workload.
     assert workload_for(cfg, "gemm") is gemm
+    # After its last beat the array is idle: quiescent from the window's end, so tails end at once.
+    assert engine.settle(4) == engine.window
     free = engine.free_run(3)  # the bench's fault-free rate runs the same workload
     assert free["cycles"] == 3 * engine.window and free["seconds"] > 0 and free["state_bytes"] > 0
 
@@ -203,6 +205,40 @@ def test_hang_is_classified_and_bounded(engines, config_name):
     assert hang.differing == engine.workload.output_elements()  # nothing came out
     faults = _random_faults(engine, 40, seed=5)
     assert {r.outcome for r in engine.run(faults, timeout_factor=0.5)} == {Outcome.HANG}
+
+
+@per_config("tpe_1x1_w4")
+def test_a_beat_after_the_expected_ones_is_sdc_with_extra_beats(engines, config_name):
+    """A column-0 PE's ``done`` set after the final job's pulse sends one row too many (issue 23).
+
+    With the bus readout (``result_buffers: 2``) ``done`` marks the cycle a PE's row of C goes
+    onto the column buses; cleared in the cycle of the final pulse, the last row never leaves
+    (a hang); set in any later cycle of the window, every expected beat arrives right and then
+    one more, after the last expected one: an engine that stopped at the last expected beat
+    called these masked.
+    """
+    engine = engines(config_name)
+    window = engine.window
+    faults = [_seu(c, "core.pe_0_0.done", 0, c) for c in range(window)]
+    results = engine.run(faults, timeout_factor=4)
+    with_shortcuts = engine.last_stats
+    plain = dataclasses.replace(engine, checkpoints=False, early_stop=False)
+    assert plain.run(faults, timeout_factor=4) == results
+    assert with_shortcuts.stepped_cycles < plain.last_stats.stepped_cycles
+    pulse = max(r.fault.cycle for r in results if r.outcome is Outcome.HANG)
+    late = [r for r in results if r.fault.cycle > pulse]
+    assert late, "no cycle of the window follows the final done pulse"
+    expected = engine.workload.outputs["results"]
+    for result in late:
+        # One extra beat of one element (the 1x1 array's C), as long after the flip as the last
+        # expected beat is after the final pulse.
+        assert (result.outcome, result.extra_beats, result.differing, result.max_abs_diff) == \
+            (Outcome.SDC, 1, 1, 0), result
+        assert result.cycles == result.fault.cycle + window - pulse
+        replay = engine.replay(result.fault, timeout_factor=4)
+        assert replay.complete and replay.outputs["results"][:len(expected)] == expected
+        assert len(replay.outputs["results"]) == len(expected) + 1
+    assert all(r.extra_beats == 0 for r in results if r.outcome is not Outcome.SDC)
 
 
 @per_config("tpe_3x5_w8")
@@ -338,7 +374,7 @@ def _store_manifest(alarms: list[dict]) -> dict:
     return manifest
 
 
-def _store_engine(tmp_path, alarms: list[dict], parity_fix: int = 0) -> Engine:
+def _store_engine(tmp_path, alarms: list[dict], parity_fix: int = 0, expected_beats: int = 4) -> Engine:
     verilog = tmp_path / "store.v"
     verilog.write_text(STORE_VERILOG)
     manifest = _store_manifest(alarms)
@@ -347,7 +383,7 @@ def _store_engine(tmp_path, alarms: list[dict], parity_fix: int = 0) -> Engine:
     inputs = tuple(codec_in.pack({"data": d, "parity": p, "last": int(n == 3)})
                    for n, (d, p) in enumerate(zip(STORE_DATA, parity)))
     outputs = tuple(codec_out.pack({"data": d, "last": int(n == 3)}) for n, d in enumerate(STORE_DATA))
-    workload = Workload(name="store four", inputs={"operands": inputs}, outputs={"results": outputs},
+    workload = Workload(name="store four", inputs={"operands": inputs}, outputs={"results": outputs[:expected_beats]},
                         layouts={i["name"]: i["payload"] for i in manifest["interfaces"]},
                         element_fields={"results": ("data",)})
     return Engine.prepare(tmp_path, verilog, manifest, workload, build_root=BUILD_ROOT)
@@ -407,3 +443,10 @@ def test_alarm_ports_turn_flips_into_detected_or_corrected(store, tmp_path):
             assert detected.outcome is corrected.outcome is Outcome.MASKED, f
     with pytest.raises(ToolError, match="an alarm rose in the fault-free run"):
         _store_engine(tmp_path, alarms=[{"port": "alarm", "corrects": False}], parity_fix=1)
+
+
+def test_a_fault_free_beat_after_the_expected_ones_is_refused(tmp_path):
+    """The fault-free run is watched past its last expected beat too: a workload that expects
+    fewer beats than the design sends does not pass for the reference."""
+    with pytest.raises(ToolError, match=r"differs from the golden model on results beat 3 \(4 beats, expected 3\)"):
+        _store_engine(tmp_path, alarms=[], expected_beats=3)

@@ -255,6 +255,23 @@ def test_table_renders():
     assert "design outcomes by fault model" in text and "seu (rates)" in text and "mbu " in text
 
 
+def test_sdc_with_extra_beats_is_counted_and_an_unwatched_tail_is_said():
+    results = _results()
+    sdc = [n for n, r in enumerate(results) if r.outcome is Outcome.SDC and r.fault.site == "core.b.reg"]
+    results[sdc[0]] = InjectionResult(results[sdc[0]].fault, Outcome.SDC, differing=4, cycles=56, extra_beats=1)
+    report = build_report(_meta(_manifest()), results)
+    rows = {row["name"]: row for row in report["blocks"]}
+    assert (rows["core.b"]["sdc_extra_beats"], rows["core.a"]["sdc_extra_beats"]) == (1, 0)
+    assert (report["total"]["sdc_extra_beats"], report["total"]["sdc"]) == (1, 7)
+    text = _render(report)
+    assert "sdc with output beats after the expected ones (extra_beats): 1 of 7" in text
+    assert "watched past its last expected output beat" in text
+    old = build_report(_meta(_manifest(), format=1), _results())  # a database of before extra_beats
+    assert not old["extra_beats_watched"] and report["extra_beats_watched"]
+    text = _render(old)
+    assert "extra_beats" not in text.split("assumptions:")[0] and "database is of format 1" in text
+
+
 def _store(path, results, manifest=None):
     with CampaignStore.open(path, create=_meta(manifest or _manifest())) as store:
         store.add(results)
@@ -296,3 +313,87 @@ def test_cli_report_errors(tmp_path, capsys):
     assert code == 2 and "which is a directory" in err
     code, err = fails(db, "--interval", "normal")
     assert code == 2 and "invalid choice: 'normal'" in err
+
+
+# ------------------------------------------- the commands piped to a file (a CI log, make demo | tee)
+
+def _piped(*args) -> str:
+    """``python -m npuforge ARGS`` with stdout a pipe (not a terminal): its stdout; it must succeed."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import BUILD_ROOT, ROOT
+
+    env = {**os.environ, "NPUFORGE_BUILD_DIR": str(BUILD_ROOT), "PYTHONPATH": str(ROOT), "COLUMNS": "80"}
+    done = subprocess.run([sys.executable, "-m", "npuforge", *map(str, args)], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _line_with(out: str, name: str) -> str:
+    """The one line of ``out`` whose first table cell is ``name``."""
+    lines = [line for line in out.splitlines() if line.strip(" │┃|").startswith(name + " ")]
+    assert len(lines) == 1, (name, lines)
+    return lines[0]
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("tpe_3x5_w8")
+def test_inject_and_report_piped_show_every_name_and_number_whole(tmp_path):
+    """Outside a terminal rich used 80 columns: ``core.…`` names and numbers wrapped over lines. Piped,
+    every block's row is one line holding its whole name and every number of the report."""
+    from conftest import ROOT
+
+    campaign = tmp_path / "small.yaml"
+    campaign.write_text(f"kind: campaign\nname: small_piped\ndesign: {ROOT / 'tests' / 'configs' / 'tpe_3x5_w8.yaml'}\n"
+                        "workload: {type: gemm, jobs: 2, k: 4, seed: 3}\n"
+                        "faults: {models: [seu], samples: 300, seed: 11}\ntarget_asil: D\n")
+    db = tmp_path / "small.sqlite"
+    out = _piped("inject", campaign, "--db", db, "--workers", "1")
+    with CampaignStore.open(db) as store:
+        results = list(store.results())
+    counts = {o.value: sum(1 for r in results if r.outcome is o) for o in Outcome}
+    assert len(results) == 300
+    assert f"database {db}\n" in out and "done     300 of 300 injections stored" in out
+    outcomes = _line_with(out, "outcomes")
+    for name, n in counts.items():
+        assert f"{name} {n} ({100 * n / 300:.1f}%)" in outcomes, (name, outcomes)
+
+    report_json = tmp_path / "r.json"
+    out = _piped("report", db, "--by", "block", "--json", report_json)
+    report = json.loads(report_json.read_text())
+    assert "…" not in out and "..." not in out
+    assert len(report["blocks"]) >= 15  # one per PE and more: long names, many rows
+    for row in [*report["blocks"], report["total"]]:
+        line = _line_with(out, row["name"])
+        cells = [f"{row['bits']:,}", f"{row['injections']:,}", *(f"{row[o]:,}" for o in
+                                                                ("masked", "sdc", "detected", "corrected", "hang")),
+                 f"{100 * row['sdc_fraction']:.2f}% [{100 * row['sdc_low']:.2f}, {100 * row['sdc_high']:.2f}]",
+                 f"{row['fit']:.3g} [{row['fit_low']:.3g}, {row['fit_high']:.3g}]"]
+        for cell in cells:
+            assert cell in line, (cell, line)
+    spfm = _line_with(out, "SPFM")
+    assert f"{100 * report['spfm']:.2f}%" in spfm and f"{100 * report['spfm_high']:.2f}]" in spfm
+    assert f"ASIL reached: {report['asil']} (point estimates)" in out
+
+    # npuforge clean knows where that campaign left its builds (a dry run: the tests share them).
+    from conftest import BUILD_ROOT
+
+    out = _piped("clean", "--build-dir", BUILD_ROOT, "--dry-run")
+    found = {(" ".join(line.split()[2:4]), line.split()[-1]) for line in out.splitlines()
+             if line.startswith("would remove ") and "/" in line}
+    assert any(what == "harness build" and f"{BUILD_ROOT}/fault-harness/tpe_3x5_w8-" in path for what, path in found)
+    assert any(what == "campaign scratch" and path.startswith(f"{BUILD_ROOT}/tpe_3x5_w8-") for what, path in found)
+
+
+def test_perf_piped_shows_every_operator_whole(tmp_path):
+    """The same for a table of long operator names: ``npuforge perf --per-layer``."""
+    from conftest import ROOT
+
+    out = _piped("perf", ROOT / "configs" / "moevit" / "tiny.yaml", "--per-layer", "--json", tmp_path / "p.json")
+    operators = json.loads((tmp_path / "p.json").read_text())["operators"]
+    assert "…" not in out and len(operators) > 10
+    for operator in operators:
+        assert operator["engine"] in _line_with(out, operator["name"])

@@ -64,6 +64,16 @@ def test_arrays_and_scalars_agree(codes, shift, rounding):
         assert array.dtype == np.int64
 
 
+@settings(max_examples=500, deadline=None)
+@given(codes=st.lists(st.integers(-(1 << 61) + 1, (1 << 61) - 1), min_size=1, max_size=40),
+       shift=st.integers(1, 70), rounding=st.sampled_from(ROUNDINGS))
+def test_right_shifts_of_wide_int64_codes_stay_int64_and_exact(codes, shift, rounding):
+    """A right shift never grows a code: int64 arrays up to 61 bits round in int64, as the scalars do."""
+    array = shift_round(np.array(codes, dtype=np.int64), shift, rounding)
+    assert array.dtype == np.int64
+    assert array.tolist() == [shift_round(c, shift, rounding) for c in codes]
+
+
 @settings(max_examples=300, deadline=None)
 @given(codes=st.lists(st.integers(-(1 << 40), 1 << 40), min_size=1, max_size=20), from_frac=st.integers(-8, 40),
        fmt=formats, rounding=st.sampled_from(ROUNDINGS), overflow=st.sampled_from(OVERFLOWS))

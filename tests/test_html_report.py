@@ -1,21 +1,16 @@
 """sim/fault/html_report.py and ``npuforge report --html``: the page's content, the CLI, and the page in a browser.
 
 The browser test runs a small real campaign (400 SEUs on the 3x5 array), writes its
-report page and loads it in headless Chromium through the DevTools protocol (a pipe,
-no port): no console error or exception, every plot image decoded, and every plot's
-area in a full-page screenshot is not blank.
+report page and loads it in headless Chromium (Debian's, driven by Playwright): no console
+error, exception or failed load, every plot image decoded, and every plot's area in a
+full-page screenshot is drawn. Broken pages (blank, a corrupted or blank plot, a script
+error) are shown to fail the same check.
 """
 
 import base64
 import dataclasses
-import fcntl
 import io
-import json
-import os
-import select
 import shutil
-import subprocess
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -120,85 +115,16 @@ def test_cli_writes_the_page_whole(tmp_path, capsys):
 
 # ----------------------------------------------------------------------- the page in Chromium
 
+#: Debian's chromium runs Playwright's browser side (Playwright's own browser download is not
+#: used). In a container: no sandbox, no GPU, /tmp instead of a small /dev/shm, nothing fetched.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--hide-scrollbars"]
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (Debian: apt-get install chromium; "
+                                                             "make test installs it when apt-get is available)")
 
-def _above_9(fd: int) -> int:
-    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
-    os.close(fd)
-    return high
-
-
-class DevTools:
-    """Headless Chromium driven over ``--remote-debugging-pipe``: JSON messages ended by NUL on fds 3 and 4."""
-
-    def __init__(self, binary: str, profile: Path, timeout: float = 60.0):
-        self.timeout, self.events, self._next, self._buffer = timeout, [], 0, b""
-        to_chrome, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome = os.pipe()
-        # The child's ends move above 9 first, so that redirecting them to 3 and 4 cannot clobber each other.
-        to_chrome, from_chrome = (_above_9(fd) for fd in (to_chrome, from_chrome))
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-                 "--remote-debugging-pipe", "--no-first-run", f"--user-data-dir={profile}", "about:blank"]
-        # The browser reads commands on fd 3 and writes replies on fd 4 (bash: dash takes one-digit fds only).
-        self.process = subprocess.Popen(
-            ["bash", "-c", f'exec "$0" "$@" 3<&{to_chrome} 4>&{from_chrome}', binary, *flags],
-            pass_fds=(to_chrome, from_chrome), stdout=subprocess.DEVNULL)
-        os.close(to_chrome)
-        os.close(from_chrome)
-
-    def _message(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            ready, _, _ = select.select([self._from_chrome], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                raise TimeoutError("no message from Chromium in time")
-            chunk = os.read(self._from_chrome, 1 << 20)
-            if not chunk:
-                raise RuntimeError(f"Chromium closed the pipe (exit code {self.process.poll()})")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
-        self._next += 1
-        message = {"id": self._next, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + self.timeout
-        while True:
-            reply = self._message(deadline)
-            if reply.get("id") == self._next:
-                assert "error" not in reply, f"{method}: {reply['error']}"
-                return reply["result"]
-            self.events.append(reply)
-
-    def wait_for(self, method: str) -> dict:
-        deadline = time.monotonic() + self.timeout
-        for event in self.events:
-            if event.get("method") == method:
-                return event
-        while True:
-            event = self._message(deadline)
-            self.events.append(event)
-            if event.get("method") == method:
-                return event
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close")
-        except (OSError, RuntimeError, TimeoutError):
-            pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        os.close(self._to_chrome)
-        os.close(self._from_chrome)
-
-
-IMAGES_JS = """JSON.stringify({
+IMAGES_JS = """() => ({
   title: document.title,
-  verdict: document.getElementById('verdict').textContent,
+  verdict: document.getElementById('verdict') ? document.getElementById('verdict').textContent : null,
   images: [...document.images].map(i => {
     const b = i.getBoundingClientRect();
     return {id: i.id, complete: i.complete, width: i.naturalWidth, height: i.naturalHeight,
@@ -206,32 +132,34 @@ IMAGES_JS = """JSON.stringify({
   })})"""
 
 
-def render(page: Path, profile: Path) -> tuple[dict, list[str], Image.Image]:
-    """Load ``page`` in Chromium: what the DOM says of it, the console errors, a full-page screenshot."""
-    chrome = DevTools(CHROMIUM, profile)
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium for the module's pages, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def render(browser, page: Path) -> tuple[dict, list[str], Image.Image]:
+    """Load ``page``: what the DOM says of it, the errors (console, uncaught exceptions, failed loads)
+    and a full-page screenshot at 1200 pixels wide."""
+    view = browser.new_page(viewport={"width": 1200, "height": 900}, device_scale_factor=1)
+    errors = []
+    view.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type in ("error", "assert") else None)
+    view.on("pageerror", lambda error: errors.append(f"exception: {error}"))
+    view.on("requestfailed", lambda request: errors.append(f"request failed: {request.url[:100]}"))
     try:
-        target = chrome.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = chrome.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
-            chrome.send(f"{domain}.enable", session=session)
-        chrome.send("Emulation.setDeviceMetricsOverride",
-                    {"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)
-        chrome.send("Page.navigate", {"url": page.as_uri()}, session)
-        chrome.wait_for("Page.loadEventFired")
-        dom = json.loads(chrome.send("Runtime.evaluate", {"expression": IMAGES_JS, "returnByValue": True},
-                                     session)["result"]["value"])
-        size = chrome.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
-        shot = chrome.send("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}}, session)
-        errors = [f"{event['method']}: {json.dumps(event['params'])[:300]}" for event in chrome.events
-                  if event.get("method") == "Runtime.exceptionThrown"
-                  or (event.get("method") == "Runtime.consoleAPICalled"
-                      and event["params"]["type"] in ("error", "assert"))
-                  or (event.get("method") == "Log.entryAdded" and event["params"]["entry"]["level"] == "error")]
+        view.goto(page.as_uri(), wait_until="load")
+        dom = view.evaluate(IMAGES_JS)
+        shot = view.screenshot(full_page=True, type="png")
     finally:
-        chrome.close()
-    return dom, errors, Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("L")
+        view.close()
+    return dom, errors, Image.open(io.BytesIO(shot)).convert("L")
 
 
 def _spread(image: Image.Image, box) -> tuple[float, float]:
@@ -241,12 +169,69 @@ def _spread(image: Image.Image, box) -> tuple[float, float]:
     return float(pixels.std()), float((pixels < 200).mean())
 
 
+def problems(dom: dict, errors: list[str], shot: Image.Image) -> list[str]:
+    """What is wrong with a rendered report page; ``[]`` for a good one. Every plot must be there,
+    decoded, laid out at the page's width and drawn: neither blank nor a solid block."""
+    found = list(errors)
+    images = {image["id"]: image for image in dom["images"]}
+    if sorted(images) != sorted(f"plot-{name}" for name in PLOTS):
+        found.append(f"plots: got {sorted(images)}")
+    for name, image in sorted(images.items()):
+        x, y, w, h = image["box"]
+        if not (image["complete"] and image["width"] > 300 and image["height"] > 100):
+            found.append(f"{name}: not decoded ({image['width']} x {image['height']} pixels)")
+        elif not (w > 800 and h > 100 and y + h <= shot.height):
+            found.append(f"{name}: laid out at {image['box']}")
+        else:
+            spread, ink = _spread(shot, image["box"])
+            if not (spread > 20 and 0.02 < ink < 0.9):
+                found.append(f"{name}: blank or a solid block (spread {spread:.1f}, ink {ink:.3f})")
+    return found
+
+
+def _write(tmp_path: Path, name: str, page: str) -> Path:
+    path = tmp_path / f"{name}.html"
+    path.write_text(page)
+    return path
+
+
+def _replace_plot(page: str, name: str, svg: bytes) -> str:
+    """``page`` with the image of plot ``name`` replaced by ``svg``."""
+    old = base64.b64encode(_images(page)[name]).decode()
+    assert old in page
+    return page.replace(old, base64.b64encode(svg).decode())
+
+
+@needs_chromium
+def test_the_page_check_fails_broken_pages(tmp_path, chromium):
+    """The check is not blind: a blank page, a corrupted image, a blank plot, a script error each fail
+    it, while the toy campaign's own page passes."""
+    meta, results = _meta(_manifest()), _results()  # the toy campaign of test_fault_report
+    good = render_html(build_report(meta, results), meta, results)
+    assert problems(*render(chromium, _write(tmp_path, "good", good))) == []
+
+    blank = _write(tmp_path, "blank", "<!DOCTYPE html><html><head><title>t</title></head><body></body></html>")
+    assert problems(*render(chromium, blank)) == ["plots: got []"]
+
+    corrupted = _replace_plot(good, "rows", _images(good)["rows"][:2000])  # the SVG cut short
+    assert problems(*render(chromium, _write(tmp_path, "corrupted", corrupted))) == \
+        ["plot-rows: not decoded (0 x 0 pixels)"]
+
+    white = b'<svg xmlns="http://www.w3.org/2000/svg" width="900" height="400"><rect width="900" height="400" ' \
+            b'fill="white"/></svg>'
+    found = problems(*render(chromium, _write(tmp_path, "white", _replace_plot(good, "bits", white))))
+    assert len(found) == 1 and found[0].startswith("plot-bits: blank or a solid block"), found
+
+    failing = good.replace("</body>", "<script>null.x</script></body>")
+    found = problems(*render(chromium, _write(tmp_path, "script", failing)))
+    assert len(found) == 1 and found[0].startswith("exception: "), found
+
+
 @pytest.mark.rtl
 @pytest.mark.xdist_group("tpe_3x5_w8")
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (Debian: apt-get install chromium; "
-                                             "make test installs it when apt-get is available)")
-def test_report_page_renders_in_chromium(tmp_path):
-    from npuforge.cli.inject import kind_workloads
+@needs_chromium
+def test_report_page_renders_in_chromium(tmp_path, chromium):
+    from npuforge.registry import kind_workloads
     from sim.fault import campaign as campaigns
     from sim.fault.config import load_campaign
 
@@ -259,19 +244,11 @@ def test_report_page_renders_in_chromium(tmp_path):
     with CampaignStore.open(db) as store:
         report = build_report(store.meta(), store.results())
 
-    dom, errors, shot = render(page, tmp_path / "profile")
-    assert errors == [], errors
+    dom, errors, shot = render(chromium, page)
+    assert problems(dom, errors, shot) == []
     assert dom["title"] == "Fault campaign tpe_3x5_seu on tpe_3x5_w8"
     assert dom["verdict"].startswith(f"ASIL reached: {report['asil']} (point estimates)")
-    images = {image["id"]: image for image in dom["images"]}
-    assert sorted(images) == sorted(f"plot-{name}" for name in PLOTS)
     assert shot.width == 1200 and shot.height > 2500  # the whole page, not the 900-pixel viewport
-    for name, image in images.items():
-        assert image["complete"] and image["width"] > 300 and image["height"] > 100, image
-        x, y, w, h = image["box"]
-        assert w > 800 and h > 100 and y + h <= shot.height, image  # laid out at the page's width
-        spread, ink = _spread(shot, image["box"])
-        assert spread > 20 and 0.02 < ink < 0.9, (name, spread, ink)  # drawn: neither blank nor a solid block
     # The measure tells blank from drawn: the page's left margin beside the plots is blank.
-    margin = images["plot-metrics"]["box"]
+    margin = next(image["box"] for image in dom["images"] if image["id"] == "plot-metrics")
     assert _spread(shot, (0, margin[1], 10, margin[3]))[0] < 1

@@ -51,9 +51,9 @@ def test_residue_and_clip_are_accepted():
     ({"match": "post", "mechanism": "clip", "low": 3, "high": 2}, {}, ["protect[0]: low 3 is above high 2"]),
     ({"match": "post", "mechanism": "clip", "low": 3}, {}, ["clip needs both"]),
     ({"match": "buf_a", "mechanism": "residue"}, {}, ["'residue' does not fit block buf_a (memory",
-                                                     "fits: parity, secded"]),
+                                                     "allowed: parity, secded"]),
     ({"match": "compute", "mechanism": "clip", "low": 0, "high": 1}, {},
-     ["'clip' does not fit block compute", "fits: dmr, tmr, residue, abft"]),
+     ["'clip' does not fit block compute", "allowed: dmr, tmr, residue, abft"]),
     ({"match": "acc", "mechanism": "residue"}, {}, ["'residue' does not fit block acc (registers"]),
 ])
 def test_misfits_give_one_line(entry, extra, parts):

@@ -5,7 +5,7 @@ from amaranth.lib import data
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gen.elaborate import layout_fields
+from gen.layout import layout_fields
 from hw.tpe import operand_beat_layout
 from sim.tb.payload import PayloadCodec
 

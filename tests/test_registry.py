@@ -66,6 +66,127 @@ def test_layers_import_only_downwards(layer):
             assert top in ALLOWED_IMPORTS[layer], f"{path.relative_to(ROOT)}:{line} imports {top}"
 
 
+FLOORS = sorted(ALLOWED_IMPORTS)
+
+
+def _module_name(path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict:
+    """Module name -> file, every module of every floor."""
+    return {_module_name(path): path for floor in FLOORS for path in sorted((ROOT / floor).rglob("*.py"))}
+
+
+def _imports(path, modules, name=None) -> list:
+    """(line, module) for every import of a module in ``modules`` anywhere in ``path`` (function
+    bodies included): ``from a.b import c`` is ``a.b.c`` when that is a module, else ``a.b``.
+    ``name``: the module ``path`` is (default: from its place in the tree)."""
+    name = name or _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names if alias.name in modules]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module
+            for alias in node.names:
+                target = f"{source}.{alias.name}"
+                if target in modules or source in modules:
+                    found.append((node.lineno, target if target in modules else source))
+    return found
+
+
+def import_cycles(graph: dict) -> list:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for successor in sorted(graph[node]):
+            if successor not in index:
+                visit(successor)
+                low[node] = min(low[node], low[successor])
+            elif successor in on_stack:
+                low[node] = min(low[node], index[successor])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_cycle_finder_finds_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles():
+    """Among the modules of hw, gen, sim, fpga, npuforge: no module reaches itself through imports,
+    late (function-level) imports included. An import names one module: ``from pkg.mod import x``
+    counts ``pkg.mod``, not the packages Python initialises on the way."""
+    modules = _modules()
+    graph = {name: {target for _, target in _imports(path, modules)} - {name} for name, path in modules.items()}
+    assert graph["gen.elaborate"] and graph["gen.config.loader"]  # the graph sees imports at all
+    assert import_cycles(graph) == []
+
+
+def _command_modules() -> set:
+    from npuforge.cli import COMMANDS
+
+    return {module.__name__ for module in COMMANDS.values()}
+
+
+def test_only_the_command_line_imports_a_command_module():
+    """Work lives in its floor, not in a command (npuforge/cli/<command>.py): no other command, bench
+    or module may import from one; npuforge/cli/__init__.py lists them, tests may test them.
+    npuforge/cli/args.py and output.py are shared helpers, not commands."""
+    commands = _command_modules()
+    assert {"npuforge.cli.inject", "npuforge.cli.characterize"} <= commands
+    assert not {"npuforge.cli.args", "npuforge.cli.output"} & commands
+    modules = {**_modules(), **{f"bench.{p.stem}": p for p in sorted((ROOT / "bench").glob("*.py"))}}
+    offenders = []
+    for name, path in sorted(modules.items()):
+        if name == "npuforge.cli":
+            continue
+        for line, target in _imports(path, modules):
+            if target in commands and target != name:
+                offenders.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert offenders == []
+
+
+def test_command_check_sees_an_offender(tmp_path):
+    """The check above is not blind: a bench importing a command's function, or a command importing
+    another (relative import), is caught; the shared helpers are not."""
+    modules = _modules()
+    bench = tmp_path / "bench.py"
+    bench.write_text("from npuforge.cli.characterize import print_report\nfrom npuforge.cli import args, report\n")
+    command = tmp_path / "fake.py"
+    command.write_text("def run(args):\n    from .inject import Progress\n    from . import output\n")
+    targets = [t for _, t in _imports(bench, modules, "bench.bench") + _imports(command, modules, "npuforge.cli.fake")]
+    assert [t for t in targets if t in _command_modules()] == [
+        "npuforge.cli.characterize", "npuforge.cli.report", "npuforge.cli.inject"]
+    assert "npuforge.cli.args" in targets and "npuforge.cli.output" in targets
+
+
 def test_config_reference_is_current():
     committed = (ROOT / "docs" / "config.md").read_text()
     assert committed == config_reference(), "run: python -m gen.docs > docs/config.md"

@@ -30,6 +30,11 @@ def show_value(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def quote(text: str) -> str:
+    """``text`` whole, quoted, with newlines and other unprintable characters escaped (a file path, say)."""
+    return repr(str(text))
+
+
 def show_path(loc: tuple) -> str:
     """``('operand', 'width')`` -> ``operand.width``; list indices as ``[i]``."""
     text = ""
@@ -96,18 +101,47 @@ def _describe_type(annotation, metadata) -> str:
     model = model_of(annotation)
     if model is not None:
         return "a mapping with keys " + ", ".join(model.model_fields)
+    if typing.get_origin(annotation) is list and typing.get_args(annotation):
+        item = typing.get_args(annotation)[0]
+        item_model = model_of(item)
+        if item_model is not None:
+            return "a list of mappings with keys " + ", ".join(item_model.model_fields)
+        each = _describe_type(item, ())
+        if each in ("an integer", "a string"):
+            return f"a list of {each.split()[-1]}s"
+        return f"a list, each item {each}"
     return str(annotation)
 
 
+def _list_item_model(annotation):
+    """``list[Model]`` (or ``list[Model] | None``) -> ``Model``; anything else -> None."""
+    annotation, _ = _strip_optional(annotation)
+    if typing.get_origin(annotation) is not list:
+        return None
+    args = typing.get_args(annotation)
+    return model_of(args[0]) if args else None
+
+
 def _walk(model: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, FieldInfo | None]:
-    """The model that owns ``loc[-1]`` and that field (either may be None if loc leaves the models)."""
+    """The model that owns ``loc[-1]`` and that field (either may be None if loc leaves the models).
+
+    A list index steps into the list's item model: ``('protect', 0, 'match')`` is the field
+    ``match`` of the item model of ``protect``; ``('protect', 0)`` gives that model and no field.
+    """
     field = None
     owner: type[BaseModel] | None = model
     for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(part, int) and not isinstance(part, bool) and field is not None:
+            owner, field = _list_item_model(field.annotation), None
+            if owner is None:
+                return None, None
+            continue
         if owner is None or part not in owner.model_fields:
-            return (owner if index == len(loc) - 1 else None), None
+            return (owner if last else None), None
         field = owner.model_fields[part]
-        if index < len(loc) - 1:
+        following = loc[index + 1] if not last else None
+        if not last and not (isinstance(following, int) and not isinstance(following, bool)):
             owner = model_of(field.annotation)
     return owner, field
 
@@ -148,7 +182,12 @@ def format_validation_error(error: ValidationError, model: type[BaseModel], sour
         allowed = str(cause) if cause is not None else first["msg"]
         line = f"{source}: {path}: got {show_value(first.get('input'))}; allowed: {allowed}"
     else:
-        allowed = describe_field(field) if field is not None else first["msg"]
+        if field is not None:
+            allowed = describe_field(field)
+        elif owner is not None and loc and owner is not model:  # a list item: its model
+            allowed = "a mapping with keys " + ", ".join(owner.model_fields)
+        else:
+            allowed = first["msg"]
         line = f"{source}: {path}: got {show_value(first.get('input'))}; allowed: {allowed}"
 
     if len(errors) > 1:

@@ -23,8 +23,8 @@ from hw.arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Roundin
 from ..errors import ConfigError
 from .base import StrictModel, TopName
 from .fixed import FixedFormatConfig, OverflowName, RoundingName
-from .loader import parse_yaml_text, read_config_text
 from .messages import format_validation_error, show_value
+from .reader import parse_yaml_text, read_config_text
 
 #: ``kind`` values that are not hardware kinds: what each is, and the commands that read it.
 MODEL_KINDS = {"moevit": ("a model config", ("eval", "perf")),

@@ -10,6 +10,7 @@ from hw.arith.fixed import FixedFormat, Rounding
 
 from ..config.base import KindConfig, StrictModel
 from ..config.fixed import RoundingName
+from ..layout import layout_fields
 from . import tpe
 
 #: Engines the tile drives (the ``k_steps`` beat format of ``hw/tpe/interface.py``).
@@ -114,8 +115,9 @@ class NpuTileConfig(KindConfig):
             raise ValueError(f"acc_width {self.acc_width} is narrower than compute.acc_width {c.acc_width}; "
                              f"allowed: {c.acc_width} to {MAX_TILE_ACC_WIDTH}")
         if self.acc_width > MAX_TILE_ACC_WIDTH:
-            raise ValueError(f"acc_width {self.acc_width} (derived from k_total_max) is above "
-                             f"{MAX_TILE_ACC_WIDTH}; allowed: a smaller k_total_max or compute.k_max")
+            raise ValueError(f"k_total_max {self.k_total_max} needs {self.acc_width}-bit accumulators, above "
+                             f"{MAX_TILE_ACC_WIDTH}; allowed: a smaller k_total_max (or compute.k_max, its "
+                             "default's base), or narrower operands")
         if self.shift_max is None:
             self.shift_max = self.acc_width + self.scale_width - 1
         self._check_protect()
@@ -159,11 +161,14 @@ class NpuTileConfig(KindConfig):
             where = f"protect[{index}]"
             names = fnmatch.filter(BLOCKS, entry.match)
             if not names:
-                raise ValueError(f"{where}.match: {entry.match!r} matches no block; the blocks are "
-                                 f"{', '.join(BLOCKS)}")
+                raise ValueError(f"{where}.match: {entry.match!r} matches no block; allowed: a pattern over the "
+                                 f"blocks {', '.join(BLOCKS)}")
             given = (entry.low is not None) + (entry.high is not None)
             if given != (2 if entry.mechanism == "clip" else 0):
-                raise ValueError(f"{where}: low and high go with mechanism clip, and clip needs both")
+                bounds = ", ".join(f"{key} {getattr(entry, key)}" for key in ("low", "high")
+                                   if getattr(entry, key) is not None) or "no low or high"
+                raise ValueError(f"{where}: low and high go with mechanism clip, and clip needs both; got {bounds} "
+                                 f"with mechanism {entry.mechanism!r}; allowed: both with clip, neither otherwise")
             if entry.mechanism == "clip":
                 self._check_clip_bounds(where, entry)
             for name in names:
@@ -175,11 +180,11 @@ class NpuTileConfig(KindConfig):
                 fits = [m.name for m in MECHANISMS.values() if m.fits(kind, width)]
                 if not MECHANISMS[entry.mechanism].fits(kind, width):
                     raise ValueError(f"{where}.mechanism: {entry.mechanism!r} does not fit block {name} ({kind}, "
-                                     f"narrowest group {width} bits); fits: {', '.join(fits) or 'nothing'}")
+                                     f"narrowest group {width} bits); allowed: {', '.join(fits) or 'nothing'} (what fits)")
                 if entry.mechanism not in IMPLEMENTED[kind]:
                     made = ", ".join(IMPLEMENTED[kind]) or "none yet"
                     raise ValueError(f"{where}.mechanism: {entry.mechanism!r} on the {kind} block {name} is not "
-                                     f"implemented in npu_tile; implemented for {kind}: {made}")
+                                     f"implemented in npu_tile; allowed on {kind}: {made}")
 
     def _check_clip_bounds(self, where: str, entry: ProtectEntry) -> None:
         fmt = self.out_format
@@ -247,11 +252,6 @@ def _operand_shape(c):
     return signed(c.operand.width) if c.operand.signed else unsigned(c.operand.width)
 
 
-def _layout_fields(layout) -> list[dict]:
-    from ..elaborate import layout_fields
-    return layout_fields(layout)
-
-
 def parameters(cfg: NpuTileConfig, component) -> dict:
     """Derived facts: the engine's parameters, word widths, the command format, the blocks.
 
@@ -275,7 +275,7 @@ def parameters(cfg: NpuTileConfig, component) -> dict:
             "width": component.cmd_width,
             "opcodes": dict(OPCODES),
             "act_modes": dict(ACT_MODES),
-            "layouts": {name: _layout_fields(layout) for name, layout in component.layouts.items()},
+            "layouts": {name: layout_fields(layout) for name, layout in component.layouts.items()},
         },
         "blocks": dict(BLOCKS),
     }

@@ -135,8 +135,10 @@ def _ints(code, shift: int = 0):
     """``code`` ready for exact integer arithmetic with a shift of ``shift`` bits.
 
     A Python int stays a Python int (exact at any size). An array becomes int64,
-    or an object array of Python ints when the shift could overflow 64 bits, so
-    the rules stay exact (just slower) at any width.
+    or an object array of Python ints when a left shift (``shift < 0``) could
+    overflow 64 bits or a right shift is wider than the masks int64 holds, so the
+    rules stay exact (just slower) at any width. A right shift never grows a code:
+    int64 stays exact for it (the golden models round wide products this way).
     """
     if np.ndim(code) == 0 and not isinstance(code, np.ndarray):
         return int(code), True
@@ -145,7 +147,8 @@ def _ints(code, shift: int = 0):
         array = array.astype(np.int64)
     if array.size:
         magnitude = max(abs(int(array.min())), abs(int(array.max())))
-        if magnitude.bit_length() + abs(shift) + 1 > MAX_INTERMEDIATE_BITS:
+        growth = max(0, -shift)
+        if magnitude.bit_length() + growth + 1 > MAX_INTERMEDIATE_BITS or shift > MAX_INTERMEDIATE_BITS:
             return array.astype(object), False
     return array.astype(np.int64, copy=False), False
 

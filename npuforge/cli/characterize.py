@@ -12,12 +12,10 @@ from gen.config import load_config
 from gen.errors import UsageError
 
 from .args import add_config, int_in
-from .synth import write_json
+from .output import stdout_console, write_json
 
 HELP = "measure a nonlinear unit's error against float (exhaustive up to 16 input bits) and its cost"
 DEFAULT_BUILD_ROOT = Path(os.environ.get("NPUFORGE_BUILD_DIR", "build"))
-#: Keys of the Yosys generic result kept as the report's ``cost``.
-COST_KEYS = ("transistors", "cells", "ff", "logic_depth")
 
 
 def add_arguments(parser) -> None:
@@ -29,19 +27,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
 
 
-def generic_cost(cfg, build_root: Path = DEFAULT_BUILD_ROOT, on_step=lambda message: None) -> dict:
-    """Yosys ``generic`` transistors, cells, flip-flops and logic depth of ``cfg``'s Verilog (cached)."""
-    from fpga.synth import synthesize
-    from gen.emit import generate
-    from gen.manifest import verilog_filename
-
-    root = Path(build_root) / cfg.build_name() / "synth"
-    rtl = generate(cfg, root / "rtl").out_dir
-    result = synthesize(rtl / verilog_filename(cfg.name), cfg.name, "generic", config_hash=cfg.config_hash(),
-                        cache_dir=root / "generic", on_step=on_step)
-    return {"target": "generic", **{key: result.data[key] for key in COST_KEYS}}
-
-
 def _number(value, digits=3) -> str:
     if value is None:
         return "-"
@@ -50,7 +35,6 @@ def _number(value, digits=3) -> str:
 
 def print_report(report: dict) -> None:
     """The short table ``npuforge characterize`` prints."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{report['name']}: {report['kind']}"
@@ -78,7 +62,7 @@ def print_report(report: dict) -> None:
         table.add_row("transistors (Yosys generic)", _number(cost["transistors"]))
         table.add_row("cells / flip-flops / logic depth",
                       f"{cost['cells']:,} / {cost['ff']:,} / {cost['logic_depth']:,}")
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def run(args) -> int:
@@ -95,6 +79,8 @@ def run(args) -> int:
     cost = None
     if not args.no_cost:
         from rich.console import Console
+
+        from fpga.cost import generic_cost
 
         with Console(stderr=True).status("synthesising (Yosys generic)") as status:
             cost = generic_cost(cfg, args.build_dir or DEFAULT_BUILD_ROOT, on_step=status.update)

@@ -14,7 +14,7 @@ from pathlib import Path
 from gen.config.moevit import load_moevit
 
 from .args import add_config, int_in
-from .synth import write_json
+from .output import stdout_console, write_json
 
 HELP = "task metrics of a moevit model: float, fixed point, each hardware approximation, multi-task delta, MACs"
 
@@ -79,7 +79,6 @@ def _baseline_note(report: dict) -> str:
 
 
 def print_report(report: dict, cfg) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     kinds = {task.name: task.type for task in cfg.tasks}
@@ -117,7 +116,7 @@ def print_report(report: dict, cfg) -> None:
     if "single_task" in report:
         single = report["single_task"]
         row(f"single-task baselines (float, {single['images']} scenes)", single["metrics"])
-    console = Console()
+    console = stdout_console()
     console.width = max(console.width, 100)
     console.print(table)
     for task, macs in report["macs"].items():

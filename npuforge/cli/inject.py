@@ -15,6 +15,7 @@ from sim.fault.executor import default_workers
 
 from gen.errors import UsageError
 
+from ..registry import kind_workloads
 from .args import int_in
 
 HELP = "run or resume a fault-injection campaign (kind: campaign) into its SQLite database"
@@ -56,13 +57,9 @@ def add_arguments(parser) -> None:
                         help=f"faults per simulator call (default: up to {campaigns.executor.MAX_BATCH}, "
                              "smaller for small campaigns)")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
-
-
-def kind_workloads(design):
-    """name -> workload function for the design's kind, from ``npuforge.registry``."""
-    from ..registry import support_for, workload_for
-
-    return {name: workload_for(design, name) for name in support_for(design).workloads}
+    parser.add_argument("--export-workload", type=Path, default=None, metavar="FILE",
+                        help="write the campaign's workload file (input beats and expected output beats, format in "
+                             "docs/campaigns.md) and exit without injecting")
 
 
 def _counts_text(counts: Counter) -> str:
@@ -157,9 +154,31 @@ def _executor(args, workers: int, build_root: Path):
                f"{sum(threads.values())} thread(s)")
 
 
+def _export_workload(path: Path, campaign, build_root: Path) -> int:
+    """``--export-workload FILE``: write the workload file (whole or not at all) and exit."""
+    if path.is_dir():
+        raise UsageError(f"--export-workload: got '{path}', which is a directory; allowed: a file path")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"--export-workload: got '{path}', but '{blocking}' is a file; allowed: a file path "
+                         "in a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made = campaigns.export_workload(campaign, path, build_root=build_root)
+    except OSError as error:
+        raise UsageError(f"--export-workload: got '{path}'; cannot write it: {error.strerror}") from None
+    beats_in = sum(map(len, made.workload.inputs.values()))
+    beats_out = sum(map(len, made.workload.outputs.values()))
+    print(f"wrote {path}: {made.workload.name} on {made.manifest['top']}, {beats_in} input beats, {beats_out} "
+          f"expected output beats; design {made.verilog} (manifest {made.verilog.with_name('manifest.json')})")
+    return 0
+
+
 def run(args) -> int:
     campaign = load_campaign(args.campaign, workloads=kind_workloads)
     build_root = args.build_dir or runner.DEFAULT_BUILD_ROOT
+    if args.export_workload is not None:
+        return _export_workload(args.export_workload, campaign, build_root)
     workers = args.workers or default_workers()
     with _executor(args, workers, build_root) as (execute, executor_text):
         return _inject(args, campaign, build_root, workers, execute, executor_text)

@@ -10,7 +10,7 @@ from pathlib import Path
 from gen.config.moevit import load_moevit, load_moevit_hw
 
 from .args import add_config
-from .synth import write_json
+from .output import stdout_console, write_json
 
 HELP = "analytic performance of a moevit model: MACs, bytes, roofline bound and Edge-MoE schedule per operator"
 
@@ -36,7 +36,6 @@ def _si(value: float) -> str:
 
 
 def run(args) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from gen.errors import UsageError
@@ -64,7 +63,7 @@ def run(args) -> int:
     table.add_section()
     table.add_row("total", "", "", _si(totals["macs"]), _si(totals["bytes"]), "", "", _si(totals["roofline_cycles"]),
                   _si(totals["edge_moe_cycles"] + totals["other_cycles"]))
-    console = Console()
+    console = stdout_console()
     console.width = max(console.width, 104)  # the table's width: never squeeze the numbers
     console.print(table)
     mhz = hw.clock_mhz

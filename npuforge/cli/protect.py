@@ -16,6 +16,8 @@ from pathlib import Path
 from gen.errors import ConfigError, UsageError
 from sim.fault import metrics
 
+from .output import stdout_console
+
 HELP = "choose the least-area protect: assignment that meets a target ASIL, from a campaign"
 AREA_MODELS = ("auto", "estimate", "measure")
 
@@ -105,18 +107,11 @@ def accepted_mechanisms(design: dict, blocks) -> dict[str, list[str]]:
 
 def _synth_area(design: dict, build_root: Path, status) -> dict:
     """Generic synthesis of ``design`` (a config dict), cached like ``npuforge synth``: transistors and ff."""
-    from fpga.synth import synthesize
+    from fpga.cost import generic_cost
     from gen.config.loader import parse_config_data
-    from gen.emit import generate
-    from gen.manifest import verilog_filename
 
-    cfg = parse_config_data(design, "design")
-    root = build_root / cfg.build_name()
-    status.update(f"generating {cfg.name}")
-    rtl = generate(cfg, root / "synth" / "rtl").out_dir
-    result = synthesize(rtl / verilog_filename(cfg.name), cfg.name, "generic", config_hash=cfg.config_hash(),
-                        cache_dir=root / "synth" / "generic", on_step=status.update)
-    return {"transistors": int(result.data["transistors"]), "ff": int(result.data["ff"])}
+    cost = generic_cost(parse_config_data(design, "design"), build_root, on_step=status.update)
+    return {"transistors": int(cost["transistors"]), "ff": int(cost["ff"])}
 
 
 def area_table(args, design: dict, manifest: dict, blocks, status) -> dict:
@@ -211,7 +206,7 @@ def run(args) -> int:
             parse_config_text(text, str(out))
         except ConfigError as error:
             raise ConfigError(f"the protect: section does not validate: {error}") from None
-    optimize.render(prediction, Console())
+    optimize.render(prediction, stdout_console())
     try:  # whole files or none (a temporary file renamed over each)
         write_html(out, text)
     except OSError as error:

@@ -9,7 +9,7 @@ from gen.errors import UsageError
 from sim.fault.metrics import DEFAULT_INTERVAL, INTERVALS
 from sim.fault.report import DEFAULT_GROUPING, GROUPINGS
 
-from .synth import write_json
+from .output import stdout_console, write_json
 
 HELP = "report a fault campaign: outcomes per block with intervals, FIT, SPFM, LFM, PMHF, ASIL"
 
@@ -40,8 +40,6 @@ def _write_html(path: Path, report: dict, meta: dict, results: list) -> None:
 
 
 def run(args) -> int:
-    from rich.console import Console
-
     from sim.fault.report import build_report, render_table
     from sim.fault.store import CampaignStore
 
@@ -65,7 +63,7 @@ def run(args) -> int:
         write_json(args.json, report)
     if args.html is not None:
         _write_html(args.html, report, meta, results)
-    render_table(report, Console())
+    render_table(report, stdout_console())
     for path in (args.json, args.html):
         if path is not None:
             print(f"wrote {path}")

@@ -1,16 +1,13 @@
 """``npuforge synth CONFIG --target generic|xcup|ecp5``: area and timing estimates with open tools."""
 
-import json
 import os
-import tempfile
 from pathlib import Path
 
 from gen.config import load_config
-from gen.emit import generate
 from gen.errors import UsageError
-from gen.manifest import verilog_filename
 
 from .args import add_config, int_in
+from .output import write_json
 
 HELP = "synthesise with Yosys (and place and route for ecp5): area, depth, Fmax"
 DEFAULT_BUILD_ROOT = Path(os.environ.get("NPUFORGE_BUILD_DIR", "build"))
@@ -42,35 +39,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` whole or not at all."""
-    if path.is_dir():
-        raise UsageError(f"--json: got '{path}', which is a directory; allowed: a file path")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "w") as out:
-            out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(temp, path)
-    except OSError as error:
-        raise UsageError(f"--json: got '{path}'; cannot write it: {error.strerror}") from None
-
-
 def run(args) -> int:
     from rich.console import Console
 
-    from fpga.synth import synthesize
+    from fpga.cost import synthesize_config
 
     cfg = load_config(args.config)
     if args.json is not None and args.json.is_dir():  # refuse before minutes of synthesis
         raise UsageError(f"--json: got '{args.json}', which is a directory; allowed: a file path")
-    root = (args.build_dir or DEFAULT_BUILD_ROOT) / cfg.build_name()
     print(f"design   {cfg.name}: {cfg.describe()} (config hash {cfg.config_hash()[:12]})", flush=True)
     with Console(stderr=True).status("generating Verilog") as status:
-        rtl = generate(cfg, root / "synth" / "rtl").out_dir
-        result = synthesize(rtl / verilog_filename(cfg.name), cfg.name, args.target,
-                            config_hash=cfg.config_hash(), cache_dir=root / "synth" / args.target,
-                            seed=args.seed, out_of_context=args.out_of_context, on_step=status.update)
+        result = synthesize_config(cfg, args.target, build_root=args.build_dir or DEFAULT_BUILD_ROOT,
+                                   seed=args.seed, out_of_context=args.out_of_context, on_step=status.update)
     data = result.data
     tools = ", ".join(f"{name} {version}" for name, version in sorted(data.get("tools", {}).items()))
     how = "cached" if result.cached else f"ran in {data.get('seconds', 0):.1f} s"

@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     if is_campaign_file(args.config):
-        from .inject import kind_workloads
+        from ..registry import kind_workloads
 
         campaign = load_campaign(args.config, workloads=kind_workloads)
         design = campaign.design

@@ -6,7 +6,8 @@ workload with the kind's plug-in, prepares the injection engine (which compiles 
 harness once and checks the fault-free run against the golden model), and draws the
 fault sample over the engine's window. :func:`run` opens (or creates) the campaign's
 database, skips the faults already stored and runs the rest on the process pool,
-storing each batch in one transaction.
+storing each batch in one transaction. :func:`export_workload` writes the campaign's
+workload file (what the harness replays) without preparing the engine.
 """
 
 import dataclasses
@@ -32,6 +33,7 @@ from .config import Campaign
 from .model import InjectionResult, Outcome
 from .sampling import EmptyPopulation, Sample, draw
 from .store import CampaignStore
+from .workload import spec_text, write_file
 
 #: Databases go to ``<build root>/campaigns/<campaign name>.sqlite`` unless ``--db`` says otherwise.
 DB_DIR = "campaigns"
@@ -109,23 +111,52 @@ def _generate(campaign: Campaign, build_root: Path) -> tuple[Path, Path, dict]:
     return root, root / "rtl" / verilog_filename(generated.manifest["top"]), generated.manifest
 
 
+@dataclass(frozen=True)
+class DesignWorkload:
+    """A campaign's generated design and its workload: what an engine (or another simulator) replays."""
+
+    build_dir: Path
+    verilog: Path
+    manifest: dict
+    workload: Any  # sim.fault.workload.Workload (what a stand-in workload returns in unit tests)
+
+
+def design_and_workload(campaign: Campaign, *, build_root: Path,
+                        on_step: Callable[[str], None] = lambda message: None) -> DesignWorkload:
+    """Generate the campaign's design (as ``npuforge generate`` would) and make its workload."""
+    if campaign.workload is None:
+        raise ValueError("load the campaign with its kind's workloads (load_campaign(..., workloads=...))")
+    on_step(f"generating {campaign.design.name}")
+    build_dir, verilog, manifest = _generate(campaign, build_root)
+    on_step(f"making workload {campaign.config.workload.type}")
+    try:
+        workload = campaign.workload(campaign.design, manifest, **campaign.config.workload.params)
+    except (ConfigError, ValueError) as error:
+        raise ConfigError(f"{campaign.source}: {error}") from None
+    return DesignWorkload(build_dir=build_dir, verilog=verilog, manifest=manifest, workload=workload)
+
+
+def export_workload(campaign: Campaign, path: Path, *, build_root: Path) -> DesignWorkload:
+    """Write the campaign's workload file (``docs/campaigns.md``) to ``path``, whole or not at all.
+
+    Generates the design and makes the workload as :func:`prepare` does; compiles and runs nothing.
+    Raises ``OSError`` when ``path`` cannot be written.
+    """
+    design = design_and_workload(campaign, build_root=build_root)
+    write_file(Path(path), spec_text(design.manifest, design.workload))
+    return design
+
+
 def prepare(campaign: Campaign, *, build_root: Path, on_step: Callable[[str], None] = lambda message: None,
             engine_factory: Callable[..., Any] | None = None) -> Prepared:
     """Generate the design, make the workload, prepare the engine and draw the sample.
 
     ``engine_factory`` defaults to ``sim.fault.engine.Engine.prepare`` (same arguments).
     """
-    if campaign.workload is None:
-        raise ValueError("load the campaign with its kind's workloads (load_campaign(..., workloads=...))")
     started = time.monotonic()
     config, source = campaign.config, campaign.source
-    on_step(f"generating {campaign.design.name}")
-    build_dir, verilog, manifest = _generate(campaign, build_root)
-    on_step(f"making workload {config.workload.type}")
-    try:
-        workload = campaign.workload(campaign.design, manifest, **config.workload.params)
-    except (ConfigError, ValueError) as error:
-        raise ConfigError(f"{source}: {error}") from None
+    made = design_and_workload(campaign, build_root=build_root, on_step=on_step)
+    build_dir, verilog, manifest, workload = made.build_dir, made.verilog, made.manifest, made.workload
     on_step("preparing the injection engine (compiles the harness once per design, then the fault-free run)")
     if engine_factory is None:
         from .engine import Engine

@@ -19,8 +19,8 @@ from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_v
 
 from gen.config import load_config
 from gen.config.base import KindConfig, StrictModel
-from gen.config.loader import parse_yaml_text, read_config_text
-from gen.config.messages import format_validation_error, show_path, show_value, suggest_key
+from gen.config.messages import format_validation_error, quote, show_path, show_value, suggest_key
+from gen.config.reader import parse_yaml_text, read_config_text
 from gen.errors import ConfigError
 
 from .model import FaultModel
@@ -274,8 +274,9 @@ def load_campaign(path: str | Path, *,
     config = parse_campaign_data(parse_yaml_text(read_config_text(path), source), source)
     design_path = Path(path).parent / config.design
     if not design_path.is_file():
+        # The path quoted and escaped like the value: a newline in it must not break the one-line error.
         raise _error(source, ("design",), config.design,
-                     f"a design config file, relative to the campaign file ({design_path} is not a file)")
+                     f"a design config file, relative to the campaign file ({quote(str(design_path))} is not a file)")
     design = load_config(design_path)
     function = None
     if workloads is not None:

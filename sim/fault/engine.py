@@ -8,9 +8,12 @@ harness process for a whole batch of faults: the harness keeps the fault-free
 state of every cycle of the window (a byte copy of the Verilated model), so an
 injection at cycle ``c`` starts from the state at ``c`` instead of from reset,
 and it stops a run as soon as the faulty model's whole state equals the
-fault-free state of the same cycle (the fault is masked from there on). The
-outcome is the same with both shortcuts off (``checkpoints=False,
-early_stop=False``), which the tests check.
+fault-free state of the same cycle (the fault is masked from there on). Past
+its last expected output beat a run goes on (its *tail*) until it is quiescent,
+rejoins the fault-free run or times out, so that a beat sent after the expected
+ones makes it an ``sdc`` (``InjectionResult.extra_beats``). The outcome is the
+same with both shortcuts off (``checkpoints=False, early_stop=False``: every tail
+runs to the timeout), which the tests check.
 
 Outcome rules (``sim.fault.model.Outcome``): a detecting alarm makes the
 injection ``detected`` whatever the outputs; otherwise no completion within
@@ -22,7 +25,6 @@ outputs (values or count) are ``sdc``; otherwise a correcting alarm makes it
 import dataclasses
 import hashlib
 import math
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ from gen.locking import locked
 
 from .harness import build_harness
 from .model import Fault, FaultModel, InjectionResult, Outcome
-from .workload import Workload
+from .workload import Workload, spec_text, write_file
 
 _STATUS_COMPLETE, _STATUS_DIFFERS, _STATUS_TIMEOUT = 0, 1, 2
 
@@ -55,32 +57,12 @@ class RunStats:
     early_stops: int
 
 
-def _spec_text(manifest: dict, workload: Workload) -> str:
-    """The harness's spec file: input beats per sink, element fields and expected beats per source."""
-    lines = ["npuforge-fault-spec 1"]
-    sinks = [i["name"] for i in manifest["interfaces"] if i["role"] == "sink"]
-    sources = [i["name"] for i in manifest["interfaces"] if i["role"] == "source"]
-    for index, name in enumerate(sinks):
-        beats = workload.inputs[name]
-        lines.append(f"sink {index} {len(beats)}")
-        lines.extend(f"{word:x}" for word in beats)
-    for index, name in enumerate(sources):
-        beats, fields = workload.outputs[name], workload.fields(name)
-        lines.append(f"source {index} {len(beats)} {len(fields)}")
-        lines.extend(f"{f['offset']} {f['width']} {int(f['signed'])} {f.get('count', 1)} {f.get('stride', 0)}"
-                     for f in fields)
-        lines.extend(f"{word:x}" for word in beats)
-    return "\n".join(lines) + "\n"
-
-
 def _write_once(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically unless it is already there (paths carry the content hash)."""
+    """Write ``text`` to ``path`` unless it is already there (paths carry the content hash)."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    write_file(path, text)
 
 
 @dataclass
@@ -108,7 +90,7 @@ class Engine:
         except ValueError as error:
             raise ToolError(str(error)) from None
         binary = build_harness(Path(verilog), manifest, Path(build_root)).resolve()
-        text = _spec_text(manifest, workload)
+        text = spec_text(manifest, workload)
         spec = Path(build_dir).resolve() / "fault" / f"workload-{hashlib.sha256(text.encode()).hexdigest()[:16]}.spec"
         with locked(spec.with_suffix(".lock")):
             _write_once(spec, text)
@@ -192,7 +174,7 @@ class Engine:
         verdicts = {}  # (status, alarm mask) -> (outcome, alarm names): few distinct pairs per batch
         results, stepped, early = [], 0, 0
         for fault, line in zip(faults, lines):
-            status, cycles, differing, max_abs, mask, steps, stopped = line.split()
+            status, cycles, differing, max_abs, mask, steps, stopped, extra = line.split()
             stepped += int(steps)
             early += int(stopped)
             verdict = verdicts.get((status, mask))
@@ -200,7 +182,8 @@ class Engine:
                 raised = [a for n, a in enumerate(alarms) if int(mask, 16) >> n & 1]
                 verdict = verdicts[status, mask] = (_outcome(int(status), raised), tuple(a["port"] for a in raised))
             results.append(InjectionResult(fault=fault, outcome=verdict[0], differing=int(differing),
-                                           max_abs_diff=int(max_abs), cycles=int(cycles), alarms=verdict[1]))
+                                           max_abs_diff=int(max_abs), cycles=int(cycles), alarms=verdict[1],
+                                           extra_beats=int(extra)))
         self.last_stats = RunStats(len(faults), stepped, early)
         return results
 
@@ -221,23 +204,40 @@ class Engine:
                 "cpu_seconds": float(facts["cpu_seconds"]), "state_bytes": int(facts["state_bytes"])}
 
     def replay(self, fault: Fault, *, timeout_factor: float) -> "Replay":
-        """Run one fault from reset, without shortcuts, and return the beats it produced (for diagnosis)."""
+        """Run one fault from reset, without checkpoints or early stop (the tail ends when the run is
+        quiescent), and return the beats it produced (for diagnosis)."""
         line = self._fault_line(fault, self.site_table())
         limit = self.timeout_cycles(timeout_factor)
-        complete, run, mask = _trace(self.binary, self.spec_file, self.manifest, limit, line)
-        alarms = tuple(a["port"] for n, a in enumerate(self.manifest.get("alarms", [])) if mask >> n & 1)
-        return Replay(complete=complete, cycles=run.cycles if complete else limit, outputs=run.outputs,
-                      alarms=alarms)
+        trace = _trace(self.binary, self.spec_file, self.manifest, limit, line)
+        alarms = tuple(a["port"] for n, a in enumerate(self.manifest.get("alarms", [])) if trace.alarms >> n & 1)
+        return Replay(complete=trace.complete, cycles=trace.run.cycles if trace.complete else limit,
+                      outputs=trace.run.outputs, alarms=alarms, quiet_from=trace.quiet_from)
+
+    def settle(self, timeout_factor: float) -> int | None:
+        """The cycle from whose start the fault-free run is quiescent (its tail ends there), or ``None``
+        if it is not by the timeout of ``timeout_factor``."""
+        return _trace(self.binary, self.spec_file, self.manifest, self.timeout_cycles(timeout_factor)).quiet_from
 
 
 @dataclass(frozen=True)
 class Replay:
-    """One injection traced: the output beats it produced, whether all arrived, its cycles and alarms."""
+    """One injection traced: the output beats it produced (those after the expected ones too), whether
+    all expected ones arrived, its cycles, alarms, and the cycle from which it was quiescent (``None``:
+    not by the timeout)."""
 
     complete: bool
     cycles: int
     outputs: dict[str, tuple[int, ...]]
     alarms: tuple[str, ...]
+    quiet_from: int | None = None
+
+
+@dataclass(frozen=True)
+class _Trace:
+    complete: bool
+    run: Reference
+    alarms: int
+    quiet_from: int | None
 
 
 def _outcome(status: int, raised: list[dict]) -> Outcome:
@@ -250,26 +250,31 @@ def _outcome(status: int, raised: list[dict]) -> Outcome:
     return Outcome.CORRECTED if raised else Outcome.MASKED
 
 
-def _trace(binary: Path, spec: Path, manifest: dict, limit: int, fault: str = "") -> tuple[bool, Reference, int]:
-    """One run of the harness (fault-free, or with the fault line ``fault``): (complete, beats, alarm mask)."""
+def _trace(binary: Path, spec: Path, manifest: dict, limit: int, fault: str = "") -> _Trace:
+    """One run of the harness from reset (fault-free, or with the fault line ``fault``) for at most ``limit``
+    cycles, through its tail: whether the expected beats all arrived, the beats, the alarm mask, and the
+    cycle from which the run was quiescent."""
     command = [str(binary), "reference", str(spec), str(limit), *fault.split()]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise ToolError(f"fault harness of {manifest['top']} failed: {done.stderr.strip()}")
     lines = iter(done.stdout.splitlines())
-    facts = dict(next(lines).split() for _ in range(3))
+    facts = dict(next(lines).split() for _ in range(4))
     outputs = {}
     for name in (i["name"] for i in manifest["interfaces"] if i["role"] == "source"):
         _, _, count = next(lines).split()
         outputs[name] = tuple(int(next(lines), 16) for _ in range(int(count)))
-    return facts["complete"] == "1", Reference(cycles=int(facts["cycles"]), outputs=outputs), int(facts["alarms"], 16)
+    quiet = int(facts["quiet"])
+    return _Trace(complete=facts["complete"] == "1", run=Reference(cycles=int(facts["cycles"]), outputs=outputs),
+                  alarms=int(facts["alarms"], 16), quiet_from=quiet if quiet >= 0 else None)
 
 
 def _reference(binary: Path, spec: Path, manifest: dict, workload: Workload) -> Reference:
     """Run the workload fault-free; raise ``ToolError`` unless it yields exactly the expected beats."""
     expected_cycles = sum(len(b) for b in workload.inputs.values()) + sum(len(b) for b in workload.outputs.values())
     limit = 100 * expected_cycles + 10_000  # generous: a design that needs more has hung
-    complete, reference, alarms = _trace(binary, spec, manifest, limit)
+    trace = _trace(binary, spec, manifest, limit)
+    complete, reference, alarms = trace.complete, trace.run, trace.alarms
     top = manifest["top"]
     if not complete:
         raise ToolError(f"{top}: the fault-free run of {workload.name} did not complete within {limit} cycles")

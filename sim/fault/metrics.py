@@ -5,8 +5,8 @@ them a campaign's stored results. Every formula is written out in
 ``docs/fault_metrics.md``.
 
 * Intervals for a fraction ``k / n``: Wilson (score interval) and Clopper-Pearson
-  (exact, from beta quantiles). Both stay inside [0, 1] and behave at ``k = 0``
-  and ``k = n``, where the normal approximation fails.
+  (exact, from beta quantiles), both scipy's. Both stay inside [0, 1] and behave at
+  ``k = 0`` and ``k = n``, where the normal approximation fails.
 * Statistical fault injection (Leveugle et al., DATE 2009): the sample size for a
   margin and confidence, and the margin a finished sample gives; the
   zero-failure rule for a coverage claim with no escape.
@@ -15,6 +15,7 @@ them a campaign's stored results. Every formula is written out in
 """
 
 import fnmatch
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -46,139 +47,34 @@ def z_value(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
+@functools.lru_cache(maxsize=4096)  # a report asks for the same (k, n) many times; scipy's root search is slow
+def _scipy_interval(k: int, n: int, confidence: float, method: str) -> tuple[float, float]:
+    from scipy.stats import binomtest  # late: scipy.stats takes a while to import, and most commands never need it
+
+    interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method=method)
+    # At k = 0 (k = n) scipy returns exactly 0 (1); elsewhere rounding must not leave [0, 1].
+    return max(0.0, float(interval.low)), min(1.0, float(interval.high))
+
+
 def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Wilson score interval for ``k`` successes in ``n`` trials; ``(0, 1)`` when ``n == 0``."""
+    """Wilson score interval for ``k`` successes in ``n`` trials (scipy's ``binomtest(k, n).proportion_ci``,
+    ``method="wilson"``); ``(0, 1)`` when ``n == 0``."""
     _check_counts(k, n)
-    if n == 0:
-        return 0.0, 1.0
-    z = z_value(confidence)
-    z2 = z * z
-    centre = (k + z2 / 2) / (n + z2)
-    half = z / (n + z2) * math.sqrt(k * (n - k) / n + z2 / 4)
-    # At k = 0 (k = n) the bound is exactly 0 (1); rounding must not move it off.
-    low = 0.0 if k == 0 else max(0.0, centre - half)
-    high = 1.0 if k == n else min(1.0, centre + half)
-    return low, high
-
-
-def _stirling_remainder(x: float) -> float:
-    """lgamma(x) - ((x - 1/2) ln x - x + ln(2 pi) / 2): the tail of Stirling's series."""
-    if x < 10:
-        return math.lgamma(x) - ((x - 0.5) * math.log(x) - x + 0.5 * math.log(2 * math.pi))
-    inverse = 1.0 / x
-    square = inverse * inverse
-    return inverse * (1 / 12 - square * (1 / 360 - square * (1 / 1260 - square / 1680)))
-
-
-def _log_beta(a: float, b: float) -> float:
-    """ln B(a, b) without the cancellation of lgamma(b) - lgamma(a + b) when b is large.
-
-    With b >= a, Stirling's formula gives lgamma(b) - lgamma(a + b) =
-    -a ln b - (a + b - 1/2) ln(1 + a/b) + a + r(b) - r(a + b), every term of moderate size.
-    """
-    small, large = min(a, b), max(a, b)
-    return (math.lgamma(small) - small * math.log(large) - (small + large - 0.5) * math.log1p(small / large)
-            + small + _stirling_remainder(large) - _stirling_remainder(small + large))
-
-
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of the regularised incomplete beta function, by Lentz's method.
-
-    I_x(a, b) = x^a (1-x)^b / (a B(a, b)) * 1 / (1 + d1 / (1 + d2 / (1 + ...))) with
-    d_(2m+1) = -(a+m)(a+b+m) x / ((a+2m)(a+2m+1)) and d_(2m) = m(b-m) x / ((a+2m-1)(a+2m)).
-    It converges fast for x < (a+1)/(a+b+2); the caller uses the symmetry otherwise.
-    """
-    tiny = 1e-300  # stands in for a zero denominator, as Lentz's method prescribes
-
-    def nonzero(value: float) -> float:
-        return value if abs(value) > tiny else tiny
-
-    # f = b0 + a1 / (b1 + a2 / (b2 + ...)) with b0 = 0, a1 = 1, a_(j+1) = d_j, every b_j = 1.
-    value = ratio = tiny  # f_0 and C_0
-    inverse = 0.0         # D_0
-    for j in range(1, 200_000):
-        if j == 1:
-            numerator = 1.0
-        else:
-            m, odd = divmod(j - 1, 2)
-            if odd:
-                numerator = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-            else:
-                numerator = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        inverse = 1.0 / nonzero(1.0 + numerator * inverse)
-        ratio = nonzero(1.0 + numerator / ratio)
-        delta = ratio * inverse
-        value *= delta
-        if abs(delta - 1.0) < 1e-15:
-            return value
-    raise ArithmeticError(f"incomplete beta: no convergence for a={a}, b={b}, x={x}")
-
-
-def regularized_beta(a: float, b: float, x: float) -> float:
-    """I_x(a, b), the beta distribution's CDF at ``x``; ``a, b > 0``."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):
-        return 1.0 - regularized_beta(b, a, 1.0 - x)
-    front = math.exp(a * math.log(x) + b * math.log1p(-x) - _log_beta(a, b)) / a
-    return front * _beta_continued_fraction(a, b, x)
-
-
-def beta_quantile(q: float, a: float, b: float) -> float:
-    """The ``x`` with I_x(a, b) = ``q``, for 0 < q < 1 and a, b >= 1 (what Clopper-Pearson needs).
-
-    Newton's method on I (its derivative is the beta density, finite for a, b >= 1)
-    inside a bracket that every evaluation narrows; a step that would leave the bracket
-    bisects instead, so the root is never lost. Starts from the normal approximation.
-    """
-    if not (0.0 < q < 1.0 and a >= 1 and b >= 1):
-        raise ValueError(f"beta quantile: got q={q}, a={a}, b={b}; allowed: 0 < q < 1, a >= 1, b >= 1")
-    log_norm = _log_beta(a, b)
-    mean, spread = a / (a + b), math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
-    low, high = 0.0, 1.0
-    x = min(max(mean + NormalDist().inv_cdf(q) * spread, 1e-300), 1 - 1e-16)
-    for _ in range(2000):
-        error = regularized_beta(a, b, x) - q
-        if error < 0:
-            low = x
-        else:
-            high = x
-        density = math.exp((a - 1) * math.log(x) + (b - 1) * math.log1p(-x) - log_norm)
-        following = x - error / density if density > 0 else low
-        if not low < following < high:
-            following = (low + high) / 2
-        if abs(following - x) <= 1e-15 * x or following in (low, high):
-            return following
-        x = following
-    raise ArithmeticError(f"beta quantile: no convergence for q={q}, a={a}, b={b}")
+    _check_confidence(confidence)
+    return (0.0, 1.0) if n == 0 else _scipy_interval(int(k), int(n), float(confidence), "wilson")
 
 
 def clopper_pearson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Clopper-Pearson ("exact") interval: the beta quantiles, each tail holding (1 - confidence) / 2.
+    """Clopper-Pearson ("exact") interval, each tail holding (1 - confidence) / 2 (scipy's
+    ``binomtest(k, n).proportion_ci``, ``method="exact"``: bounds to about 1e-12 absolute);
+    ``(0, 1)`` when ``n == 0``.
 
-    lower = B(alpha/2; k, n-k+1) (0 when k = 0), upper = B(1-alpha/2; k+1, n-k) (1 when k = n).
+    lower = B(alpha/2; k, n-k+1) (0 when k = 0), upper = B(1-alpha/2; k+1, n-k) (1 when k = n),
+    B the beta quantile.
     """
     _check_counts(k, n)
     _check_confidence(confidence)
-    if n == 0:
-        return 0.0, 1.0
-    tail = (1 - confidence) / 2
-    # Closed forms at the edges: I_x(k, 1) = x^k and I_x(1, b) = 1 - (1-x)^b.
-    if k == 0:
-        low = 0.0
-    elif k == n:
-        low = tail ** (1 / n)
-    else:
-        low = beta_quantile(tail, k, n - k + 1)
-    if k == n:
-        high = 1.0
-    elif k == 0:
-        high = 1 - tail ** (1 / n)
-    else:
-        high = beta_quantile(1 - tail, k + 1, n - k)
-    return low, high
+    return (0.0, 1.0) if n == 0 else _scipy_interval(int(k), int(n), float(confidence), "exact")
 
 
 #: Interval method name (as the report and the CLI spell it) -> function.

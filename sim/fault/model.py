@@ -23,7 +23,8 @@ class Outcome(str, Enum):
     """How one injection ended, compared with the fault-free run.
 
     * ``masked``: outputs (values and count) equal the fault-free reference, no alarm.
-    * ``sdc``: silent data corruption, some output differs and no alarm rose.
+    * ``sdc``: silent data corruption, some output differs (a value, or a beat after
+      the expected ones: ``InjectionResult.extra_beats``) and no alarm rose.
     * ``detected``: an alarm that only detects rose (outputs may differ).
     * ``corrected``: an alarm that corrects rose and the outputs equal the reference.
     * ``hang``: the workload did not complete within ``timeout_factor`` times the
@@ -66,8 +67,10 @@ class InjectionResult:
     ``differing`` counts output elements that differ from the reference
     (missing or extra elements count as differing); ``max_abs_diff`` is the
     largest absolute difference among elements present in both, 0 if none;
-    ``cycles`` is how many cycles the run took (the timeout for a hang);
-    ``alarms`` names the alarm outputs that rose.
+    ``cycles`` is how many cycles the run took, to its last output beat (the
+    timeout for a hang); ``alarms`` names the alarm outputs that rose;
+    ``extra_beats`` counts output beats after the expected ones (each makes the
+    run an ``sdc``, unless an alarm rose: the fault-free run sends none).
     """
 
     fault: Fault
@@ -76,3 +79,4 @@ class InjectionResult:
     max_abs_diff: int = 0
     cycles: int = 0
     alarms: tuple[str, ...] = ()
+    extra_beats: int = 0

@@ -24,6 +24,7 @@ from gen.errors import NpuforgeError
 from . import metrics
 from .metrics import DANGEROUS, IsoClass, Lambdas
 from .model import FaultModel, InjectionResult, Outcome
+from .store import UNWATCHED_TAIL_FORMAT
 
 #: Version of the report's JSON layout.
 REPORT_FORMAT = 1
@@ -66,6 +67,7 @@ class _Tally:
     classes: Counter = field(default_factory=Counter)
     max_differing: int = 0
     max_abs_diff: int = 0
+    sdc_extra_beats: int = 0  # SDCs that sent output beats after the expected ones
 
     @property
     def injections(self) -> int:
@@ -81,12 +83,14 @@ class _Tally:
         if result.outcome == Outcome.SDC:
             self.max_differing = max(self.max_differing, result.differing)
             self.max_abs_diff = max(self.max_abs_diff, result.max_abs_diff)
+            self.sdc_extra_beats += result.extra_beats > 0
 
     def merge(self, other: "_Tally") -> None:
         self.outcomes.update(other.outcomes)
         self.classes.update(other.classes)
         self.max_differing = max(self.max_differing, other.max_differing)
         self.max_abs_diff = max(self.max_abs_diff, other.max_abs_diff)
+        self.sdc_extra_beats += other.sdc_extra_beats
 
 
 @dataclass
@@ -185,6 +189,7 @@ def _row(name: str, members: list[str], sites: int, bits: int, raw_fit: float, t
         "margin": _margin(n, population, estimator.confidence),
         "max_differing": tally.max_differing,
         "max_abs_diff": tally.max_abs_diff,
+        "sdc_extra_beats": tally.sdc_extra_beats,
     }
 
 
@@ -314,6 +319,14 @@ def _assumptions(report: dict, mechanisms, stratified: bool, unsampled: list[str
                      "whenever it is defined.")
     if not any(m.detects_hang for m in mechanisms):
         lines.append("No mechanism reports a hang (no watchdog): a hang counts like an SDC.")
+    if report["extra_beats_watched"]:
+        lines.append("Each run was watched past its last expected output beat (until it rejoined the fault-free run, "
+                     "was quiescent, or timed out): a beat sent after the expected ones makes it sdc "
+                     "(sdc_extra_beats counts those).")
+    else:
+        lines.append(f"The database is of format {UNWATCHED_TAIL_FORMAT}: each run stopped at its last expected "
+                     "output beat, so a beat sent after it was not seen and such a run counts as masked (run the "
+                     "campaign again into a new database to count them).")
     if unsampled:
         lines.append(f"{len(unsampled)} stratum(s) ({unsampled_bits} bits: {', '.join(unsampled)}) had no "
                      "injection: their point rates use the design's pooled fractions, their bounds are 0% and "
@@ -447,6 +460,7 @@ def build_report(meta: dict, results: Iterable[InjectionResult], *, by: str = DE
     report = {
         "format": REPORT_FORMAT,
         "campaign": config.get("name"),
+        "extra_beats_watched": meta.get("format") != UNWATCHED_TAIL_FORMAT,
         "design": manifest.get("top"),
         "design_hash": meta.get("design_hash"),
         "injections": sum(t.injections for t in tallies.values()),
@@ -517,6 +531,10 @@ def render_table(report: dict, console) -> None:
             end_section=index == len(report["blocks"]) - 1,
         )
     console.print(rows)
+    total = report["total"]
+    if report["extra_beats_watched"]:
+        console.print(f"sdc with output beats after the expected ones (extra_beats): {total['sdc_extra_beats']:,} "
+                      f"of {total['sdc']:,}", markup=False, highlight=False)
 
     target = report["target_asil"]
     need = report["targets"].get(target, {})

@@ -11,6 +11,11 @@ The meta table holds, as JSON, what the rows mean: the campaign config, the
 design config, manifest and hash, the fault-free reference, the window and the
 population. Opening an existing file for a campaign whose facts differ is refused
 with one line, so one file never mixes two campaigns.
+
+Format 1 files (written before the engine watched for output beats after the
+expected ones) have no ``extra_beats`` column: they stay readable (their rows read
+with ``extra_beats = 0``, :attr:`CampaignStore.watched_tail` is false) but are not
+resumed.
 """
 
 import json
@@ -25,8 +30,10 @@ from gen.errors import ConfigError, NpuforgeError
 
 from .model import Fault, FaultModel, InjectionResult, Outcome
 
-#: Version of the table layout; a file of another version is refused.
-STORE_FORMAT = 1
+#: Version of the table layout; a file of another version is not resumed (format 1 is still read).
+STORE_FORMAT = 2
+#: The format before ``extra_beats``: its runs stopped at the last expected beat.
+UNWATCHED_TAIL_FORMAT = 1
 
 #: Meta keys every store has (the contract with ``sim/fault/report.py``).
 META_KEYS = ("config", "design", "design_hash", "manifest", "reference", "window", "population",
@@ -50,11 +57,14 @@ CREATE TABLE injections (
     differing INTEGER NOT NULL,    -- output elements that differ from the reference
     max_abs_diff NOT NULL,         -- largest absolute difference (untyped: may exceed 64 bits)
     cycles INTEGER NOT NULL,       -- cycles the faulty run took
-    alarms TEXT NOT NULL           -- JSON list of the alarm outputs that rose
+    alarms TEXT NOT NULL,          -- JSON list of the alarm outputs that rose
+    extra_beats INTEGER NOT NULL   -- output beats after the expected ones (format 2 on)
 );
 """
 
-_COLUMNS = "idx, model, site, bit, word, width, cycle, outcome, differing, max_abs_diff, cycles, alarms"
+_COLUMNS = "idx, model, site, bit, word, width, cycle, outcome, differing, max_abs_diff, cycles, alarms, extra_beats"
+#: What a format 1 file is read with: it has no extra_beats column (its runs did not look for extra beats).
+_FORMAT_1_COLUMNS = _COLUMNS.replace("extra_beats", "0")
 
 
 class StoreError(NpuforgeError):
@@ -67,14 +77,15 @@ def _to_row(result: InjectionResult) -> tuple:
     # SQLite integers are 64-bit; a wider difference (64-bit accumulators) is stored as decimal text.
     stored_diff = diff if -(2**63) <= diff < 2**63 else str(diff)
     return (fault.index, fault.model.value, fault.site, fault.bit, fault.word, fault.width, fault.cycle,
-            result.outcome.value, result.differing, stored_diff, result.cycles, json.dumps(list(result.alarms)))
+            result.outcome.value, result.differing, stored_diff, result.cycles, json.dumps(list(result.alarms)),
+            result.extra_beats)
 
 
 def _from_row(row: tuple) -> InjectionResult:
-    idx, model, site, bit, word, width, cycle, outcome, differing, diff, cycles, alarms = row
+    idx, model, site, bit, word, width, cycle, outcome, differing, diff, cycles, alarms, extra = row
     fault = Fault(index=idx, model=FaultModel(model), site=site, bit=bit, cycle=cycle, word=word, width=width)
     return InjectionResult(fault=fault, outcome=Outcome(outcome), differing=differing, max_abs_diff=int(diff),
-                           cycles=cycles, alarms=tuple(json.loads(alarms)))
+                           cycles=cycles, alarms=tuple(json.loads(alarms)), extra_beats=extra)
 
 
 def _first_difference(old: Any, new: Any, path: tuple = ()) -> tuple[tuple, Any, Any] | None:
@@ -105,6 +116,12 @@ class CampaignStore:
     def __init__(self, path: Path, connection: sqlite3.Connection):
         self.path = path
         self._db = connection
+        self._columns = _COLUMNS
+
+    @property
+    def watched_tail(self) -> bool:
+        """Whether the rows counted output beats after the expected ones (false for format 1 files)."""
+        return self._columns == _COLUMNS
 
     @classmethod
     def open(cls, path: Path, *, create: dict | None = None) -> "CampaignStore":
@@ -138,8 +155,12 @@ class CampaignStore:
             elif tables != {"meta", "injections"}:
                 raise ConfigError(f"{path}: not a campaign database (tables: {', '.join(sorted(tables)) or 'none'}); "
                                   "allowed: a file written by 'npuforge inject', or a new path")
-            elif create is not None:
-                store._check_same_campaign(create)
+            else:
+                columns = {row[1] for row in db.execute("PRAGMA table_info(injections)")}
+                if "extra_beats" not in columns:
+                    store._columns = _FORMAT_1_COLUMNS
+                if create is not None:
+                    store._check_same_campaign(create)
             db.execute("PRAGMA journal_mode = WAL")
             # NORMAL is durable against a killed process in WAL mode (only a power loss can drop
             # the last commits, which a resume then recomputes).
@@ -167,6 +188,11 @@ class CampaignStore:
 
     def _check_same_campaign(self, meta: dict) -> None:
         stored = self.meta()
+        if stored.get("format") != STORE_FORMAT:
+            raise ConfigError(f"{self.path}: format: got {show_value(stored.get('format'))} (a database written "
+                              "before the engine looked for output beats after the expected ones), which is not "
+                              f"resumed; allowed: format {STORE_FORMAT}, or a new --db ('npuforge report' still "
+                              "reads this one)")
         new = {"format": STORE_FORMAT, **_json(meta)}
         where = f"{self.path} holds another campaign"
         old_config = {k: v for k, v in stored.get("config", {}).items() if k != "design"}
@@ -213,7 +239,7 @@ class CampaignStore:
 
     def results(self) -> Iterator[InjectionResult]:
         """Every stored injection, ordered by fault index."""
-        for row in self._db.execute(f"SELECT {_COLUMNS} FROM injections ORDER BY idx"):
+        for row in self._db.execute(f"SELECT {self._columns} FROM injections ORDER BY idx"):
             yield _from_row(row)
 
     def add(self, results: Iterable[InjectionResult]) -> int:
@@ -222,6 +248,8 @@ class CampaignStore:
         A result whose index is stored already must equal the stored row, or
         :class:`StoreError` is raised and nothing of this batch is written.
         """
+        if not self.watched_tail:
+            raise StoreError(f"{self.path}: a format {UNWATCHED_TAIL_FORMAT} database is only read, never added to")
         rows = [_to_row(result) for result in results]
         added = 0
         self._db.execute("BEGIN IMMEDIATE")
@@ -233,7 +261,8 @@ class CampaignStore:
                 if cursor.rowcount == 1:
                     added += 1
                     continue
-                stored = self._db.execute(f"SELECT {_COLUMNS} FROM injections WHERE idx = ?", (row[0],)).fetchone()
+                stored = self._db.execute(f"SELECT {self._columns} FROM injections WHERE idx = ?",
+                                          (row[0],)).fetchone()
                 if _from_row(stored) != _from_row(row):
                     raise StoreError(f"{self.path}: injection {row[0]} is stored as {_from_row(stored)} but was "
                                      f"recomputed as {_from_row(row)}; the results are not reproducible")

@@ -8,9 +8,17 @@ model. Payload words are plain ints packed with the manifest's field layout
 (``sim.tb.payload.PayloadCodec``), ``last`` included. Each kind provides
 workload functions (``gemm`` for ``tpe``, in ``sim/tb/tpe_workload.py``) that
 ``npuforge.registry.workload_for`` names.
+
+:func:`spec_text` writes a workload as the *workload file* the harness reads
+(``npuforge inject --export-workload`` exports the same text; its format is
+specified in ``docs/campaigns.md``), :func:`write_file` writes it whole or not at all.
 """
 
+import json
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -79,3 +87,60 @@ class Workload:
                 for index, word in enumerate(beats):
                     if not 0 <= word < 1 << width:
                         raise ValueError(f"workload {self.name}: {name} beat {index} does not fit {width} bits")
+
+
+#: The first line of a workload file: its format name and version.
+SPEC_HEADER = "npuforge-fault-spec 1"
+
+
+def _field_line(f: dict) -> str:
+    line = f"field {f['name']} offset {f['offset']} width {f['width']} signed {int(f['signed'])}"
+    return line + (f" count {f['count']} stride {f['stride']}" if "count" in f else "")
+
+
+def spec_text(manifest: dict, workload: Workload) -> str:
+    """The workload file of ``workload`` on ``manifest``'s design (``docs/campaigns.md``, "The workload file").
+
+    Comment lines (``#``) name the design, the workload and, per stream, its manifest
+    interface, ports and payload fields; then per sink interface (in manifest order) its
+    input beats, per source interface its element fields and expected beats, in hex.
+    """
+    lines = [SPEC_HEADER,
+             f"# workload {workload.name} on {manifest['top']} (config hash {manifest.get('config_hash', '?')})",
+             f"# params {json.dumps(workload.params, sort_keys=True)}"]
+    for role in ("sink", "source"):
+        for index, interface in enumerate(i for i in manifest["interfaces"] if i["role"] == role):
+            payload = interface["payload"]
+            lines.append(f"# {role} {index} = {interface['name']}: valid {interface['valid']}, ready "
+                         f"{interface['ready']}, payload {payload['port']} ({payload['width']} bits)")
+            lines.extend(f"#   {_field_line(f)}" for f in payload["fields"])
+    sinks = [i["name"] for i in manifest["interfaces"] if i["role"] == "sink"]
+    sources = [i["name"] for i in manifest["interfaces"] if i["role"] == "source"]
+    for index, name in enumerate(sinks):
+        beats = workload.inputs[name]
+        lines.append(f"sink {index} {len(beats)}")
+        lines.extend(f"{word:x}" for word in beats)
+    for index, name in enumerate(sources):
+        beats, fields = workload.outputs[name], workload.fields(name)
+        lines.append(f"source {index} {len(beats)} {len(fields)}")
+        lines.extend(f"{f['offset']} {f['width']} {int(f['signed'])} {f.get('count', 1)} {f.get('stride', 0)}"
+                     for f in fields)
+        lines.extend(f"{word:x}" for word in beats)
+    return "\n".join(lines) + "\n"
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temporary file in the same directory, renamed
+    over ``path`` (parallel writers of the same text are safe); ``OSError`` if it cannot be written."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; this is an ordinary file
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -57,9 +57,7 @@ def _pwl(spec: GeluSpec, x: np.ndarray) -> np.ndarray:
     fmt = spec.input
     ends = spec.breakpoints
     slopes, intercepts = (np.array(c, dtype=np.int64) for c in zip(*spec.pwl_coefficients))
-    segment = np.zeros(x.shape, dtype=np.int64)
-    for code in ends[1:-1]:
-        segment += x >= code
+    segment = np.searchsorted(np.array(ends[1:-1], dtype=np.int64), x, side="right")  # inner ends <= x (ascending)
     line = slopes[segment] * x + (intercepts[segment] << fmt.frac)
     value = np.where(x < ends[0], 0, np.where(x >= ends[-1], x << spec.coeff_frac, line))
     return requantize(value, fmt.frac + spec.coeff_frac, spec.output, spec.rounding, spec.overflow)

@@ -3,8 +3,9 @@
 import numpy as np
 
 from hw.arith import operand_range  # the one definition of an operand's range
+from hw.arith.fixed import MAX_INTERMEDIATE_BITS
 
-__all__ = ["operand_range", "wrap"]
+__all__ = ["magnitude", "multiply", "operand_range", "wrap"]
 
 
 def wrap(values, width: int, signed: bool) -> np.ndarray:
@@ -21,3 +22,25 @@ def wrap(values, width: int, signed: bool) -> np.ndarray:
         half = np.int64(1 << (width - 1))
         return np.where(low_bits >= half, low_bits - np.int64(1 << width), low_bits)
     return low_bits
+
+
+def magnitude(values) -> int:
+    """Largest ``|v|`` of an integer array (int64 or Python ints), as a Python int; 0 when empty."""
+    values = np.asarray(values)
+    if not values.size:
+        return 0
+    return max(abs(int(values.min())), abs(int(values.max())))
+
+
+def multiply(a, b) -> np.ndarray:
+    """``a * b`` of integer arrays (broadcast), exactly at any width.
+
+    int64 when every product is provably below ``2**MAX_INTERMEDIATE_BITS`` (from the operands'
+    largest magnitudes), otherwise an object array of Python integers -- where a row-by-row model
+    would have multiplied Python ints. :func:`hw.arith.fixed.shift_round` and ``requantize`` take
+    either and return int64 when the result fits.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if magnitude(a) * magnitude(b) < (1 << MAX_INTERMEDIATE_BITS):
+        return a.astype(np.int64, copy=False) * b.astype(np.int64, copy=False)
+    return a.astype(object) * b.astype(object)

@@ -1,13 +1,17 @@
 """Golden model of ``kind: layernorm`` (``hw/nonlinear/layernorm.py``).
 
-:func:`layernorm_row` repeats the hardware's steps exactly (exact sums of the
+:func:`layernorm` repeats the hardware's steps exactly (exact sums of the
 differences to the row's first element, 1/n by the reciprocal golden, mean and
 E[d^2], variance + eps, rstd by the rsqrt golden, then per element ``(x - mean) * rstd`` and ``* gamma + beta``), every
-quantisation through :mod:`hw.arith.fixed`. :func:`layernorm_float` is the
-exact LayerNorm of the input values with the configured ``eps``. The hooks of
+quantisation through :mod:`hw.arith.fixed`, on whole arrays of rows at once
+(the last axis is the row; a 1-D array is one row). :func:`layernorm_float` is
+the exact LayerNorm of the input values with the configured ``eps``. The hooks of
 the generic testbench (``sim/tb/nonlinear.py``) and of ``npuforge
 characterize`` are at the end: ``gamma`` and ``beta`` travel as the run's
 ``context`` and are loaded through the ``params`` stream before the rows.
+
+Integer widths: :class:`~hw.nonlinear.layernorm.LayerNormSpec` refuses formats
+whose sums and products need more than 62 bits, so int64 arithmetic is exact here.
 """
 
 import numpy as np
@@ -16,36 +20,39 @@ from hw.arith.fixed import Overflow, fit, requantize
 from hw.nonlinear.layernorm import PARAMS_STREAM, LayerNormSpec
 
 from .reciprocal import reciprocal
+from .rows import by_length
 from .rsqrt import rsqrt
 
 
-def row_statistics(spec: LayerNormSpec, x) -> tuple[int, int]:
-    """The row's ``mean`` (code of ``spec.mean_format``) and ``rstd`` (code of the rsqrt output)."""
+def statistics(spec: LayerNormSpec, x) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``mean`` (code of ``spec.mean_format``) and ``rstd`` (code of the rsqrt output),
+    shape ``x.shape[:-1]``."""
     x = np.asarray(x, dtype=np.int64)
-    if not 1 <= x.size <= spec.n_max:
-        raise ValueError(f"a row has 1..{spec.n_max} elements, not {x.size}")
-    reference = int(x[0])
-    d = x - reference
-    total, squares = int(d.sum()), int((d * d).sum())
-    inv_n = int(reciprocal(spec.reciprocal, np.array([x.size], dtype=np.int64))[0])
+    n = x.shape[-1] if x.ndim else 0
+    if not 1 <= n <= spec.n_max:
+        raise ValueError(f"a row has 1..{spec.n_max} elements, not {n}")
+    reference = x[..., 0]
+    d = x - reference[..., None]
+    total, squares = d.sum(axis=-1), (d * d).sum(axis=-1)
+    inv_n = reciprocal(spec.reciprocal, np.array([n], dtype=np.int64))[0]  # the same n for every row
     f, fi, fm = spec.input.frac, spec.inv_n_format.frac, spec.stat_frac
     sat = Overflow.SATURATE
-    offset = int(requantize(total * inv_n, f + fi, spec.offset_format, spec.rounding, sat))
-    mean = int(fit((reference << (fm - f)) + offset, spec.mean_format, sat))
-    ex2 = int(requantize(squares * inv_n, 2 * f + fi, spec.var_format, spec.rounding, sat))
-    squared_mean = int(requantize(offset * offset, 2 * fm, spec.var_format, spec.rounding, sat))
-    var_eps = max(0, ex2 - squared_mean) + spec.eps
-    rstd = int(rsqrt(spec.rsqrt, np.array([var_eps], dtype=np.int64))[0])
-    return mean, rstd
+    offset = requantize(total * inv_n, f + fi, spec.offset_format, spec.rounding, sat)
+    mean = fit((reference << (fm - f)) + offset, spec.mean_format, sat)
+    ex2 = requantize(squares * inv_n, 2 * f + fi, spec.var_format, spec.rounding, sat)
+    squared_mean = requantize(offset * offset, 2 * fm, spec.var_format, spec.rounding, sat)
+    var_eps = np.maximum(0, ex2 - squared_mean) + spec.eps
+    return mean, np.asarray(rsqrt(spec.rsqrt, var_eps), dtype=np.int64)
 
 
-def layernorm_row(spec: LayerNormSpec, x, gamma, beta) -> np.ndarray:
-    """Output codes of one row (``gamma``, ``beta``: codes per channel, at least ``len(x)``)."""
+def layernorm(spec: LayerNormSpec, x, gamma, beta) -> np.ndarray:
+    """Output codes of every row (the last axis of ``x``; ``gamma``, ``beta``: codes per channel, at least
+    the row length)."""
     x = np.asarray(x, dtype=np.int64)
-    n = x.size
-    mean, rstd = row_statistics(spec, x)
-    centered = (x << (spec.stat_frac - spec.input.frac)) - mean
-    y = requantize(centered * np.int64(rstd), spec.stat_frac + spec.rsqrt.output.frac, spec.norm, spec.rounding,
+    mean, rstd = statistics(spec, x)
+    n = x.shape[-1]
+    centered = (x << (spec.stat_frac - spec.input.frac)) - mean[..., None]
+    y = requantize(centered * rstd[..., None], spec.stat_frac + spec.rsqrt.output.frac, spec.norm, spec.rounding,
                    Overflow.SATURATE)
     g = np.asarray(gamma, dtype=np.int64)[:n]
     b = np.asarray(beta, dtype=np.int64)[:n]
@@ -82,7 +89,7 @@ def golden_rows(cfg, rows, gamma=None, beta=None) -> list[np.ndarray]:
     spec = spec_for(cfg)
     if gamma is None or beta is None:
         gamma, beta = default_parameters(cfg)
-    return [layernorm_row(spec, row, gamma, beta) for row in rows]
+    return by_length(rows, lambda batch: layernorm(spec, batch, gamma, beta))
 
 
 def float_rows(cfg, rows, gamma=None, beta=None) -> list[np.ndarray]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gen.elaborate import layout_fields
+from gen.layout import layout_fields
 from hw.arith.fixed import Overflow, requantize
 from hw.npu import ACT_MODES, OPCODES, tile_command_layouts
 

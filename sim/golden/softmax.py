@@ -1,12 +1,15 @@
 """Golden model of ``kind: softmax`` (``hw/nonlinear/softmax.py``) and its top-k gate (``hw/nonlinear/gate.py``).
 
-:func:`softmax_row` repeats the hardware's order of operations exactly (beat
-by beat: beat max, beat sum, merge into the running max and sum; then one
+:func:`softmax` repeats the hardware's order of operations exactly (beat by
+beat: beat max, beat sum, merge into the running max and sum; then one
 reciprocal; then ``E(x - m) * (1/s)`` per element), using the exp and
-reciprocal goldens and the rules of :mod:`hw.arith.fixed`. :func:`gate_row`
-adds the top-k selection. :func:`softmax_float` is the exact softmax of the
-input values. The hooks of the generic testbench (``sim/tb/nonlinear.py``)
-and of ``npuforge characterize`` are at the end.
+reciprocal goldens and the rules of :mod:`hw.arith.fixed`. It works on whole
+arrays of rows at once (the last axis is the row; a 1-D array is one row):
+the merge runs beat by beat for all rows together, so a MoE-ViT's thousands of
+attention rows cost one pass over the beats. :func:`gate` adds the top-k
+selection. :func:`softmax_float` is the exact softmax of the input values. The
+hooks of the generic testbench (``sim/tb/nonlinear.py``) and of ``npuforge
+characterize`` are at the end.
 """
 
 import numpy as np
@@ -15,7 +18,9 @@ from hw.arith.fixed import requantize, shift_round
 from hw.nonlinear.softmax import SoftmaxSpec
 
 from .exp import exp
+from .intmath import multiply
 from .reciprocal import reciprocal
+from .rows import by_length
 
 
 def _exp0(spec: SoftmaxSpec, args: np.ndarray) -> np.ndarray:
@@ -24,52 +29,66 @@ def _exp0(spec: SoftmaxSpec, args: np.ndarray) -> np.ndarray:
     return np.where(args == 0, np.int64(spec.one), exp(spec.exp, args))
 
 
-def row_statistics(spec: SoftmaxSpec, x) -> tuple[int, int]:
-    """The row's max ``m`` and the sum ``s`` (codes) after the statistics pass, beat by beat as the hardware."""
+def _rows(spec: SoftmaxSpec, x) -> np.ndarray:
+    """``x`` as int64 rows of a valid length (the last axis)."""
     x = np.asarray(x, dtype=np.int64)
-    if not 1 <= x.size <= spec.n_max:
-        raise ValueError(f"a row has 1..{spec.n_max} elements, not {x.size}")
-    lanes = spec.lanes
-    starts = np.arange(0, x.size, lanes)
-    beat_max = np.maximum.reduceat(x, starts)
-    running = np.maximum.accumulate(beat_max)
-    # Lane exps relative to each beat's max (exactly 1 for the max itself).
-    beat_of = np.arange(x.size) // lanes
-    beat_sum = np.add.reduceat(_exp0(spec, x - beat_max[beat_of]), starts)
+    length = x.shape[-1] if x.ndim else 0
+    if not 1 <= length <= spec.n_max:
+        raise ValueError(f"a row has 1..{spec.n_max} elements, not {length}")
+    return x
+
+
+def statistics(spec: SoftmaxSpec, x) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's max ``m`` and sum ``s`` (codes, shape ``x.shape[:-1]``) after the statistics pass,
+    beat by beat as the hardware."""
+    x = _rows(spec, x)
+    n, lanes = x.shape[-1], spec.lanes
+    rows = x.reshape(-1, n)
+    beats = -(-n // lanes)
+    # A short last beat is padded with copies of the row's last element (they change no max) and
+    # masked out of the sums.
+    padded = np.concatenate([rows, np.repeat(rows[:, -1:], beats * lanes - n, axis=1)], axis=1)
+    padded = padded.reshape(len(rows), beats, lanes)
+    in_row = (np.arange(beats * lanes) < n).reshape(beats, lanes)
+    beat_max = padded.max(axis=2)
+    running = np.maximum.accumulate(beat_max, axis=1)
+    # Lane exps relative to each beat's max (exactly 1 for the max itself), summed exactly.
+    beat_sum = np.where(in_row, _exp0(spec, padded - beat_max[..., None]), 0).sum(axis=2)
     # Merge exps: argument -|m_before - b| (<= 0) for every beat after the first.
-    gap = running[:-1] - beat_max[1:]
+    gap = running[:, :-1] - beat_max[:, 1:]
     scale = _exp0(spec, -np.abs(gap))
     frac = spec.exp_format.frac
-    s = int(beat_sum[0])
-    for k in range(1, len(starts)):
-        t, r = int(beat_sum[k]), int(scale[k - 1])
-        if gap[k - 1] < 0:  # new max: the running sum moves
-            s = int(shift_round(s * r, frac, spec.rounding)) + t
-        else:
-            s = s + int(shift_round(t * r, frac, spec.rounding))
-    return int(running[-1]), s
+    s = beat_sum[:, 0]
+    for k in range(1, beats):  # sequential in the beats, vectorised over the rows
+        t, r = beat_sum[:, k], scale[:, k - 1]
+        moved = shift_round(multiply(s, r), frac, spec.rounding) + t  # a new max: the running sum moves
+        kept = s + shift_round(multiply(t, r), frac, spec.rounding)
+        s = np.where(gap[:, k - 1] < 0, moved, kept).astype(np.int64)
+    return running[:, -1].reshape(x.shape[:-1]), s.reshape(x.shape[:-1])
 
 
-def softmax_row(spec: SoftmaxSpec, x) -> np.ndarray:
-    """Output codes of one row, bit-exact with :class:`hw.nonlinear.softmax.Softmax`."""
-    x = np.asarray(x, dtype=np.int64)
-    maximum, total = row_statistics(spec, x)
-    inv = int(reciprocal(spec.reciprocal, np.array([total], dtype=np.int64))[0])
-    product = _exp0(spec, x - maximum) * np.int64(inv)
+def softmax(spec: SoftmaxSpec, x) -> np.ndarray:
+    """Output codes of every row (the last axis of ``x``), bit-exact with :class:`hw.nonlinear.softmax.Softmax`."""
+    x = _rows(spec, x)
+    maximum, total = statistics(spec, x)
+    inv = reciprocal(spec.reciprocal, total)
+    product = multiply(_exp0(spec, x - maximum[..., None]), inv[..., None])
     return np.asarray(requantize(product, spec.exp_format.frac + spec.reciprocal.output.frac, spec.output,
                                  spec.rounding, spec.overflow), dtype=np.int64)
 
 
 def top_k_pairs(scores, k: int) -> np.ndarray:
-    """``min(k, n)`` rows ``[index, score]``: largest score first, ties to the lower index."""
+    """Per row (the last axis of ``scores``) ``min(k, n)`` pairs ``[index, score]``: largest score first,
+    ties to the lower index; shape ``scores.shape[:-1] + (min(k, n), 2)``."""
     scores = np.asarray(scores, dtype=np.int64)
-    order = np.argsort(-scores, kind="stable")[:k]
-    return np.stack([order, scores[order]], axis=1).astype(np.int64)
+    order = np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+    return np.stack([order, np.take_along_axis(scores, order, axis=-1)], axis=-1).astype(np.int64)
 
 
-def gate_row(spec: SoftmaxSpec, top_k: int, x) -> np.ndarray:
-    """(expert index, score) pairs of one gate row, bit-exact with :class:`hw.nonlinear.gate.SoftmaxGate`."""
-    return top_k_pairs(softmax_row(spec, x), top_k)
+def gate(spec: SoftmaxSpec, top_k: int, x) -> np.ndarray:
+    """(expert index, score) pairs of every gate row (the last axis of ``x``), bit-exact with
+    :class:`hw.nonlinear.gate.SoftmaxGate`; shape as :func:`top_k_pairs`."""
+    return top_k_pairs(softmax(spec, x), top_k)
 
 
 def softmax_float(spec: SoftmaxSpec, x) -> np.ndarray:
@@ -91,8 +110,8 @@ def golden_rows(cfg, rows) -> list[np.ndarray]:
     """Per row: the output codes, or for a gate (``top_k`` set) the ``[index, score]`` pairs."""
     spec = spec_for(cfg)
     if cfg.top_k is not None:
-        return [gate_row(spec, cfg.top_k, row) for row in rows]
-    return [softmax_row(spec, row) for row in rows]
+        return by_length(rows, lambda batch: gate(spec, cfg.top_k, batch))
+    return by_length(rows, lambda batch: softmax(spec, batch))
 
 
 def float_rows(cfg, rows) -> list[np.ndarray]:
@@ -105,20 +124,15 @@ def float_rows(cfg, rows) -> list[np.ndarray]:
     spec = spec_for(cfg)
     if cfg.top_k is None:
         return [softmax_float(spec, row) for row in rows]
-    result = []
-    for row in rows:
-        pairs = gate_row(spec, cfg.top_k, row)
-        exact = softmax_float(spec, row)
-        result.append(exact[pairs[:, 0]])
-    return result
+    return [softmax_float(spec, row)[pairs[:, 0]] for row, pairs in zip(rows, golden_rows(cfg, rows))]
 
 
 def selection_agreement(cfg, rows) -> float:
     """Fraction of gate rows whose chosen experts are a true top-k of the exact softmax (ties allowed)."""
     spec = spec_for(cfg)
     agree = 0
-    for row in rows:
-        chosen = gate_row(spec, cfg.top_k, row)[:, 0]
+    for row, pairs in zip(rows, golden_rows(cfg, rows)):
+        chosen = pairs[:, 0]
         exact = softmax_float(spec, row)
         threshold = np.sort(exact)[::-1][len(chosen) - 1]
         agree += bool(np.all(exact[chosen] >= threshold - 1e-12))

@@ -7,6 +7,12 @@
 //   run SPEC WINDOW TIMEOUT   read faults from stdin, print one result line per fault
 //   freerun SPEC REPEAT       time REPEAT fault-free runs (bench: cycles per second)
 //
+// After the last expected output beat a run goes on (the "tail"), so that a beat the
+// design sends after the expected ones is seen: until the model is quiescent (a cycle
+// with no transfer leaves its whole state unchanged: its inputs are then the same in
+// the next cycle, so nothing changes or leaves ever again), or until its state equals
+// the fault-free state of the same cycle, or until the cycle limit (the timeout).
+//
 // Protocol model: every sink interface (the design consumes it) offers its next
 // beat in every cycle (valid stays high while beats remain) and a beat moves
 // when ready is high; every source interface (the design produces it) is always
@@ -97,7 +103,10 @@ static Spec read_spec(const char* path) {
         fail("not a version 1 npuforge-fault-spec file");
     int index, count, nfields;
     while (std::fscanf(f, "%63s", word) == 1) {
-        if (!std::strcmp(word, "sink")) {
+        if (word[0] == '#') {  // a comment, to the end of its line
+            int ch;
+            while ((ch = std::fgetc(f)) != EOF && ch != '\n') {}
+        } else if (!std::strcmp(word, "sink")) {
             if (std::fscanf(f, "%d %d", &index, &count) != 2 || index < 0 || index >= N_SINKS) fail("bad sink line");
             for (int i = 0; i < count; ++i) {
                 if (std::fscanf(f, "%4095s", hex) != 1) fail("short sink beats");
@@ -182,6 +191,14 @@ struct Progress {  // harness-side state of one run, besides the model
     int last_beat_cycle; // cycle of the latest output beat
 };
 
+// Output beats past the expected ones (they arrive in the tail).
+static int extra_beats(const Spec& spec, const Progress& p) {
+    int extra = 0;
+    for (int i = 0; i < N_SOURCES; ++i)
+        extra += std::max(0, p.received[i] - static_cast<int>(spec.expected[i].size()));
+    return extra;
+}
+
 static int64_t element(const std::vector<uint32_t>& beat, int offset, int width, int is_signed) {
     uint64_t v = 0;
     for (int b = 0; b < width; ++b) {
@@ -233,6 +250,7 @@ struct Sim {
     bool capture = false;
 
     std::vector<uint8_t> power_on;  // the model's state after its initial evaluation
+    std::vector<uint8_t> before;    // the model's state at the start of the cycle `still_cycle` runs
 
     explicit Sim(const Spec& s) : spec(s) {
         top.reset(new Vtop{&context, "TOP"});
@@ -241,6 +259,7 @@ struct Sim {
         top->eval();  // initial blocks and register initial values
         power_on.resize(sizeof(Vtop___024root));
         std::memcpy(power_on.data(), static_cast<void*>(top->rootp), power_on.size());
+        before.resize(power_on.size());
     }
 
     // From the power-on state (so nothing a previous run left, such as a flipped memory
@@ -293,6 +312,17 @@ struct Sim {
         CLOCK_PORT(top) = 1;
         top->eval();
     }
+
+    // One cycle (as `cycle`); true if it moved no beat and left the model's whole state as it
+    // found it: then the model is quiescent (every later cycle repeats this one).
+    bool still_cycle(int c, Progress& p) {
+        std::memcpy(before.data(), static_cast<void*>(top->rootp), before.size());
+        Progress q = p;
+        cycle(c, p);
+        return std::memcmp(q.sent, p.sent, sizeof p.sent) == 0 &&
+               std::memcmp(q.received, p.received, sizeof p.received) == 0 &&
+               std::memcmp(before.data(), static_cast<void*>(top->rootp), before.size()) == 0;
+    }
 };
 
 static void print_hex(const std::vector<uint32_t>& words) {
@@ -320,7 +350,11 @@ static int cmd_reference(const Spec& spec, long max_cycles, const int* fault) {
         if (fault && c == fault[4]) flip(sites[fault[0]], fault[3], fault[1], fault[2]);
         sim.cycle(static_cast<int>(c), p);
     }
-    std::printf("complete %d\ncycles %d\nalarms %x\n", sim.complete(p) ? 1 : 0, p.last_beat_cycle + 1, p.alarms);
+    // The tail (the fault, in the window, lies behind): beats after the expected ones are captured too.
+    bool quiet = false;
+    while (c < max_cycles && !quiet) quiet = sim.still_cycle(static_cast<int>(c++), p);
+    std::printf("complete %d\ncycles %d\nalarms %x\nquiet %ld\n", sim.complete(p) ? 1 : 0, p.last_beat_cycle + 1,
+                p.alarms, quiet ? c - 1 : -1L);
     for (int i = 0; i < N_SOURCES; ++i) {
         std::printf("source %d %zu\n", i, sim.captured[i].size());
         for (const auto& beat : sim.captured[i]) {
@@ -356,7 +390,7 @@ struct Fault {
 };
 
 // The fault-free trajectory: the model and harness state at the start of every
-// `stride`-th cycle of the window (before that cycle's faults and inputs).
+// `stride`-th cycle of the window and of the tail (before that cycle's faults and inputs).
 struct Checkpoints {
     int stride = 1;
     std::size_t root_size = sizeof(Vtop___024root);
@@ -381,39 +415,48 @@ static int cmd_run(const Spec& spec, long expected_window, long timeout, bool us
             fail("fault out of range");
     }
 
-    // Fault-free run: window length and (optionally) the trajectory.
+    // Fault-free run: the window, the tail and (optionally) the trajectory.
     Progress p;
     sim.reset(p);
     Vtop___024root* root = sim.top->rootp;
     const std::size_t root_size = sizeof(Vtop___024root);
     Checkpoints cp;
     int window = 0;
+    // The cycle from whose start on the fault-free model is quiescent (`timeout` if it is not by then).
+    int settle = 0;
     {
-        // Keep every cycle's state unless that needs more than `budget` bytes.
         Progress q = p;
         int c = 0;
         while (!sim.complete(q) && c < expected_window) sim.cycle(c++, q);
         if (!sim.complete(q) || q.beats_differ || q.last_beat_cycle + 1 != expected_window)
             fail("the fault-free run does not reproduce the reference outputs and cycle count");
         window = q.last_beat_cycle + 1;
-        const std::size_t budget = 256u << 20;
-        std::size_t per = root_size + sizeof(Progress);
-        cp.stride = static_cast<int>((static_cast<std::size_t>(window + 1) * per + budget - 1) / budget);
-        if (cp.stride < 1) cp.stride = 1;
+        bool quiet = false;
+        while (c < timeout && !quiet) quiet = sim.still_cycle(c++, q);
+        settle = quiet ? c - 1 : c;
+        if (extra_beats(spec, q) || q.alarms)
+            fail("the fault-free run sends a beat after the expected ones or raises an alarm before it is quiescent");
     }
     // A run that rejoins the reference completes when it does, at `window`: only masked if that is in time.
     if (window > timeout) early_stop = false;
+    // Checkpoints cover the window, and with early stop the fault-free tail up to `settle` as well.
+    const int span = early_stop ? std::max(settle, window) : window;
     bool checkpoints = use_checkpoints || early_stop;
     if (checkpoints) {
+        // Keep every cycle's state unless that needs more than `budget` bytes.
+        const std::size_t budget = 256u << 20;
+        std::size_t per = root_size + sizeof(Progress);
+        cp.stride = static_cast<int>((static_cast<std::size_t>(span + 1) * per + budget - 1) / budget);
+        if (cp.stride < 1) cp.stride = 1;
         sim.reset(p);
-        int n = window / cp.stride + 1;
+        int n = span / cp.stride + 1;
         cp.roots.resize(static_cast<std::size_t>(n) * root_size);
-        for (int c = 0; c <= window; ++c) {
+        for (int c = 0; c <= span; ++c) {
             if (c % cp.stride == 0) {
                 std::memcpy(cp.roots.data() + (c / cp.stride) * root_size, static_cast<void*>(root), root_size);
                 cp.progress.push_back(p);
             }
-            if (c < window) sim.cycle(c, p);
+            if (c < span) sim.cycle(c, p);
         }
     }
 
@@ -423,7 +466,7 @@ static int cmd_run(const Spec& spec, long expected_window, long timeout, bool us
     std::stable_sort(by_cycle.begin(), by_cycle.end(),
                      [&](int a, int b) { return faults[a].cycle < faults[b].cycle; });
 
-    struct Out { int status, cycles, differing; int64_t max_abs; uint32_t alarms; long stepped; int early; };
+    struct Out { int status, cycles, differing; int64_t max_abs; uint32_t alarms; long stepped; int early, extra; };
     std::vector<Out> results(faults.size());
     for (int idx : by_cycle) {
         const Fault& x = faults[idx];
@@ -439,7 +482,7 @@ static int cmd_run(const Spec& spec, long expected_window, long timeout, bool us
         }
         for (; c < x.cycle && !sim.complete(p); ++c, ++stepped) sim.cycle(c, p);
         if (c == x.cycle) flip(sites[x.site], x.word, x.bit, x.width);
-        Out out{0, 0, 0, 0, 0, 0, 0};
+        Out out{0, 0, 0, 0, 0, 0, 0, 0};
         bool masked_early = false;
         for (; c < timeout && !sim.complete(p); ++c, ++stepped) {
             if (early_stop && c > x.cycle && c < window && c % cp.stride == 0 && !p.beats_differ && !p.alarms) {
@@ -454,10 +497,29 @@ static int cmd_run(const Spec& spec, long expected_window, long timeout, bool us
             }
             sim.cycle(c, p);
         }
+        if (!masked_early && sim.complete(p)) {
+            // The tail: every expected beat is in; watch for more until the timeout. With early stop,
+            // end it once the run is quiescent, or once its state and inputs equal the fault-free ones
+            // of the same cycle after the window (from there on it is the fault-free run, which sends
+            // nothing more).
+            for (bool quiet = false; c < timeout && !quiet; ++c, ++stepped) {
+                if (!early_stop) {
+                    sim.cycle(c, p);
+                    continue;
+                }
+                if (c >= window && c <= span && c % cp.stride == 0) {
+                    int k = c / cp.stride;
+                    if (std::memcmp(cp.progress[k].sent, p.sent, sizeof p.sent) == 0 &&
+                        std::memcmp(static_cast<void*>(root), cp.root(k), root_size) == 0)
+                        break;
+                }
+                quiet = sim.still_cycle(c, p);
+            }
+        }
         if (masked_early) {
-            out = Out{0, window, 0, 0, 0, stepped, 1};
+            out = Out{0, window, 0, 0, 0, stepped, 1, 0};
         } else if (!sim.complete(p)) {
-            out = Out{2, static_cast<int>(timeout), 0, 0, p.alarms, stepped, 0};
+            out = Out{2, static_cast<int>(timeout), 0, 0, p.alarms, stepped, 0, 0};
             // Missing beats: every element of them differs.
             int differing = p.differing;
             for (int i = 0; i < N_SOURCES; ++i)
@@ -466,13 +528,14 @@ static int cmd_run(const Spec& spec, long expected_window, long timeout, bool us
             out.differing = differing;
             out.max_abs = p.max_abs;
         } else {
-            out = Out{p.beats_differ ? 1 : 0, p.last_beat_cycle + 1, p.differing, p.max_abs, p.alarms, stepped, 0};
+            out = Out{p.beats_differ ? 1 : 0, p.last_beat_cycle + 1, p.differing, p.max_abs, p.alarms, stepped, 0,
+                      extra_beats(spec, p)};
         }
         results[idx] = out;
     }
     for (const Out& o : results)
-        std::printf("%d %d %d %lld %x %ld %d\n", o.status, o.cycles, o.differing, static_cast<long long>(o.max_abs),
-                    o.alarms, o.stepped, o.early);
+        std::printf("%d %d %d %lld %x %ld %d %d\n", o.status, o.cycles, o.differing, static_cast<long long>(o.max_abs),
+                    o.alarms, o.stepped, o.early, o.extra);
     return 0;
 }
 

@@ -45,8 +45,7 @@ class Schedule:
 
 def _dot(spec: MatmulSpec, a_row: np.ndarray, b_row: np.ndarray) -> int:
     """One output element: ``sum_k round(a_k * b_k)`` (before the accumulator's overflow)."""
-    return int(product_sum(a_row[None, :], b_row[:, None], spec.product_shift, spec.rounding,
-                           spec.a.width + spec.b.width)[0, 0])
+    return int(product_sum(a_row[None, :], b_row[:, None], spec.product_shift, spec.rounding)[0, 0])
 
 
 def _finish(spec: MatmulSpec, acc: np.ndarray) -> np.ndarray:
@@ -124,8 +123,8 @@ def _run(order: str, n_rows: int, n_keys: int, p: int, acc: np.ndarray, spec: Ma
 
 def _row_product(spec: MatmulSpec, weight: int, row: np.ndarray) -> np.ndarray:
     """``round(weight * row_k)`` per feature, as the accumulator adds it."""
-    return product_sum(np.array([[weight]], dtype=np.int64), row[None, :], spec.product_shift, spec.rounding,
-                       spec.a.width + spec.b.width)[0].astype(object)
+    return product_sum(np.array([[weight]], dtype=np.int64), row[None, :], spec.product_shift,
+                       spec.rounding)[0].astype(object)
 
 
 ORDERS = ("direct", "reordered")

@@ -29,6 +29,7 @@ from hw.arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Roundin
 from .. import gelu as gelu_golden
 from .. import layernorm as layernorm_golden
 from .. import softmax as softmax_golden
+from ..intmath import magnitude, multiply
 from .reference import patchify, unpatchify
 
 #: The nonlinear functions ``approx`` chooses a method for, and each one's hardware method names.
@@ -47,25 +48,47 @@ def _checked(codes, fmt: FixedFormat, what: str) -> np.ndarray:
     return codes
 
 
-def product_sum(a: np.ndarray, b: np.ndarray, shift: int, rounding: Rounding, widths: int) -> np.ndarray:
+#: Integers below ``2**53`` in magnitude are exact in float64: a float matmul whose every product and
+#: partial sum stays below it is exact in any summation order.
+FLOAT_EXACT_BITS = 53
+
+
+def product_sum(a: np.ndarray, b: np.ndarray, shift: int, rounding: Rounding) -> np.ndarray:
     """``sum_k round(a[..., i, k] * b[..., k, j] * 2**-shift)`` exactly (int64, or Python ints when wider).
 
-    ``widths`` is the sum of the operands' code widths (the product's width).
+    The arithmetic is chosen from the operands' actual magnitudes, which bound every product and sum: exact products
+    (``shift <= 0``) are one matmul, in float64 when every partial sum stays below ``2**53`` (exact;
+    numpy's einsum loops, twice as fast as an int64 matmul, and unlike BLAS they start no threads to
+    fight over a loaded machine's cores), else in int64; rounded products are summed over ``k`` in
+    int64 chunks; Python integers where int64 could overflow (two 32-bit features at full scale).
     """
     k = a.shape[-1]
-    if shift <= 0 and widths + max(1, k - 1).bit_length() + 1 - shift <= MAX_INTERMEDIATE_BITS:
-        return np.matmul(a, b) << -shift
-    if widths <= MAX_INTERMEDIATE_BITS and shift > 0:
-        total = None
-        for i in range(k):
-            term = shift_round(a[..., :, i, None] * b[..., i, None, :], shift, rounding)
-            total = term if total is None else total + term
-        return total
-    # Products wider than int64 (e.g. two 32-bit features): exact Python integers.
-    a_obj, b_obj = a.astype(object), b.astype(object)
+    bound = magnitude(a) * magnitude(b) * max(1, k)  # |any partial sum of products| <= bound
+    if shift <= 0:
+        if bound < (1 << FLOAT_EXACT_BITS):
+            exact = np.einsum("...ik,...kj->...ij", a.astype(np.float64), b.astype(np.float64))
+            return exact.astype(np.int64) << -shift
+        if bound << -shift < (1 << MAX_INTERMEDIATE_BITS):
+            return np.matmul(a, b) << -shift
+    elif bound < (1 << MAX_INTERMEDIATE_BITS):
+        return _rounded_product_sum(a, b, shift, rounding)
+    return _rounded_product_sum(a.astype(object), b.astype(object), shift, rounding)
+
+
+#: Elements of one chunk of ``a[..., :, chunk, None] * b[..., None, chunk, :]`` (bounds its memory).
+CHUNK_ELEMENTS = 1 << 21
+
+
+def _rounded_product_sum(a: np.ndarray, b: np.ndarray, shift: int, rounding: Rounding) -> np.ndarray:
+    """``sum_k shift_round(a[..., i, k] * b[..., k, j], shift)``, ``k`` summed a chunk at a time."""
+    k = a.shape[-1]
+    per_k = max(1, int(np.prod(np.broadcast_shapes(a.shape[:-1], b.shape[:-2] + (1,)))) * b.shape[-1])
+    step = max(1, min(k, CHUNK_ELEMENTS // per_k))
     total = None
-    for i in range(k):
-        term = shift_round(a_obj[..., :, i, None] * b_obj[..., i, None, :], shift, rounding)
+    for start in range(0, k, step):
+        chunk = slice(start, start + step)
+        terms = shift_round(a[..., :, chunk, None] * b[..., None, chunk, :], shift, rounding)
+        term = terms.sum(axis=-2)
         total = term if total is None else total + term
     return total
 
@@ -74,7 +97,7 @@ def accumulate(spec: MatmulSpec, a, b, bias=None) -> np.ndarray:
     """The finished accumulator codes (``spec.acc``) of ``a @ b + bias``: ``a`` (..., n, k), ``b`` (..., k, m)."""
     a = _checked(a, spec.a, f"{spec.name}: a")
     b = _checked(b, spec.b, f"{spec.name}: b")
-    total = product_sum(a, b, spec.product_shift, spec.rounding, spec.a.width + spec.b.width)
+    total = product_sum(a, b, spec.product_shift, spec.rounding)
     if bias is not None:
         bias = _checked(bias, spec.bias, f"{spec.name}: bias")
         total = total + shift_round(bias, spec.bias.frac - spec.acc.frac, spec.rounding)
@@ -174,10 +197,9 @@ def softmax(codes, u: Units, method: str | None = None) -> np.ndarray:
     """Softmax over the last axis of codes of the softmax unit's input; codes of its output."""
     spec, method = u.softmax, method or u.methods["softmax"]
     x = _checked(codes, spec.input, "softmax")
-    rows = x.reshape(-1, x.shape[-1])
     if method == EXACT:
-        return _exact_softmax(spec, rows).reshape(x.shape)
-    return np.stack([softmax_golden.softmax_row(spec, row) for row in rows]).reshape(x.shape)
+        return _exact_softmax(spec, x)
+    return softmax_golden.softmax(spec, x)
 
 
 def gate(codes, u: Units, top_k: int, method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -185,14 +207,11 @@ def gate(codes, u: Units, top_k: int, method: str | None = None) -> tuple[np.nda
     ``(experts, scores)``, each ``(..., top_k)``, best first; scores are codes of the gate's output."""
     spec, method = u.gate, method or u.methods["gate"]
     x = _checked(codes, spec.input, "gate")
-    rows = x.reshape(-1, x.shape[-1])
     if method == EXACT:
-        pairs = [softmax_golden.top_k_pairs(row, top_k) for row in _exact_softmax(spec, rows)]
+        pairs = softmax_golden.top_k_pairs(_exact_softmax(spec, x), top_k)
     else:
-        pairs = [softmax_golden.gate_row(spec, top_k, row) for row in rows]
-    pairs = np.stack(pairs)
-    shape = x.shape[:-1] + (top_k,)
-    return pairs[..., 0].reshape(shape), pairs[..., 1].reshape(shape)
+        pairs = softmax_golden.gate(spec, top_k, x)
+    return pairs[..., 0], pairs[..., 1]
 
 
 def gelu(codes, u: Units, method: str | None = None) -> np.ndarray:
@@ -211,14 +230,13 @@ def layernorm(codes, gamma, beta, u: Units, method: str | None = None) -> np.nda
     x = _checked(codes, spec.input, "layernorm")
     gamma = _checked(gamma, spec.gamma, "layernorm gamma")
     beta = _checked(beta, spec.beta, "layernorm beta")
-    rows = x.reshape(-1, x.shape[-1])
     if method == EXACT:
-        values = spec.input.to_float(rows)
+        values = spec.input.to_float(x)
         mean = values.mean(axis=-1, keepdims=True)
         var = ((values - mean) ** 2).mean(axis=-1, keepdims=True)
         exact = (values - mean) / np.sqrt(var + u.eps) * spec.gamma.to_float(gamma) + spec.beta.to_float(beta)
-        return _exact_out(exact, spec).reshape(x.shape)
-    return np.stack([layernorm_golden.layernorm_row(spec, row, gamma, beta) for row in rows]).reshape(x.shape)
+        return _exact_out(exact, spec)
+    return layernorm_golden.layernorm(spec, x, gamma, beta)
 
 
 # ------------------------------------------------- operators on feature codes
@@ -245,10 +263,7 @@ def scale_scores(raw, cfg: MoevitConfig) -> np.ndarray:
     """Scaled attention scores (features) from the ``qk`` accumulator codes: ``raw * scale`` requantised."""
     acc, act = cfg.format("accumulator"), cfg.format("activation")
     code, fmt = score_scale(cfg)
-    raw = np.asarray(raw)
-    if raw.dtype != object and acc.width + fmt.width > MAX_INTERMEDIATE_BITS:
-        raw = raw.astype(object)
-    product = raw * code
+    product = multiply(raw, code)  # int64 when the scores' magnitudes allow it, else Python ints
     return np.asarray(requantize(product, acc.frac + fmt.frac, act, Rounding(cfg.rounding), Overflow(cfg.overflow)),
                       dtype=np.int64)
 

@@ -1,0 +1,37 @@
+"""Synthesis of a config (rather than of a Verilog file): generate its Verilog into the build
+directory, synthesise it there, cached; and the generic-synthesis cost other floors compare.
+
+``npuforge synth``, ``npuforge characterize``, ``npuforge protect`` and the benches share it.
+Layout (see ``docs/synth.md``): ``<build root>/<name>-<hash12>/synth/rtl/`` holds the Verilog,
+``synth/<target>/`` the cached result of :func:`fpga.synth.synthesize`.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from gen.config.base import KindConfig
+from gen.emit import generate
+from gen.manifest import verilog_filename
+
+from .synth import SynthResult, synthesize
+
+#: What :func:`generic_cost` keeps of a ``generic`` result.
+COST_KEYS = ("transistors", "cells", "ff", "logic_depth")
+
+
+def synthesize_config(cfg: KindConfig, target: str, *, build_root: Path, seed: int = 1, out_of_context: bool = False,
+                      on_step: Callable[[str], object] = lambda message: None) -> SynthResult:
+    """Generate ``cfg``'s Verilog under ``<build_root>/<build name>/synth/rtl`` and synthesise it for
+    ``target`` (cached in ``synth/<target>``); the errors of :func:`fpga.synth.synthesize`."""
+    root = Path(build_root) / cfg.build_name() / "synth"
+    on_step(f"generating {cfg.name}")
+    rtl = generate(cfg, root / "rtl").out_dir
+    return synthesize(rtl / verilog_filename(cfg.name), cfg.name, target, config_hash=cfg.config_hash(),
+                      cache_dir=root / target, seed=seed, out_of_context=out_of_context, on_step=on_step)
+
+
+def generic_cost(cfg: KindConfig, build_root: Path, on_step: Callable[[str], object] = lambda message: None) -> dict:
+    """Yosys ``generic`` transistors, cells, flip-flops and logic depth of ``cfg``'s Verilog (cached):
+    ``{"target": "generic", "transistors": ..., "cells": ..., "ff": ..., "logic_depth": ...}``."""
+    result = synthesize_config(cfg, "generic", build_root=build_root, on_step=on_step)
+    return {"target": "generic", **{key: result.data[key] for key in COST_KEYS}}

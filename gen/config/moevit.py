@@ -256,9 +256,10 @@ class MoevitConfig(StrictModel):
 
     def unit(self, unit: str, source: str = "config", **overrides):
         """The validated kind config of nonlinear ``unit``; :class:`ConfigError` naming ``nonlinear.<unit>``."""
-        from ..registry import kind_named
+        from ..kinds import gelu, layernorm, softmax  # not the registry: it lists the accelerator, which reads this
 
-        model = kind_named(UNIT_KINDS[unit]).config
+        models = {"softmax": softmax.SoftmaxConfig, "gelu": gelu.GeluConfig, "layernorm": layernorm.LayerNormConfig}
+        model = models[UNIT_KINDS[unit]]
         try:
             return model.model_validate(self.unit_data(unit, **overrides))
         except ValidationError as error:

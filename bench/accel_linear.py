@@ -43,8 +43,9 @@ PORT_BYTES = 32  # per cycle and direction: two 256-bit ports
 def model_file(work: Path) -> Path:
     edge = yaml.safe_load((ROOT / "configs" / "moevit" / "edge_moe.yaml").read_text())
     tiny = yaml.safe_load((ROOT / "configs" / "moevit" / "tiny.yaml").read_text())
+    # Edge-MoE's nonlinear units (its LayerNorm input fits dim 192), the tiny model's exact formats.
     edge.update(name="edge_moe_exact", formats=tiny["formats"], rounding=tiny["rounding"], overflow=tiny["overflow"],
-                nonlinear=tiny["nonlinear"], weights=None)
+                weights=None)
     path = work / "edge_moe_exact.yaml"
     path.write_text(yaml.safe_dump(edge, sort_keys=False))
     return path
@@ -82,6 +83,7 @@ def layer_program(cfg, name: str, m: int, k: int, n: int, matmul: str, gelu: boo
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the 256-MAC 8x32 array")
+    parser.add_argument("--array", default=None, metavar="RxC", help="only this array, e.g. 7x64")
     parser.add_argument("--build-root", type=Path, default=ROOT / "build" / "bench")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "accel_linear.json")
     args = parser.parse_args()
@@ -89,7 +91,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = model_file(work)
-        for label, rows, cols in ARRAYS[:1] if args.quick else ARRAYS:
+        arrays = ARRAYS[:1] if args.quick else ARRAYS
+        if args.array:
+            arrays = [a for a in ARRAYS if f"{a[1]}x{a[2]}" == args.array]
+        for label, rows, cols in arrays:
             cfg = load_config(accel_file(work, model, rows, cols))
             started = time.monotonic()
             prepared = prepare(cfg, args.build_root)
@@ -120,6 +125,10 @@ def main() -> int:
                           f"{'bit-exact' if report.ok else 'MISMATCH ' + report.mismatch}, "
                           f"{row['harness_cycles_per_s']:,.0f} cycles/s", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    if args.json.exists():  # keep the other arrays' rows of an earlier run
+        kept = [r for r in json.loads(args.json.read_text())["layers"]
+                if r["array"] not in {row["array"] for row in rows_out}]
+        rows_out = kept + rows_out
     args.json.write_text(json.dumps({"layers": rows_out, "port_bytes_per_cycle": PORT_BYTES,
                                      "read_latency": 24}, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -48,6 +48,7 @@ class Elaboration:
     parameters: dict
     fault_sites: list[FaultSite] = field(default_factory=list)
     sections: dict = field(default_factory=dict)  # the kind's extra top-level manifest entries
+    files: dict = field(default_factory=dict)  # the kind's extra files: name -> text
 
 
 def _component_ports(component: wiring.Component) -> dict:
@@ -152,13 +153,32 @@ class _PassThroughTop(wiring.Component):
         return m
 
 
+def _registers_first(fragment) -> None:
+    """Put every fragment's clocked statements before its combinational ones.
+
+    Amaranth names a net after the first signal it meets on it, statement by statement and
+    domain by domain in the order the domains first appear. A register that drives a
+    submodule's port (``port.addr.eq(word)``) in a module whose first statement was
+    combinational would take the port's name (``$signature__addr``): a fault site nobody can
+    find. With the clocked domains first, every register is met under its own name first.
+    """
+    statements = getattr(fragment, "statements", None)
+    if statements is not None and "comb" in statements:
+        comb = statements.pop("comb")
+        statements["comb"] = comb
+    for subfragment, _name, _src_loc in getattr(fragment, "subfragments", ()):
+        _registers_first(subfragment)
+
+
 def elaborate(cfg: KindConfig) -> Elaboration:
     """Build the component for ``cfg`` and convert it to Verilog named after ``cfg.name``."""
     kind = kind_of(cfg)
     component = kind.build(cfg)
     top = cfg.name
     wrapper = _PassThroughTop(component)
-    design = Fragment.get(wrapper, None).prepare(ports=_component_ports(wrapper), hierarchy=(top,))
+    fragment = Fragment.get(wrapper, None)
+    _registers_first(fragment)
+    design = fragment.prepare(ports=_component_ports(wrapper), hierarchy=(top,))
     # emit_src=False: source locations are absolute paths of this machine.
     text, _names = amaranth_verilog.convert_fragment(design, name=top, emit_src=False)
 
@@ -174,4 +194,5 @@ def elaborate(cfg: KindConfig) -> Elaboration:
         parameters=kind.parameters(cfg, component),
         fault_sites=sites,
         sections=kind.manifest_sections(cfg, component, sites) if kind.manifest_sections else {},
+        files=kind.files(cfg, component) if kind.files else {},
     )

@@ -36,7 +36,7 @@ def _previous_outputs(out_dir: Path) -> set[str]:
     except (OSError, ValueError, TypeError, KeyError):
         return set()
     return {name for name in names
-            if isinstance(name, str) and name.endswith(".v") and Path(name).name == name
+            if isinstance(name, str) and name.endswith((".v", ".rdl", ".h")) and Path(name).name == name
             and not name.startswith(".")}
 
 
@@ -83,6 +83,7 @@ def generate(cfg: KindConfig, out_dir: Path) -> Generated:
     manifest = build_manifest(elab)
     paths = write_files(out_dir, {
         verilog_filename(elab.top): elab.verilog,
+        **elab.files,
         MANIFEST_NAME: dump_manifest(manifest),
     })
     return Generated(out_dir=Path(out_dir), files=paths, manifest=manifest, elaboration=elab)

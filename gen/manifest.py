@@ -35,10 +35,8 @@ def build_manifest(elab: Elaboration) -> dict:
         "config": cfg.normalized(),
         "config_hash": cfg.config_hash(),
         "parameters": elab.parameters,
-        "files": [{
-            "path": verilog_filename(elab.top),
-            "sha256": hashlib.sha256(elab.verilog.encode()).hexdigest(),
-        }],
+        "files": [{"path": name, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+                  for name, text in [(verilog_filename(elab.top), elab.verilog), *sorted(elab.files.items())]],
         "clock": {"port": "clk", "edge": "rising"},
         "reset": {"port": "rst", "active": "high", "synchronous": True},
         "ports": [asdict(port) for port in elab.ports],

@@ -18,7 +18,7 @@ from .config.base import KindConfig
 from .kinds import exp, reciprocal, rsqrt, tpe
 from .kinds import layernorm, softmax
 from .kinds import gelu
-from .kinds import npu_tile
+from .kinds import moevit_accel, npu_tile
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Kind:
     doc: str
     # optional: (cfg, component, fault_sites) -> extra top-level manifest entries (e.g. protectable)
     manifest_sections: Callable[[Any, Any, list], dict] | None = None
+    # optional: (cfg, component) -> {file name: text} written beside the Verilog (e.g. a register map)
+    files: Callable[[Any, Any], dict] | None = None
 
 
 KINDS: tuple[Kind, ...] = (
@@ -48,6 +50,9 @@ KINDS: tuple[Kind, ...] = (
     Kind(name="gelu", config=gelu.GeluConfig, build=gelu.build, parameters=gelu.parameters, doc="docs/nonlinear.md"),
     Kind(name="npu_tile", config=npu_tile.NpuTileConfig, build=npu_tile.build, parameters=npu_tile.parameters,
          doc="docs/npu_tile.md", manifest_sections=npu_tile.manifest_sections),
+    Kind(name="moevit_accel", config=moevit_accel.MoevitAccelConfig, build=moevit_accel.build,
+         parameters=moevit_accel.parameters, doc="docs/accelerator.md",
+         manifest_sections=moevit_accel.manifest_sections, files=moevit_accel.files),
 )
 
 

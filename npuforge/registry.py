@@ -42,6 +42,8 @@ SUPPORT: dict[str, KindSupport] = {
     "layernorm": KindSupport(kind=kind_named("layernorm"), golden="sim.golden.layernorm",
                              testbench="sim.tb.nonlinear"),
     "gelu": KindSupport(kind=kind_named("gelu"), golden="sim.golden.gelu", testbench="sim.tb.nonlinear"),
+    "moevit_accel": KindSupport(kind=kind_named("moevit_accel"), golden="sim.golden.moevit.fixed",
+                                testbench="sim.tb.moevit_accel"),
     "npu_tile": KindSupport(kind=kind_named("npu_tile"), golden="sim.golden.npu_tile", testbench="sim.tb.npu_tile",
                             workloads={"npu_gemm": "sim.tb.npu_tile_workload:npu_gemm"}),
 }

@@ -62,7 +62,8 @@ def parse_config_data(data: Any, source: str) -> KindConfig:
         raise ConfigError(f"{source}: kind: got {show_value(kind_value)}; allowed: one of {kinds}")
     model = kind_named(kind_value).config
     try:
-        return model.model_validate(data)
+        # The source lets a kind resolve files its config names (moevit_accel's model:) relative to it.
+        return model.model_validate(data, context={"source": source})
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, model, source)) from None
     except RecursionError:

@@ -12,12 +12,13 @@ The hardware description ``npuforge perf --hw`` reads (``kind: moevit_hw``) is
 :class:`MoevitHwConfig`.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
-from hw.arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat
+from hw.arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Rounding
 
 from ..errors import ConfigError
 from .base import StrictModel, TopName
@@ -241,6 +242,14 @@ class MoevitConfig(StrictModel):
 
     # --------------------------------------------------------- nonlinear units
 
+    def score_scale(self) -> tuple[int, FixedFormat]:
+        """The attention scale ``1/sqrt(head_dim)`` as a code of the weight format (round half to even,
+        saturate: the host-side quantisation of a constant) and that format."""
+        import math
+
+        w = self.format("weight")
+        return int(w.from_float(1.0 / math.sqrt(self.head_dim))), w
+
     def unit_data(self, unit: str, **overrides) -> dict:
         """The kind config mapping of nonlinear ``unit`` (fixed keys filled in), with ``overrides``."""
         data = {"kind": UNIT_KINDS[unit], "name": f"{self.name}_{unit}", **self.nonlinear[unit]}
@@ -255,9 +264,10 @@ class MoevitConfig(StrictModel):
 
     def unit(self, unit: str, source: str = "config", **overrides):
         """The validated kind config of nonlinear ``unit``; :class:`ConfigError` naming ``nonlinear.<unit>``."""
-        from ..registry import kind_named
+        from ..kinds import gelu, layernorm, softmax  # not the registry: it lists the accelerator, which reads this
 
-        model = kind_named(UNIT_KINDS[unit]).config
+        models = {"softmax": softmax.SoftmaxConfig, "gelu": gelu.GeluConfig, "layernorm": layernorm.LayerNormConfig}
+        model = models[UNIT_KINDS[unit]]
         try:
             return model.model_validate(self.unit_data(unit, **overrides))
         except ValidationError as error:
@@ -305,6 +315,52 @@ class MoevitConfig(StrictModel):
                 f"{self.tokens} tokens, dim {self.dim}, {self.heads} heads, {self.layers} layers "
                 f"({moe} MoE: {self.experts} experts top-{self.top_k}, hidden {self.expert_hidden}), "
                 f"tasks {', '.join(self.task_names)}")
+
+
+@dataclass(frozen=True)
+class MatmulSpec:
+    """Formats of one matmul ``out = a @ b (+ bias)`` (the arithmetic: ``sim/golden/moevit/fixed.py``)."""
+
+    name: str
+    a: FixedFormat
+    b: FixedFormat
+    acc: FixedFormat
+    out: FixedFormat
+    rounding: Rounding
+    overflow: Overflow
+    bias: FixedFormat | None = None
+
+    @property
+    def product_shift(self) -> int:
+        """Fraction bits each product drops (<= 0: products are exact)."""
+        return self.a.frac + self.b.frac - self.acc.frac
+
+
+def matmul_specs(cfg: MoevitConfig) -> dict[str, MatmulSpec]:
+    """The formats of every matmul of the network, by name:
+
+    ``patch_embed`` (pixels x patch weights + bias), ``qkv`` and ``proj`` (+ attention bias),
+    ``qk`` (q x k: the raw scores, before the scale), ``av`` (probabilities x v), ``fc1``/``fc2``
+    (dense MLP and experts, + bias), ``gate`` (no bias), ``head`` (+ bias). Outputs are features.
+    """
+    act, acc, w = cfg.format("activation"), cfg.format("accumulator"), cfg.format("weight")
+    rnd, ovf = Rounding(cfg.rounding), Overflow(cfg.overflow)
+    prob = cfg.units["softmax"].output.format
+
+    def spec(name, a, b, bias=None):
+        return MatmulSpec(name, a, b, acc, act, rnd, ovf, bias)
+
+    return {
+        "patch_embed": spec("patch_embed", cfg.format("pixel"), cfg.format("patch_weight"), cfg.format("bias")),
+        "qkv": spec("qkv", act, w, cfg.format("attn_bias")),
+        "qk": spec("qk", act, act),
+        "av": spec("av", prob, act),
+        "proj": spec("proj", act, w, cfg.format("attn_bias")),
+        "fc1": spec("fc1", act, w, cfg.format("bias")),
+        "fc2": spec("fc2", act, w, cfg.format("bias")),
+        "gate": spec("gate", act, w),
+        "head": spec("head", act, w, cfg.format("bias")),
+    }
 
 
 class EngineConfig(StrictModel):

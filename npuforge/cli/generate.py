@@ -17,14 +17,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--out", metavar="DIR", type=Path, default=None,
                         help="output directory (default: generated/<name>)")
     parser.add_argument("--lint", action="store_true", help="also lint the Verilog with Verilator")
+    parser.add_argument("--register-html", metavar="DIR", type=Path, default=None,
+                        help="also write the HTML register reference (kinds with registers: moevit_accel)")
 
 
 def run(args) -> int:
+    from gen.errors import UsageError
+
     cfg = load_config(args.config)
+    if args.register_html is not None and cfg.kind != "moevit_accel":
+        raise UsageError(f"--register-html: kind '{cfg.kind}' has no registers; allowed: a moevit_accel config")
+    if args.register_html is not None and args.register_html.exists() and not args.register_html.is_dir():
+        raise UsageError(f"--register-html: got '{args.register_html}', which is a file; allowed: a directory")
     out = args.out if args.out is not None else Path("generated") / cfg.name
     result = generate(cfg, out)
     for path in result.files:
         print(f"wrote {path}")
+    if args.register_html is not None:
+        from hw.vit.regmap import elaborate_rdl, html_reference
+
+        rdl = result.elaboration.files[f"{cfg.name}_regs.rdl"]
+        page = html_reference(elaborate_rdl(rdl)[1], args.register_html)
+        print(f"wrote {page}")
     sites = result.manifest["fault_sites"]
     print(f"{cfg.describe()}; {len(sites)} fault sites, {result.manifest['fault_site_bits']} bits; "
           f"config hash {result.manifest['config_hash'][:12]}")

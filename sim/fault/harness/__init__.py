@@ -140,19 +140,6 @@ def verilator_args(top: str) -> list[str]:
             "-CFLAGS", "-std=c++17", "--Mdir", ".", "-o", "harness"]
 
 
-def harness_key(verilog_text: str, manifest: dict) -> str:
-    facts = {
-        "verilog": hashlib.sha256(verilog_text.encode()).hexdigest(),
-        "harness": hashlib.sha256(HARNESS_SOURCE.read_bytes()).hexdigest(),
-        "design_h": hashlib.sha256(design_header(manifest).encode()).hexdigest(),
-        "vlt": hashlib.sha256(control_file(manifest).encode()).hexdigest(),
-        "verilator": verilator_version(),
-        "args": verilator_args(manifest["top"]),
-        "opt": CXX_OPT,
-    }
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
-
-
 def harness_verilog(binary: Path) -> Path:
     """The Verilog a harness executable was compiled from: :func:`build_harness` keeps a copy
     (``design.v``) next to it, so an engine can ship its design to machines without our files."""
@@ -160,11 +147,20 @@ def harness_verilog(binary: Path) -> Path:
 
 
 def build_harness(verilog: Path, manifest: dict, build_root: Path) -> Path:
-    """Compile (or reuse) the harness of ``verilog``; returns the executable's path."""
+    """Compile (or reuse) the fault harness of ``verilog``; returns the executable's path."""
+    return _compile(verilog, manifest, build_root, family="fault-harness", main=HARNESS_SOURCE,
+                    headers={"design.h": design_header(manifest)}, vlt=control_file(manifest))
+
+
+def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, main: Path, headers: dict,
+             vlt: str, extra: tuple = (), flags: tuple = ()) -> Path:
+    """Build ``main`` (+ ``extra`` sources, generated ``headers``) with the Verilated design, once per
+    everything it depends on: the directory name holds the hash, a ``stamp`` written last marks a
+    finished build, parallel builders wait on a lock."""
     verilog = Path(verilog)
     text = verilog.read_text()
-    key = harness_key(text, manifest)
-    home = Path(build_root) / "fault-harness" / f"{manifest['top']}-{key[:16]}"
+    key = _key(text, manifest, main, headers, vlt, extra, flags)
+    home = Path(build_root) / family / f"{manifest['top']}-{key[:16]}"
     binary = home / "harness"
     stamp = home / "stamp"
     with locked(home.with_name(home.name + ".lock")):
@@ -175,20 +171,112 @@ def build_harness(verilog: Path, manifest: dict, build_root: Path) -> Path:
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
         (home / "design.v").write_text(text)
-        (home / "design.h").write_text(design_header(manifest))
-        (home / "sites.vlt").write_text(control_file(manifest))
-        shutil.copyfile(HARNESS_SOURCE, home / "harness.cpp")
+        for name, content in headers.items():
+            (home / name).write_text(content)
+        (home / "sites.vlt").write_text(vlt)
+        for source in extra:
+            shutil.copyfile(source, home / Path(source).name)
+        shutil.copyfile(main, home / "harness.cpp")
         env = verilator_env()
         env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} OPT_FAST={CXX_OPT} OPT_GLOBAL={CXX_OPT}"
         log = home / "build.log"
-        command = ["verilator", *verilator_args(manifest["top"]), "sites.vlt", "design.v", "harness.cpp"]
+        command = ["verilator", *verilator_args(manifest["top"]), *flags, "sites.vlt", "design.v", "harness.cpp"]
         with open(log, "w") as out:
             done = subprocess.run(command, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT)
         if done.returncode != 0 or not binary.exists():
-            raise ToolError(f"the fault harness of {manifest['top']} did not build; see {log}")
-        extra = sorted(p.name for p in home.glob("Vtop_*.h") if p.name not in MODEL_HEADERS)
-        if extra:  # a module class outside the root object: its state would escape the checkpoints
-            raise ToolError(f"the fault harness of {manifest['top']}: Verilator kept module classes {extra}; "
+            raise ToolError(f"verilator: the {family} of {manifest['top']} did not build; see {log}")
+        extra_classes = sorted(p.name for p in home.glob("Vtop_*.h") if p.name not in MODEL_HEADERS)
+        if extra_classes:  # a module class outside the root object: its state would escape the checkpoints
+            raise ToolError(f"the {family} of {manifest['top']}: Verilator kept module classes {extra_classes}; "
                             "checkpoints copy only the root object")
         stamp.write_text(key + "\n")
     return binary
+
+
+def _key(text: str, manifest: dict, main: Path, headers: dict, vlt: str, extra: tuple, flags: tuple = ()) -> str:
+    facts = {
+        "flags": list(flags),
+        "verilog": hashlib.sha256(text.encode()).hexdigest(),
+        "main": hashlib.sha256(Path(main).read_bytes()).hexdigest(),
+        "extra": [hashlib.sha256(Path(x).read_bytes()).hexdigest() for x in extra],
+        "headers": {name: hashlib.sha256(content.encode()).hexdigest() for name, content in headers.items()},
+        "vlt": hashlib.sha256(vlt.encode()).hexdigest(),
+        "verilator": verilator_version(),
+        "args": verilator_args(manifest["top"]),
+        "opt": CXX_OPT,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- the accelerator's harness
+
+ACCEL_SOURCE = Path(__file__).with_name("accel.cpp")
+AXI_MEMORY = Path(__file__).with_name("axi_memory.h")
+
+#: AXI4 signals the memory drives (slave outputs) and samples (master outputs), by their width class.
+_AXI_IN_SCALAR = ("awready", "wready", "bvalid", "bresp", "arready", "rvalid", "rresp", "rlast")
+_AXI_IN_ZERO = ("bid", "rid")
+_AXI_OUT = {"awaddr": 64, "awlen": 32, "awsize": 32, "awburst": 32, "awvalid": 1, "wstrb": 64, "wlast": 1,
+            "wvalid": 1, "bready": 1, "araddr": 64, "arlen": 32, "arsize": 32, "arburst": 32, "arvalid": 1,
+            "rready": 1}
+_LITE_IN = ("awaddr", "awvalid", "wdata", "wstrb", "wvalid", "bready", "araddr", "arvalid", "rready")
+_LITE_OUT = ("awready", "wready", "bvalid", "bresp", "arready", "rvalid", "rdata", "rresp")
+
+
+def accel_design_header(manifest: dict) -> str:
+    """``accel_design.h``: the accelerator's AXI ports, register port and ``irq`` for ``accel.cpp``."""
+    axi = manifest["axi"]
+    masters = axi["masters"]
+    names = {port["name"] for port in manifest["ports"]}
+    widths = {data["data_width"] for data in masters}
+    if len(widths) != 1:
+        raise ToolError(f"{manifest['top']}: AXI ports of different data widths {sorted(widths)}")
+    active = 1 if manifest["reset"]["active"] == "high" else 0
+
+    def member(prefix, signal):
+        name = f"{prefix}_{signal}"
+        return f"t->{cxx_name(name)}" if name in names else None
+
+    drive, sample = [], []
+    for index, port in enumerate(masters):
+        pre = port["prefix"]
+        body = [f"{member(pre, s)} = in.{s};" for s in _AXI_IN_SCALAR if member(pre, s)]
+        body += [f"{member(pre, s)} = 0;" for s in _AXI_IN_ZERO if member(pre, s)]
+        body.append(f"put({member(pre, 'rdata')}, in.rdata);")
+        drive.append(" ".join(body))
+        out = []
+        for s, width in _AXI_OUT.items():
+            ref = member(pre, s)
+            if ref is None:
+                continue
+            out.append(f"o.{s} = get64({ref});" if width > 1 else f"o.{s} = {ref} != 0;")
+        out.append(f"get({member(pre, 'wdata')}, o.wdata);")
+        sample.append(" ".join(out))
+    lite = axi["csr"]["prefix"]
+    lite_drive = " ".join(f"put64({member(lite, s)}, i.{s});" for s in _LITE_IN if member(lite, s))
+    lite_sample = " ".join(f"o.{s} = get64({member(lite, s)});" for s in _LITE_OUT if member(lite, s))
+    lines = [
+        "// Generated by sim/fault/harness: the AXI ports and registers of " + manifest["top"] + ".",
+        "#pragma once",
+        f"#define CLOCK_PORT(t) (t)->{cxx_name(manifest['clock']['port'])}",
+        f"#define RESET_PORT(t) (t)->{cxx_name(manifest['reset']['port'])}",
+        f"#define IRQ_PORT(t) ((t)->{cxx_name(axi['irq'])} != 0)",
+        f"static const int RESET_ACTIVE = {active};",
+        f"static const int N_PORTS = {len(masters)};",
+        f"static const int DATA_BYTES = {widths.pop() // 8};",
+        _switch("void axi_drive(Vtop* t, int i, const AxiMasterIn& in)", drive, "break;"),
+        _switch("void axi_sample(Vtop* t, int i, AxiMasterOut& o)", sample, "break;"),
+        f"static inline void lite_drive(Vtop* t, const LiteIn& i) {{ {lite_drive} }}",
+        f"static inline void lite_sample(Vtop* t, LiteOut& o) {{ {lite_sample} }}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def build_accel_harness(verilog: Path, manifest: dict, build_root: Path, *, trace: bool = False) -> Path:
+    """Compile (or reuse) the accelerator's fast harness (``accel.cpp`` + the DRAM model). No variable
+    is made public: Verilator optimises the whole design (injection builds add the fault sites).
+    ``trace``: a separate build that can write a VCD (the script's ``trace PATH``; slower)."""
+    flags = ("--trace", "-CFLAGS", "-DNPUFORGE_TRACE") if trace else ()
+    return _compile(verilog, manifest, build_root, family="accel-harness-trace" if trace else "accel-harness",
+                    main=ACCEL_SOURCE, headers={"accel_design.h": accel_design_header(manifest)},
+                    vlt="`verilator_config\n", extra=(AXI_MEMORY,), flags=flags)

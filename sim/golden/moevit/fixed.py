@@ -19,9 +19,10 @@ use the config's ``rounding`` and ``overflow``.
 """
 
 from dataclasses import dataclass
+
 import numpy as np
 
-from gen.config.moevit import MoevitConfig
+from gen.config.moevit import MatmulSpec, MoevitConfig, matmul_specs  # noqa: F401 -- re-exported
 from gen.errors import ConfigError
 from hw.arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Rounding, fit, requantize, shift_round
 
@@ -39,25 +40,6 @@ EXACT = "exact"
 
 
 # ------------------------------------------------------------------ matmuls
-
-@dataclass(frozen=True)
-class MatmulSpec:
-    """Formats of one matmul ``out = a @ b (+ bias)``; see the module docstring for the arithmetic."""
-
-    name: str
-    a: FixedFormat
-    b: FixedFormat
-    acc: FixedFormat
-    out: FixedFormat
-    rounding: Rounding
-    overflow: Overflow
-    bias: FixedFormat | None = None
-
-    @property
-    def product_shift(self) -> int:
-        """Fraction bits each product drops (<= 0: products are exact)."""
-        return self.a.frac + self.b.frac - self.acc.frac
-
 
 def _checked(codes, fmt: FixedFormat, what: str) -> np.ndarray:
     codes = np.asarray(codes, dtype=np.int64)
@@ -126,33 +108,6 @@ def matmul(spec: MatmulSpec, a, b, bias=None) -> np.ndarray:
     """Output codes (``spec.out``) of ``a @ b + bias`` (integer codes in, integer codes out)."""
     return np.asarray(requantize(accumulate(spec, a, b, bias), spec.acc.frac, spec.out, spec.rounding,
                                  spec.overflow), dtype=np.int64)
-
-
-def matmul_specs(cfg: MoevitConfig) -> dict[str, MatmulSpec]:
-    """The formats of every matmul of the network, by name:
-
-    ``patch_embed`` (pixels x patch weights + bias), ``qkv`` and ``proj`` (+ attention bias),
-    ``qk`` (q x k: the raw scores, before the scale), ``av`` (probabilities x v), ``fc1``/``fc2``
-    (dense MLP and experts, + bias), ``gate`` (no bias), ``head`` (+ bias). Outputs are features.
-    """
-    act, acc, w = cfg.format("activation"), cfg.format("accumulator"), cfg.format("weight")
-    rnd, ovf = Rounding(cfg.rounding), Overflow(cfg.overflow)
-    prob = cfg.units["softmax"].output.format
-
-    def spec(name, a, b, bias=None):
-        return MatmulSpec(name, a, b, acc, act, rnd, ovf, bias)
-
-    return {
-        "patch_embed": spec("patch_embed", cfg.format("pixel"), cfg.format("patch_weight"), cfg.format("bias")),
-        "qkv": spec("qkv", act, w, cfg.format("attn_bias")),
-        "qk": spec("qk", act, act),
-        "av": spec("av", prob, act),
-        "proj": spec("proj", act, w, cfg.format("attn_bias")),
-        "fc1": spec("fc1", act, w, cfg.format("bias")),
-        "fc2": spec("fc2", act, w, cfg.format("bias")),
-        "gate": spec("gate", act, w),
-        "head": spec("head", act, w, cfg.format("bias")),
-    }
 
 
 # --------------------------------------------------------- element-wise steps
@@ -299,9 +254,8 @@ def feature_gelu(x, cfg: MoevitConfig, u: Units) -> np.ndarray:
 
 
 def score_scale(cfg: MoevitConfig) -> tuple[int, FixedFormat]:
-    """The attention scale ``1/sqrt(head_dim)`` as a code of the weight format."""
-    w = cfg.format("weight")
-    return int(quantize(1.0 / np.sqrt(cfg.head_dim), w)), w
+    """The attention scale ``1/sqrt(head_dim)`` as a code of the weight format (:meth:`MoevitConfig.score_scale`)."""
+    return cfg.score_scale()
 
 
 def scale_scores(raw, cfg: MoevitConfig) -> np.ndarray:
@@ -318,21 +272,28 @@ def attention_scores(q, k, cfg: MoevitConfig, specs: dict) -> np.ndarray:
     return scale_scores(accumulate(specs["qk"], q, np.swapaxes(k, -1, -2)), cfg)
 
 
-def attention(y, qkv_w, qkv_b, proj_w, proj_b, cfg: MoevitConfig, u: Units, specs: dict) -> np.ndarray:
+def attention(y, qkv_w, qkv_b, proj_w, proj_b, cfg: MoevitConfig, u: Units, specs: dict,
+              trace: dict | None = None, prefix: str = "") -> np.ndarray:
     """Multi-head self-attention of normalised features ``y`` (n, T, D): codes in, codes out."""
     n, t, d = y.shape
     h, hd = cfg.heads, cfg.head_dim
-    qkv = matmul(specs["qkv"], y, qkv_w, qkv_b).reshape(n, t, 3, h, hd).transpose(2, 0, 3, 1, 4)
-    q, k, v = qkv  # (n, h, T, hd)
+    qkv_out = matmul(specs["qkv"], y, qkv_w, qkv_b)
+    q, k, v = qkv_out.reshape(n, t, 3, h, hd).transpose(2, 0, 3, 1, 4)  # each (n, h, T, hd)
     scores = attention_scores(q, k, cfg, specs)
     probabilities = softmax(convert(scores, cfg.format("activation"), u.softmax.input, cfg), u)
-    out = matmul(specs["av"], probabilities, v)  # (n, h, T, hd)
-    return matmul(specs["proj"], out.transpose(0, 2, 1, 3).reshape(n, t, d), proj_w, proj_b)
+    heads = matmul(specs["av"], probabilities, v).transpose(0, 2, 1, 3).reshape(n, t, d)
+    out = matmul(specs["proj"], heads, proj_w, proj_b)
+    _record(trace, prefix, qkv=qkv_out, scores=scores, probabilities=probabilities, heads=heads, proj=out)
+    return out
 
 
-def mlp(y, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict) -> np.ndarray:
+def mlp(y, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict, trace: dict | None = None,
+        prefix: str = "") -> np.ndarray:
     """Dense MLP ``fc2(GELU(fc1(y)))`` of features."""
-    return matmul(specs["fc2"], feature_gelu(matmul(specs["fc1"], y, fc1_w, fc1_b), cfg, u), fc2_w, fc2_b)
+    hidden = feature_gelu(matmul(specs["fc1"], y, fc1_w, fc1_b), cfg, u)
+    out = matmul(specs["fc2"], hidden, fc2_w, fc2_b)
+    _record(trace, prefix, fc1=hidden, fc2=out)
+    return out
 
 
 def route(y, gate_w, cfg: MoevitConfig, u: Units, specs: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -362,6 +323,12 @@ def moe(y, gate_w, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, spec
 
 # ------------------------------------------------------------------ network
 
+def _record(trace: dict | None, prefix: str, **tensors) -> None:
+    """Keep named intermediate tensors when the caller asked for a trace."""
+    if trace is not None:
+        trace.update({prefix + name: value for name, value in tensors.items()})
+
+
 def param_format(key: str, cfg: MoevitConfig) -> FixedFormat:
     """The format weight ``key`` is stored in on the accelerator (its tensor class of ``formats``)."""
     if key.startswith("patch_embed.w"):
@@ -382,40 +349,55 @@ def quantize_params(params: dict, cfg: MoevitConfig) -> dict[str, np.ndarray]:
     return {key: quantize(value, param_format(key, cfg)) for key, value in params.items()}
 
 
-def embed(codes: dict, pixels, cfg: MoevitConfig, specs: dict) -> np.ndarray:
+def embed(codes: dict, pixels, cfg: MoevitConfig, specs: dict, trace: dict | None = None) -> np.ndarray:
     """Patch embedding of pixel codes (n, C, H, W), cls token and position embedding: features (n, T, D)."""
-    patches = matmul(specs["patch_embed"], patchify(np.asarray(pixels, dtype=np.int64), cfg.patch),
-                     codes["patch_embed.w"], codes["patch_embed.b"])
+    gathered = patchify(np.asarray(pixels, dtype=np.int64), cfg.patch)
+    patches = matmul(specs["patch_embed"], gathered, codes["patch_embed.w"], codes["patch_embed.b"])
     emb, act = cfg.format("embedding"), cfg.format("activation")
     cls = np.broadcast_to(convert(codes["cls"], emb, act, cfg), (patches.shape[0], 1, cfg.dim))
-    return add(np.concatenate([cls, patches], axis=1), convert(codes["pos"], emb, act, cfg), cfg)
+    tokens = np.concatenate([cls, patches], axis=1)
+    out = add(tokens, convert(codes["pos"], emb, act, cfg), cfg)
+    _record(trace, "embed.", patches=gathered, tokens=tokens, out=out)
+    return out
 
 
-def block(codes: dict, x, layer: int, task: str, cfg: MoevitConfig, u: Units, specs: dict) -> np.ndarray:
+def block(codes: dict, x, layer: int, task: str, cfg: MoevitConfig, u: Units, specs: dict,
+          trace: dict | None = None) -> np.ndarray:
     """Transformer block ``layer`` on features."""
     p = f"blocks.{layer}."
     y = feature_layernorm(x, codes[p + "ln1.g"], codes[p + "ln1.b"], cfg, u)
     h = add(x, attention(y, codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"], codes[p + "attn.proj.w"],
-                         codes[p + "attn.proj.b"], cfg, u, specs), cfg)
-    y = feature_layernorm(h, codes[p + "ln2.g"], codes[p + "ln2.b"], cfg, u)
+                         codes[p + "attn.proj.b"], cfg, u, specs, trace, p), cfg)
+    y2 = feature_layernorm(h, codes[p + "ln2.g"], codes[p + "ln2.b"], cfg, u)
     if cfg.is_moe(layer):
-        f = moe(y, codes[p + f"moe.gate.{task}"], codes[p + "moe.fc1.w"], codes[p + "moe.fc1.b"],
+        f = moe(y2, codes[p + f"moe.gate.{task}"], codes[p + "moe.fc1.w"], codes[p + "moe.fc1.b"],
                 codes[p + "moe.fc2.w"], codes[p + "moe.fc2.b"], cfg, u, specs)
     else:
-        f = mlp(y, codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"], codes[p + "mlp.fc2.w"], codes[p + "mlp.fc2.b"],
-                cfg, u, specs)
-    return add(h, f, cfg)
+        f = mlp(y2, codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"], codes[p + "mlp.fc2.w"], codes[p + "mlp.fc2.b"],
+                cfg, u, specs, trace, p)
+    out = add(h, f, cfg)
+    _record(trace, p, input=x, ln1=y, attn=h, ln2=y2, ffn=f, out=out)
+    return out
 
 
-def forward_codes(codes: dict, pixels, task: str, cfg: MoevitConfig, approx: dict | None = None) -> np.ndarray:
-    """Head output codes (features) of ``task``, ``(n, out, H, W)``, from weight codes and pixel codes."""
+def forward_codes(codes: dict, pixels, task: str, cfg: MoevitConfig, approx: dict | None = None,
+                  trace: dict | None = None) -> np.ndarray:
+    """Head output codes (features) of ``task``, ``(n, out, H, W)``, from weight codes and pixel codes.
+
+    ``trace``, a dict, receives every operator's output by name (:func:`_record`): ``embed.patches``,
+    ``embed.tokens``, ``embed.out``, per block ``blocks.<l>.`` + ``input``, ``ln1``, ``qkv``, ``scores``,
+    ``probabilities``, ``heads``, ``proj``, ``attn``, ``ln2``, ``fc1``, ``fc2`` (dense), ``ffn``, ``out``;
+    then ``norm`` and ``head`` (the head's token rows, before the pixel shuffle). The accelerator's
+    checks compare against these.
+    """
     cfg.task(task)
     u, specs = units(cfg, approx), matmul_specs(cfg)
-    x = embed(codes, pixels, cfg, specs)
+    x = embed(codes, pixels, cfg, specs, trace)
     for layer in range(cfg.layers):
-        x = block(codes, x, layer, task, cfg, u, specs)
+        x = block(codes, x, layer, task, cfg, u, specs, trace)
     x = feature_layernorm(x, codes["norm.g"], codes["norm.b"], cfg, u)
     out = matmul(specs["head"], x[:, 1:], codes[f"heads.{task}.w"], codes[f"heads.{task}.b"])
+    _record(trace, "", norm=x, head=out)
     return unpatchify(out, cfg.task(task).outputs, cfg.patch, cfg.grid)
 
 

@@ -54,6 +54,21 @@ def init_params(cfg: MoevitConfig, seed: int = 0, std: float = 0.02) -> dict[str
     return params
 
 
+def seeded_params(cfg: MoevitConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """The config's weights, or, for a config without a weights file, seeded random ones that exercise the
+    formats: matrices normal with std 0.3, biases normal with std 0.5, LayerNorm gains 1 +- 0.2."""
+    if cfg.weights is not None:
+        return load_params(cfg)
+    rng = np.random.default_rng([seed, 1])
+    params = init_params(cfg, seed=seed, std=0.3)
+    for key, value in params.items():
+        if key.endswith(".b"):
+            params[key] = rng.normal(0.0, 0.5, size=value.shape).astype(np.float32)
+        elif key.endswith(".g"):
+            params[key] = (1.0 + rng.normal(0.0, 0.2, size=value.shape)).astype(np.float32)
+    return params
+
+
 def check_params(cfg: MoevitConfig, params: dict, source: str = "weights") -> None:
     """:class:`ConfigError` (one line) if a key is missing or extra or a shape is wrong."""
     wanted = shapes(cfg)

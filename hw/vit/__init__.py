@@ -1,0 +1,1 @@
+"""The MoE-ViT accelerator (``kind: moevit_accel``, docs/accelerator.md)."""

@@ -1,0 +1,303 @@
+// npuforge accelerator harness: the Verilated accelerator with a DRAM model behind its AXI4
+// master ports (axi_memory.h) and an AXI4-Lite master for its registers. No Python per cycle.
+//
+// The design glue (port names) is generated into "accel_design.h" by sim/fault/harness. The
+// run is a script (a text file, one command per line, executed in order):
+//
+//   npuforge-accel-spec 1
+//   memory BASE SIZE                  the DRAM model: SIZE bytes from address BASE
+//   timing RLAT WLAT BPC STALL SEED MAXR MAXW   latencies, bytes/cycle per port (0: full), stall probability, ...
+//   load ADDR PATH                    the file's bytes into memory at ADDR
+//   timeout CYCLES                    the longest a `run` may take
+//   write ADDR VALUE                  an AXI4-Lite write (waits for its response)
+//   read ADDR                         an AXI4-Lite read; prints "csr ADDR VALUE RESP"
+//   run                               clock until irq is high; prints "run CYCLES IRQ" (IRQ 0: timed out)
+//   cycles N                          clock N cycles
+//   reset N                           hold rst for N cycles (the memory drops what is in flight)
+//   dump ADDR SIZE PATH               memory [ADDR, ADDR+SIZE) into a file
+//   trace PATH                        (a build with tracing) write a VCD of everything after this line
+//
+// At the end it prints "violation ..." for every AXI rule the accelerator broke (and exits 1 if any),
+// "port P READ_BYTES WRITE_BYTES" per port and "total_cycles N".
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "Vtop.h"
+#include "verilated.h"
+#ifdef NPUFORGE_TRACE
+#include "verilated_vcd_c.h"
+#endif
+
+// Copy between a Verilated port and little-endian 32-bit words.
+static inline void put(CData& port, const uint32_t* w) { port = static_cast<CData>(w[0]); }
+static inline void put(SData& port, const uint32_t* w) { port = static_cast<SData>(w[0]); }
+static inline void put(IData& port, const uint32_t* w) { port = w[0]; }
+static inline void put(QData& port, const uint32_t* w) { port = w[0] | (static_cast<QData>(w[1]) << 32); }
+template <std::size_t N>
+static inline void put(VlWide<N>& port, const uint32_t* w) {
+    for (std::size_t i = 0; i < N; ++i) port[i] = w[i];
+}
+static inline void get(CData port, uint32_t* w) { w[0] = port; }
+static inline void get(SData port, uint32_t* w) { w[0] = port; }
+static inline void get(IData port, uint32_t* w) { w[0] = port; }
+static inline void get(QData port, uint32_t* w) {
+    w[0] = static_cast<uint32_t>(port);
+    w[1] = static_cast<uint32_t>(port >> 32);
+}
+template <std::size_t N>
+static inline void get(const VlWide<N>& port, uint32_t* w) {
+    for (std::size_t i = 0; i < N; ++i) w[i] = port[i];
+}
+template <typename T>
+static inline uint64_t get64(const T& port) {
+    uint32_t w[16] = {0};
+    get(port, w);
+    return w[0] | (static_cast<uint64_t>(w[1]) << 32);
+}
+template <typename T>
+static inline void put64(T& port, uint64_t value) {
+    uint32_t w[16] = {static_cast<uint32_t>(value), static_cast<uint32_t>(value >> 32)};
+    put(port, w);
+}
+
+#include "axi_memory.h"
+
+struct LiteIn {  // what the harness drives on the register port
+    uint64_t awaddr = 0, araddr = 0; uint32_t wdata = 0, wstrb = 0xF;
+    bool awvalid = false, wvalid = false, bready = false, arvalid = false, rready = false;
+};
+struct LiteOut {
+    bool awready = false, wready = false, bvalid = false, arready = false, rvalid = false;
+    uint32_t bresp = 0, rdata = 0, rresp = 0;
+};
+
+#include "accel_design.h"
+
+[[noreturn]] static void fail(const std::string& message) {
+    std::fprintf(stderr, "harness: %s\n", message.c_str());
+    std::exit(2);
+}
+
+struct Harness {
+    VerilatedContext context;
+    std::unique_ptr<Vtop> top;
+    std::unique_ptr<AxiMemory> memory;
+    LiteIn lite;
+    long cycle = 0;
+    std::vector<std::string> reset_violations;
+#ifdef NPUFORGE_TRACE
+    std::unique_ptr<VerilatedVcdC> vcd;
+#endif
+
+    Harness() {
+#ifdef NPUFORGE_TRACE
+        context.traceEverOn(true);
+#endif
+        top.reset(new Vtop{&context, "TOP"});
+    }
+
+    void dump(int phase) {
+#ifdef NPUFORGE_TRACE
+        if (vcd) vcd->dump(static_cast<uint64_t>(cycle) * 10 + phase);
+#else
+        (void)phase;
+#endif
+    }
+
+    // One clock cycle: drive with the clock low, settle, let the memory see the handshakes, rising edge.
+    void step() {
+        CLOCK_PORT(top) = 0;
+        AxiMasterIn in[N_PORTS > 0 ? N_PORTS : 1];
+        for (int p = 0; p < N_PORTS; ++p) {
+            memory->drive(p, in[p]);
+            axi_drive(top.get(), p, in[p]);
+        }
+        lite_drive(top.get(), lite);
+        top->eval();
+        dump(0);
+        bool in_reset = RESET_PORT(top) == RESET_ACTIVE;
+        for (int p = 0; p < N_PORTS; ++p) {
+            AxiMasterOut out;
+            axi_sample(top.get(), p, out);
+            if (in_reset) {
+                if ((out.arvalid || out.awvalid || out.wvalid) && reset_violations.size() < 10)
+                    reset_violations.push_back("cycle " + std::to_string(cycle) + " port " + std::to_string(p) +
+                                               ": a VALID is high during reset");
+            } else {
+                memory->commit(p, out);
+            }
+        }
+        CLOCK_PORT(top) = 1;
+        top->eval();
+        dump(5);
+        memory->tick();
+        ++cycle;
+    }
+
+    LiteOut lite_out() {
+        LiteOut o;
+        CLOCK_PORT(top) = 0;
+        lite_drive(top.get(), lite);
+        top->eval();
+        lite_sample(top.get(), o);
+        return o;
+    }
+
+    void reset(int n) {
+        RESET_PORT(top) = RESET_ACTIVE;
+        lite = LiteIn();
+        for (int i = 0; i < n; ++i) step();
+        RESET_PORT(top) = !RESET_ACTIVE;
+        memory->drop_in_flight();
+    }
+
+    void write(uint64_t addr, uint32_t value, long limit) {
+        lite = LiteIn();
+        lite.awaddr = addr; lite.awvalid = true; lite.wdata = value; lite.wvalid = true; lite.bready = true;
+        long start = cycle;
+        bool aw = false, w = false;
+        while (true) {
+            LiteOut o = lite_out();
+            bool aw_now = lite.awvalid && o.awready, w_now = lite.wvalid && o.wready, b_now = o.bvalid && lite.bready;
+            step();
+            aw |= aw_now; w |= w_now;
+            if (aw_now) lite.awvalid = false;
+            if (w_now) lite.wvalid = false;
+            if (b_now && aw && w) break;
+            if (cycle - start > limit) fail("the register write to " + std::to_string(addr) + " got no response");
+        }
+        lite = LiteIn();
+    }
+
+    uint32_t read(uint64_t addr, long limit, uint32_t* resp) {
+        lite = LiteIn();
+        lite.araddr = addr; lite.arvalid = true; lite.rready = true;
+        long start = cycle;
+        while (true) {
+            LiteOut o = lite_out();
+            bool ar_now = lite.arvalid && o.arready, r_now = o.rvalid && lite.rready;
+            uint32_t data = o.rdata, rr = o.rresp;
+            step();
+            if (ar_now) lite.arvalid = false;
+            if (r_now) { lite = LiteIn(); *resp = rr; return data; }
+            if (cycle - start > limit) fail("the register read of " + std::to_string(addr) + " got no response");
+        }
+    }
+};
+
+int main(int argc, char** argv) {
+    if (argc != 2) fail("usage: accel SPEC");
+    std::ifstream spec(argv[1]);
+    if (!spec) fail(std::string("cannot open ") + argv[1]);
+    std::string word;
+    int version = 0;
+    if (!(spec >> word >> version) || word != "npuforge-accel-spec" || version != 1)
+        fail("not a version 1 npuforge-accel-spec file");
+    Harness h;
+    MemoryTiming timing;
+    uint64_t base = 0, size = 0;
+    long timeout = 10000000;
+    bool started = false;
+    auto clock_start = std::chrono::steady_clock::now();
+    long run_cycles = 0;
+    while (spec >> word) {
+        if (word == "memory") {
+            spec >> base >> size;
+        } else if (word == "timing") {
+            spec >> timing.read_latency >> timing.write_latency >> timing.bytes_per_cycle >> timing.stall >>
+                timing.seed >> timing.max_reads >> timing.max_writes;
+        } else if (word == "timeout") {
+            spec >> timeout;
+        } else if (!started && (word == "load" || word == "write" || word == "read" || word == "run" ||
+                                word == "cycles" || word == "reset" || word == "dump" || word == "trace")) {
+            if (!size) fail("no memory line before the first command");
+            h.memory.reset(new AxiMemory(base, size, N_PORTS, DATA_BYTES, timing));
+            CLOCK_PORT(h.top) = 0;
+            h.top->eval();
+            h.reset(4);
+            started = true;
+        }
+        if (!started) continue;
+        if (word == "load") {
+            uint64_t addr;
+            std::string path;
+            spec >> addr >> path;
+            std::ifstream in(path, std::ios::binary);
+            if (!in) fail("cannot open " + path);
+            std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            if (!h.memory->inside(addr, bytes.size())) fail("load of " + path + " outside the memory");
+            std::memcpy(h.memory->at(addr), bytes.data(), bytes.size());
+        } else if (word == "write") {
+            uint64_t addr, value;
+            spec >> addr >> value;
+            h.write(addr, static_cast<uint32_t>(value), 1000);
+        } else if (word == "read") {
+            uint64_t addr;
+            uint32_t resp = 0;
+            spec >> addr;
+            uint32_t value = h.read(addr, 1000, &resp);
+            std::printf("csr %llu %u %u\n", static_cast<unsigned long long>(addr), value, resp);
+        } else if (word == "run") {
+            long start = h.cycle;
+            bool irq = false;
+            while (h.cycle - start < timeout) {
+                CLOCK_PORT(h.top) = 0;
+                h.top->eval();
+                if (IRQ_PORT(h.top)) { irq = true; break; }
+                h.step();
+            }
+            run_cycles += h.cycle - start;
+            std::printf("run %ld %d\n", h.cycle - start, irq ? 1 : 0);
+        } else if (word == "cycles") {
+            long n;
+            spec >> n;
+            for (long i = 0; i < n; ++i) h.step();
+        } else if (word == "reset") {
+            int n;
+            spec >> n;
+            h.reset(n);
+        } else if (word == "trace") {
+            std::string path;
+            spec >> path;
+#ifdef NPUFORGE_TRACE
+            h.vcd.reset(new VerilatedVcdC);
+            h.top->trace(h.vcd.get(), 99);
+            h.vcd->open(path.c_str());
+#else
+            fail("trace needs a harness built with tracing");
+#endif
+        } else if (word == "dump") {
+            uint64_t addr, bytes;
+            std::string path;
+            spec >> addr >> bytes >> path;
+            if (!h.memory->inside(addr, bytes)) fail("dump outside the memory");
+            std::ofstream out(path, std::ios::binary);
+            out.write(reinterpret_cast<const char*>(h.memory->at(addr)), static_cast<std::streamsize>(bytes));
+            if (!out) fail("cannot write " + path);
+        } else if (word != "memory" && word != "timing" && word != "timeout") {
+            fail("unknown command " + word);
+        }
+    }
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start).count();
+    int bad = 0;
+    if (h.memory) {
+        for (const std::string& v : h.memory->violations()) { std::printf("violation %s\n", v.c_str()); ++bad; }
+        for (const std::string& v : h.reset_violations) { std::printf("violation %s\n", v.c_str()); ++bad; }
+        for (int p = 0; p < N_PORTS; ++p)
+            std::printf("port %d %llu %llu\n", p, static_cast<unsigned long long>(h.memory->read_bytes(p)),
+                        static_cast<unsigned long long>(h.memory->write_bytes(p)));
+    }
+    std::printf("total_cycles %ld\nrun_cycles %ld\nseconds %.6f\n", h.cycle, run_cycles, seconds);
+#ifdef NPUFORGE_TRACE
+    if (h.vcd) h.vcd->close();
+#endif
+    return bad ? 1 : 0;
+}

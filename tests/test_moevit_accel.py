@@ -1,0 +1,254 @@
+"""The MoE-ViT accelerator (``kind: moevit_accel``): config errors, the compiler, the fast harness, the cocotb bench.
+
+The RTL tests build the micro network's accelerator twice and run many checks per build:
+the fast harness on a 4x4 output-stationary array with two 64-bit ports
+(``tests/configs/accel_micro_os.yaml``: the linear-operator program, every linear operator
+on the golden's own inputs with IM2COL and ADD of the embedding, bit-exact under random
+stalls on every AXI channel with the DRAM model checking the AXI rules; a read answered
+with DECERR; a soft reset and a hardware reset in the middle of a run, then a clean run),
+and the cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
+(``tests/configs/accel_micro_cube.yaml``, ``sim/tb/moevit_accel.py``: ``AxiRam`` on the
+port, bad descriptors, a reset midway, the program): two architectures, two data widths.
+"""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BUILD_ROOT, ROOT
+
+from gen.config import load_config, parse_config_text
+from gen.errors import ConfigError
+from hw.vit import descriptors
+from sim.moevit.accel_run import MemoryTiming, compare, prepare, program_for, run_program
+from sim.moevit.registers import Registers
+
+TESTS = ROOT / "tests" / "configs"
+MICRO_OS = TESTS / "accel_micro_os.yaml"
+MICRO_CUBE = TESTS / "accel_micro_cube.yaml"
+MODEL = TESTS / "moevit" / "micro.yaml"
+
+
+# --------------------------------------------------------------------------- config
+
+def _config(text: str):
+    source = str(TESTS / "inline.yaml")  # `model:` resolves against the tests' config folder
+    return parse_config_text(text, source)
+
+
+GOOD = "kind: moevit_accel\nname: acc\nmodel: moevit/micro.yaml\n"
+BAD_CONFIGS = [  # (extra YAML, a piece of the one-line error)
+    ("", None),
+    ("linear: {arch: systolic_ws, rows: 4, cols: 4}", "linear.arch"),
+    ("linear: {cols: 5}\nmemory: {data_width: 256}", "linear.cols"),
+    ("buffers: {a_k: 8}", "buffers.a_k"),
+    ("buffers: {k_max: 16}", "buffers.k_max"),
+    ("buffers: {a_rows: 0}", "buffers.a_rows"),
+    ("memory: {data_width: 96}", "memory.data_width"),
+    ("memory: {ports: 5}", "memory.ports"),
+    ("linear: {arch: systolic_os, depth: 2}", "depth"),
+    ("linear: {mac: opt3}", "mac"),
+    ("linear: {arch: cube, rows: 2, cols: 4, depth: 3}\nmemory: {data_width: 256}", "linear.depth"),
+    ("linear: {arch: adder_tree, cols: 4}", "k_tile"),
+    ("memory: {addr_width: 8}", "memory.addr_width"),
+    ("clock_mhz: 0", "clock_mhz"),
+    ("colour: red", "colour"),
+]
+
+
+@pytest.mark.parametrize("extra,field", BAD_CONFIGS, ids=[f or "good" for _, f in BAD_CONFIGS])
+def test_config_errors_are_one_line(extra, field):
+    text = GOOD + extra + "\n"
+    if field is None:
+        cfg = _config(text)
+        assert cfg.facts.rows == 16 and cfg.network.name == "micro_moevit"
+        return
+    with pytest.raises(ConfigError) as error:
+        _config(text)
+    message = str(error.value)
+    assert "\n" not in message and field in message, message
+
+
+def test_model_errors_name_the_model():
+    with pytest.raises(ConfigError) as error:
+        _config("kind: moevit_accel\nname: acc\nmodel: nowhere.yaml\n")
+    assert "model:" in str(error.value) and "\n" not in str(error.value)
+    # Edge-MoE's formats truncate every product: the linear engine sums exact products.
+    with pytest.raises(ConfigError) as error:
+        parse_config_text("kind: moevit_accel\nname: acc\nmodel: edge_moe.yaml\n",
+                          str(ROOT / "configs" / "moevit" / "inline.yaml"))
+    assert "accumulator" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_hash_follows_the_model(tmp_path):
+    """The config hash covers the model's content, not only its path."""
+    (tmp_path / "m.yaml").write_text(MODEL.read_text())
+    (tmp_path / "a.yaml").write_text("kind: moevit_accel\nname: acc\nmodel: m.yaml\n")
+    first = load_config(tmp_path / "a.yaml").config_hash()
+    (tmp_path / "m.yaml").write_text(MODEL.read_text().replace("dim: 16", "dim: 32"))
+    assert load_config(tmp_path / "a.yaml").config_hash() != first
+
+
+# --------------------------------------------------------------------------- compiler
+
+def test_compiler_is_deterministic_and_lays_out_aligned():
+    cfg = load_config(MICRO_OS)
+    one, two = program_for(cfg, image=3), program_for(cfg, image=3)
+    assert one.image.image() == two.image.image()
+    assert [op.descriptor() for op in one.ops] == [op.descriptor() for op in two.ops]
+    beat = cfg.memory.data_width // 8
+    for region in one.image.regions.values():
+        assert region.addr % 4096 == 0
+        if region.kind == "tensor":
+            assert region.stride % beat == 0
+    for op in one.ops:
+        decoded = descriptors.decode(op.descriptor())
+        assert decoded["opcode"] == op.opcode
+    names = [op.name for op in one.ops]
+    assert names[:3] == ["embed.im2col", "embed.patch_embed", "embed.pos"] and names[-1] == "head.seg"
+
+
+# --------------------------------------------------------------------------- the fast harness
+
+@pytest.fixture(scope="module")
+def micro_os():
+    cfg = load_config(MICRO_OS)
+    return prepare(cfg, BUILD_ROOT)
+
+
+@pytest.fixture(scope="module")
+def micro_program():
+    return program_for(load_config(MICRO_OS), image=1)
+
+
+def _check(program, result):
+    reports = compare(program, result)
+    assert result.violations == []
+    bad = [f"{r.name}: {r.mismatch}" for r in reports if not r.ok]
+    assert bad == []
+    return reports
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_os")
+def test_harness_runs_every_linear_operator_bit_exact(micro_os, micro_program):
+    result = run_program(micro_os.harness, micro_os.manifest, micro_program,
+                         timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
+    reports = _check(micro_program, result)
+    assert len(reports) == len(micro_program.ops) == 10
+    linear = [r for r in reports if r.opcode == "LINEAR"]
+    assert all(r.counters["MAC_ACTIVE"] > 0 and r.counters["BUSY_LINEAR"] > 0 for r in linear)
+    assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"
+    beats = sum(r.counters["MAC_ACTIVE"] for r in linear)
+    assert beats * 16 >= sum(r.macs for r in linear), "every MAC of the compiler's count had an operand beat"
+    # Whole list at once: the same outputs, about the sum of the operators' cycles.
+    whole = run_program(micro_os.harness, micro_os.manifest, micro_program, per_op=False,
+                        timing=MemoryTiming(seed=8))
+    _check(micro_program, whole)
+    assert whole.ops[0].counters["CYCLES"] > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_os")
+def test_harness_read_error_then_clean_run(micro_os, micro_program, tmp_path):
+    """A read the memory answers with DECERR stops the run with AXI_READ; the next run is clean."""
+    regs = Registers(micro_os.manifest)
+    image = micro_program.image
+    beyond = image.end + (1 << 16)  # inside the address space, outside the DRAM model
+    first = micro_program.ops[1]  # the patch embedding's LINEAR
+    bad = descriptors.encode("LINEAR", {**first.fields, "src": beyond}, flags=first.flags, fmt=first.fmt) + \
+        descriptors.encode("END")
+    bad_addr = image.regions["descriptors.single"].addr  # the bad list over the one-operator lists (unused here)
+    (tmp_path / "image.bin").write_bytes(image.image())
+    (tmp_path / "bad.bin").write_bytes(bad)
+    lines = ["npuforge-accel-spec 1", f"memory 0 {image.end + 4096}", "timing 20 10 0 0.2 3 2 2", "timeout 200000",
+             f"load {image.base} {tmp_path / 'image.bin'}", f"load {bad_addr} {tmp_path / 'bad.bin'}",
+             f"write {regs.offset('DESC_BASE')} {bad_addr}", f"write {regs.offset('DESC_BASE') + 4} 0",
+             f"write {regs.offset('IRQ_ENABLE')} 3", f"write {regs.offset('CTRL')} 1", "run",
+             f"read {regs.offset('STATUS')}", "cycles 50", f"read {regs.offset('STATUS')}",
+             f"write {regs.offset('IRQ_STATUS')} 3",
+             f"write {regs.offset('DESC_BASE')} {micro_program.desc.addr}", f"write {regs.offset('CTRL')} 1", "run",
+             f"read {regs.offset('STATUS')}", f"dump {image.base} {image.end - image.base} {tmp_path / 'dump.bin'}"]
+    (tmp_path / "spec").write_text("\n".join(lines) + "\n")
+    done = subprocess.run([str(micro_os.harness), str(tmp_path / "spec")], capture_output=True, text=True)
+    out = done.stdout.splitlines()
+    runs = [line for line in out if line.startswith("run ")]
+    status = [int(line.split()[2]) for line in out if line.startswith("csr ")]
+    assert all(r.split()[2] == "1" for r in runs), out
+    code = regs.extract(status[0], "STATUS", "code")
+    assert code == descriptors.ERROR["AXI_READ"], status
+    assert regs.extract(status[1], "STATUS", "busy") == 0, "the ports drained and the engines stopped"
+    assert regs.extract(status[2], "STATUS", "done") == 1 and regs.extract(status[2], "STATUS", "code") == 0
+    dump = (tmp_path / "dump.bin").read_bytes()
+    for name, expected in micro_program.expected.items():
+        from sim.moevit.memory import tensor_codes
+
+        np.testing.assert_array_equal(tensor_codes(image.regions[name], dump, image.base), expected, err_msg=name)
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_os")
+@pytest.mark.parametrize("how", ["soft", "hard"])
+def test_harness_reset_midway_then_clean_run(micro_os, micro_program, tmp_path, how):
+    regs = Registers(micro_os.manifest)
+    image = micro_program.image
+    (tmp_path / "image.bin").write_bytes(image.image())
+    start = [f"write {regs.offset('DESC_BASE')} {micro_program.desc.addr}", f"write {regs.offset('DESC_BASE') + 4} 0",
+             f"write {regs.offset('IRQ_ENABLE')} 3", f"write {regs.offset('IRQ_STATUS')} 3",
+             f"write {regs.offset('CTRL')} 1"]
+    stop = [f"write {regs.offset('CTRL')} 2", "cycles 300"] if how == "soft" else ["reset 6"]
+    lines = ["npuforge-accel-spec 1", f"memory 0 {image.end + 4096}", "timing 30 10 0 0.3 5 2 2", "timeout 400000",
+             f"load {image.base} {tmp_path / 'image.bin'}", *start, "cycles 2500", *stop,
+             f"read {regs.offset('STATUS')}", *start, "run", f"read {regs.offset('STATUS')}",
+             f"dump {image.base} {image.end - image.base} {tmp_path / 'dump.bin'}"]
+    (tmp_path / "spec").write_text("\n".join(lines) + "\n")
+    done = subprocess.run([str(micro_os.harness), str(tmp_path / "spec")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = [int(line.split()[2]) for line in done.stdout.splitlines() if line.startswith("csr ")]
+    assert regs.extract(status[0], "STATUS", "busy") == 0
+    assert regs.extract(status[1], "STATUS", "done") == 1 and regs.extract(status[1], "STATUS", "code") == 0
+    dump = (tmp_path / "dump.bin").read_bytes()
+    from sim.moevit.memory import tensor_codes
+
+    for name, expected in micro_program.expected.items():
+        np.testing.assert_array_equal(tensor_codes(image.regions[name], dump, image.base), expected, err_msg=name)
+
+
+# --------------------------------------------------------------------------- cocotbext-axi
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_cube")
+def test_cocotb_axi_models_bad_descriptors_and_reset():
+    """The cube accelerator on one 128-bit port (the harness tests run the output-stationary one on two
+    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, ten refused descriptor lists, a
+    reset midway, then every linear operator bit-exact (M beyond the A buffer runs in two chunks)."""
+    from sim import runner
+    from sim.tb import moevit_accel
+
+    cfg = load_config(MICRO_CUBE)
+    done = runner.simulate(cfg, moevit_accel, seed=2, ready_prob=0.7, build_root=BUILD_ROOT)
+    result = done.run
+    assert result.ok, (result.mismatch, result.problems, str(result.log))
+    runs = result.results["runs"]
+    refused = [r for r in runs if r.get("code")]
+    assert len(refused) >= 10
+    program = runs[-1]
+    assert program["desc_done"] == len(result.vectors["ops"])
+    assert any("[" in op for op in result.vectors["ops"]), "M beyond a_rows is cut into chunks"
+    assert program["counters"]["MAC_ACTIVE"] > 0
+
+
+def test_generate_writes_the_register_map(tmp_path):
+    from gen.emit import generate
+
+    cfg = load_config(MICRO_OS)
+    generated = generate(cfg, tmp_path)
+    names = sorted(p.name for p in generated.files)
+    assert names == ["accel_micro_os.v", "accel_micro_os_regs.h", "accel_micro_os_regs.rdl", "manifest.json"]
+    manifest = generated.manifest
+    assert {r["name"] for r in manifest["registers"]["registers"]} >= {"ID", "CTRL", "STATUS", "DESC_BASE", "CYCLES"}
+    assert manifest["descriptors"]["opcodes"]["LINEAR"]["code"] == 1
+    assert [m["prefix"] for m in manifest["axi"]["masters"]] == ["m_axi0", "m_axi1"]
+    header = (tmp_path / "accel_micro_os_regs.h").read_text()
+    subprocess.run(["gcc", "-fsyntax-only", "-x", "c", "-"], input=header, text=True, check=True)

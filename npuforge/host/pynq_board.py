@@ -3,18 +3,18 @@
 ``pynq`` is imported only when a board is opened (it exists only on the board's image). The
 overlay is the ``.bit`` with its ``.hwh`` beside it (``build.sh`` copies both into
 ``DIR/overlay/``); the accelerator is the block design's cell ``accel_0`` and its interrupt
-``accel_0/irq`` (names fixed by ``fpga/vivado.py``).
+``accel_0/irq`` (names from ``fpga/vivado.py``).
 """
 
 import asyncio
 from pathlib import Path
 
+from fpga.vivado import CELL
 from sim.moevit.memory import REGION_ALIGN
 
 from .driver import AcceleratorError
 
-#: The accelerator's cell in the block design (fpga/vivado.py) and its interrupt pin.
-CELL = "accel_0"
+#: The accelerator's interrupt pin in the block design (fpga/vivado.py).
 IRQ = f"{CELL}/irq"
 
 

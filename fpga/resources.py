@@ -20,7 +20,8 @@ LUTS_PER_PRIMITIVE = {
 
 def resource_table(synth: dict, board: Board) -> list[dict]:
     """Rows of ``{resource, used, available, percent}``: LUTs (logic plus distributed RAM and shift
-    registers), flip-flops, carry chains (one CARRY8 per 8 LUTs of a CLB), DSP48E2, 18 Kb block RAMs."""
+    registers), flip-flops, carry cells (one CARRY8 per 8 LUTs of a CLB; Yosys 0.23 maps CARRY4, each
+    counted as a CARRY8: an upper bound), DSP48E2, 18 Kb block RAMs."""
     types = synth.get("cell_types", {})
     lutram = sum(count * LUTS_PER_PRIMITIVE[name] for name, count in types.items() if name in LUTS_PER_PRIMITIVE)
     rows = [("LUT", synth["lut"] + lutram, board.lut), ("FF", synth["ff"], board.ff),

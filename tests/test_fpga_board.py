@@ -28,6 +28,9 @@ from gen.errors import ConfigError
 MICRO = (ROOT / "tests" / "configs" / "accel_micro_os.yaml").read_text()
 BOARD_CONFIG = MICRO.replace("addr_width: 24", "addr_width: 32").replace("name: accel_micro_os", "name: accel_board")
 FUSESOC = Path(sys.executable).with_name("fusesoc")
+#: The micro accelerator's synth_xilinx counts (docs/fpga.md), in the shape fpga.synth returns.
+MICRO_XCUP = {"lut": 15_590, "ff": 14_555, "carry": 2_136, "dsp": 63, "bram": 2, "cell_types": {"RAM64M8": 28},
+              "tools": {"yosys": "0.23"}, "verilog_sha256": "0" * 64}
 
 
 def _npuforge(capsys, *args) -> tuple[int, str]:
@@ -40,13 +43,21 @@ def _npuforge(capsys, *args) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory):
+    """``{board: output dir}``: zcu104 through the command line (Yosys replaced by the micro accelerator's
+    counts: resources.json and the fit check without minutes of synthesis), zcu102 from its manifest and
+    files (no synthesis result: no resources.json)."""
+    from types import SimpleNamespace
+
+    import fpga.cost
     from npuforge.cli import main
 
-    """``{board: output dir}``: zcu104 through the command line, zcu102 from its manifest and files."""
     root = tmp_path_factory.mktemp("fpga")
     config = root / "accel_board.yaml"
     config.write_text(BOARD_CONFIG.replace("model: moevit/", f"model: {ROOT}/tests/configs/moevit/"))
-    assert main(["fpga", str(config), "--board", "zcu104", "-o", str(root / "zcu104"), "--skip-synth"]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fpga.cost, "synthesize_config", lambda cfg, target, **kw: SimpleNamespace(data=MICRO_XCUP))
+        assert main(["fpga", str(config), "--board", "zcu104", "-o", str(root / "zcu104")]) == 0
+    assert json.loads((root / "zcu104" / "resources.json").read_text())["table"][0]["used"] == 15_590 + 8 * 28
     generated = {p.name: p.read_text() for p in (root / "zcu104").iterdir()
                  if p.name == "manifest.json" or p.name.startswith("accel_board") and not p.name.endswith(".core")}
     manifest = json.loads(generated["manifest.json"])
@@ -85,6 +96,7 @@ def test_fusesoc_core_lists_every_file_and_edalize_project_checks(projects, boar
     core_text = (out / "accel_board.core").read_text()
     listed = set(re.findall(r'"([\w.]+\.\w+)"', core_text.split('"targets"')[0]))
     assert listed == {p.name for p in out.iterdir() if p.suffix != ".core"}
+    assert ("resources.json" in listed) == (board == "zcu104")
     vlnv = "npuforge:accel:accel_board:0.1.0"
     shown = subprocess.run([str(FUSESOC), "--cores-root", str(out), "core", "show", vlnv], capture_output=True,
                            text=True, cwd=tmp_path)
@@ -150,3 +162,22 @@ def test_tclsh_and_fusesoc_are_there():
     """The checks above need both; a machine without them fails here with the reason."""
     assert shutil.which("tclsh"), "tclsh (apt-get install tcl)"
     assert FUSESOC.exists(), "fusesoc (pip install -e .[dev])"
+
+
+def test_cli_refuses_a_design_over_the_board_before_writing(tmp_path, capsys, monkeypatch):
+    """The synthesis result decides before anything is elaborated or written (Yosys replaced by a result
+    of the shape fpga.synth returns: the micro accelerator's counts with the DSPs of a bigger one)."""
+    from types import SimpleNamespace
+
+    import fpga.cost
+
+    config = tmp_path / "accel_board.yaml"
+    config.write_text(BOARD_CONFIG.replace("model: moevit/", f"model: {ROOT}/tests/configs/moevit/"))
+    numbers = {**MICRO_XCUP, "dsp": 2_000}
+    calls = []
+    monkeypatch.setattr(fpga.cost, "synthesize_config",
+                        lambda cfg, target, **kw: calls.append(target) or SimpleNamespace(data=numbers))
+    code, err = _npuforge(capsys, "fpga", str(config), "--board", "zcu104", "-o", str(tmp_path / "o"))
+    assert calls == ["xcup"] and code == 2 and err.count("\n") == 1, err
+    assert "2,000 DSP48E2" in err and "at most 1,728 on zcu104" in err
+    assert not (tmp_path / "o").exists()

@@ -11,6 +11,7 @@ and the cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
 port, bad descriptors, a reset midway, the program): two architectures, two data widths.
 """
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -213,6 +214,63 @@ def test_harness_reset_midway_then_clean_run(micro_os, micro_program, tmp_path, 
 
     for name, expected in micro_program.expected.items():
         np.testing.assert_array_equal(tensor_codes(image.regions[name], dump, image.base), expected, err_msg=name)
+
+
+# --------------------------------------------------------------------------- the host driver
+
+def _example():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("host_moevit", ROOT / "examples" / "host_moevit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_os")
+def test_host_driver_runs_the_network_bit_exact(micro_os):
+    """npuforge.host's Accelerator against the Verilated accelerator (the fast harness, interactive): the
+    example's one image per task through the driver, each head's output bit-exact against the golden's
+    whole forward pass; the interrupt path and the polling path; a device that is not the manifest's."""
+    from npuforge.host import Accelerator, AcceleratorError
+    from npuforge.host.simulated import HarnessSession
+    from sim.golden.moevit.fixed import forward_codes, quantize
+
+    model = load_config(MICRO_OS).network
+    timing = MemoryTiming(read_latency=30, stall=0.2, seed=11)
+    with HarnessSession(micro_os.harness, micro_os.manifest, timing=timing) as session:
+        acc = Accelerator(session.mmio, session.memory, micro_os.manifest, interrupt=session.interrupt)
+        with pytest.raises(AcceleratorError, match="load"):
+            acc.run(np.zeros((model.channels, model.height, model.width)), "seg")
+        acc.load(model)
+        example = _example()
+        results = example.run_tasks(acc, model, image_index=2)
+        pixels = quantize(results["image"], model.format("pixel"))[None]
+        for task in model.task_names:
+            golden = forward_codes(acc._loaded.codes, pixels, task, model)[0]
+            out = results[task]
+            np.testing.assert_array_equal(out.codes, golden, err_msg=task)
+            assert out.map.shape == (model.height, model.width)
+            assert out.counters["CYCLES"] > 0 and out.counters["MAC_ACTIVE"] > 0
+        assert results["seg"].map.max() < model.task("seg").classes
+        assert len(example.character_map(results["depth"])) == model.height
+        # Polling STATUS instead of the interrupt: the same result for the same image.
+        polling = Accelerator(session.mmio, session.memory, micro_os.manifest)
+        polling._loaded, polling._buffer, polling._uploaded = acc._loaded, acc._buffer, acc._uploaded
+        again = polling.run(results["image"], "seg")
+        np.testing.assert_array_equal(again.codes, results["seg"].codes)
+        with pytest.raises(AcceleratorError, match="task"):
+            acc.run(results["image"], "nope")
+        # A manifest of another design: VERSION differs, the driver refuses the device.
+        other = json.loads(json.dumps(micro_os.manifest))
+        version = next(r for r in other["registers"]["registers"] if r["name"] == "VERSION")
+        next(f for f in version["fields"] if f["name"] == "config")["reset"] ^= 1
+        with pytest.raises(AcceleratorError, match="VERSION"):
+            Accelerator(session.mmio, session.memory, other)
+        end = session.close()
+    assert end.violations == [] and end.total_cycles > 0
+    assert all(read > 0 for read, _ in end.port_bytes)
 
 
 # --------------------------------------------------------------------------- cocotbext-axi

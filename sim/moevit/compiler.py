@@ -250,19 +250,21 @@ def golden_trace(model, codes: dict, pixels: np.ndarray, task: str) -> dict:
     return {name: np.asarray(value)[0] for name, value in trace.items()}
 
 
-def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str) -> Program:
+def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str, *,
+                       base: int = REGION_ALIGN) -> Program:
     """Every linear operator of ``model`` (and the patch gather and position add of the embedding), each fed
     the golden's own input tensors, with the golden's outputs as expectations.
 
     Patch embedding (image -> IM2COL -> LINEAR into token rows 1.., the cls row from the compiler ->
     ADD of the position embedding), per block qkv, proj and, for dense blocks, fc1 + GELU and
     fc2 + residual, then the task head on the patch tokens. ``codes`` are the weight codes
-    (:func:`sim.golden.moevit.fixed.quantize_params`).
+    (:func:`sim.golden.moevit.fixed.quantize_params`); ``base`` is where the image starts (the host
+    driver's buffer address; a multiple of 4 KB). The layout does not depend on ``pixels``.
     """
     from sim.golden.moevit.fixed import convert
 
     trace = golden_trace(model, codes, pixels, task)
-    b = Builder(target)
+    b = Builder(target, base=base)
     act, emb = model.format("activation"), model.format("embedding")
     c, h, w = pixels.shape
     image = image_region(b, "image", pixels, model.format("pixel"))

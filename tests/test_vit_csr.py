@@ -27,12 +27,13 @@ from conftest import ROOT
 
 from gen.lint import lint
 from gen.toolchain import apply_verilator_env
+from hw.vit.accel import ENGINE_OPCODES
 from hw.vit.csr import OKAY, SLVERR, CsrBlock, port_name
 from hw.vit.regmap import (
     COUNTER_BASE, ID_VALUE, RegisterMap, accel_rdl, c_header, counter_names, elaborate_rdl, html_reference,
 )
 
-DEFAULT_ENGINES = ["fetch", "linear", "vector", "im2col"]
+DEFAULT_ENGINES = ["fetch", *ENGINE_OPCODES]  # the accelerator's engines
 CAPS = {"data_bytes_log2": 5, "rows": 16, "cols": 8}
 MASK32 = (1 << 32) - 1
 

@@ -2,8 +2,9 @@
 
 The RTL tests build the micro network's accelerator (``tests/configs/accel_micro_*.yaml``:
 a 4x4 output-stationary array on two 64-bit ports, a 2x4x2 cube on one 128-bit port) once per
-config and run many checks per build: the linear-operator program (every linear operator on
-the golden's own inputs, IM2COL and ADD of the embedding) bit-exact under random stalls on
+config and run many checks per build: the program of every operator the accelerator has (the
+linear operators, IM2COL and ADD of the embedding, the LayerNorms feeding them, every head's
+attention softmax, on the golden's own inputs) bit-exact under random stalls on
 every AXI channel with the DRAM model checking the AXI rules, a read answered with DECERR,
 a soft reset and a hardware reset in the middle of a run followed by a clean run, and the
 cocotbext-axi testbench (``sim/tb/moevit_accel.py``: ``AxiRam`` on every port, bad
@@ -105,7 +106,15 @@ def test_compiler_is_deterministic_and_lays_out_aligned():
         decoded = descriptors.decode(op.descriptor())
         assert decoded["opcode"] == op.opcode
     names = [op.name for op in one.ops]
-    assert names[:3] == ["embed.im2col", "embed.patch_embed", "embed.pos"] and names[-1] == "head.seg"
+    assert names[:4] == ["embed.im2col", "embed.patch_embed", "embed.pos", "blocks.0.ln1"]
+    assert names[-2:] == ["norm", "head.seg"]
+    # The LayerNorms feed the linear operators: qkv reads what ln1 writes, the head what the final norm writes.
+    by_name = {op.name: op for op in one.ops}
+    assert by_name["blocks.0.qkv"].fields["src"] == by_name["blocks.0.ln1"].fields["dst"]
+    assert by_name["head.seg"].reads[0] == by_name["norm"].writes
+    assert "blocks.0.ln1" in one.expected and "blocks.0.ln1" not in program_for(cfg, image=3, ops="linear").expected
+    assert [op.opcode for op in program_for(cfg, image=3, ops="rows").ops] == \
+        ["LAYERNORM", "SOFTMAX", "SOFTMAX", "LAYERNORM"] * 2 + ["LAYERNORM"]
 
 
 # --------------------------------------------------------------------------- the fast harness
@@ -131,11 +140,17 @@ def _check(program, result):
 
 @pytest.mark.rtl
 @pytest.mark.xdist_group("accel_micro_os")
-def test_harness_runs_every_linear_operator_bit_exact(micro_os, micro_program):
+def test_harness_runs_every_operator_bit_exact(micro_os, micro_program):
     result = run_program(micro_os.harness, micro_os.manifest, micro_program,
                          timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
     reports = _check(micro_program, result)
-    assert len(reports) == len(micro_program.ops) == 10
+    # 10 linear-side operators; 2 blocks x (ln1, ln2, 2 heads' softmax) and the final norm
+    assert len(reports) == len(micro_program.ops) == 19
+    for opcode, engine, count in (("LAYERNORM", "BUSY_LAYERNORM", 5), ("SOFTMAX", "BUSY_SOFTMAX", 4)):
+        ran = [r for r in reports if r.opcode == opcode]
+        assert len(ran) == count
+        assert all(r.counters[engine] > 0 and r.counters["MEM_STALL"] > 0 and r.counters["MAC_ACTIVE"] == 0
+                   and r.counters["BUSY_LINEAR"] == 0 for r in ran)
     linear = [r for r in reports if r.opcode == "LINEAR"]
     assert all(r.counters["MAC_ACTIVE"] > 0 and r.counters["BUSY_LINEAR"] > 0 for r in linear)
     assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"

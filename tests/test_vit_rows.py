@@ -49,7 +49,8 @@ MICRO_LN = {"input": {"width": 17, "frac": 10, "signed": True}, "output": {"widt
             "lanes": 8, "eps": 1.0e-6, "stat_frac": 20, "rstd": {"width": 26, "frac": 20, "signed": False},
             "gamma": {"width": 16, "frac": 11, "signed": True}, "beta": {"width": 16, "frac": 11, "signed": True}}
 L3_LN = {"input": {"width": 8, "frac": 4, "signed": False}, "output": {"width": 10, "frac": 6, "signed": True},
-         "lanes": 3, "gamma": {"width": 12, "frac": 8, "signed": True}, "beta": {"width": 10, "frac": 6, "signed": True},
+         "lanes": 3, "gamma": {"width": 12, "frac": 8, "signed": True},
+         "beta": {"width": 10, "frac": 6, "signed": True},
          "eps": 1.0e-3, "rounding": "truncate", "overflow": "wrap", "newton_steps": 1, "row_buffers": 3}
 L1_LN = {"input": {"width": 10, "frac": 5, "signed": True}, "output": {"width": 12, "frac": 8, "signed": True},
          "lanes": 1}

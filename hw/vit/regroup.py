@@ -12,7 +12,8 @@ Timing: a buffer of ``in_lanes + out_lanes`` elements. An output beat is offered
 buffer holds ``out_lanes`` elements or the rest of a row; an input beat is taken when at
 most ``out_lanes`` elements stay buffered after this cycle's output beat (and, once a
 row's last beat is in, only in the cycle the row's final output beat leaves). So the
-stream moves ``min(in_lanes, out_lanes)`` elements per cycle, with no bubble between rows. ``out.valid`` and the output payload come
+stream moves ``min(in_lanes, out_lanes)`` elements per cycle, with no bubble between
+rows. ``out.valid`` and the output payload come
 from registers; ``inp.ready`` depends on registers and ``out.ready``.
 """
 

@@ -46,6 +46,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.arith.fixed import FixedFormat, Overflow, Rounding, requantize_hw
+from hw.nonlinear.interface import INPUT_STREAM, OUTPUT_STREAM
 from hw.nonlinear.layernorm import PARAMS_STREAM, LayerNorm, LayerNormSpec
 from hw.nonlinear.softmax import Softmax, SoftmaxSpec
 
@@ -64,6 +65,27 @@ def params_bytes(gamma: FixedFormat, beta: FixedFormat) -> int:
         if width <= 8 * size:
             return size
     raise ValueError(f"gamma/beta of {width} bits do not fit a 4-byte container")
+
+
+def beats_and_tail(n, per_beat: int):
+    """``(ceil(n / per_beat), elements in the last beat)`` of a row of ``n`` elements, ``per_beat`` a power of
+    two (the tail is ``per_beat`` when it divides ``n``)."""
+    log = per_beat.bit_length() - 1
+    tail = Mux(n[:log].any(), n[:log], per_beat) if log else 1
+    return (n + per_beat - 1) >> log, tail
+
+
+def feed(m: Module, data, inp, *, lanes: int, element, tail, open_):
+    """Memory beats of a read client's ``data`` stream into the row stream ``inp`` while ``open_``: element
+    ``j`` is ``element(data bits, j)``, ``count`` is ``tail`` on a request's last beat (a row's). Returns
+    whether a beat moved."""
+    m.d.comb += [inp.valid.eq(data.valid & open_), data.ready.eq(inp.ready & open_),
+                 inp.payload.last.eq(data.payload.last)]
+    for j in range(lanes):
+        m.d.comb += inp.payload.data[j].eq(element(data.payload.data, j))
+    if lanes > 1:
+        m.d.comb += inp.payload.count.eq(Mux(data.payload.last, tail, lanes))
+    return data.valid & data.ready
 
 
 class Convert(wiring.Component):
@@ -137,7 +159,7 @@ class RowEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         spec, act, opcode = self.spec, self.act, self.opcode
-        lanes, log_lanes = self.lanes, self._log_bytes - self._log_act
+        lanes = self.lanes
         container = 8 * self.act_bytes
         unit = m.submodules.unit = self.unit
 
@@ -165,13 +187,12 @@ class RowEngine(wiring.Component):
         format_bad = Signal(name="format_bad")
         size_bad = Signal(name="size_bad")
         row_beats = Signal(16, name="row_beats")
-        # The last beat of a row holds n mod E elements (E when that is 0).
-        tail = Signal(range(lanes + 1), name="tail")
+        tail = Signal(range(lanes + 1), name="tail")  # elements in the last beat of a row
+        beats_now, tail_now = beats_and_tail(n, lanes)
         with m.If(control.check):
             m.d.sync += [format_bad.eq(self.desc[8:24].any()),
                          size_bad.eq(~rows.any() | ~n.any() | (n > spec.n_max)),
-                         row_beats.eq((n + lanes - 1) >> log_lanes),
-                         tail.eq(Mux(n[:log_lanes].any(), n[:log_lanes], lanes) if log_lanes else 1)]
+                         row_beats.eq(beats_now), tail.eq(tail_now)]
         m.d.comb += control.fault.eq(
             format_bad * ERROR["BAD_FORMAT"]
             | (~format_bad & size_bad) * ERROR["BAD_SIZE"]
@@ -194,23 +215,19 @@ class RowEngine(wiring.Component):
 
         # ---- read side: containers -> the unit's input format -> L lanes per beat
         rd = self.reads[0].data
-        widen = m.submodules.widen = Convert(self._input_convert, unsigned(act.width), spec.input.shape(), lanes)
+        convert_in = m.submodules.convert_in = Convert(self._input_convert, unsigned(act.width), spec.input.shape(),
+                                                       lanes)
         to_unit = m.submodules.to_unit = Regroup(spec.input.shape(), in_lanes=lanes, out_lanes=spec.lanes)
-        wiring.connect(m, widen.out, to_unit.inp)
-        m.d.comb += [widen.inp.valid.eq(rd.valid & rows_in.any()), rd.ready.eq(widen.inp.ready & rows_in.any()),
-                     widen.inp.payload.last.eq(rd.payload.last)]
-        for j in range(lanes):
-            m.d.comb += widen.inp.payload.data[j].eq(rd.payload.data[j * container:j * container + act.width])
-        if lanes > 1:
-            m.d.comb += widen.inp.payload.count.eq(Mux(rd.payload.last, tail, lanes))
-        read_moved = rd.valid & rd.ready
+        wiring.connect(m, convert_in.out, to_unit.inp)
+        read_moved = feed(m, rd, convert_in.inp, lanes=lanes, tail=tail, open_=rows_in.any(),
+                          element=lambda bits, j: bits[j * container:j * container + act.width])
         with m.If(read_moved & rd.payload.last):
             m.d.sync += rows_in.eq(rows_in - 1)
         read_wait = rd.ready & ~rd.valid
 
         # The rows enter the unit once its parameters are loaded.
         loaded = Signal(name="params_loaded")
-        unit_in = getattr(unit, "inp")
+        unit_in = getattr(unit, INPUT_STREAM)
         m.d.comb += [unit_in.valid.eq(to_unit.out.valid & loaded), to_unit.out.ready.eq(unit_in.ready & loaded),
                      unit_in.payload.eq(to_unit.out.payload)]
         if self.params_bytes:
@@ -219,11 +236,11 @@ class RowEngine(wiring.Component):
             m.d.comb += loaded.eq(1)
 
         # ---- write side: the unit's output format -> activation containers, E lanes per beat
-        narrow = m.submodules.narrow = Convert(self._output_convert, spec.output.shape(), self._written_shape,
-                                               spec.lanes)
+        convert_out = m.submodules.convert_out = Convert(self._output_convert, spec.output.shape(),
+                                                         self._written_shape, spec.lanes)
         from_unit = m.submodules.from_unit = Regroup(self._written_shape, in_lanes=spec.lanes, out_lanes=lanes)
-        wiring.connect(m, getattr(unit, "out"), narrow.inp)
-        wiring.connect(m, narrow.out, from_unit.inp)
+        wiring.connect(m, getattr(unit, OUTPUT_STREAM), convert_out.inp)
+        wiring.connect(m, convert_out.out, from_unit.inp)
         wr = self.writes[0].data
         beat = from_unit.out
         m.d.comb += [wr.valid.eq(beat.valid), beat.ready.eq(wr.ready)]
@@ -266,34 +283,30 @@ class RowEngine(wiring.Component):
     def _parameters(self, m, unit, control, n, loaded, requesters, read_moved, read_wait):
         """The LAYERNORM parameter load: one request of ``n`` pairs, regrouped to the unit's lanes."""
         spec, pair_lanes = self.spec, self.pair_lanes
-        log_pairs = pair_lanes.bit_length() - 1
         half = 8 * self.params_bytes
         beats = Signal(16, name="params_beats")
         tail = Signal(range(pair_lanes + 1), name="params_tail")
+        beats_now, tail_now = beats_and_tail(n, pair_lanes)
         with m.If(control.check):
-            m.d.sync += [beats.eq((n + pair_lanes - 1) >> log_pairs),
-                         tail.eq(Mux(n[:log_pairs].any(), n[:log_pairs], pair_lanes) if log_pairs else 1)]
+            m.d.sync += [beats.eq(beats_now), tail.eq(tail_now)]
         requester = m.submodules.requests_params = RowRequests(addr_width=self.addr_width)
         m.d.comb += [requester.load.eq(control.go), requester.base.eq(desc_field(self.desc, "LAYERNORM", "params")),
                      requester.stride.eq(0), requester.count.eq(1), requester.beats.eq(beats)]
         wiring.connect(m, requester.req, wiring.flipped(self.reads[1].req))
         requesters.append(requester)
 
-        pair = unsigned(spec.gamma.width + spec.beta.width)
-        regroup = m.submodules.to_params = Regroup(pair, in_lanes=pair_lanes, out_lanes=spec.lanes)
+        regroup = m.submodules.to_params = Regroup(unsigned(spec.gamma.width + spec.beta.width),
+                                                   in_lanes=pair_lanes, out_lanes=spec.lanes)
         rd = self.reads[1].data
         due = Signal(name="params_due")  # the parameters' last beat has not been taken
         with m.If(control.go):
             m.d.sync += [due.eq(1), loaded.eq(0)]
-        m.d.comb += [regroup.inp.valid.eq(rd.valid & due), rd.ready.eq(regroup.inp.ready & due),
-                     regroup.inp.payload.last.eq(rd.payload.last)]
-        for j in range(pair_lanes):
-            low = 2 * half * j
-            m.d.comb += regroup.inp.payload.data[j].eq(Cat(rd.payload.data[low:low + spec.gamma.width],
-                                                            rd.payload.data[low + half:low + half + spec.beta.width]))
-        if pair_lanes > 1:
-            m.d.comb += regroup.inp.payload.count.eq(Mux(rd.payload.last, tail, pair_lanes))
-        moved = rd.valid & rd.ready
+
+        def pair(bits, j):  # gamma in the low half of the pair's bytes, beta in the high half
+            return Cat(bits[2 * half * j:2 * half * j + spec.gamma.width],
+                       bits[(2 * j + 1) * half:(2 * j + 1) * half + spec.beta.width])
+
+        moved = feed(m, rd, regroup.inp, lanes=pair_lanes, element=pair, tail=tail, open_=due)
         with m.If(moved & rd.payload.last):
             m.d.sync += due.eq(0)
         params = getattr(unit, PARAMS_STREAM)

@@ -176,7 +176,7 @@ class Builder:
         return self.image.raw(name, payload, kind="weights", k=k, n=n, bias=bias is not None)
 
     def norm_params(self, name: str, gamma, beta) -> Region:
-        """A LayerNorm's parameter row (``gamma``, ``beta``: codes of the norm format), laid out as the engine reads it."""
+        """A LayerNorm's parameter row (``gamma``, ``beta``: codes of the norm format) as the engine reads it."""
         t = self.target
         if not t.params_bytes:
             raise CompileError(f"{name}: the accelerator has no LAYERNORM engine")

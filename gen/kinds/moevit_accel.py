@@ -171,8 +171,10 @@ class MoevitAccelConfig(KindConfig):
         return self._facts
 
     def tpe_config(self) -> "tpe.TpeConfig":
-        """The linear unit as a validated ``kind: tpe`` config."""
-        return tpe.TpeConfig.model_validate(self.linear.tpe_data(operand_width=16, k_max=self.facts.k_max))
+        """The linear unit as a validated ``kind: tpe`` config (operands of the model's widest format)."""
+        f = self.facts
+        data = self.linear.tpe_data(operand_width=f.operand_width, k_max=f.k_max)
+        return tpe.TpeConfig.model_validate(data).model_copy(update={"acc_width": f.acc_width})
 
     def normalized(self) -> dict:
         data = super().normalized()
@@ -219,14 +221,14 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
         if container_bytes(spec.a) > act_bytes:
             raise ValueError(f"model: the {op} input format {spec.a.describe()} is wider than the activations' "
                              f"{act_bytes}-byte containers")
-    # Only the geometry is checked by kind: tpe (operands wider than its 16-bit limit are the accelerator's own).
+    # The geometry and the operand width are checked by kind: tpe (operands up to 32 bits).
     from pydantic import ValidationError
 
     from ..config.messages import format_validation_error
 
     k_max = cfg.buffers.k_max or k_need
     try:
-        tpe_cfg = tpe.TpeConfig.model_validate(cfg.linear.tpe_data(operand_width=16, k_max=k_max))
+        tpe_cfg = tpe.TpeConfig.model_validate(cfg.linear.tpe_data(operand_width=operand_width, k_max=k_max))
     except ValidationError as error:
         line = format_validation_error(error, tpe.TpeConfig, "linear")
         raise ValueError(line.replace("linear: ", "linear.", 1)) from None
@@ -292,8 +294,6 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
 
 def build(cfg: MoevitAccelConfig):
     """The ``hw`` component for ``cfg``."""
-    from amaranth.hdl import signed
-
     from hw.arith.fixed import Overflow, Rounding
     from hw.vit.accel import MoevitAccel
 
@@ -302,8 +302,7 @@ def build(cfg: MoevitAccelConfig):
     from . import softmax as softmax_kind
 
     f, mem, net = cfg.facts, cfg.memory, cfg.network
-    tpe_cfg = cfg.tpe_config().model_copy(update={"acc_width": f.acc_width})
-    engine = tpe.build(tpe_cfg, operand_shape=signed(f.operand_width))
+    engine = tpe.build(cfg.tpe_config())
     return MoevitAccel(
         name=cfg.name, config_id=int(cfg.config_hash()[:4], 16), engine=engine, addr_width=mem.addr_width,
         data_width=mem.data_width, ports=mem.ports, max_burst=mem.max_burst, max_reads=mem.max_reads,

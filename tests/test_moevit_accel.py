@@ -237,8 +237,9 @@ def test_harness_reset_midway_then_clean_run(micro_os, micro_program, tmp_path, 
 @pytest.mark.xdist_group("accel_micro_cube")
 def test_cocotb_axi_models_bad_descriptors_and_reset():
     """The cube accelerator on one 128-bit port (the harness tests run the output-stationary one on two
-    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, ten refused descriptor lists, a
-    reset midway, then every linear operator bit-exact (M beyond the A buffer runs in two chunks)."""
+    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, fourteen refused descriptor lists
+    (LAYERNORM and SOFTMAX ones among them), a reset midway, then every operator bit-exact (M beyond the A
+    buffer runs in two chunks)."""
     from sim import runner
     from sim.tb import moevit_accel
 
@@ -248,11 +249,15 @@ def test_cocotb_axi_models_bad_descriptors_and_reset():
     assert result.ok, (result.mismatch, result.problems, str(result.log))
     runs = result.results["runs"]
     refused = [r for r in runs if r.get("code")]
-    assert len(refused) >= 10
+    assert len(refused) >= 14
+    assert {r["name"] for r in refused} >= {"layernorm_beyond_n_max", "layernorm_params_misaligned", "softmax_zero_n",
+                                            "softmax_flag"}
     program = runs[-1]
     assert program["desc_done"] == len(result.vectors["ops"])
     assert any("[" in op for op in result.vectors["ops"]), "M beyond a_rows is cut into chunks"
     assert program["counters"]["MAC_ACTIVE"] > 0
+    assert program["counters"]["BUSY_LAYERNORM"] > 0 and program["counters"]["BUSY_SOFTMAX"] > 0
+    assert {"blocks.0.ln1", "norm"} <= set(result.vectors["ops"])
 
 
 def test_generate_writes_the_register_map(tmp_path):
@@ -263,8 +268,11 @@ def test_generate_writes_the_register_map(tmp_path):
     names = sorted(p.name for p in generated.files)
     assert names == ["accel_micro_os.v", "accel_micro_os_regs.h", "accel_micro_os_regs.rdl", "manifest.json"]
     manifest = generated.manifest
-    assert {r["name"] for r in manifest["registers"]["registers"]} >= {"ID", "CTRL", "STATUS", "DESC_BASE", "CYCLES"}
-    assert manifest["descriptors"]["opcodes"]["LINEAR"]["code"] == 1
+    assert {r["name"] for r in manifest["registers"]["registers"]} >= {"ID", "CTRL", "STATUS", "DESC_BASE", "CYCLES",
+                                                                        "BUSY_LAYERNORM", "BUSY_SOFTMAX"}
+    opcodes = manifest["descriptors"]["opcodes"]
+    assert [opcodes[name]["code"] for name in ("LINEAR", "LAYERNORM", "SOFTMAX")] == [1, 4, 5]
     assert [m["prefix"] for m in manifest["axi"]["masters"]] == ["m_axi0", "m_axi1"]
     header = (tmp_path / "accel_micro_os_regs.h").read_text()
+    assert "BUSY_LAYERNORM" in header and "BUSY_SOFTMAX" in header
     subprocess.run(["gcc", "-fsyntax-only", "-x", "c", "-"], input=header, text=True, check=True)

@@ -218,7 +218,8 @@ def test_html_reference_is_written(tmp_path):
     assert index == tmp_path / "html" / "index.html"
     assert index.stat().st_size > 0
     pages = "".join(p.read_text() for p in (tmp_path / "html" / "content").glob("*.html"))
-    for name in ("DESC_BASE", "IRQ_STATUS", "BUSY_IM2COL", "Bytes read through m_axi1."):
+    for name in ("DESC_BASE", "IRQ_STATUS", "BUSY_IM2COL", "BUSY_LAYERNORM", "BUSY_SOFTMAX",
+                 "Bytes read through m_axi1."):
         assert name in pages, name
     assert str(tmp_path) not in index.read_text() + pages
 

@@ -9,7 +9,7 @@ give them, every other byte (row padding, strides, the parameters, the rest of D
 The engines cover memory beats wider and narrower than the unit's lanes (2 elements per beat
 into 8 lanes, 8 into 3, 16 into 1), signed and unsigned activations, rounding and overflow
 modes. Rows: random codes with many extremes, all-equal rows, rows of only the format's
-extremes, ``n = 1``, ``n`` = the unit's ``n_max``, ``n`` not a multiple of the lanes nor of
+extremes, rows of only codes beyond the unit's input range (saturating or wrapping), ``n = 1``, ``n`` = the unit's ``n_max``, ``n`` not a multiple of the lanes nor of
 a beat, several rows back to back. Bad descriptors must end ``check_cycles + 1`` cycles after
 ``start`` with their code and no memory request; a reset in the middle of an operator must
 leave the engine ready for a clean one; with an instant memory an operator must take about
@@ -18,6 +18,7 @@ a list model under random valid/ready, and both engines convert to Verilog that 
 project's lint.
 """
 
+import math
 import random
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -128,10 +129,27 @@ def written_format(arch: RowArch) -> FixedFormat:
     return arch.act if arch.kind == "layernorm" else arch.spec.output
 
 
-def edge_codes(fmt: FixedFormat, kind: str, rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
+def outside_ranges(fmt: FixedFormat, inner: FixedFormat) -> list[tuple[int, int]]:
+    """The ranges ``(first, last)`` of codes of ``fmt`` whose values lie outside ``inner``'s range
+    (converting them saturates or wraps, or at most rounds onto the range's end)."""
+    above = math.floor(inner.max_value / fmt.lsb) + 1
+    below = math.ceil(inner.min_value / fmt.lsb) - 1
+    ranges = [(fmt.min_code, min(below, fmt.max_code)), (max(above, fmt.min_code), fmt.max_code)]
+    return [(first, last) for first, last in ranges if first <= last]
+
+
+def edge_codes(fmt: FixedFormat, kind: str, rows: int, n: int, rng: np.random.Generator,
+               inner: FixedFormat | None = None) -> np.ndarray:
     """Rows of one kind: ``random`` (uniform with many extremes), ``equal`` (one value per row), ``extremes``
-    (only the format's min and max), ``small`` (a spread of a few codes around a value far from 0)."""
+    (only the format's min and max), ``small`` (a spread of a few codes around a value far from 0),
+    ``outside`` (only codes beyond the range of ``inner``, the unit's input format: the conversions
+    saturate or wrap)."""
     lo, hi = fmt.min_code, fmt.max_code
+    if kind == "outside":
+        ranges = outside_ranges(fmt, inner)
+        assert ranges, f"every {fmt.describe()} code fits {inner.describe()}"
+        which = rng.integers(0, len(ranges), (rows, n))
+        return np.choose(which, [rng.integers(first, last, (rows, n), endpoint=True) for first, last in ranges])
     if kind == "equal":
         return np.repeat(rng.choice([lo, hi, 0, rng.integers(lo, hi + 1)], (rows, 1)), n, axis=1)
     if kind == "extremes":
@@ -161,7 +179,7 @@ def row_job(arch: RowArch, memory, rng: random.Random, *, rows: int, n: int, kin
     fields = {"rows": rows, "n": n, "src_stride": row_stride(rng, row_bytes, nbytes, spare_beats),
               "dst_stride": row_stride(rng, row_bytes, nbytes, spare_beats)}
     fields["src"] = layout.take((rows - 1) * fields["src_stride"] + row_bytes)
-    x = edge_codes(arch.act, kind, rows, n, npr)
+    x = edge_codes(arch.act, kind, rows, n, npr, inner=arch.spec.input)
     put_rows(memory.data, fields["src"], fields["src_stride"],
              container_bytes(x, arch.act_bytes, arch.act.signed).reshape(rows, row_bytes))
     gamma = beta = None
@@ -216,7 +234,7 @@ def test_rows_random_and_edge_rows_slow_memory(arch):
     bench = EngineBench(engine, memory)
     lanes, n_max, unit_lanes = arch.lanes, arch.n_max, arch.unit["lanes"]
     shapes = [(1, 1, "random"), (2, n_max, "random"), (3, min(n_max, unit_lanes + 1), "equal"),
-              (2, min(n_max, lanes + 1), "extremes"), (2, n_max - 1, "small"),
+              (2, min(n_max, lanes + 1), "extremes"), (2, n_max - 1, "small"), (2, n_max, "outside"),
               (rng.randint(3, 6), rng.randint(2, n_max), "random"), (4, rng.randint(1, n_max), "random")]
     results = []
 

@@ -2,13 +2,15 @@
 
 The RTL tests build the micro network's accelerator twice and run many checks per build:
 the fast harness on a 4x4 output-stationary array with two 64-bit ports
-(``tests/configs/accel_micro_os.yaml``: the linear-operator program, every linear operator
-on the golden's own inputs with IM2COL and ADD of the embedding, bit-exact under random
-stalls on every AXI channel with the DRAM model checking the AXI rules; a read answered
-with DECERR; a soft reset and a hardware reset in the middle of a run, then a clean run),
-and the cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
+(``tests/configs/accel_micro_os.yaml``: the program of every operator the accelerator has --
+the linear operators, IM2COL and ADD of the embedding, the LayerNorms feeding them, every
+head's attention softmax -- on the golden's own inputs, bit-exact under random stalls on
+every AXI channel with the DRAM model checking the AXI rules; a read answered with DECERR;
+a soft reset and a hardware reset in the middle of a run, then a clean run), and the
+cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
 (``tests/configs/accel_micro_cube.yaml``, ``sim/tb/moevit_accel.py``: ``AxiRam`` on the
-port, bad descriptors, a reset midway, the program): two architectures, two data widths.
+port, bad descriptors of every opcode, a reset midway, the program): two architectures,
+two data widths.
 """
 
 import json
@@ -107,7 +109,15 @@ def test_compiler_is_deterministic_and_lays_out_aligned():
         decoded = descriptors.decode(op.descriptor())
         assert decoded["opcode"] == op.opcode
     names = [op.name for op in one.ops]
-    assert names[:3] == ["embed.im2col", "embed.patch_embed", "embed.pos"] and names[-1] == "head.seg"
+    assert names[:4] == ["embed.im2col", "embed.patch_embed", "embed.pos", "blocks.0.ln1"]
+    assert names[-2:] == ["norm", "head.seg"]
+    # The LayerNorms feed the linear operators: qkv reads what ln1 writes, the head what the final norm writes.
+    by_name = {op.name: op for op in one.ops}
+    assert by_name["blocks.0.qkv"].fields["src"] == by_name["blocks.0.ln1"].fields["dst"]
+    assert by_name["head.seg"].reads[0] == by_name["norm"].writes
+    assert "blocks.0.ln1" in one.expected and "blocks.0.ln1" not in program_for(cfg, image=3, ops="linear").expected
+    assert [op.opcode for op in program_for(cfg, image=3, ops="rows").ops] == \
+        ["LAYERNORM", "SOFTMAX", "SOFTMAX", "LAYERNORM"] * 2 + ["LAYERNORM"]
 
 
 # --------------------------------------------------------------------------- the fast harness
@@ -133,11 +143,17 @@ def _check(program, result):
 
 @pytest.mark.rtl
 @pytest.mark.xdist_group("accel_micro_os")
-def test_harness_runs_every_linear_operator_bit_exact(micro_os, micro_program):
+def test_harness_runs_every_operator_bit_exact(micro_os, micro_program):
     result = run_program(micro_os.harness, micro_os.manifest, micro_program,
                          timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
     reports = _check(micro_program, result)
-    assert len(reports) == len(micro_program.ops) == 10
+    # 10 linear-side operators; 2 blocks x (ln1, ln2, 2 heads' softmax) and the final norm
+    assert len(reports) == len(micro_program.ops) == 19
+    for opcode, engine, count in (("LAYERNORM", "BUSY_LAYERNORM", 5), ("SOFTMAX", "BUSY_SOFTMAX", 4)):
+        ran = [r for r in reports if r.opcode == opcode]
+        assert len(ran) == count
+        assert all(r.counters[engine] > 0 and r.counters["MEM_STALL"] > 0 and r.counters["MAC_ACTIVE"] == 0
+                   and r.counters["BUSY_LINEAR"] == 0 for r in ran)
     linear = [r for r in reports if r.opcode == "LINEAR"]
     assert all(r.counters["MAC_ACTIVE"] > 0 and r.counters["BUSY_LINEAR"] > 0 for r in linear)
     assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"
@@ -279,8 +295,9 @@ def test_host_driver_runs_the_network_bit_exact(micro_os):
 @pytest.mark.xdist_group("accel_micro_cube")
 def test_cocotb_axi_models_bad_descriptors_and_reset():
     """The cube accelerator on one 128-bit port (the harness tests run the output-stationary one on two
-    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, ten refused descriptor lists, a
-    reset midway, then every linear operator bit-exact (M beyond the A buffer runs in two chunks)."""
+    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, fourteen refused descriptor lists
+    (LAYERNORM and SOFTMAX ones among them), a reset midway, then every operator bit-exact (M beyond the A
+    buffer runs in two chunks)."""
     from sim import runner
     from sim.tb import moevit_accel
 
@@ -290,11 +307,15 @@ def test_cocotb_axi_models_bad_descriptors_and_reset():
     assert result.ok, (result.mismatch, result.problems, str(result.log))
     runs = result.results["runs"]
     refused = [r for r in runs if r.get("code")]
-    assert len(refused) >= 10
+    assert len(refused) >= 14
+    assert {r["name"] for r in refused} >= {"layernorm_beyond_n_max", "layernorm_params_misaligned", "softmax_zero_n",
+                                            "softmax_flag"}
     program = runs[-1]
     assert program["desc_done"] == len(result.vectors["ops"])
     assert any("[" in op for op in result.vectors["ops"]), "M beyond a_rows is cut into chunks"
     assert program["counters"]["MAC_ACTIVE"] > 0
+    assert program["counters"]["BUSY_LAYERNORM"] > 0 and program["counters"]["BUSY_SOFTMAX"] > 0
+    assert {"blocks.0.ln1", "norm"} <= set(result.vectors["ops"])
 
 
 def test_generate_writes_the_register_map(tmp_path):
@@ -305,8 +326,11 @@ def test_generate_writes_the_register_map(tmp_path):
     names = sorted(p.name for p in generated.files)
     assert names == ["accel_micro_os.v", "accel_micro_os_regs.h", "accel_micro_os_regs.rdl", "manifest.json"]
     manifest = generated.manifest
-    assert {r["name"] for r in manifest["registers"]["registers"]} >= {"ID", "CTRL", "STATUS", "DESC_BASE", "CYCLES"}
-    assert manifest["descriptors"]["opcodes"]["LINEAR"]["code"] == 1
+    assert {r["name"] for r in manifest["registers"]["registers"]} >= {"ID", "CTRL", "STATUS", "DESC_BASE", "CYCLES",
+                                                                        "BUSY_LAYERNORM", "BUSY_SOFTMAX"}
+    opcodes = manifest["descriptors"]["opcodes"]
+    assert [opcodes[name]["code"] for name in ("LINEAR", "LAYERNORM", "SOFTMAX")] == [1, 4, 5]
     assert [m["prefix"] for m in manifest["axi"]["masters"]] == ["m_axi0", "m_axi1"]
     header = (tmp_path / "accel_micro_os_regs.h").read_text()
+    assert "BUSY_LAYERNORM" in header and "BUSY_SOFTMAX" in header
     subprocess.run(["gcc", "-fsyntax-only", "-x", "c", "-"], input=header, text=True, check=True)

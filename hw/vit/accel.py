@@ -2,7 +2,8 @@
 
 Wiring (docs/accelerator.md has the picture): the register block (``csr``) takes the host's
 AXI4-Lite accesses; ``CTRL.start`` starts the descriptor processor (``seq``), which runs
-descriptors on the engines (``linear``, ``vector``, ``im2col``); every engine's read and
+descriptors on the engines (``linear``, ``vector``, ``im2col``, ``layernorm``, ``softmax``); every
+engine's read and
 write clients are assigned to the AXI4 master ports (``port_<p>``) by a fixed table
 (:attr:`MoevitAccel.client_ports`), the weights on their own port when there are two or more.
 
@@ -15,8 +16,10 @@ from amaranth.hdl import Cat, Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.arith.fixed import FixedFormat, Overflow
+from hw.arith.fixed import FixedFormat, Overflow, Rounding
 from hw.nonlinear.gelu import GeluSpec
+from hw.nonlinear.layernorm import LayerNormSpec
+from hw.nonlinear.softmax import SoftmaxSpec
 
 from . import regmap as regmap_module
 from .axi import Axi4LiteSignature, Axi4Signature, AxiMasterPort, connect_flat, flat_members
@@ -24,30 +27,36 @@ from .csr import CsrBlock
 from .descriptors import ERROR
 from .im2col import Im2colEngine
 from .linear import LinearEngine
+from .rows import RowEngine
 from .sequencer import Sequencer
 from .vector import VectorEngine
 
 #: Read clients in assignment order: (engine, client index, what it reads). Client ``i`` of this
 #: list goes to port ``i % ports``, so with two ports A rows and weights use different ports.
 READ_CLIENTS = (("linear", 0, "A rows"), ("linear", 1, "weight tiles"), ("linear", 2, "residual"),
-                ("vector", 0, "x"), ("vector", 1, "x2"), ("seq", 0, "descriptors"), ("im2col", 0, "image rows"))
-WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"))
+                ("vector", 0, "x"), ("vector", 1, "x2"), ("seq", 0, "descriptors"), ("im2col", 0, "image rows"),
+                ("layernorm", 0, "rows"), ("layernorm", 1, "gamma and beta"), ("softmax", 0, "scores"))
+WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"),
+                 ("layernorm", 0, "rows"), ("softmax", 0, "probabilities"))
 #: Engines with a BUSY counter (register order) and the opcodes each runs.
-ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL"}
+ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL", "layernorm": "LAYERNORM",
+                  "softmax": "SOFTMAX"}
 CSR_ADDR_WIDTH = 12
 
 
 class MoevitAccel(wiring.Component):
     """The accelerator (see the module docstring and docs/accelerator.md for ports and registers).
 
-    ``engine`` is the linear unit's TPE (a ``k_steps`` engine). ``name`` and ``config_id``
-    (16 bits of the config hash) go into the register map's ID registers.
+    ``engine`` is the linear unit's TPE (a ``k_steps`` engine); ``layernorm`` and ``softmax`` are the
+    network's row units (their engines convert with the network's ``rounding`` and ``overflow``).
+    ``name`` and ``config_id`` (16 bits of the config hash) go into the register map's ID registers.
     """
 
     def __init__(self, *, name: str, config_id: int, engine, addr_width: int, data_width: int, ports: int,
                  max_burst: int, max_reads: int, max_writes: int, act: FixedFormat, act_bytes: int, w_bytes: int,
-                 overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list, gelu: GeluSpec | None,
-                 version: tuple[int, int], id_width: int = 1):
+                 rounding: Rounding, overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list,
+                 gelu: GeluSpec | None, layernorm: LayerNormSpec, softmax: SoftmaxSpec, version: tuple[int, int],
+                 id_width: int = 1):
         self.name, self.addr_width, self.data_width, self.ports = name, addr_width, data_width, ports
         self.max_burst, self.max_reads, self.max_writes, self.id_width = max_burst, max_reads, max_writes, id_width
         self.linear = LinearEngine(engine=engine, addr_width=addr_width, data_width=data_width, act=act,
@@ -56,6 +65,9 @@ class MoevitAccel(wiring.Component):
         self.vector = VectorEngine(addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
                                    overflow=overflow)
         self.im2col = Im2colEngine(addr_width=addr_width, data_width=data_width, act_bytes=act_bytes)
+        self.layernorm, self.softmax = (
+            RowEngine(spec=spec, addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
+                      rounding=rounding, overflow=overflow) for spec in (layernorm, softmax))
         self.seq = Sequencer(addr_width=addr_width, data_width=data_width,
                              engines={op: index for index, op in enumerate(ENGINE_OPCODES.values())})
         self.engine_names = ("fetch",) + tuple(ENGINE_OPCODES)
@@ -108,6 +120,10 @@ class MoevitAccel(wiring.Component):
                         "weight_words": 2 * lin.half_words},
             "formats": [f.to_json() for f in self.formats],
             "gelu": lin.gelu is not None,
+            "rows": {engine.opcode.lower(): {"lanes": engine.spec.lanes, "n_max": engine.spec.n_max,
+                                             "banks": engine.spec.banks, "latency": engine.unit_latency,
+                                             "params_bytes": engine.params_bytes}
+                     for engine in (self.layernorm, self.softmax)},
             "engines": list(self.engine_names),
             "clients": self.client_ports,
         }
@@ -119,7 +135,8 @@ class MoevitAccel(wiring.Component):
         connect_flat(m, "s_axil", self, csr.bus)
 
         soft = Signal(name="soft_rst")  # resets the processor and the engines while the ports drain
-        engines = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col, "seq": self.seq}
+        engines = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col,
+                   "layernorm": self.layernorm, "softmax": self.softmax, "seq": self.seq}
         for name, unit in engines.items():
             m.submodules[name] = ResetInserter(soft)(unit)
 

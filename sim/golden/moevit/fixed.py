@@ -247,6 +247,12 @@ def feature_layernorm(x, gamma, beta, cfg: MoevitConfig, u: Units) -> np.ndarray
     return convert(layernorm(convert(x, act, spec.input, cfg), gamma, beta, u), spec.output, act, cfg)
 
 
+def feature_softmax(x, cfg: MoevitConfig, u: Units) -> np.ndarray:
+    """Softmax of feature rows (attention scores): into the unit's input format, the unit; the probabilities
+    stay codes of the unit's output format."""
+    return softmax(convert(x, cfg.format("activation"), u.softmax.input, cfg), u)
+
+
 def feature_gelu(x, cfg: MoevitConfig, u: Units) -> np.ndarray:
     """GELU of features: into the unit's input format, the unit, back to features."""
     spec, act = u.gelu, cfg.format("activation")
@@ -280,7 +286,7 @@ def attention(y, qkv_w, qkv_b, proj_w, proj_b, cfg: MoevitConfig, u: Units, spec
     qkv_out = matmul(specs["qkv"], y, qkv_w, qkv_b)
     q, k, v = qkv_out.reshape(n, t, 3, h, hd).transpose(2, 0, 3, 1, 4)  # each (n, h, T, hd)
     scores = attention_scores(q, k, cfg, specs)
-    probabilities = softmax(convert(scores, cfg.format("activation"), u.softmax.input, cfg), u)
+    probabilities = feature_softmax(scores, cfg, u)
     heads = matmul(specs["av"], probabilities, v).transpose(0, 2, 1, 3).reshape(n, t, d)
     out = matmul(specs["proj"], heads, proj_w, proj_b)
     _record(trace, prefix, qkv=qkv_out, scores=scores, probabilities=probabilities, heads=heads, proj=out)

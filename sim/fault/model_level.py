@@ -1,0 +1,270 @@
+"""The model-level injector: RTL fault sites mapped onto the golden model's state, many faults at once.
+
+An RTL injection flips a bit of a register or memory word at the start of a cycle and
+simulates the Verilog on. A *model-level* injection flips the same bit of the same
+value where the bit-accurate golden model holds it: an operand ``A[i, k]`` that a
+pipeline register carries at that cycle, the partial sum an accumulator holds after
+step ``k``, a finished element waiting in a result register, a data word in a buffer.
+The per-kind modules (:mod:`sim.fault.model_tpe`, :mod:`sim.fault.model_tile`) say, from
+the workload and the architecture's documented timing, which value every mapped
+register bit holds in which cycles and which output elements read it: an
+:class:`Exposure` table. A fault then costs a table look-up and a few numpy operations,
+for all faults of a batch together:
+
+* an **operand** exposure (a field of ``width`` bits holding the operand ``value``,
+  read by products with ``partners``) changes each consumer element by
+  ``(flipped - value) * partner``;
+* a **register** exposure (a ``width``-bit code that is added on, or is the element
+  itself) changes its element by ``(code ^ mask) - code``.
+
+Flips are additive (a XOR of bits is the sum of per-bit changes of the original value,
+and the products and sums after it are linear), so a multi-bit upset is the sum of its
+bits' changes; the kind's ``finish`` applies what is not linear (wrapping, the tile's
+requantisation) to the summed change. A bit that no exposure covers at that cycle holds
+nothing that is read later: the fault is masked. Control registers (tags, counters,
+state machines, the command memory) have no golden-model counterpart and are not
+*mapped*: :meth:`ModelEngine.visible_manifest` lists the sites (and bits) the model
+level sees, and a model-level campaign samples only those. What this level cannot see
+is documented in ``docs/fault-campaigns.md``.
+
+:class:`ModelEngine` has the interface of :class:`sim.fault.engine.Engine` that the
+campaign code uses (``prepare``, ``window``, ``reference``, ``run``, ``spec``), so
+``level: model`` runs through the same sampling, store and report.
+"""
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from gen.errors import ConfigError
+
+from .model import Fault, FaultModel, InjectionResult, Outcome
+
+OPERAND, REGISTER = 0, 1
+
+
+class ExposureBuilder:
+    """Collects exposures one by one; :meth:`table` turns them into arrays."""
+
+    def __init__(self, manifest: dict):
+        self.sites = {site["path"]: index for index, site in enumerate(manifest["fault_sites"])}
+        self.rows: list[tuple] = []
+        self.consumers: list[tuple[list[int], list[int]]] = []
+
+    def has(self, site: str) -> bool:
+        return site in self.sites
+
+    def operand(self, site: str, *, bits: tuple[int, int], cycles: tuple[int, int], value: int, signed: bool,
+                elements: Sequence[int], partners: Sequence[int], word: int = 0, stage: int = 0) -> None:
+        """Bits ``bits[0] .. bits[0]+bits[1]-1`` of ``site`` hold operand ``value`` (``bits[1]`` wide) in
+        cycles ``cycles[0] .. cycles[1]``; output ``elements`` (of ``stage``) add ``value * partners``."""
+        if site in self.sites and cycles[0] <= cycles[1] and len(elements):
+            self.rows.append((self.sites[site], word, bits[0], bits[1], cycles[0], cycles[1], OPERAND,
+                              int(value), int(signed), stage))
+            self.consumers.append((list(elements), list(partners)))
+
+    def register(self, site: str, *, width: int, cycles: tuple[int, int], code: int, element: int,
+                 word: int = 0, stage: int = 0, offset: int = 0) -> None:
+        """Bits ``offset ..`` of ``site`` hold the ``width``-bit ``code`` in ``cycles``; ``element`` takes its change."""
+        if site in self.sites and cycles[0] <= cycles[1]:
+            self.rows.append((self.sites[site], word, offset, width, cycles[0], cycles[1], REGISTER,
+                              int(code) & ((1 << width) - 1), 0, stage))
+            self.consumers.append(([element], [1]))
+
+    def table(self) -> "Exposures":
+        columns = list(zip(*self.rows)) if self.rows else [()] * 10
+        arrays = [np.asarray(c, dtype=np.int64) for c in columns]
+        counts = np.asarray([len(e) for e, _ in self.consumers], dtype=np.int64)
+        start = np.concatenate(([0], np.cumsum(counts)[:-1])) if len(counts) else counts
+        elements = np.asarray([x for e, _ in self.consumers for x in e], dtype=np.int64)
+        partners = np.asarray([x for _, p in self.consumers for x in p], dtype=np.int64)
+        return Exposures(*arrays, start=start, count=counts, elements=elements, partners=partners)
+
+
+@dataclass(frozen=True)
+class Exposures:
+    """Which value every mapped (site, word, bit) holds in which cycles, and who reads it (arrays)."""
+
+    site: np.ndarray
+    word: np.ndarray
+    offset: np.ndarray
+    width: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    kind: np.ndarray
+    value: np.ndarray
+    signed: np.ndarray
+    stage: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+    elements: np.ndarray
+    partners: np.ndarray
+
+    def match(self, site: np.ndarray, word: np.ndarray, bit: np.ndarray, cycle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(flip index, exposure index) of every flip that hits an exposure (at most one each)."""
+        hits_f, hits_e = [], []
+        order = np.argsort(self.site, kind="stable")
+        keys = self.site[order]
+        for s in np.unique(site):
+            lo, hi = np.searchsorted(keys, s), np.searchsorted(keys, s, side="right")
+            if lo == hi:
+                continue
+            rows = order[lo:hi]
+            flips = np.nonzero(site == s)[0]
+            inside = ((word[flips, None] == self.word[None, rows])
+                      & (bit[flips, None] >= self.offset[None, rows])
+                      & (bit[flips, None] < self.offset[None, rows] + self.width[None, rows])
+                      & (cycle[flips, None] >= self.first[None, rows])
+                      & (cycle[flips, None] <= self.last[None, rows]))
+            f, e = np.nonzero(inside)
+            hits_f.append(flips[f])
+            hits_e.append(rows[e])
+        if not hits_f:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(hits_f), np.concatenate(hits_e)
+
+
+def flip_change(value: np.ndarray, position: np.ndarray, width: np.ndarray, signed: np.ndarray) -> np.ndarray:
+    """``flipped - value`` when bit ``position`` of the ``width``-bit code of ``value`` is inverted."""
+    weight = np.left_shift(np.int64(1), position)
+    top = signed.astype(bool) & (position == width - 1)
+    weight = np.where(top, -weight, weight)  # the sign bit of a two's-complement field weighs -2^(w-1)
+    was_set = (np.right_shift(value, position) & 1).astype(bool)
+    return np.where(was_set, -weight, weight)
+
+
+@dataclass
+class Plan:
+    """What a kind's model hands the engine: the exposures, the stages' sizes and how to finish.
+
+    ``finish(changes)`` takes, per stage, an ``(F, size)`` int64 array of summed element
+    changes and returns the ``(F, outputs)`` output elements of the F faulty runs, in the
+    order the harness reads them (beats, then element fields).
+    """
+
+    exposures: Exposures
+    stage_sizes: tuple[int, ...]
+    finish: Callable[[list[np.ndarray]], np.ndarray]
+    expected: np.ndarray  # fault-free output elements
+    window: int
+    visible: dict[str, int]  # site path -> bits the model maps (from bit 0)
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    cycles: int
+    outputs: dict
+
+
+@dataclass
+class ModelEngine:
+    """The model-level twin of :class:`sim.fault.engine.Engine` (same ``run`` contract, no simulator)."""
+
+    manifest: dict
+    workload: object
+    plan: Plan
+    reference: ModelReference
+    last_seconds: float = field(default=0.0, compare=False)
+
+    @classmethod
+    def prepare(cls, build_dir: Path, verilog: Path, manifest: dict, workload, *, build_root: Path) -> "ModelEngine":
+        """Build the exposure table of ``workload`` on ``manifest``'s design (``build_dir``/``verilog`` unused:
+        the same signature as ``Engine.prepare``, so the campaign code takes either)."""
+        plan = plan_for(manifest, workload)
+        got = plan.expected
+        want = np.concatenate([workload.elements(name, beats).reshape(-1) for name, beats in workload.outputs.items()])
+        if got.shape != want.shape or not np.array_equal(got, want):
+            raise AssertionError(f"the model level's fault-free outputs differ from the workload's on {manifest['top']}")
+        return cls(manifest=manifest, workload=workload, plan=plan,
+                   reference=ModelReference(cycles=plan.window, outputs=dict(workload.outputs)))
+
+    @property
+    def window(self) -> int:
+        return self.plan.window
+
+    def spec(self) -> "ModelEngine":
+        return replace(self)
+
+    def visible_manifest(self) -> dict:
+        """``manifest`` with only the sites the model maps, each as wide as its mapped bits (from bit 0)."""
+        sites = []
+        for site in self.manifest["fault_sites"]:
+            bits = self.plan.visible.get(site["path"], 0)
+            if bits:
+                sites.append(dict(site, width=bits))
+        return dict(self.manifest, fault_sites=sites, fault_site_bits=sum(
+            s["width"] * s.get("depth", 1) for s in sites))
+
+    def run(self, faults: Sequence[Fault], *, timeout_factor: float = 4.0) -> list[InjectionResult]:
+        """Outcomes of ``faults`` (masked or sdc: the model level has no hangs and no alarms)."""
+        started = time.perf_counter()
+        faults = list(faults)
+        if not faults:
+            return []
+        sites = {site["path"]: index for index, site in enumerate(self.manifest["fault_sites"])}
+        flip_of, site, word, bit, cycle = [], [], [], [], []
+        for n, fault in enumerate(faults):
+            if fault.site not in sites or fault.bit >= self.plan.visible.get(fault.site, 0):
+                raise ValueError(f"fault {fault.index}: {fault.site!r} bit {fault.bit} is not mapped to the "
+                                 f"{self.manifest['top']} golden model; allowed: the sites of visible_manifest()")
+            if not 0 <= fault.cycle < self.window:
+                raise ValueError(f"fault {fault.index}: cycle {fault.cycle} is outside the window 0 .. {self.window - 1}")
+            top = self.plan.visible[fault.site]
+            for b in range(fault.bit, min(fault.bit + fault.width, top)):
+                flip_of.append(n)
+                site.append(sites[fault.site])
+                word.append(fault.word or 0)
+                bit.append(b)
+                cycle.append(fault.cycle)
+        flip_of, site, word, bit, cycle = (np.asarray(x, dtype=np.int64) for x in (flip_of, site, word, bit, cycle))
+        table = self.plan.exposures
+        hit, row = table.match(site, word, bit, cycle)
+        position = bit[hit] - table.offset[row]
+        change = np.where(table.kind[row] == OPERAND,
+                          flip_change(table.value[row], position, table.width[row], table.signed[row]),
+                          ((table.value[row] ^ np.left_shift(np.int64(1), position)) - table.value[row]))
+        counts = table.count[row]
+        pick = np.repeat(table.start[row], counts) + _ranges(counts)
+        fault_row = np.repeat(flip_of[hit], counts)
+        stage = np.repeat(table.stage[row], counts)
+        amount = np.repeat(change, counts) * table.partners[pick]
+        changes = [np.zeros((len(faults), size), dtype=np.int64) for size in self.plan.stage_sizes]
+        for s, matrix in enumerate(changes):
+            mine = stage == s
+            np.add.at(matrix, (fault_row[mine], table.elements[pick][mine]), amount[mine])
+        outputs = self.plan.finish(changes)
+        expected = self.plan.expected[None, :]
+        differs = outputs != expected
+        differing = differs.sum(axis=1)
+        worst = np.abs(outputs - expected).max(axis=1) if expected.size else np.zeros(len(faults), np.int64)
+        results = [InjectionResult(fault=fault, outcome=Outcome.SDC if d else Outcome.MASKED, differing=int(d),
+                                   max_abs_diff=int(w), cycles=self.window)
+                   for fault, d, w in zip(faults, differing.tolist(), worst.tolist())]
+        self.last_seconds = time.perf_counter() - started
+        return results
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """0 .. n-1 for each n of ``counts``, concatenated."""
+    if not len(counts):
+        return counts
+    ends = np.cumsum(counts)
+    return np.arange(ends[-1]) - np.repeat(ends - counts, counts)
+
+
+def plan_for(manifest: dict, workload) -> Plan:
+    """The kind's model of ``workload`` on ``manifest``'s design; one-line ``ConfigError`` where none exists."""
+    kind = manifest["kind"]
+    if kind == "tpe":
+        from .model_tpe import tpe_plan
+
+        return tpe_plan(manifest, workload)
+    if kind == "npu_tile":
+        from .model_tile import tile_plan
+
+        return tile_plan(manifest, workload)
+    raise ConfigError(f"level: got 'model' for a design of kind {kind!r}; allowed: kinds tpe and npu_tile "
+                      "(the MoE-ViT accelerator has no model-level injector yet: use level: rtl)")

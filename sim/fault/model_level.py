@@ -204,22 +204,28 @@ class ModelEngine:
         faults = list(faults)
         if not faults:
             return []
-        sites = {site["path"]: index for index, site in enumerate(self.manifest["fault_sites"])}
-        flip_of, site, word, bit, cycle = [], [], [], [], []
-        for n, fault in enumerate(faults):
-            if fault.site not in sites or fault.bit >= self.plan.visible.get(fault.site, 0):
-                raise ValueError(f"fault {fault.index}: {fault.site!r} bit {fault.bit} is not mapped to the "
-                                 f"{self.manifest['top']} golden model; allowed: the sites of visible_manifest()")
-            if not 0 <= fault.cycle < self.window:
-                raise ValueError(f"fault {fault.index}: cycle {fault.cycle} is outside the window 0 .. {self.window - 1}")
-            top = self.plan.visible[fault.site]
-            for b in range(fault.bit, min(fault.bit + fault.width, top)):
-                flip_of.append(n)
-                site.append(sites[fault.site])
-                word.append(fault.word or 0)
-                bit.append(b)
-                cycle.append(fault.cycle)
-        flip_of, site, word, bit, cycle = (np.asarray(x, dtype=np.int64) for x in (flip_of, site, word, bit, cycle))
+        paths = [site["path"] for site in self.manifest["fault_sites"]]
+        sites = {path: index for index, path in enumerate(paths)}
+        mapped = np.asarray([self.plan.visible.get(path, 0) for path in paths] + [0], dtype=np.int64)
+        n = len(faults)
+        site = np.fromiter((sites.get(f.site, -1) for f in faults), np.int64, n)
+        bit = np.fromiter((f.bit for f in faults), np.int64, n)
+        cycle = np.fromiter((f.cycle for f in faults), np.int64, n)
+        word = np.fromiter((f.word or 0 for f in faults), np.int64, n)
+        width = np.fromiter((f.width for f in faults), np.int64, n)
+        bad = np.nonzero((bit >= mapped[site]) | (bit < 0))[0]
+        if len(bad):
+            fault = faults[bad[0]]
+            raise ValueError(f"fault {fault.index}: {fault.site!r} bit {fault.bit} is not mapped to the "
+                             f"{self.manifest['top']} golden model; allowed: the sites of visible_manifest()")
+        late = np.nonzero((cycle < 0) | (cycle >= self.window))[0]
+        if len(late):
+            fault = faults[late[0]]
+            raise ValueError(f"fault {fault.index}: cycle {fault.cycle} is outside the window 0 .. {self.window - 1}")
+        flips = np.minimum(width, mapped[site] - bit)  # bits past the mapped top are not flipped
+        flip_of = np.repeat(np.arange(n), flips)
+        site, word, cycle = site[flip_of], word[flip_of], cycle[flip_of]
+        bit = bit[flip_of] + _ranges(flips)
         table = self.plan.exposures
         hit, row = table.match(site, word, bit, cycle)
         position = bit[hit] - table.offset[row]
@@ -240,8 +246,8 @@ class ModelEngine:
         differs = outputs != expected
         differing = differs.sum(axis=1)
         worst = np.abs(outputs - expected).max(axis=1) if expected.size else np.zeros(len(faults), np.int64)
-        results = [InjectionResult(fault=fault, outcome=Outcome.SDC if d else Outcome.MASKED, differing=int(d),
-                                   max_abs_diff=int(w), cycles=self.window)
+        sdc, masked, window = Outcome.SDC, Outcome.MASKED, self.window
+        results = [InjectionResult(fault, sdc if d else masked, d, w, window)
                    for fault, d, w in zip(faults, differing.tolist(), worst.tolist())]
         self.last_seconds = time.perf_counter() - started
         return results

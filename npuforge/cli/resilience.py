@@ -63,8 +63,12 @@ def run(args) -> int:
 
     from gen.errors import ConfigError, UsageError
     from sim.golden.moevit.params import load_params
-    from sim.moevit.resilience import plot, sweep
+    from sim.moevit.resilience import check_choices, plot, sweep
 
+    try:
+        check_choices(args.targets, args.clip, args.layers)
+    except ConfigError as error:  # a bad --targets/--clip/--layers value: the flag is at fault
+        raise UsageError(str(error)) from None
     cfg = load_moevit(args.config)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None and path.is_dir():

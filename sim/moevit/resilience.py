@@ -136,6 +136,13 @@ def _checked(name: str, values: list[str], allowed: tuple) -> list[str]:
     return values
 
 
+def check_choices(targets: list[str], clips: list[str], layers: list[str]) -> None:
+    """One-line ``ConfigError`` naming the flag for a target, protection or layer type that does not exist."""
+    _checked("--targets", targets, TARGETS)
+    _checked("--clip", clips, CLIPS)
+    _checked("--layers", layers, LAYER_TYPES + ("all",))
+
+
 def sweep(cfg: MoevitConfig, params: dict, *, bers: list[float], targets: list[str], clips: list[str],
           layers: list[str], images: int = 4, calibration: int = 8, trials: int = 1, seed: int = 1,
           on_point=lambda done, total: None) -> dict:
@@ -143,9 +150,7 @@ def sweep(cfg: MoevitConfig, params: dict, *, bers: list[float], targets: list[s
     task metrics averaged over ``trials`` draws, and the fault-free metrics of each protection."""
     from sim.golden.moevit import fixed
 
-    _checked("--targets", targets, TARGETS)
-    _checked("--clip", clips, CLIPS)
-    _checked("--layers", layers, LAYER_TYPES + ("all",))
+    check_choices(targets, clips, layers)
     for ber in bers:
         if not 0 < ber < 1:
             raise ConfigError(f"--ber: got {ber!r}; allowed: numbers above 0 and below 1, e.g. 1e-6,1e-5")

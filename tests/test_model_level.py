@@ -21,7 +21,7 @@ from sim.fault.crosscheck import crosscheck
 from sim.fault.engine import Engine
 from sim.fault.model import Fault, FaultModel, Outcome
 from sim.fault.model_level import ModelEngine, flip_change
-from sim.fault.report import build_report
+from sim.fault.report import ReportError, build_report
 from sim.fault.store import CampaignStore
 
 CAMPAIGNS = ROOT / "tests" / "configs" / "campaigns"
@@ -121,3 +121,15 @@ def test_model_level_campaign_stores_and_reports(tmp_path):
     assert meta["level"] == "model"
     report = build_report(meta, results)
     assert report["total"]["injections"] == 2000
+    assert any("Model-level injections" in line for line in report["assumptions"])
+    # Critical vs tolerable SDC: small corruptions count as safe, and the report says so.
+    sdcs = [r for r in results if r.outcome is Outcome.SDC]
+    threshold = sorted(r.max_abs_diff for r in sdcs)[len(sdcs) // 2]
+    tolerant = build_report(meta, results, tolerable_sdc=threshold)
+    small = sum(r.max_abs_diff <= threshold and not r.extra_beats for r in sdcs)
+    assert tolerant["tolerable_sdc"] == {"threshold": threshold, "count": small} and small > 0
+    assert tolerant["total"]["dangerous"] == report["total"]["dangerous"] - small
+    assert tolerant["spfm"] > report["spfm"]
+    assert any("Critical versus tolerable SDC" in line for line in tolerant["assumptions"])
+    with pytest.raises(ReportError, match="tolerable-sdc: got -1; allowed"):
+        build_report(meta, results, tolerable_sdc=-1)

@@ -4,16 +4,23 @@
 level maps (``ModelEngine.visible_manifest``), runs it through the RTL engine (the C++
 harness) and the model engine, and compares every injection: the outcome, and for an
 ``sdc`` the corruption (elements that differ, largest difference). Every disagreement
-is listed with its cause (:func:`cause`). Times are wall-clock seconds of each engine's
-``run`` over the same faults.
+is listed with its cause (:func:`cause`). Times are wall-clock and CPU seconds (this process and the harness
+process) of each engine's ``run`` over the same faults.
 """
 
+import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from .model import FaultModel, InjectionResult, Outcome
 from .sampling import draw
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the RTL engine's harness is a child)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def cause(rtl: InjectionResult, model: InjectionResult) -> str:
@@ -45,6 +52,8 @@ class CrossCheck:
     injections: int
     rtl_seconds: float
     model_seconds: float
+    rtl_cpu_seconds: float = 0.0  # this process and its children (the harness)
+    model_cpu_seconds: float = 0.0
     per_block: dict[str, dict] = field(default_factory=dict)  # block -> {injections, agree, outcomes}
     per_outcome: dict[str, dict] = field(default_factory=dict)  # RTL outcome -> {injections, agree}
     disagreements: list[dict] = field(default_factory=list)
@@ -63,7 +72,11 @@ class CrossCheck:
         return {"design": self.design, "injections": self.injections, "agreement": self.agreement,
                 "rtl_inj_per_s": self.injections / self.rtl_seconds if self.rtl_seconds else None,
                 "model_inj_per_s": self.injections / self.model_seconds if self.model_seconds else None,
-                "speed_ratio": self.speed_ratio, "per_block": self.per_block, "per_outcome": self.per_outcome,
+                "speed_ratio": self.speed_ratio,
+                "rtl_inj_per_cpu_s": self.injections / self.rtl_cpu_seconds if self.rtl_cpu_seconds else None,
+                "model_inj_per_cpu_s": self.injections / self.model_cpu_seconds if self.model_cpu_seconds else None,
+                "speed_ratio_cpu": (self.rtl_cpu_seconds / self.model_cpu_seconds
+                                    if self.model_cpu_seconds else None), "per_block": self.per_block, "per_outcome": self.per_outcome,
                 "disagreements": self.disagreements, "coverage": self.coverage}
 
 
@@ -82,14 +95,14 @@ def crosscheck(rtl_engine, model_engine, *, models=(FaultModel.SEU,), samples: i
     visible = model_engine.visible_manifest()
     sample = draw(visible, list(models), window=rtl_engine.window, seed=seed, samples=samples, stratify=stratify)
     faults = sample.faults
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu()
     rtl = rtl_engine.run(faults, timeout_factor=timeout_factor)
-    rtl_seconds = time.perf_counter() - started
-    started = time.perf_counter()
+    rtl_seconds, rtl_cpu = time.perf_counter() - started, _cpu() - cpu
+    started, cpu = time.perf_counter(), _cpu()
     model = model_engine.run(faults, timeout_factor=timeout_factor)
-    model_seconds = time.perf_counter() - started
+    model_seconds, model_cpu = time.perf_counter() - started, _cpu() - cpu
     result = CrossCheck(design=rtl_engine.manifest["top"], injections=len(faults), rtl_seconds=rtl_seconds,
-                        model_seconds=model_seconds)
+                        model_seconds=model_seconds, rtl_cpu_seconds=rtl_cpu, model_cpu_seconds=model_cpu)
     blocks = {s["path"]: s["block"] for s in visible["fault_sites"]}
     per_block, per_outcome = {}, {}
     for r, m in zip(rtl, model):

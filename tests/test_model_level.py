@@ -20,7 +20,8 @@ from sim.fault.config import load_campaign
 from sim.fault.crosscheck import crosscheck
 from sim.fault.engine import Engine
 from sim.fault.model import Fault, FaultModel, Outcome
-from sim.fault.model_level import ModelEngine, flip_change
+from sim.fault.exposure import flip_change
+from sim.fault.model_level import ModelEngine
 from sim.fault.report import ReportError, build_report
 from sim.fault.store import CampaignStore
 

@@ -31,7 +31,7 @@ from sim.golden import npu_tile as golden
 from sim.golden import tpe
 from sim.golden.intmath import wrap
 
-from .model_level import ExposureBuilder, Plan
+from .exposure import ExposureBuilder, Plan
 
 
 def schedule(cfg, words: list[tuple[int, int]], latency: int) -> tuple[list[dict], int]:

@@ -32,7 +32,7 @@ from gen.errors import ConfigError
 from sim.golden import tpe as golden
 from sim.golden.intmath import wrap
 
-from .model_level import ExposureBuilder, Plan
+from .exposure import ExposureBuilder, Plan
 
 SUPPORTED = ("systolic_os", "matrix2d")
 

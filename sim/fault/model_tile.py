@@ -106,20 +106,12 @@ def tile_plan(manifest: dict, workload) -> Plan:
                 read = event["reads"][t]
                 for s in range(steps):
                     kk = t * steps + s
-                    for i in range(rows):
-                        elements = [engine_base + i * cols + j for j in range(cols)]
-                        bits = ((s * rows + i) * width, width)
-                        for site, cycles, word in (("core.buf_a.mem", (at_a + 1, read), event["a_addr"] + t),
-                                                   ("core.buf_a.r_data_reg", (read + 1, read + 1), 0)):
-                            build.operand(site, bits=bits, cycles=cycles, value=a[i, kk], signed=signed,
-                                          elements=elements, partners=b[kk, :], word=word)
-                    for j in range(cols):
-                        elements = [engine_base + i * cols + j for i in range(rows)]
-                        bits = ((s * cols + j) * width, width)
-                        for site, cycles, word in (("core.buf_b.mem", (at_b + 1, read), event["b_addr"] + t),
-                                                   ("core.buf_b.r_data_reg", (read + 1, read + 1), 0)):
-                            build.operand(site, bits=bits, cycles=cycles, value=b[kk, j], signed=signed,
-                                          elements=elements, partners=a[:, kk], word=word)
+                    _word(build, "buf_a", written=at_a, read=read, word=event["a_addr"] + t, lane0=s * rows,
+                          width=width, signed=signed, values=a[:, kk], partners=[b[kk, :]] * rows,
+                          elements=[[engine_base + i * cols + j for j in range(cols)] for i in range(rows)])
+                    _word(build, "buf_b", written=at_b, read=read, word=event["b_addr"] + t, lane0=s * cols,
+                          width=width, signed=signed, values=b[kk, :], partners=[a[:, kk]] * cols,
+                          elements=[[engine_base + i * cols + j for i in range(rows)] for j in range(cols)])
             product = tpe.matmul(a, b, width=width, signed=signed, acc_width=c.acc_width)
             for i, arrive in enumerate(event["rows"]):
                 if event["acc"]:  # the add reads the row: a flip since its last write changes it
@@ -165,6 +157,18 @@ def tile_plan(manifest: dict, workload) -> Plan:
                or path.startswith("core.acc.acc_")}
     return Plan(exposures=build.table(), stage_sizes=(engine_base, n_out), finish=finish, expected=expected,
                 window=window, visible=visible)
+
+
+def _word(build: ExposureBuilder, block: str, *, written: int, read: int, word: int, lane0: int, width: int,
+          signed: bool, values, partners, elements) -> None:
+    """Operand ``n`` of a buffer word (bits ``(lane0 + n) * width``): in ``<block>.mem`` from the cycle after
+    its write to its read, then in ``<block>.r_data_reg`` in the cycle after the read (the engine takes it)."""
+    for n, (value, partner, consumers) in enumerate(zip(values, partners, elements)):
+        bits = ((lane0 + n) * width, width)
+        for site, cycles, at in ((f"core.{block}.mem", (written + 1, read), word),
+                                 (f"core.{block}.r_data_reg", (read + 1, read + 1), 0)):
+            build.operand(site, bits=bits, cycles=cycles, value=value, signed=signed, elements=consumers,
+                          partners=partner, word=at)
 
 
 def _write_params(cfg, words) -> list[dict]:

@@ -279,48 +279,51 @@ def attention_scores(q, k, cfg: MoevitConfig, specs: dict) -> np.ndarray:
 
 
 def attention(y, qkv_w, qkv_b, proj_w, proj_b, cfg: MoevitConfig, u: Units, specs: dict,
-              trace: dict | None = None, prefix: str = "") -> np.ndarray:
+              trace: dict | None = None, prefix: str = "", hook=None) -> np.ndarray:
     """Multi-head self-attention of normalised features ``y`` (n, T, D): codes in, codes out."""
     n, t, d = y.shape
     h, hd = cfg.heads, cfg.head_dim
-    qkv_out = matmul(specs["qkv"], y, qkv_w, qkv_b)
+    qkv_out = _hooked(hook, prefix + "attn.qkv", "attention", matmul(specs["qkv"], y, qkv_w, qkv_b))
     q, k, v = qkv_out.reshape(n, t, 3, h, hd).transpose(2, 0, 3, 1, 4)  # each (n, h, T, hd)
     scores = attention_scores(q, k, cfg, specs)
     probabilities = feature_softmax(scores, cfg, u)
     heads = matmul(specs["av"], probabilities, v).transpose(0, 2, 1, 3).reshape(n, t, d)
-    out = matmul(specs["proj"], heads, proj_w, proj_b)
+    out = _hooked(hook, prefix + "attn.proj", "attention", matmul(specs["proj"], heads, proj_w, proj_b))
     _record(trace, prefix, qkv=qkv_out, scores=scores, probabilities=probabilities, heads=heads, proj=out)
     return out
 
 
 def mlp(y, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict, trace: dict | None = None,
-        prefix: str = "") -> np.ndarray:
-    """Dense MLP ``fc2(GELU(fc1(y)))`` of features."""
-    hidden = feature_gelu(matmul(specs["fc1"], y, fc1_w, fc1_b), cfg, u)
-    out = matmul(specs["fc2"], hidden, fc2_w, fc2_b)
+        prefix: str = "", hook=None, kind: str = "mlp") -> np.ndarray:
+    """Dense MLP ``fc2(GELU(fc1(y)))`` of features (``kind`` names it to ``hook``: ``mlp`` or ``experts``)."""
+    hidden = _hooked(hook, prefix + "fc1", kind, feature_gelu(matmul(specs["fc1"], y, fc1_w, fc1_b), cfg, u))
+    out = _hooked(hook, prefix + "fc2", kind, matmul(specs["fc2"], hidden, fc2_w, fc2_b))
     _record(trace, prefix, fc1=hidden, fc2=out)
     return out
 
 
-def route(y, gate_w, cfg: MoevitConfig, u: Units, specs: dict) -> tuple[np.ndarray, np.ndarray]:
+def route(y, gate_w, cfg: MoevitConfig, u: Units, specs: dict, hook=None,
+          prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Gate of features ``y`` (tokens, D): ``(experts, scores)`` per token, each ``(tokens, top_k)``."""
-    logits = matmul(specs["gate"], y, gate_w)
+    logits = _hooked(hook, prefix + "gate", "gate", matmul(specs["gate"], y, gate_w))
     return gate(convert(logits, cfg.format("activation"), u.gate.input, cfg), u, cfg.top_k)
 
 
-def moe(y, gate_w, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict) -> np.ndarray:
+def moe(y, gate_w, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict, hook=None,
+        prefix: str = "") -> np.ndarray:
     """MoE of features ``y`` (..., D): expert by expert in index order (Edge-MoE's order), each expert's
     output (second bias included) times its score, requantised to features and accumulated."""
     shape = y.shape
     tokens = y.reshape(-1, shape[-1])
-    chosen, scores = route(tokens, gate_w, cfg, u, specs)
+    chosen, scores = route(tokens, gate_w, cfg, u, specs, hook, prefix)
     act, score_fmt = cfg.format("activation"), u.gate.output
     out = np.zeros_like(tokens)
     for e in range(cfg.experts):
         rows, slot = np.nonzero(chosen == e)
         if rows.size == 0:
             continue
-        expert = mlp(tokens[rows], fc1_w[e], fc1_b[e], fc2_w[e], fc2_b[e], cfg, u, specs)
+        expert = mlp(tokens[rows], fc1_w[e], fc1_b[e], fc2_w[e], fc2_b[e], cfg, u, specs, prefix=f"{prefix}expert{e}.",
+                     hook=hook, kind="experts")
         weighted = requantize(expert * scores[rows, slot][:, None], act.frac + score_fmt.frac, act,
                               Rounding(cfg.rounding), Overflow(cfg.overflow))
         out[rows] = add(out[rows], weighted, cfg)
@@ -328,6 +331,13 @@ def moe(y, gate_w, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, spec
 
 
 # ------------------------------------------------------------------ network
+
+def _hooked(hook, name: str, kind: str, codes: np.ndarray) -> np.ndarray:
+    """``hook(name, kind, codes)`` if a caller passed one (``sim/moevit/resilience.py`` flips and clips
+    operator outputs there), else ``codes``. ``kind`` is the layer type: attention, mlp, experts, gate,
+    layernorm."""
+    return codes if hook is None else hook(name, kind, codes)
+
 
 def _record(trace: dict | None, prefix: str, **tensors) -> None:
     """Keep named intermediate tensors when the caller asked for a trace."""
@@ -368,40 +378,42 @@ def embed(codes: dict, pixels, cfg: MoevitConfig, specs: dict, trace: dict | Non
 
 
 def block(codes: dict, x, layer: int, task: str, cfg: MoevitConfig, u: Units, specs: dict,
-          trace: dict | None = None) -> np.ndarray:
+          trace: dict | None = None, hook=None) -> np.ndarray:
     """Transformer block ``layer`` on features."""
     p = f"blocks.{layer}."
-    y = feature_layernorm(x, codes[p + "ln1.g"], codes[p + "ln1.b"], cfg, u)
+    y = _hooked(hook, p + "ln1", "layernorm", feature_layernorm(x, codes[p + "ln1.g"], codes[p + "ln1.b"], cfg, u))
     h = add(x, attention(y, codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"], codes[p + "attn.proj.w"],
-                         codes[p + "attn.proj.b"], cfg, u, specs, trace, p), cfg)
-    y2 = feature_layernorm(h, codes[p + "ln2.g"], codes[p + "ln2.b"], cfg, u)
+                         codes[p + "attn.proj.b"], cfg, u, specs, trace, p, hook), cfg)
+    y2 = _hooked(hook, p + "ln2", "layernorm", feature_layernorm(h, codes[p + "ln2.g"], codes[p + "ln2.b"], cfg, u))
     if cfg.is_moe(layer):
         f = moe(y2, codes[p + f"moe.gate.{task}"], codes[p + "moe.fc1.w"], codes[p + "moe.fc1.b"],
-                codes[p + "moe.fc2.w"], codes[p + "moe.fc2.b"], cfg, u, specs)
+                codes[p + "moe.fc2.w"], codes[p + "moe.fc2.b"], cfg, u, specs, hook, p + "moe.")
     else:
         f = mlp(y2, codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"], codes[p + "mlp.fc2.w"], codes[p + "mlp.fc2.b"],
-                cfg, u, specs, trace, p)
+                cfg, u, specs, trace, p, hook)
     out = add(h, f, cfg)
     _record(trace, p, input=x, ln1=y, attn=h, ln2=y2, ffn=f, out=out)
     return out
 
 
 def forward_codes(codes: dict, pixels, task: str, cfg: MoevitConfig, approx: dict | None = None,
-                  trace: dict | None = None) -> np.ndarray:
+                  trace: dict | None = None, hook=None) -> np.ndarray:
     """Head output codes (features) of ``task``, ``(n, out, H, W)``, from weight codes and pixel codes.
 
     ``trace``, a dict, receives every operator's output by name (:func:`_record`): ``embed.patches``,
     ``embed.tokens``, ``embed.out``, per block ``blocks.<l>.`` + ``input``, ``ln1``, ``qkv``, ``scores``,
     ``probabilities``, ``heads``, ``proj``, ``attn``, ``ln2``, ``fc1``, ``fc2`` (dense), ``ffn``, ``out``;
     then ``norm`` and ``head`` (the head's token rows, before the pixel shuffle). The accelerator's
-    checks compare against these.
+    checks compare against these. ``hook(name, kind, codes)``, if given, sees each operator output named
+    by its weights (``blocks.<l>.attn.qkv``, ``.attn.proj``, ``.ln1``, ``.ln2``, ``.fc1``, ``.fc2`` (dense MLP),
+    ``.moe.gate``, ``.moe.expert<e>.fc1``/``fc2``, ``norm``) and returns the codes used from there on.
     """
     cfg.task(task)
     u, specs = units(cfg, approx), matmul_specs(cfg)
     x = embed(codes, pixels, cfg, specs, trace)
     for layer in range(cfg.layers):
-        x = block(codes, x, layer, task, cfg, u, specs, trace)
-    x = feature_layernorm(x, codes["norm.g"], codes["norm.b"], cfg, u)
+        x = block(codes, x, layer, task, cfg, u, specs, trace, hook)
+    x = _hooked(hook, "norm", "layernorm", feature_layernorm(x, codes["norm.g"], codes["norm.b"], cfg, u))
     out = matmul(specs["head"], x[:, 1:], codes[f"heads.{task}.w"], codes[f"heads.{task}.b"])
     _record(trace, "", norm=x, head=out)
     return unpatchify(out, cfg.task(task).outputs, cfg.patch, cfg.grid)

@@ -23,7 +23,7 @@ from . import tpe
 LINEAR_ARCHS = ("systolic_os", "cube", "adder_tree", "matrix2d")
 #: The model's matmuls the linear engine runs, in the order of the format table.
 LINEAR_OPS = ("patch_embed", "qkv", "proj", "fc1", "fc2", "head")
-#: Engines with a BUSY counter, in register order.
+#: Engines with a BUSY counter, in register order (then ``attention`` when the config has one).
 ENGINES = ("fetch", "linear", "vector", "im2col")
 #: Register-map version (major, minor): bump the minor for added registers, the major for moved ones.
 VERSION = (0, 1)
@@ -72,6 +72,26 @@ class MemoryConfig(StrictModel):
     max_writes: int = Field(default=4, ge=1, le=32, description="Write bursts in flight per port.")
 
 
+#: Attention engines: ``dedicated`` (Edge-MoE's p query rows and p x lanes MACs, hw/vit/attention.py). The
+#: ``unified`` mode (Q K^T and A V as GEMMs on the linear array) is named here and refused until it is built.
+ATTENTION_ENGINES = ("dedicated", "unified")
+BUILT_ATTENTION_ENGINES = ("dedicated",)
+
+
+class AttentionConfig(StrictModel):
+    """The attention operator (``ATTENTION`` descriptors, one head each) and the engine that runs it."""
+
+    engine: Literal[ATTENTION_ENGINES] = Field(
+        default="dedicated", description="dedicated: Edge-MoE's attention engine (p query rows on chip, one key row "
+                                         "per step, the softmax unit between Q K^T and A V); unified: on the linear "
+                                         "array (not built yet).")
+    p: int = Field(default=4, ge=1, le=64, description="dedicated: query rows held on chip (slots).")
+    macs: int | None = Field(default=None, ge=1, le=4096,
+                             json_schema_extra={"allowed": "p x lanes, lanes a power of two"},
+                             description="dedicated: multipliers, p x lanes (lanes per slot a power of two). "
+                                         "Default: p x the activations of one memory beat.")
+
+
 class BuffersConfig(StrictModel):
     """On-chip buffer sizes (defaults: what the model needs)."""
 
@@ -101,10 +121,27 @@ class AccelFacts:
     formats: tuple  # of hw.vit.epilogue.EpilogueFormat
     op_format: dict = field(default_factory=dict)  # matmul name -> row of formats
     k_of_op: dict = field(default_factory=dict)
+    attention: "AttentionFacts | None" = None
 
     @property
     def macs(self) -> int:
         return self.rows * self.cols * self.steps
+
+
+@dataclass(frozen=True)
+class AttentionFacts:
+    """The attention engine of a config: its mode, slots, multipliers and the largest head it takes."""
+
+    engine: str
+    p: int
+    macs: int
+    lanes: int
+    t_max: int
+    hd_max: int
+
+    def to_json(self) -> dict:
+        return {"engine": self.engine, "p": self.p, "macs": self.macs, "lanes": self.lanes, "t_max": self.t_max,
+                "hd_max": self.hd_max}
 
 
 def container_bytes(fmt: FixedFormat) -> int:
@@ -136,6 +173,8 @@ class MoevitAccelConfig(KindConfig):
     linear: LinearConfig = Field(default_factory=LinearConfig, description="The unified linear unit.")
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="The AXI4 memory ports.")
     buffers: BuffersConfig = Field(default_factory=BuffersConfig, description="On-chip buffer sizes.")
+    attention: AttentionConfig | None = Field(
+        default=None, description="The attention engine (ATTENTION descriptors); none when left out.")
     clock_mhz: float = Field(default=300.0, gt=0, le=2000, json_schema_extra={"allowed": "a number > 0, at most 2000"},
                              description="Target clock (MHz), for reports.")
 
@@ -182,14 +221,19 @@ class MoevitAccelConfig(KindConfig):
         data["model"] = self.network.model_dump(mode="json", exclude={"weights", "gelu_alternatives"})
         data["linear"] = {k: v for k, v in self.tpe_config().normalized().items() if k not in ("kind", "name")}
         data["buffers"] = {"a_rows": f.a_rows, "a_k": f.a_k, "k_max": f.k_max}
+        if f.attention is not None:
+            data["attention"] = {"engine": f.attention.engine, "p": f.attention.p, "macs": f.attention.macs}
         return data
 
     def describe(self) -> str:
         f, lin, mem = self.facts, self.linear, self.memory
         steps = f" x {f.steps}" if f.steps > 1 else ""
+        att = f.attention
+        attention = (f", attention {att.engine} p = {att.p}, {att.macs} MACs ({att.p} x {att.lanes})"
+                     if att is not None else "")
         return (f"moevit_accel for {self.network.name}: linear {lin.arch} {f.rows}x{f.cols}{steps} ({f.macs} MACs, "
-                f"mac {lin.mac}), {mem.ports} AXI4 port(s) of {mem.data_width} bits, A buffer {f.a_rows} x {f.a_k}, "
-                f"weight tiles of {f.k_max} rows, {len(f.formats)} epilogue format(s)")
+                f"mac {lin.mac}){attention}, {mem.ports} AXI4 port(s) of {mem.data_width} bits, A buffer "
+                f"{f.a_rows} x {f.a_k}, weight tiles of {f.k_max} rows, {len(f.formats)} epilogue format(s)")
 
 
 def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
@@ -275,9 +319,54 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
     if acc_width > tpe.MAX_ACC_WIDTH:
         raise ValueError(f"buffers.k_max: {k_max} with {operand_width}-bit operands needs {acc_width}-bit "
                          f"accumulators; allowed: at most {tpe.MAX_ACC_WIDTH}")
+    attention = _attention_facts(cfg, model, specs, beat_elems) if cfg.attention is not None else None
     return AccelFacts(act=act, act_bytes=act_bytes, w_bytes=w_bytes, operand_width=operand_width, rows=rows, cols=cols,
                       steps=steps, a_rows=a_rows, a_k=a_k, k_max=k_max, acc_width=acc_width, formats=tuple(formats),
-                      op_format=op_format, k_of_op=ks)
+                      op_format=op_format, k_of_op=ks, attention=attention)
+
+
+def _attention_facts(cfg: MoevitAccelConfig, model, specs: dict, beat_elems: int) -> AttentionFacts:
+    att = cfg.attention
+    if att.engine not in BUILT_ATTENTION_ENGINES:
+        raise ValueError(f"attention.engine: {att.engine!r} is not built yet; allowed: "
+                         f"{', '.join(BUILT_ATTENTION_ENGINES)}")
+    macs = att.macs if att.macs is not None else att.p * beat_elems
+    lanes = macs // att.p
+    if macs % att.p or lanes & (lanes - 1):
+        allowed = ", ".join(str(att.p << k) for k in range(6))
+        raise ValueError(f"attention.macs: {macs} is not p = {att.p} times a power of two; allowed: {allowed}, ...")
+    for name in ("qk", "av"):
+        spec = specs[name]
+        if spec.product_shift > 0:
+            raise ValueError(
+                f"model: formats.accumulator of {model.name} keeps {spec.acc.frac} fraction bits, fewer than the "
+                f"{spec.a.frac + spec.b.frac} of a {name} product; the attention engine sums exact products "
+                f"(allowed: accumulator.frac >= {spec.a.frac + spec.b.frac})")
+    return AttentionFacts(engine=att.engine, p=att.p, macs=macs, lanes=lanes, t_max=model.tokens,
+                          hd_max=model.head_dim)
+
+
+def attention_engine(model, facts: AttentionFacts, *, addr_width: int, data_width: int, act_bytes: int):
+    """The dedicated attention engine (:class:`hw.vit.attention.AttentionEngine`) for ``model``'s formats: ``Q K^T``
+    and ``A V`` as the golden's matmul specs ``qk`` and ``av``, the scale code in the weight format, the model's
+    softmax unit."""
+    from hw.arith.fixed import Overflow, Rounding
+    from hw.vit.attention import AttentionEngine
+    from hw.vit.epilogue import EpilogueFormat
+
+    from ..config.moevit import matmul_specs
+    from . import softmax as softmax_kind
+
+    specs = matmul_specs(model)
+
+    def epilogue(spec):
+        return EpilogueFormat((spec.name,), spec.a, spec.b, spec.acc, spec.out, Rounding(spec.rounding),
+                              Overflow(spec.overflow))
+
+    return AttentionEngine(addr_width=addr_width, data_width=data_width, act_bytes=act_bytes, p=facts.p,
+                           macs=facts.macs, t_max=facts.t_max, hd_max=facts.hd_max, qk=epilogue(specs["qk"]),
+                           av=epilogue(specs["av"]), scale=model.format("weight"),
+                           softmax=softmax_kind.spec(model.units["softmax"]))
 
 
 def build(cfg: MoevitAccelConfig):
@@ -292,12 +381,16 @@ def build(cfg: MoevitAccelConfig):
     f, mem, net = cfg.facts, cfg.memory, cfg.network
     tpe_cfg = cfg.tpe_config().model_copy(update={"acc_width": f.acc_width})
     engine = tpe.build(tpe_cfg, operand_shape=signed(f.operand_width))
+    attention = None
+    if f.attention is not None:  # the unified mode would return its engine here (or None: the linear unit's)
+        attention = attention_engine(net, f.attention, addr_width=mem.addr_width, data_width=mem.data_width,
+                                     act_bytes=f.act_bytes)
     return MoevitAccel(
         name=cfg.name, config_id=int(cfg.config_hash()[:4], 16), engine=engine, addr_width=mem.addr_width,
         data_width=mem.data_width, ports=mem.ports, max_burst=mem.max_burst, max_reads=mem.max_reads,
         max_writes=mem.max_writes, act=f.act, act_bytes=f.act_bytes, w_bytes=f.w_bytes,
         overflow=Overflow(net.overflow), a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=list(f.formats),
-        gelu=gelu_kind.spec(net.units["gelu"]), version=VERSION)
+        gelu=gelu_kind.spec(net.units["gelu"]), version=VERSION, attention=attention)
 
 
 def parameters(cfg: MoevitAccelConfig, component) -> dict:

@@ -29,11 +29,15 @@ from .vector import VectorEngine
 
 #: Read clients in assignment order: (engine, client index, what it reads). Client ``i`` of this
 #: list goes to port ``i % ports``, so with two ports A rows and weights use different ports.
+#: The clients of an engine the config leaves out are skipped (the attention engine's are last, so the
+#: others keep their ports).
 READ_CLIENTS = (("linear", 0, "A rows"), ("linear", 1, "weight tiles"), ("linear", 2, "residual"),
-                ("vector", 0, "x"), ("vector", 1, "x2"), ("seq", 0, "descriptors"), ("im2col", 0, "image rows"))
-WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"))
-#: Engines with a BUSY counter (register order) and the opcodes each runs.
-ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL"}
+                ("vector", 0, "x"), ("vector", 1, "x2"), ("seq", 0, "descriptors"), ("im2col", 0, "image rows"),
+                ("attention", 0, "query rows"), ("attention", 1, "key rows"), ("attention", 2, "value rows"))
+WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"),
+                 ("attention", 0, "head rows"))
+#: Engines with a BUSY counter (register order) and the opcodes each runs; ``attention`` only when configured.
+ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL", "attention": "ATTENTION"}
 CSR_ADDR_WIDTH = 12
 
 
@@ -41,13 +45,14 @@ class MoevitAccel(wiring.Component):
     """The accelerator (see the module docstring and docs/accelerator.md for ports and registers).
 
     ``engine`` is the linear unit's TPE (a ``k_steps`` engine). ``name`` and ``config_id``
-    (16 bits of the config hash) go into the register map's ID registers.
+    (16 bits of the config hash) go into the register map's ID registers. ``attention``: the
+    engine of ``ATTENTION`` descriptors (:class:`hw.vit.attention.AttentionEngine`), or None.
     """
 
     def __init__(self, *, name: str, config_id: int, engine, addr_width: int, data_width: int, ports: int,
                  max_burst: int, max_reads: int, max_writes: int, act: FixedFormat, act_bytes: int, w_bytes: int,
                  overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list, gelu: GeluSpec | None,
-                 version: tuple[int, int], id_width: int = 1):
+                 version: tuple[int, int], id_width: int = 1, attention=None):
         self.name, self.addr_width, self.data_width, self.ports = name, addr_width, data_width, ports
         self.max_burst, self.max_reads, self.max_writes, self.id_width = max_burst, max_reads, max_writes, id_width
         self.linear = LinearEngine(engine=engine, addr_width=addr_width, data_width=data_width, act=act,
@@ -56,9 +61,12 @@ class MoevitAccel(wiring.Component):
         self.vector = VectorEngine(addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
                                    overflow=overflow)
         self.im2col = Im2colEngine(addr_width=addr_width, data_width=data_width, act_bytes=act_bytes)
+        self.attention = attention
+        self.engine_opcodes = {name: op for name, op in ENGINE_OPCODES.items()
+                               if name != "attention" or attention is not None}
         self.seq = Sequencer(addr_width=addr_width, data_width=data_width,
-                             engines={op: index for index, op in enumerate(ENGINE_OPCODES.values())})
-        self.engine_names = ("fetch",) + tuple(ENGINE_OPCODES)
+                             engines={op: index for index, op in enumerate(self.engine_opcodes.values())})
+        self.engine_names = ("fetch",) + tuple(self.engine_opcodes)
         lin = self.linear
         caps = {"ports": ports, "data_bytes_log2": (data_width // 8).bit_length() - 1, "rows": lin.rows,
                 "cols": lin.cols}
@@ -66,10 +74,12 @@ class MoevitAccel(wiring.Component):
                                            config_id=config_id, caps=caps)
         self.register_map, self.rdl_node = regmap_module.elaborate_rdl(self.rdl)
         self.formats = list(formats)
+        present = set(self.engine_opcodes) | {"seq"}
+        reads = [client for client in READ_CLIENTS if client[0] in present]
+        writes = [client for client in WRITE_CLIENTS if client[0] in present]
         self.client_ports = {
-            "reads": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(READ_CLIENTS)],
-            "writes": [{"engine": e, "client": c, "what": w, "port": i % ports}
-                       for i, (e, c, w) in enumerate(WRITE_CLIENTS)],
+            "reads": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(reads)],
+            "writes": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(writes)],
         }
         members = {}
         for p in range(ports):
@@ -108,9 +118,17 @@ class MoevitAccel(wiring.Component):
                         "weight_words": 2 * lin.half_words},
             "formats": [f.to_json() for f in self.formats],
             "gelu": lin.gelu is not None,
+            "attention": self._attention_parameters(),
             "engines": list(self.engine_names),
             "clients": self.client_ports,
         }
+
+    def _attention_parameters(self) -> dict | None:
+        att = self.attention
+        if att is None:
+            return None
+        return {"engine": "dedicated", "p": att.p, "macs": att.macs, "lanes": att.lanes, "t_max": att.t_max,
+                "hd_max": att.hd_max, "softmax_lanes": att.softmax.lanes}
 
     # ------------------------------------------------------------------ hardware
     def elaborate(self, platform):
@@ -120,6 +138,8 @@ class MoevitAccel(wiring.Component):
 
         soft = Signal(name="soft_rst")  # resets the processor and the engines while the ports drain
         engines = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col, "seq": self.seq}
+        if self.attention is not None:
+            engines["attention"] = self.attention
         for name, unit in engines.items():
             m.submodules[name] = ResetInserter(soft)(unit)
 
@@ -171,7 +191,7 @@ class MoevitAccel(wiring.Component):
         for port in ports:
             m.d.comb += [port.drain.eq(abort), port.clear.eq(starting)]
         m.d.comb += [seq.start.eq(starting), seq.base.eq(csr.desc_base_value), seq.abort_code.eq(axi_code)]
-        opcode_engines = [engines[name] for name in ENGINE_OPCODES]
+        opcode_engines = [engines[name] for name in self.engine_opcodes]
         for index, engine in enumerate(opcode_engines):
             m.d.comb += [engine.start.eq(seq.engine_start[index]), engine.desc.eq(seq.desc),
                          seq.engine_done[index].eq(engine.done), seq.engine_error[index].eq(engine.error)]
@@ -199,9 +219,11 @@ class MoevitAccel(wiring.Component):
         events = {
             "cycles": counting,
             "busy_fetch": counting & seq.waiting_fetch,
-            **{f"busy_{name}": engines[name].busy for name in ENGINE_OPCODES},
-            "mac_active": self.linear.mac_beat,
-            "mem_stall": Cat(*[engines[name].mem_stall for name in ENGINE_OPCODES]).any(),
+            **{f"busy_{name}": engines[name].busy for name in self.engine_opcodes},
+            # one operator runs at a time: the MAC beats of whichever engine has them
+            "mac_active": Cat(*[engines[name].mac_beat for name in self.engine_opcodes
+                                if hasattr(engines[name], "mac_beat")]).any(),
+            "mem_stall": Cat(*[engines[name].mem_stall for name in self.engine_opcodes]).any(),
         }
         for p, port in enumerate(ports):
             events[f"rd_bytes_p{p}"] = port.read_beat * beat_bytes

@@ -121,6 +121,30 @@ def micro_program():
     return program_for(load_config(MICRO_OS), image=1)
 
 
+def _check_attention_counters(manifest, program, reports):
+    """Per ATTENTION operator: BUSY_ATTENTION covers the operator, MAC_ACTIVE counts exactly the chunks of both
+    matmuls over every step of the reordered order, the engine's bytes are the reference order's rows."""
+    from sim.golden.moevit.attention import _reordered_steps
+
+    att = manifest["parameters"]["attention"]
+    beat = manifest["parameters"]["data_width"] // 8
+    ops = {op.name: op for op in program.ops}
+    attention = [r for r in reports if r.opcode == "ATTENTION"]
+    assert len(attention) == 4  # two layers, two heads
+    for report in attention:
+        fields = ops[report.name].fields
+        tokens, hd = fields["tokens"], fields["head_dim"]
+        steps = len(list(_reordered_steps(tokens, tokens, att["p"])))
+        assert report.counters["MAC_ACTIVE"] == 2 * steps * -(-hd // att["lanes"])
+        assert 0 < report.counters["BUSY_ATTENTION"] <= report.counters["CYCLES"]
+        assert report.counters["BUSY_LINEAR"] == 0
+        row = -(-hd * manifest["parameters"]["act_bytes"] // beat) * beat
+        read = sum(report.counters[f"RD_BYTES_P{p}"] for p in range(2))
+        written = sum(report.counters[f"WR_BYTES_P{p}"] for p in range(2))
+        assert read == (tokens + 2 * steps) * row + 2 * descriptors.DESCRIPTOR_BYTES  # q, k and v rows; op + END
+        assert written == tokens * hd * manifest["parameters"]["act_bytes"]
+
+
 def _check(program, result):
     reports = compare(program, result)
     assert result.violations == []
@@ -135,12 +159,13 @@ def test_harness_runs_every_linear_operator_bit_exact(micro_os, micro_program):
     result = run_program(micro_os.harness, micro_os.manifest, micro_program,
                          timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
     reports = _check(micro_program, result)
-    assert len(reports) == len(micro_program.ops) == 10
+    assert len(reports) == len(micro_program.ops) == 14
     linear = [r for r in reports if r.opcode == "LINEAR"]
     assert all(r.counters["MAC_ACTIVE"] > 0 and r.counters["BUSY_LINEAR"] > 0 for r in linear)
     assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"
     beats = sum(r.counters["MAC_ACTIVE"] for r in linear)
     assert beats * 16 >= sum(r.macs for r in linear), "every MAC of the compiler's count had an operand beat"
+    _check_attention_counters(micro_os.manifest, micro_program, reports)
     # Whole list at once: the same outputs, about the sum of the operators' cycles.
     whole = run_program(micro_os.harness, micro_os.manifest, micro_program, per_op=False,
                         timing=MemoryTiming(seed=8))

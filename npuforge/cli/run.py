@@ -63,13 +63,17 @@ def run(args) -> int:
         program.save(args.dump)
     result = run_program(prepared.harness, prepared.manifest, program, timing=timing, work_dir=args.dump)
     reports = compare(program, result)
-    macs_per_cycle = prepared.manifest["parameters"]["linear"]["macs"]
+    params = prepared.manifest["parameters"]
+    # an operator's MAC utilisation is against the MACs of its engine; the total against all of them
+    engine_macs = {"ATTENTION": params["attention"]["macs"]} if params.get("attention") else {}
+    macs_per_cycle = params["linear"]["macs"] + sum(engine_macs.values())
     print(f"{'operator':<24} {'cycles':>9} {'MAC util':>9} {'read B':>9} {'written B':>9}  result")
     failed = 0
     for report in reports:
         read = sum(v for k, v in report.counters.items() if k.startswith("RD_BYTES"))
         written = sum(v for k, v in report.counters.items() if k.startswith("WR_BYTES"))
-        util = report.macs / (report.cycles * macs_per_cycle) if report.cycles > 0 and report.macs else 0.0
+        units = engine_macs.get(report.opcode, params["linear"]["macs"])
+        util = report.macs / (report.cycles * units) if report.cycles > 0 and report.macs else 0.0
         verdict = "PASS" if report.ok else f"FAIL {report.mismatch}"
         failed += not report.ok
         util_text = f"{util:>8.1%}" if report.macs else f"{'-':>8}"

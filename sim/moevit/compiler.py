@@ -48,6 +48,7 @@ class Target:
     k_max: int
     formats: tuple  # tuple of tuples: the matmul names of each row of the epilogue format table
     gelu: bool
+    attention: dict | None = None  # the attention engine (manifest parameters.attention), None without one
 
     @property
     def beat_bytes(self) -> int:
@@ -65,7 +66,7 @@ class Target:
         return cls(data_width=cfg.memory.data_width, addr_width=cfg.memory.addr_width, act=f.act,
                    act_bytes=f.act_bytes, w_bytes=f.w_bytes, rows=f.rows, cols=f.cols, steps=f.steps,
                    a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=tuple(fmt.names for fmt in f.formats),
-                   gelu=True)
+                   gelu=True, attention=f.attention.to_json() if f.attention is not None else None)
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "Target":
@@ -75,7 +76,7 @@ class Target:
                    w_bytes=p["w_bytes"], rows=p["linear"]["rows"], cols=p["linear"]["cols"],
                    steps=p["linear"]["steps"], a_rows=p["buffers"]["a_rows"], a_k=p["buffers"]["a_k"],
                    k_max=p["buffers"]["k_max"], formats=tuple(tuple(f["names"]) for f in p["formats"]),
-                   gelu=p["gelu"])
+                   gelu=p["gelu"], attention=p.get("attention"))
 
 
 @dataclass
@@ -221,6 +222,35 @@ class Builder:
         self.ops.append(op)
         return op
 
+    def attention(self, name: str, qkv: Region, dst: Region, *, head: int, heads: int, scale: int,
+                  tokens: int | None = None) -> Op:
+        """Head ``head`` of ``heads``: ``dst[:, head*hd:(head+1)*hd] = attention(q, k, v)`` of the qkv tensor (row
+        ``t`` = [q | k | v], each ``heads * hd`` codes) for ``tokens`` rows (default: all of qkv); ``scale`` is the
+        code of ``1/sqrt(hd)`` in the weight format."""
+        t = self.target
+        if t.attention is None:
+            raise CompileError(f"{name}: the accelerator has no attention engine (config section attention:)")
+        if qkv.n % (3 * heads):
+            raise CompileError(f"{name}: a qkv row of {qkv.n} codes is not 3 x {heads} heads")
+        hd = qkv.n // (3 * heads)
+        tokens = tokens if tokens is not None else qkv.rows
+        if dst.n != heads * hd:
+            raise CompileError(f"{name}: the heads tensor has {dst.n} columns, not {heads} x {hd}")
+        if not 1 <= tokens <= t.attention["t_max"] or hd > t.attention["hd_max"]:
+            raise CompileError(f"{name}: {tokens} tokens of heads of {hd} is beyond the attention engine (at most "
+                               f"{t.attention['t_max']} tokens, heads of {t.attention['hd_max']})")
+        ab = t.act_bytes
+        column, part = head * hd * ab, heads * hd * ab
+        if column % t.beat_bytes or part % t.beat_bytes:
+            raise CompileError(f"{name}: a head of {hd} codes ({hd * ab} bytes) does not start on a "
+                               f"{t.beat_bytes}-byte beat; the attention engine reads aligned rows")
+        fields = {"tokens": tokens, "head_dim": hd, "scale": scale & 0xFFFFFFFF, "q": qkv.addr + column,
+                  "k": qkv.addr + part + column, "v": qkv.addr + 2 * part + column, "dst": dst.addr + column,
+                  "src_stride": qkv.stride, "dst_stride": dst.stride}
+        op = Op(name, "ATTENTION", fields, reads=(qkv.name,), writes=dst.name, macs=2 * tokens * tokens * hd)
+        self.ops.append(op)
+        return op
+
     def finish(self) -> Program:
         """Append ``END`` and the descriptor list; the program."""
         end = descriptors.encode("END")
@@ -255,11 +285,12 @@ def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
     the golden's own input tensors, with the golden's outputs as expectations.
 
     Patch embedding (image -> IM2COL -> LINEAR into token rows 1.., the cls row from the compiler ->
-    ADD of the position embedding), per block qkv, proj and, for dense blocks, fc1 + GELU and
-    fc2 + residual, then the task head on the patch tokens. ``codes`` are the weight codes
+    ADD of the position embedding), per block qkv, (with an attention engine) one ATTENTION per head
+    on the golden's qkv into a heads tensor, proj and, for dense blocks, fc1 + GELU and fc2 +
+    residual, then the task head on the patch tokens. ``codes`` are the weight codes
     (:func:`sim.golden.moevit.fixed.quantize_params`).
     """
-    from sim.golden.moevit.fixed import convert
+    from sim.golden.moevit.fixed import convert, score_scale
 
     trace = golden_trace(model, codes, pixels, task)
     b = Builder(target)
@@ -286,6 +317,13 @@ def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
         b.linear(p + "qkv", y, b.weights(p + "attn.qkv.w", codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"]), qkv,
                  matmul="qkv")
         b.expect(qkv, trace[p + "qkv"])
+        if target.attention is not None:
+            qkv_in = b.tensor(p + "qkv.in", trace[p + "qkv"])
+            heads_out = b.tensor(p + "heads.out", rows=model.tokens, n=model.dim)
+            scale, _ = score_scale(model)
+            for h in range(model.heads):
+                b.attention(p + f"attention.h{h}", qkv_in, heads_out, head=h, heads=model.heads, scale=scale)
+            b.expect(heads_out, trace[p + "heads"])
         heads = b.tensor(p + "heads", trace[p + "heads"])
         proj = b.tensor(p + "proj", rows=model.tokens, n=model.dim)
         b.linear(p + "proj", heads, b.weights(p + "attn.proj.w", codes[p + "attn.proj.w"], codes[p + "attn.proj.b"]),

@@ -114,7 +114,7 @@ def model_cycles(model, cfg, jobs: list[dict]) -> int:
     """The cycle model's cycles for ``jobs`` back to back at full rate, from the first operand beat to
     the last result beat (``stream_cycles``; the sum of ``job_cycles`` when that does not exist)."""
     geometry = {key: getattr(cfg, key) for key in ARCH_KEYS[cfg.arch] if getattr(cfg, key, None) is not None}
-    common = {"arch": cfg.arch, "mac": cfg.mac, "operand_width": cfg.operand.width, "signed": cfg.operand.signed}
+    common = {"arch": cfg.arch, "mac": cfg.mac, "operand_width": cfg.a_format.width, "signed": cfg.a_format.signed}
     if hasattr(model, "stream_cycles"):
         return int(model.stream_cycles([(job["a"], job["b"]) for job in jobs], **common, **geometry))
     return sum(int(model.job_cycles(job["a"], job["b"], **common, **geometry)) for job in jobs)

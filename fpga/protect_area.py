@@ -146,16 +146,26 @@ def measure(blocks: list[dict], *, baseline: dict, output_bits: int, synthesize_
     Yosys merges flip-flops with identical inputs, so a DMR or TMR variant can lose its
     replicas in synthesis. One whose flip-flop count grew by less than its replicas' bits
     takes the analytic cost of :func:`estimate` instead; the table's ``notes`` say which.
+
+    A variant that fails to generate or synthesise (any exception of ``synthesize_with``)
+    has no area, so it is no choice: the table's ``skipped`` (and ``notes``) hold one line
+    per such variant, with the reason, and the other variants are measured as usual.
     """
     analytic = estimate(blocks, transistors=baseline["transistors"], output_bits=output_bits,
                         abft_fraction=abft_fraction)
-    table, notes = {}, []
+    table, notes, skipped = {}, [], []
     for block in blocks:
         row = table.setdefault(block["name"], {})
         register_bits = sum(_site_bits(site) for site in block["sites"] if site["kind"] != "memory")
         for mechanism in block["mechanisms"]:
             on_step(f"synthesising {block['name']} with {mechanism}")
-            result = synthesize_with([{"match": block["name"], "mechanism": mechanism}])
+            try:
+                result = synthesize_with([{"match": block["name"], "mechanism": mechanism}])
+            except Exception as error:  # noqa: BLE001 -- a broken variant is reported and skipped, not fatal
+                reason = (str(error).strip().splitlines() or [""])[0][:200]
+                skipped.append(f"{block['name']} {mechanism}: the variant failed to build "
+                               f"({type(error).__name__}: {reason}); not a choice")
+                continue
             area = max(0, result["transistors"] - baseline["transistors"])
             replicas = {"dmr": 1, "tmr": 2}.get(mechanism, 0) * register_bits
             added_ff = result["ff"] - baseline["ff"]
@@ -170,7 +180,8 @@ def measure(blocks: list[dict], *, baseline: dict, output_bits: int, synthesize_
             "source": "npuforge synth --target generic of each protected variant"
                       + (" (DMR/TMR entries whose replicas synthesis merged: analytic, see notes)" if notes else ""),
             "baseline": baseline["transistors"], "blocks": table,
-            "lockstep": lockstep(baseline["transistors"], output_bits), "notes": notes}
+            "lockstep": lockstep(baseline["transistors"], output_bits), "notes": notes + skipped,
+            "skipped": skipped}
 
 
 def load_table(path: Path, blocks: list[str], mechanisms: list[str]) -> dict:

@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass, field
 
 from amaranth.back import verilog as amaranth_verilog
-from amaranth.hdl import Fragment, Module, Shape
+from amaranth.hdl import Fragment, Module, ResetSignal, Shape, Signal
 from amaranth.hdl._ir import PortDirection
 from amaranth.lib import stream, wiring
 
@@ -114,12 +114,19 @@ CORE_INSTANCE = "core"
 
 
 class _PassThroughTop(wiring.Component):
-    """Top module whose ports connect straight to the design, instantiated as ``core``.
+    """Top module whose ports connect to the design, instantiated as ``core``.
 
     Verilator keeps a top-level output port apart from the flip-flop behind it,
     so a value deposited on a register that drives a top port is lost. With this
     wrapper every register lives in a submodule, where deposits work; fault
     sites are therefore named ``core.<path>``.
+
+    Streams during reset (the AXI4-Stream rule): every ``valid`` and ``ready`` of
+    an :mod:`amaranth.lib.stream` port is low while ``rst`` is high, on both sides
+    of the wrapper, so no beat moves in a reset cycle -- a beat offered then stays
+    offered and moves after reset. Inside a design every component shares the
+    one reset, so a beat between two of them in a reset cycle is forgotten by both.
+    Every other port connects straight through.
     """
 
     def __init__(self, core: wiring.Component):
@@ -128,8 +135,21 @@ class _PassThroughTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules[CORE_INSTANCE] = self._core
-        wiring.connect(m, wiring.flipped(self), self._core)
+        m.submodules[CORE_INSTANCE] = core = self._core
+        running = Signal(name="running")  # not in reset
+        m.d.comb += running.eq(~ResetSignal())
+        for name, member in self.signature.members.items():
+            outer, inner = getattr(self, name), getattr(core, name)
+            if member.is_port:
+                m.d.comb += inner.eq(outer) if member.flow == wiring.In else outer.eq(inner)
+                continue
+            if not isinstance(member.signature, stream.Signature):
+                wiring.connect(m, wiring.flipped(outer), inner)
+                continue
+            consumed = member.flow == wiring.In  # a stream the design consumes
+            source, sink = (outer, inner) if consumed else (inner, outer)
+            m.d.comb += [sink.valid.eq(source.valid & running), source.ready.eq(sink.ready & running),
+                         sink.payload.eq(source.payload)]
         return m
 
 

@@ -5,6 +5,7 @@ Amaranth and Yosys write Verilog, not of a design, and is explained in
 ``docs/lint.md``. A warning outside this list is a generator bug.
 """
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -41,3 +42,17 @@ def lint(verilog: Path, top: str) -> list[str]:
         tail = output[-1] if output else "no output"
         problems.append(f"%Error: verilator exited with code {done.returncode}: {tail}")
     return problems
+
+
+def with_source(problems: list[str], verilog: Path) -> list[str]:
+    """``problems`` of :func:`lint`, each followed by the Verilog line it points at (``[...]``).
+
+    A finding then reads without the file, which may be temporary (tests, fuzzing).
+    """
+    lines = Path(verilog).read_text().splitlines()
+    shown = []
+    for problem in problems:
+        found = re.match(r"%\S+: \S+?:(\d+):\d+:", problem)
+        number = int(found.group(1)) if found else 0
+        shown.append(f"{problem}  [{lines[number - 1].strip()}]" if 0 < number <= len(lines) else problem)
+    return shown

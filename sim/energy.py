@@ -42,9 +42,9 @@ from gen.lint import SUPPRESSED_WARNINGS
 from gen.locking import locked
 from gen.manifest import verilog_filename
 from gen.toolchain import require_build_tools, verilator_env, verilator_version
-from sim.fault.engine import _spec_text
+
 from sim.fault.harness import HARNESS_SOURCE, design_header
-from sim.fault.workload import Workload
+from sim.fault.workload import Workload, spec_text
 from sim.golden import tpe as golden
 from sim.golden.intmath import operand_range
 from sim.tb.payload import PayloadCodec
@@ -114,8 +114,8 @@ def gemm_workload(cfg, distribution: str, *, m: int, k: int, n: int, repeats: in
     rng = np.random.default_rng(seed)
     jobs = []
     for _ in range(repeats):
-        a = operands(rng, (m, k), distribution, cfg.operand.width, cfg.operand.signed)
-        b = operands(rng, (k, n), distribution, cfg.operand.width, cfg.operand.signed)
+        a = operands(rng, (m, k), distribution, cfg.a_format.width, cfg.a_format.signed)
+        b = operands(rng, (k, n), distribution, cfg.b_format.width, cfg.b_format.signed)
         jobs += tile_gemm(cfg, a, b)
     return jobs, repeats * m * k * n
 
@@ -131,7 +131,8 @@ def workload(cfg, manifest: dict, jobs: list[dict], name: str) -> Workload:
     """The operand beats of ``jobs`` and the golden result beats, as the fault harness replays them."""
     by_name = {i["name"]: i for i in manifest["interfaces"]}
     operands_if, results_if = by_name["operands"], by_name["results"]
-    beats, _ = pack_jobs(manifest["parameters"]["job"], jobs, width=cfg.operand.width, rng=_ZeroPadding())
+    beats, _ = pack_jobs(manifest["parameters"]["job"], jobs, width=cfg.a_format.width, b_width=cfg.b_format.width,
+                         rng=_ZeroPadding())
     pack_in, pack_out = PayloadCodec(operands_if["payload"]), PayloadCodec(results_if["payload"])
     expected = [pack_out.pack({"c": row, "last": int(i == len(job["c"]) - 1)})
                 for job in jobs for i, row in enumerate(job["c"])]
@@ -274,7 +275,7 @@ def measure(design: Design, jobs: list[dict], macs: int, name: str) -> Activity:
     run_dir.mkdir(parents=True, exist_ok=True)
     spec, coverage = run_dir / "spec.txt", run_dir / "coverage.dat"
     work = workload(design.config, manifest, jobs, name)
-    spec.write_text(_spec_text(manifest, work))
+    spec.write_text(spec_text(manifest, work))
     coverage.unlink(missing_ok=True)
     beats = len(work.inputs["operands"]) + len(work.outputs["results"])
     limit = 100 * beats + 10_000

@@ -119,11 +119,25 @@ def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool
                     waves=waves,
                     log_file=log,
                 )
-            except (SystemExit, subprocess.CalledProcessError) as error:
-                raise ToolError(f"Verilator build of {cfg.name} failed ({error}); see {log}") from None
+            except (SystemExit, RuntimeError, subprocess.CalledProcessError) as error:
+                # cocotb's runner raises RuntimeError("Command failed with return code: N") when
+                # verilator or make exits non-zero (e.g. on a lint warning): one line, exit code 3.
+                raise ToolError(f"verilator: the build of {cfg.name} failed ({_first_error(log) or error}); "
+                                f"see {log}") from None
             stamp.write_text(json.dumps({"key": key, "config_hash": cfg.config_hash()}) + "\n")
     return Build(config=cfg, root=root, rtl_dir=rtl_dir, sim_dir=sim_dir, manifest=generated.manifest,
                  waves=waves, reused=reused, seconds=time.monotonic() - started)
+
+
+def _first_error(log: Path) -> str:
+    """The first error line of a tool log (``%Error...`` of Verilator, ``... Error N`` of make), or ''."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.strip() for line in lines if line.startswith("%Error") or line.startswith("%Warning")
+              or " Error " in line or line.startswith("error:")]
+    return errors[0][:200] if errors else ""
 
 
 @dataclass
@@ -183,6 +197,10 @@ def _run_cocotb(built: Build, test_module: str, vectors: dict, run_dir: Path):
         )
     except SystemExit:
         pass  # cocotb's runner exits on failed tests under pytest; the files below tell the story
+    except RuntimeError as error:
+        # The simulator process itself failed (a failing test exits 0): a tool failure, one line.
+        raise ToolError(f"verilator: the simulation of {built.top} failed ({error}); "
+                        f"see {run_dir / 'sim.log'}") from None
     seconds = time.monotonic() - started
 
     problems = []
@@ -214,13 +232,23 @@ def run(built: Build, testbench: ModuleType, vectors: dict, run_dir: Path) -> Ru
                      cocotb_failed=cocotb_failed, seconds=seconds, problems=problems)
 
 
-def check_fault_sites(built: Build, run_dir: Path) -> list[str]:
-    """Problems found resolving and writing every manifest fault site (empty when all are reachable)."""
-    results, cocotb_failed, problems, _ = _run_cocotb(built, "sim.tb.sites", {}, run_dir)
+def _design_check(built: Build, test_module: str, vectors: dict, run_dir: Path, what: str) -> list[str]:
+    """The ``problems`` a design-wide cocotb check reports (empty when it passed)."""
+    results, cocotb_failed, problems, _ = _run_cocotb(built, test_module, vectors, run_dir)
     problems += results.get("problems", [])
     if cocotb_failed and not problems:
-        problems.append(f"the fault-site test failed; see {Path(run_dir) / 'sim.log'}")
+        problems.append(f"the {what} test failed; see {Path(run_dir) / 'sim.log'}")
     return problems
+
+
+def check_fault_sites(built: Build, run_dir: Path) -> list[str]:
+    """Problems found resolving and writing every manifest fault site (empty when all are reachable)."""
+    return _design_check(built, "sim.tb.sites", {}, run_dir, "fault-site")
+
+
+def check_reset_handshakes(built: Build, run_dir: Path, seed: int = 1) -> list[str]:
+    """Stream handshakes in reset cycles, and streams stuck after reset (empty when none; ``sim/tb/reset.py``)."""
+    return _design_check(built, "sim.tb.reset", {"seed": seed}, run_dir, "reset")
 
 
 @dataclass

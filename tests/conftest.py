@@ -54,6 +54,11 @@ RTL_CONFIGS = {
     "m2d_3x2_u6_opt4c": _TESTS / "m2d_3x2_u6_opt4c.yaml",
     "m2d_3x2_s5_laconic": _TESTS / "m2d_3x2_s5_laconic.yaml",
     "m2d_1x3_u4_laconic": _TESTS / "m2d_1x3_u4_laconic.yaml",
+    # two operand formats (operand_a, operand_b): 24 x 16 bits, and mixed signedness both ways
+    # (more in Amaranth's simulator: tests/test_broadcast_amaranth.py, tests/test_systolic_ws_amaranth.py)
+    "os_2x3_s24xs16": _TESTS / "os_2x3_s24xs16.yaml",
+    "ws_3x2_u8xs16": _TESTS / "ws_3x2_u8xs16.yaml",
+    "m2d_3x2_s16xu9": _TESTS / "m2d_3x2_s16xu9.yaml",
     # nonlinear element-wise kinds (tests/test_nonlinear_blocks.py)
     "exp_s10": ROOT / "configs" / "nonlinear" / "exp_s10.yaml",
     "reciprocal_u16": ROOT / "configs" / "nonlinear" / "reciprocal_u16.yaml",
@@ -80,6 +85,8 @@ RTL_CONFIGS = {
     "npu_tile_2x3": _TESTS / "npu_tile_2x3.yaml",
     "npu_tile_2x3_prot": _TESTS / "npu_tile_2x3_prot.yaml",
     "npu_tile_2x3_chk": _TESTS / "npu_tile_2x3_chk.yaml",  # tests/test_npu_tile_checks.py
+    # unsigned 7-bit matrix2d 3x5: once constant comparisons stopped its build (tests/test_npu_tile.py)
+    "npu_tile_3x5_u7": _TESTS / "npu_tile_3x5_u7.yaml",
 }
 
 

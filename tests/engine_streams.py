@@ -1,8 +1,36 @@
 """One cycle of a TPE engine's two streams in Amaranth's simulator, for the engine corner tests.
 
 ``tests/test_broadcast_amaranth.py`` and ``tests/test_systolic_ws_amaranth.py`` drive
-different engines with the same stream rules; this is the part they share.
+different engines with the same stream rules; this is the part they share, with the
+operand formats of their engine descriptions (:class:`OperandFormats`).
 """
+
+from amaranth.hdl import Shape, signed, unsigned
+
+from hw.arith import accumulator_signed
+
+
+class OperandFormats:
+    """Mixin of an engine description with ``A``'s format (``width``, ``signed``) and ``B``'s
+    (``b_width``, ``b_signed``; ``None``: ``A``'s)."""
+
+    @property
+    def b_format(self) -> tuple[int, bool]:
+        return (self.width if self.b_width is None else self.b_width,
+                self.signed if self.b_signed is None else self.b_signed)
+
+    @property
+    def acc_signed(self) -> bool:
+        return accumulator_signed(self.signed, self.b_format[1])
+
+    @property
+    def shape(self) -> Shape:
+        return signed(self.width) if self.signed else unsigned(self.width)
+
+    @property
+    def b_shape(self) -> Shape:
+        b_width, b_signed = self.b_format
+        return signed(b_width) if b_signed else unsigned(b_width)
 
 
 def step_streams(ctx, dut, trace, pending: list, offered: bool, held, *, cycle: int, rng, valid_prob: float,

@@ -69,6 +69,30 @@ def test_booth_products_through_a_tree_are_exact(width, signed, narrow):
     _run(m, bench)
 
 
+@pytest.mark.parametrize("multiplicand,multiplier", [((6, False), (4, True)), ((4, True), (6, False)),
+                                                     ((5, True), (3, True)), ((3, False), (5, False))],
+                         ids=["u6xs4", "s4xu6", "s5xs3", "u3xu5"])
+def test_booth_products_of_two_shapes_are_exact(multiplicand, multiplier):
+    """Two operand formats (``mac: opt1`` with operand_a and operand_b): every pair, exact product."""
+    m_shape, r_shape = Shape(*multiplicand), Shape(*multiplier)
+    out = multiplicand[0] + multiplier[0] + 1  # room for the sign of a mixed product
+    m = Module()
+    m.submodules.pp = pp = BoothPartialProducts(m_shape, r_shape, out)
+    m.submodules.tree = tree = CarrySaveTree(pp.digit_count + 1, out)
+    for i in range(pp.digit_count + 1):
+        m.d.comb += tree.terms[i].eq(pp.terms[i])
+    mask = (1 << out) - 1
+
+    async def bench(ctx):
+        for a in range(operand_range(*multiplicand)[0], operand_range(*multiplicand)[1] + 1):
+            for b in range(operand_range(*multiplier)[0], operand_range(*multiplier)[1] + 1):
+                ctx.set(pp.multiplicand, a)
+                ctx.set(pp.multiplier, b)
+                assert (ctx.get(tree.sum) + ctx.get(tree.carry)) & mask == (a * b) & mask, (a, b)
+
+    _run(m, bench)
+
+
 def test_compressors_exhaustive_over_3_bit_vectors():
     width = 3
     m = Module()

@@ -6,6 +6,11 @@ and beyond ``k_max``, where sums wrap) stream back to back under random
 At full rate the documented latency and job interval must hold exactly;
 extreme operands at ``K = k_max`` must fit the minimal accumulator; reset must
 drop a job in flight; every architecture must convert to Verilog.
+
+Besides one operand format, grids with two (``A`` and ``B`` of different widths
+and signedness, ``mac`` baseline and ``opt1``, one of them the ``adder_tree`` of
+``tests/configs/tree_2x3_u7xu12.yaml``, one 32 x 32 bits) and, with two formats,
+``systolic_os`` arrays (both readouts, ``opt1``) run the same streams.
 """
 
 import math
@@ -15,17 +20,27 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Fragment, Module, Shape, signed, unsigned
+from amaranth.hdl import ClockDomain, Fragment, Module, signed, unsigned
 from amaranth.sim import Simulator
-from engine_streams import step_streams
+from engine_streams import OperandFormats, step_streams
 
+from conftest import ROOT
+
+from gen.config import load_config
 from hw.arith import accumulator_width, operand_range
 from hw.tpe.broadcast import BroadcastGrid
+from hw.tpe.systolic_os import SystolicOS
 from sim.golden.tpe import matmul
 
 
 @dataclass(frozen=True)
-class Arch:
+class Arch(OperandFormats):
+    """An engine of the ``k_steps`` format: a broadcast grid, or (``engine``) a ``systolic_os`` array.
+
+    ``width``/``signed`` are ``A``'s format, ``b_width``/``b_signed`` ``B``'s (default: ``A``'s).
+    ``engine``: ``"broadcast"``, or ``"systolic_os"`` with ``result_buffers`` 1 or 2 (``depth`` 1).
+    """
+
     name: str
     rows: int
     cols: int
@@ -34,18 +49,34 @@ class Arch:
     signed: bool
     tree_register: bool
     k_max: int
+    b_width: int | None = None
+    b_signed: bool | None = None
+    mac: str = "baseline"
+    engine: str = "broadcast"
+    result_buffers: int = 2
+
+    @classmethod
+    def from_config(cls, path) -> "Arch":
+        """The engine of a ``kind: tpe`` config file of a broadcast architecture."""
+        cfg = load_config(path)
+        depth = {"cube": cfg.depth, "adder_tree": cfg.k_tile}.get(cfg.arch, 1)
+        arch = cls(cfg.name, cfg.c_rows, cfg.cols, depth, cfg.a_format.width, cfg.a_format.signed,
+                   cfg.arch != "matrix2d" and cfg.mac != "opt1", cfg.k_max, cfg.b_format.width,
+                   cfg.b_format.signed, cfg.mac)
+        assert arch.acc_width == cfg.acc_width
+        return arch
 
     @property
     def acc_width(self) -> int:
-        return accumulator_width(self.width, self.signed, self.k_max)
+        b_width, b_signed = self.b_format
+        return accumulator_width(self.width, self.signed, self.k_max, b_width=b_width, b_signed=b_signed)
 
-    @property
-    def shape(self) -> Shape:
-        return signed(self.width) if self.signed else unsigned(self.width)
-
-    def build(self) -> BroadcastGrid:
-        return BroadcastGrid(self.rows, self.cols, self.depth, self.shape, self.acc_width,
-                             tree_register=self.tree_register)
+    def build(self):
+        if self.engine == "systolic_os":
+            return SystolicOS(self.rows, self.cols, self.shape, self.acc_width, b_shape=self.b_shape,
+                              result_buffers=self.result_buffers, mac=self.mac)
+        return BroadcastGrid(self.rows, self.cols, self.depth, self.shape, self.acc_width, b_shape=self.b_shape,
+                             tree_register=self.tree_register, mac=self.mac)
 
     def __str__(self):
         return self.name
@@ -60,13 +91,26 @@ ARCHS = [
     Arch("adder_tree_4x8_s8", 1, 4, 8, 8, True, True, 20),
 ]
 
+#: Two operand formats: mixed signedness both ways, widths up to 32 bits, the opt1 Booth path.
+MIXED = [
+    Arch("matrix2d_2x3_u9xs16", 2, 3, 1, 9, False, False, 7, 16, True),
+    Arch("cube_2x2x3_s24xs16", 2, 2, 3, 24, True, True, 9, 16, True),
+    Arch("cube_2x3x2_s5xu6_opt1", 2, 3, 2, 5, True, False, 6, 6, False, mac="opt1"),
+    Arch.from_config(ROOT / "tests" / "configs" / "tree_2x3_u7xu12.yaml"),
+    Arch("matrix2d_2x2_s32xu32", 2, 2, 1, 32, True, False, 1, 32, False),  # 64-bit accumulators, K = 1
+    Arch("os_2x3_s12xu5", 2, 3, 1, 12, True, False, 5, 5, False, engine="systolic_os"),
+    Arch("os_3x2_u6xs9_shift", 3, 2, 1, 6, False, False, 4, 9, True, engine="systolic_os", result_buffers=1),
+    Arch("os_2x2_u7xs10_opt1", 2, 2, 1, 7, False, False, 5, 10, True, mac="opt1", engine="systolic_os"),
+]
+
 
 # --- host side: jobs, beats, golden ---------------------------------------------------------
 
 def random_job(arch: Arch, k: int, rng: random.Random) -> dict:
     lo, hi = operand_range(arch.width, arch.signed)
+    b_lo, b_hi = operand_range(*arch.b_format)
     return {"a": [[rng.randint(lo, hi) for _ in range(k)] for _ in range(arch.rows)],
-            "b": [[rng.randint(lo, hi) for _ in range(arch.cols)] for _ in range(k)]}
+            "b": [[rng.randint(b_lo, b_hi) for _ in range(arch.cols)] for _ in range(k)]}
 
 
 def pack(arch: Arch, job: dict) -> list[dict]:
@@ -86,8 +130,9 @@ def pack(arch: Arch, job: dict) -> list[dict]:
 
 
 def golden(arch: Arch, job: dict) -> list[list[int]]:
+    b_width, b_signed = arch.b_format
     return matmul(np.array(job["a"]), np.array(job["b"]), width=arch.width, signed=arch.signed,
-                  acc_width=arch.acc_width).tolist()
+                  acc_width=arch.acc_width, b_width=b_width, b_signed=b_signed).tolist()
 
 
 # --- simulator side ---------------------------------------------------------------------------
@@ -205,7 +250,7 @@ def _random_ks(arch: Arch, rng: random.Random, n: int) -> list[int]:
 
 
 @pytest.mark.parametrize("flow", [(0.7, 0.6), (0.9, 0.25)], ids=["mixed", "slow_sink"])
-@pytest.mark.parametrize("arch", ARCHS, ids=str)
+@pytest.mark.parametrize("arch", ARCHS + MIXED, ids=str)
 def test_random_jobs_random_flow(arch, flow):
     rng = random.Random(hash((arch.name, flow)) & 0xFFFF)
     jobs = [random_job(arch, k, rng) for k in _random_ks(arch, rng, 8)]
@@ -219,7 +264,7 @@ def test_random_jobs_random_flow(arch, flow):
         assert trace.ready_low > 0, "a slow sink should stall the grid at least once"
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=str)
+@pytest.mark.parametrize("arch", ARCHS + [a for a in MIXED if a.engine == "broadcast"], ids=str)
 def test_full_rate_interval_and_latency(arch):
     """valid = ready = 1: last beats ``max(beats, rows)`` apart, every job exactly ``latency`` late."""
     rng = random.Random(7)
@@ -243,20 +288,25 @@ def _constant_job(arch: Arch, a_value: int, b_value: int, k: int) -> dict:
     return {"a": [[a_value] * k for _ in range(arch.rows)], "b": [[b_value] * arch.cols for _ in range(k)]}
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=str)
+@pytest.mark.parametrize("arch", ARCHS + MIXED, ids=str)
 def test_extremes_at_k_max_fit_the_minimal_accumulator(arch):
+    """Every corner of the two operand ranges (mixed signedness included) at ``K = k_max``."""
     lo, hi = operand_range(arch.width, arch.signed)
-    pairs = [(hi, hi), (lo, lo), (lo, hi), (hi, lo)] if arch.signed else [(hi, hi), (lo, lo)]
+    b_lo, b_hi = operand_range(*arch.b_format)
+    pairs = sorted({(x, y) for x in (lo, hi) for y in (b_lo, b_hi)})
     jobs = [_constant_job(arch, x, y, arch.k_max) for x, y in pairs]
     expected = [[[arch.k_max * x * y] * arch.cols for _ in range(arch.rows)] for x, y in pairs]
     assert [golden(arch, job) for job in jobs] == expected  # nothing wraps at k_max
     trace = stream(arch, jobs, valid_prob=0.8, ready_prob=0.7, seed=3)
     assert not trace.problems
     assert results_by_job(arch, trace, len(jobs)) == expected
-    # acc_width is the minimum: the largest magnitude would not fit one bit less.
-    biggest = max(abs(arch.k_max * x * y) for x, y in pairs)
+    # acc_width is the minimum: the most negative or the largest sum would not fit one bit less.
     bits = arch.acc_width - 1
-    assert biggest > ((1 << (bits - 1)) - 1 if arch.signed else (1 << bits) - 1)
+    if arch.acc_signed:
+        assert min(arch.k_max * x * y for x, y in pairs) < -(1 << (bits - 1)) or \
+            max(arch.k_max * x * y for x, y in pairs) > (1 << (bits - 1)) - 1
+    else:
+        assert max(arch.k_max * x * y for x, y in pairs) > (1 << bits) - 1
 
 
 @pytest.mark.parametrize("arch", [ARCHS[0], ARCHS[2], ARCHS[5]], ids=str)

@@ -99,3 +99,15 @@ def test_synth_json_to_a_directory_is_refused(tmp_path, capsys):
     assert cli.main(["synth", str(RTL_CONFIGS["tpe_1x1_w4"]), "--json", str(tmp_path),
                      "--build-dir", str(tmp_path / "b")]) == 2
     assert "--json: got" in capsys.readouterr().err
+
+
+def test_a_failing_verilator_build_is_one_line_with_exit_code_3(monkeypatch, capsys, tmp_path):
+    """A tool failure (here Verilator stopping on the warnings the documented suppressions would silence)
+    is one line naming the tool and its log, exit code 3, not a traceback."""
+    monkeypatch.setattr(runner, "build_args", lambda: [])
+    assert cli.main(["sim", str(RTL_CONFIGS["tpe_1x1_w4"]), "--build-dir", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("npuforge: error: verilator: the build of tpe_1x1_w4 failed (%Warning-"), err
+    log = Path(err.rstrip().rsplit("; see ", 1)[1])
+    assert log.name == "build.log" and "%Warning" in log.read_text()

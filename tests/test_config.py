@@ -26,7 +26,7 @@ GOOD = {
 def _with(**changes):
     data = {**GOOD, "operand": dict(GOOD["operand"])}
     for key, value in changes.items():
-        if key.startswith("operand_"):
+        if key in ("operand_width", "operand_signed"):
             data["operand"][key[len("operand_"):]] = value
         elif value is _DROP:
             data.pop(key)
@@ -36,6 +36,7 @@ def _with(**changes):
 
 
 _DROP = object()
+S24, S16, U8 = {"width": 24, "signed": True}, {"width": 16, "signed": True}, {"width": 8, "signed": False}
 
 # (data, substrings the one-line message must contain)
 REJECTED = [
@@ -45,8 +46,8 @@ REJECTED = [
     (_with(rows=8.5), ["rows", "got 8.5", "an integer"]),
     (_with(rows=True), ["rows", "got true", "an integer"]),
     (_with(rows=_DROP), ["rows", "missing", "an integer from 1 to 64"]),
-    (_with(operand_width=3), ["operand.width", "got 3", "from 4 to 16"]),
-    (_with(operand_width=17), ["operand.width", "got 17", "from 4 to 16"]),
+    (_with(operand_width=3), ["operand.width", "got 3", "from 4 to 32"]),
+    (_with(operand_width=33), ["operand.width", "got 33", "from 4 to 32"]),
     (_with(operand_signed="yes"), ["operand.signed", "got 'yes'", "true or false"]),
     (_with(operand_signed=1), ["operand.signed", "got 1", "true or false"]),
     (_with(operand=8), ["operand", "got 8", "a mapping with keys width, signed"]),
@@ -82,6 +83,37 @@ REJECTED = [
     ({**_with(), True: 2}, ["key true is not a string"]),
     (_with(operand={"width": 8, None: 1}), ["operand: key null is not a string"]),
     (_with(k_max=10**100), ["k_max", "got an integer of 333 bits", "from 1 to 65536"]),
+    # operand_a and operand_b: instead of operand, both of them, each a format of 4 to 32 bits
+    (_with(operand_a=S24), ["operand_a: not allowed together with operand",
+                            "give operand (one format for A and B) or both operand_a and operand_b"]),
+    (_with(operand=_DROP, operand_b=S16), ["operand_a: missing required key (with operand_b)",
+                                          "a mapping with keys width, signed"]),
+    (_with(operand=_DROP, operand_a=S24), ["operand_b: missing required key (with operand_a)"]),
+    (_with(operand=_DROP), ["operand: missing required key", "or both operand_a and operand_b"]),
+    (_with(operand=_DROP, operand_a={"width": 40}, operand_b=S16), ["operand_a.width", "got 40", "from 4 to 32"]),
+    (_with(operand=_DROP, operand_a=S24, operand_b={"width": 16, "signed": "no"}),
+     ["operand_b.signed", "got 'no'", "true or false"]),
+    (_with(operand=_DROP, operand_a=S24, operand_b=S16, acc_width=45),
+     ["acc_width", "got 45", "from 46 to 64", "minimum for k_max=64 with 24-bit signed A and 16-bit signed B"]),
+    (_with(operand=_DROP, operand_a=U8, operand_b=S16, k_max=1, acc_width=23),
+     ["acc_width", "got 23", "from 24 to 64", "8-bit unsigned A and 16-bit signed B"]),
+    (_with(operand_width=32), ["k_max: 64 needs 70-bit accumulators with 32-bit signed operands",
+                               "above the 64-bit limit; allowed: k_max <= 1"]),
+    (_with(operand=_DROP, operand_a=S24, operand_b=S16, k_max=65536, arch="systolic_ws"),
+     ["k_max", "no 'k_max' with arch 'systolic_ws'"]),
+    (_with(operand=_DROP, operand_a={"width": 32}, operand_b={"width": 32, "signed": False}, k_max=_DROP,
+           arch="systolic_ws", rows=2),
+     ["rows: 2 needs 65-bit accumulators with 32-bit signed A and 32-bit unsigned B", "allowed: rows <= 1"]),
+    # the mac options that recode operands keep one format of at most 16 bits
+    (_with(operand=_DROP, operand_a=S24, operand_b=S16, arch="matrix2d", mac="opt3"),
+     ["mac: got 'opt3'", "allowed: 'baseline' with 24-bit signed A and 16-bit signed B operands",
+      "mac 'opt3' takes one format for A and B (operand) of at most 16 bits"]),
+    (_with(operand=_DROP, operand_a=U8, operand_b=S16, arch="adder_tree", rows=_DROP, k_tile=4, mac="opt2"),
+     ["mac: got 'opt2'", "mac 'opt2' takes one format for A and B (operand) of at most 16 bits"]),
+    (_with(operand_width=20, arch="matrix2d", mac="laconic"),
+     ["mac: got 'laconic'", "'baseline' with 20-bit signed operands", "at most 16 bits"]),
+    (_with(operand_width=20, arch="cube", depth=2, mac="opt4c"),
+     ["mac: got 'opt4c'", "'baseline' or 'opt1' with 20-bit signed operands"]),
     ([1, 2], ["top level", "got a list", "a mapping"]),
     ("tpe", ["top level", "got 'tpe'", "a mapping"]),
     (None, ["empty config", "kind"]),
@@ -189,6 +221,34 @@ def test_normalised_config_lists_only_the_keys_of_its_arch():
     assert ws.acc_width == 19 and ws.k_bound == 8  # 8 * (-128)**2 = 2**17 needs 19 signed bits
     tree = parse_config_data(_with(arch="adder_tree", rows=_DROP, k_tile=16), "tree")
     assert "rows" not in tree.normalized() and tree.c_rows == 1 and tree.k_tile == 16
+
+
+def test_operand_a_equal_to_operand_b_is_the_config_with_operand():
+    """One format written twice normalises to operand: same normalised config, hash, build directory."""
+    shorthand = parse_config_data(GOOD, "a")
+    spelt_out = parse_config_data(_with(operand=_DROP, operand_a=dict(GOOD["operand"]),
+                                        operand_b=dict(GOOD["operand"])), "b")
+    assert spelt_out.normalized() == shorthand.normalized()
+    assert spelt_out.config_hash() == shorthand.config_hash() and spelt_out.build_name() == shorthand.build_name()
+    assert "operand_a" not in shorthand.normalized() and "operand_b" not in shorthand.normalized()
+    assert (spelt_out.a_format, spelt_out.b_format) == (shorthand.operand, shorthand.operand)
+
+
+def test_two_formats_keep_operand_a_and_operand_b():
+    cfg = parse_config_data(_with(operand=_DROP, operand_a=S24, operand_b=S16, k_max=65536), "m")
+    data = cfg.normalized()
+    assert "operand" not in data
+    assert (data["operand_a"], data["operand_b"]) == (S24, S16)
+    assert cfg.acc_width == 56 and cfg.acc_signed  # 65536 * 2**23 * 2**15 = 2**54
+    assert "24-bit signed A and 16-bit signed B operands" in cfg.describe()
+    swapped = parse_config_data(_with(operand=_DROP, operand_a=S16, operand_b=S24, k_max=65536), "s")
+    assert swapped.config_hash() != cfg.config_hash()
+    # One side unsigned: products, accumulators and C are signed.
+    pixels = parse_config_data(_with(operand=_DROP, operand_a=U8, operand_b=S16, k_max=1), "p")
+    assert pixels.acc_signed and pixels.acc_width == 24
+    both_unsigned = parse_config_data(_with(operand=_DROP, operand_a=U8, operand_b={"width": 12, "signed": False},
+                                            k_max=1), "u")
+    assert not both_unsigned.acc_signed and both_unsigned.acc_width == 20
 
 
 def test_wider_accumulator_is_kept():

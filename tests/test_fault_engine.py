@@ -450,3 +450,28 @@ def test_a_fault_free_beat_after_the_expected_ones_is_refused(tmp_path):
     fewer beats than the design sends does not pass for the reference."""
     with pytest.raises(ToolError, match=r"differs from the golden model on results beat 3 \(4 beats, expected 3\)"):
         _store_engine(tmp_path, alarms=[], expected_beats=3)
+
+
+@pytest.mark.parametrize("name", ["os_2x3_s24xs16", "ws_3x2_u8xs16"])
+def test_gemm_workload_of_two_operand_formats(name, tmp_path):
+    """Host side (no harness): operand beats hold each side's format, expected beats the golden C."""
+    from conftest import RTL_CONFIGS
+
+    from gen.config import load_config
+    from gen.emit import generate
+    from sim.golden.intmath import operand_range
+
+    cfg = load_config(RTL_CONFIGS[name])
+    manifest = generate(cfg, tmp_path).manifest
+    jobs = gemm_jobs(cfg, jobs=3, k=cfg.k_bound, seed=5)
+    workload = gemm(cfg, manifest, jobs=3, k=cfg.k_bound, seed=5)
+    operands = PayloadCodec(workload.layouts["operands"])
+    beats = [operands.unpack(word) for word in workload.inputs["operands"]]
+    for side, fmt in (("a", cfg.a_format), ("b", cfg.b_format)):
+        lo, hi = operand_range(fmt.width, fmt.signed)
+        values = [value for beat in beats for value in beat[side]]
+        assert lo <= min(values) and max(values) <= hi
+        assert max(abs(v) for v in values) > (hi - lo) // 8, f"{side}: values spread over {fmt.width} bits"
+    got = workload.elements("results", workload.outputs["results"])
+    assert np.array_equal(got, np.concatenate([np.array(job["c"]) for job in jobs]))
+    assert got.min() < 0  # signed accumulators: a side is signed

@@ -52,3 +52,40 @@ def test_rejects_bad_operands():
         tpe.matmul(np.zeros((2, 3)), np.zeros((2, 3)), width=8, signed=True, acc_width=22)
     with pytest.raises(ValueError, match="range"):
         tpe.matmul(np.full((1, 1), 128), np.zeros((1, 1)), width=8, signed=True, acc_width=22)
+
+
+@pytest.mark.parametrize("a_format,b_format,acc_width", [
+    ((24, True), (16, True), 46), ((9, False), (16, True), 30), ((16, True), (9, False), 24),
+    ((7, False), (12, False), 23), ((32, True), (32, False), 64), ((32, False), (32, False), 64)])
+def test_two_formats_match_python_integers(a_format, b_format, acc_width):
+    """Two operand formats, mixed signedness, and sums beyond int64 (32 x 32 bits, K up to 8)."""
+    rng = np.random.default_rng(a_format[0] * 1000 + b_format[0])
+    (a_lo, a_hi), (b_lo, b_hi) = (tpe.operand_range(*f) for f in (a_format, b_format))
+    acc_signed = a_format[1] or b_format[1]
+    for _ in range(6):
+        rows, k, cols = (int(x) for x in rng.integers(1, 9, size=3))
+        a = rng.integers(a_lo, a_hi + 1, size=(rows, k))
+        b = rng.integers(b_lo, b_hi + 1, size=(k, cols))
+        a[0, 0], b[0, 0] = a_lo, b_lo  # extremes meet in C[0][0] ...
+        a[-1, -1], b[-1, -1] = a_hi, b_lo  # ... and the most negative mixed product in C[-1][-1]
+        got = tpe.matmul(a, b, width=a_format[0], signed=a_format[1], acc_width=acc_width,
+                         b_width=b_format[0], b_signed=b_format[1])
+        assert got.tolist() == _reference(a.tolist(), b.tolist(), acc_width, acc_signed)
+
+
+def test_two_formats_check_each_side_against_its_own_range():
+    ok = np.full((1, 1), 300)
+    assert tpe.matmul(np.full((1, 1), -5), ok, width=4, signed=True, acc_width=14, b_width=9,
+                      b_signed=False).tolist() == [[-1500]]
+    with pytest.raises(ValueError, match="B has values outside the 9-bit unsigned range"):
+        tpe.matmul(np.ones((1, 1)), np.full((1, 1), -1), width=4, signed=True, acc_width=14, b_width=9,
+                   b_signed=False)
+    with pytest.raises(ValueError, match="A has values outside the 4-bit signed range"):
+        tpe.matmul(ok, ok, width=4, signed=True, acc_width=14, b_width=9, b_signed=False)
+
+
+def test_wrap_of_python_integers_beyond_int64():
+    big = np.array([(1 << 64) + 5, -(1 << 63) - 1, (1 << 64) - 1], dtype=object)
+    assert wrap(big, 64, True).tolist() == [5, (1 << 63) - 1, -1]
+    assert wrap(big, 64, False).tolist() == [5, (1 << 63) - 1, (1 << 64) - 1]
+    assert wrap(big, 8, True).dtype == np.int64

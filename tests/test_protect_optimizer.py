@@ -350,6 +350,53 @@ def test_area_measure_subtracts_the_baseline():
     assert len(table["notes"]) == 1 and table["notes"][0].startswith("acc dmr: synthesis kept +0 flip-flops")
 
 
+def test_area_measure_skips_a_variant_that_fails_to_build():
+    """A variant whose generation or synthesis raises is one line in ``skipped`` and no choice; the rest
+    are measured."""
+    site = {"path": "core.acc.x", "kind": "register", "width": 8, "block": "core.acc"}
+    block = {"name": "acc", "kind": "registers", "sites": [site], "mechanisms": ["parity", "secded", "tmr"]}
+
+    def synthesize_with(section):
+        if section[0]["mechanism"] == "secded":
+            raise AttributeError("'SwitchValue' object has no attribute 'as_value'\nmore detail")
+        return {"transistors": 1100, "ff": 80}
+
+    table = protect_area.measure([block], baseline={"transistors": 1000, "ff": 50}, output_bits=4,
+                                 synthesize_with=synthesize_with)
+    assert table["blocks"] == {"acc": {"parity": 100, "tmr": 100}}
+    assert table["skipped"] == ["acc secded: the variant failed to build (AttributeError: 'SwitchValue' object "
+                                "has no attribute 'as_value'); not a choice"]
+    assert table["skipped"][0] in table["notes"]
+
+
+def test_cli_reports_a_variant_that_fails_to_build_as_one_line(campaign_db, tmp_path, capsys, monkeypatch):
+    from npuforge.cli import protect as protect_cli
+
+    db, _ = campaign_db
+    # The toy kind is not registered: measured like a kind with protect: (the area table asks first), but the
+    # written file is not validated as a config of it (the run asks afterwards).
+    answers = iter([True])
+    monkeypatch.setattr(protect_cli, "_kind_takes_protect", lambda design: next(answers, False))
+    monkeypatch.setattr(protect_cli, "accepted_mechanisms",
+                        lambda design, blocks: {b.name: opt.costed_mechanisms(b) for b in blocks})
+
+    def fake_synth(design, build_root, status):
+        section = design.get("protect", [])
+        if section == [{"match": "core.out", "mechanism": "tmr"}]:
+            raise RuntimeError("elaboration failed")
+        return {"transistors": 1000 + 10 * len(section), "ff": 1000 + 40 * len(section)}
+
+    monkeypatch.setattr(protect_cli, "_synth_area", fake_synth)
+    out = tmp_path / "p.yaml"
+    assert cli.main(["protect", str(db), "--target", "C", "-o", str(out)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == ["npuforge: warning: core.out tmr: the variant failed to build (RuntimeError: elaboration "
+                        "failed); not a choice"]
+    prediction = json.loads(out.with_name("p.prediction.json").read_text())
+    row = next(row for row in prediction["blocks"] if row["name"] == "core.out")
+    assert "tmr" not in row["options"] and row["mechanism"] != "tmr"
+
+
 def test_area_table_file_errors(tmp_path):
     path = tmp_path / "area.yaml"
     for text, message in (("blocks: {core.out: {parity: 5}}\n", "baseline"),

@@ -11,7 +11,9 @@ some reuse the weights in use (no weight rows), some send weight rows past
 ``rows`` (dropped). Fields the engine must ignore (``a`` past ``K`` or without
 ``row``, ``b`` without ``load``) carry random bits. Every row of ``C`` is compared
 bit-exactly with the golden model, under random ``valid``/``ready`` and at full
-rate, where the latency and the spacing of ``last`` beats must be exact.
+rate, where the latency and the spacing of ``last`` beats must be exact. Arrays
+with two operand formats (``A`` and the weights ``B`` of different widths and
+signedness, ``mac`` baseline and ``opt1``) run the same streams.
 """
 
 import random
@@ -21,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Fragment, Module, Shape, signed, unsigned
+from amaranth.hdl import ClockDomain, Fragment, Module, signed, unsigned
 from amaranth.sim import Simulator
-from engine_streams import step_streams
+from engine_streams import OperandFormats, step_streams
 
 from hw.arith import accumulator_width, operand_range
 from hw.tpe.systolic_ws import SystolicWS
@@ -31,24 +33,27 @@ from sim.golden.tpe import matmul
 
 
 @dataclass(frozen=True)
-class Arch:
+class Arch(OperandFormats):
+    """``width``/``signed``: ``A``'s format; ``b_width``/``b_signed``: the weights' (default: ``A``'s)."""
+
     name: str
     rows: int
     cols: int
     width: int
     signed: bool
     acc: int | None = None  # None: the minimum for k_max = rows
+    b_width: int | None = None
+    b_signed: bool | None = None
+    mac: str = "baseline"
 
     @property
     def acc_width(self) -> int:
-        return self.acc if self.acc is not None else accumulator_width(self.width, self.signed, self.rows)
-
-    @property
-    def shape(self) -> Shape:
-        return signed(self.width) if self.signed else unsigned(self.width)
+        b_width, b_signed = self.b_format
+        return self.acc if self.acc is not None else accumulator_width(
+            self.width, self.signed, self.rows, b_width=b_width, b_signed=b_signed)
 
     def build(self) -> SystolicWS:
-        return SystolicWS(self.rows, self.cols, self.shape, self.acc_width)
+        return SystolicWS(self.rows, self.cols, self.shape, self.acc_width, b_shape=self.b_shape, mac=self.mac)
 
     def __str__(self):
         return self.name
@@ -61,14 +66,22 @@ ARCHS = [
     Arch("3x2_s8_acc9", 3, 2, 8, True, acc=9),  # narrower than the minimum: sums wrap
 ]
 
+#: Two operand formats: unsigned pixels times signed weights, the reverse, 24 x 16 bits, opt1.
+MIXED = [
+    Arch("3x2_u8xs16", 3, 2, 8, False, b_width=16, b_signed=True),
+    Arch("2x3_s24xu9", 2, 3, 24, True, b_width=9, b_signed=False),
+    Arch("2x2_s10xu6_opt1", 2, 2, 10, True, b_width=6, b_signed=False, mac="opt1"),
+]
+
 
 # --- host side: jobs, beats, golden ------------------------------------------------------------
 
 def random_job(arch: Arch, k: int, m: int, rng: random.Random, *, reuse: bool = False) -> dict:
     """``{"a": M x K, "b": K x cols or None}``; ``b = None`` reuses the weights in use (and their ``K``)."""
     lo, hi = operand_range(arch.width, arch.signed)
+    b_lo, b_hi = operand_range(*arch.b_format)
     return {"a": [[rng.randint(lo, hi) for _ in range(k)] for _ in range(m)],
-            "b": None if reuse else [[rng.randint(lo, hi) for _ in range(arch.cols)] for _ in range(k)]}
+            "b": None if reuse else [[rng.randint(b_lo, b_hi) for _ in range(arch.cols)] for _ in range(k)]}
 
 
 def random_jobs(arch: Arch, rng: random.Random, n: int) -> list[dict]:
@@ -92,8 +105,8 @@ def pack(arch: Arch, jobs: list[dict], rng: random.Random, *, ride: float, extra
     ``extra``: probability that a job with ``K = rows`` sends one more weight row,
     which the engine must drop.
     """
-    def junk(n):
-        lo, hi = operand_range(arch.width, arch.signed)
+    def junk(n, fmt=(arch.width, arch.signed)):
+        lo, hi = operand_range(*fmt)
         return [rng.randint(lo, hi) for _ in range(n)]
 
     def weights(job):
@@ -101,7 +114,7 @@ def pack(arch: Arch, jobs: list[dict], rng: random.Random, *, ride: float, extra
             return []
         rows = [list(r) for r in job["b"]]
         if len(rows) == arch.rows and rng.random() < extra:
-            rows.append(junk(arch.cols))  # past ``rows``: dropped
+            rows.append(junk(arch.cols, arch.b_format))  # past ``rows``: dropped
         return rows
 
     beats, counts = [], []
@@ -116,7 +129,7 @@ def pack(arch: Arch, jobs: list[dict], rng: random.Random, *, ride: float, extra
         k = len(job["a"][0])
         for m, a_row in enumerate(job["a"]):
             carried = carry[m] if m < len(carry) else None
-            beats.append({"a": list(a_row) + junk(arch.rows - k), "b": carried or junk(arch.cols),
+            beats.append({"a": list(a_row) + junk(arch.rows - k), "b": carried or junk(arch.cols, arch.b_format),
                           "row": 1, "load": int(carried is not None), "last": int(m == len(job["a"]) - 1)})
         counts.append(len(beats) - before)
     return beats, counts
@@ -125,10 +138,11 @@ def pack(arch: Arch, jobs: list[dict], rng: random.Random, *, ride: float, extra
 def golden(arch: Arch, jobs: list[dict]) -> list[list[int]]:
     """Rows of ``C`` of every job, in order (a job with ``b = None`` uses the previous ``B``)."""
     out, b = [], None
+    b_width, b_signed = arch.b_format
     for job in jobs:
         b = job["b"] if job["b"] is not None else b
         out += matmul(np.array(job["a"]), np.array(b), width=arch.width, signed=arch.signed,
-                      acc_width=arch.acc_width).tolist()
+                      acc_width=arch.acc_width, b_width=b_width, b_signed=b_signed).tolist()
     return out
 
 
@@ -250,7 +264,7 @@ def test_properties():
 
 @pytest.mark.parametrize("flow", [(0.7, 0.6), (0.9, 0.3)], ids=["mixed", "slow_sink"])
 @pytest.mark.parametrize("ride", [0.0, 0.7], ids=["alone", "riding"])
-@pytest.mark.parametrize("arch", ARCHS, ids=str)
+@pytest.mark.parametrize("arch", ARCHS + MIXED, ids=str)
 def test_random_jobs_random_flow(arch, ride, flow):
     rng = random.Random(zlib.crc32(repr((arch.name, ride, flow)).encode()))  # str hash() varies per run
     jobs = random_jobs(arch, rng, 9)
@@ -264,7 +278,7 @@ def test_random_jobs_random_flow(arch, ride, flow):
 
 
 @pytest.mark.parametrize("ride", [0.0, 1.0], ids=["alone", "riding"])
-@pytest.mark.parametrize("arch", ARCHS[:3], ids=str)
+@pytest.mark.parametrize("arch", ARCHS[:3] + MIXED, ids=str)
 def test_full_rate_interval_and_latency(arch, ride):
     """valid = ready = 1: nothing waits, ``last`` beats exactly the later job's beats apart, latency exact."""
     rng = random.Random(5)
@@ -336,20 +350,25 @@ def test_unused_fields_and_extra_weight_rows_are_ignored():
     assert [(c, last) for _, _, c, last in trace.results] == [(expected[0], 1), (expected[1], 1)]
 
 
-@pytest.mark.parametrize("arch", [a for a in ARCHS if a.acc is None], ids=str)
+@pytest.mark.parametrize("arch", [a for a in ARCHS + MIXED if a.acc is None], ids=str)
 def test_extremes_at_k_rows_fit_the_minimal_accumulator(arch):
+    """Every corner of the two operand ranges (mixed signedness included) at ``K = rows``."""
     lo, hi = operand_range(arch.width, arch.signed)
-    pairs = [(hi, hi), (lo, lo), (lo, hi), (hi, lo)] if arch.signed else [(hi, hi), (lo, lo), (hi, lo)]
+    b_lo, b_hi = operand_range(*arch.b_format)
+    pairs = sorted({(x, y) for x in (lo, hi) for y in (b_lo, b_hi)})
     k = arch.rows
     jobs = [{"a": [[x] * k for _ in range(2)], "b": [[y] * arch.cols for _ in range(k)]} for x, y in pairs]
     expected = [[k * x * y] * arch.cols for x, y in pairs for _ in range(2)]
     assert golden(arch, jobs) == expected  # nothing wraps at K = rows
     for ride in (0.0, 1.0):
         run_jobs(arch, jobs, ride=ride, seed=3, valid_prob=0.8, ready_prob=0.7)
-    # acc_width is the minimum: the largest magnitude would not fit in one bit less.
-    biggest = max(abs(k * x * y) for x, y in pairs)
+    # acc_width is the minimum: the most negative or the largest sum would not fit in one bit less.
     bits = arch.acc_width - 1
-    assert biggest > ((1 << (bits - 1)) - 1 if arch.signed else (1 << bits) - 1)
+    if arch.acc_signed:
+        assert min(k * x * y for x, y in pairs) < -(1 << (bits - 1)) or \
+            max(k * x * y for x, y in pairs) > (1 << (bits - 1)) - 1
+    else:
+        assert max(k * x * y for x, y in pairs) > (1 << bits) - 1
 
 
 @pytest.mark.parametrize("zeros_first", [True, False], ids=["no_weights_first", "fresh_first"])

@@ -27,8 +27,10 @@ def test_random_and_edge_jobs_bit_exact(built, config_name, flow, tmp_path):
     assert any(label.startswith("all max") for label in labels) and any(label.startswith("zeros") for label in labels)
     ks = {len(job["b"]) for job in vectors["jobs"]}
     assert {1, cfg.k_bound} <= ks
-    if cfg.operand.signed:
+    if cfg.acc_signed:
         assert any(label.startswith("all min") for label in labels)
+    if cfg.a_format != cfg.b_format:  # each side's extremes meet the other's
+        assert any(label.startswith("A max x B min") for label in labels)
 
     result = run(model, tb, vectors, tmp_path)
 

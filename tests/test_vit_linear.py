@@ -220,3 +220,69 @@ def test_linear_engine_lints(tmp_path):
     path = tmp_path / "linear.v"
     path.write_text(verilog.convert(engine, name="linear", emit_src=False))
     assert lint(path, "linear") == []
+
+
+# --------------------------------------------------------------------------- unified attention
+
+QK, AV = SPECS["qk"], SPECS["av"]
+SCALE = MODEL.score_scale()
+ATTENTION_FORMATS = FORMATS + [
+    EpilogueFormat(("qk",), QK.a, QK.b, QK.acc, QK.out, QK.rounding, QK.overflow, None, (SCALE[0], SCALE[1].frac)),
+    EpilogueFormat(("av",), AV.a, AV.b, AV.acc, AV.out, AV.rounding, AV.overflow)]
+
+
+@pytest.mark.parametrize("arch,data_width", [("os", 64), ("cube", 256)])
+def test_unified_attention_matmuls(arch, data_width):
+    """Q K^T with K's rows as B^T (``b_transposed``) and the score scale; P V with V's rows as B (``b_rows``);
+    q, k, v at their column offsets in one qkv tensor, the output at a column offset of the heads tensor."""
+    acc = accumulator_width(24, True, K_MAX)
+    tpe = {"os": lambda: SystolicOS(3, 4, signed(24), acc),
+           "cube": lambda: BroadcastGrid(2, 4, 2, signed(24), acc, tree_register=True)}[arch]()
+    engine = LinearEngine(engine=tpe, addr_width=ADDR_WIDTH, data_width=data_width, act=ACT, act_bytes=4,
+                          w_bytes=2, a_rows=16, a_k=K_MAX, k_max=K_MAX, formats=ATTENTION_FORMATS,
+                          gelu=UNITS.gelu, attention=True)
+    rng = np.random.default_rng(21)
+    tokens, hd, heads = 11, 8, 2
+    qkv_codes = rng.integers(ACT.min_code, ACT.max_code + 1, size=(tokens, 3 * heads * hd)) >> rng.integers(0, 9)
+    qkv_codes[0, :] = ACT.max_code  # saturating scores
+    prob_fmt = AV.a
+    probs = rng.integers(0, prob_fmt.max_code + 1, size=(tokens, tokens)) >> 3
+    image = MemoryImage(beat_bytes=data_width // 8, base=0x1000)
+    qkv = image.tensor("qkv", tokens, 3 * heads * hd, ACT, 4)
+    image.put(qkv, qkv_codes)
+    p = image.tensor("p", tokens, tokens, prob_fmt, 4)
+    image.put(p, probs)
+    scores = image.tensor("scores", tokens, tokens, ACT, 4)
+    out = image.tensor("heads", tokens, heads * hd, ACT, 4)
+    h = 1
+    q = qkv_codes[:, h * hd:(h + 1) * hd]
+    k = qkv_codes[:, heads * hd + h * hd:heads * hd + (h + 1) * hd]
+    v = qkv_codes[:, 2 * heads * hd + h * hd:2 * heads * hd + (h + 1) * hd]
+    want_scores = golden.attention_scores(q, k, MODEL, SPECS)
+    want_out = golden.matmul(AV, probs, v)
+    qk = descriptors.encode("LINEAR", dict(
+        m=tokens, k=hd, n=tokens, src=qkv.addr + h * hd * 4, weights=qkv.addr + (heads + h) * hd * 4,
+        dst=scores.addr, src_stride=qkv.stride, dst_stride=scores.stride, b_stride=qkv.stride),
+        flags=("b_transposed",), fmt=3)
+    av = descriptors.encode("LINEAR", dict(
+        m=tokens, k=tokens, n=hd, src=p.addr, weights=qkv.addr + (2 * heads + h) * hd * 4,
+        dst=out.addr + h * hd * 4, src_stride=p.stride, dst_stride=out.stride, b_stride=qkv.stride),
+        flags=("b_rows",), fmt=4)
+    memory = Memory(1 << ADDR_WIDTH, data_width=data_width, reads=engine.reads, writes=engine.writes,
+                    timing=Timing.slow(), seed=4)
+    memory.data[image.base:image.end] = np.frombuffer(image.image(), dtype=np.uint8)
+    bench = EngineBench(engine, memory)
+    results = []
+
+    async def scenario(ctx):
+        for desc in (qk, av):
+            results.append(await bench.operator(ctx, desc, budget=40_000))
+
+    bench.simulate(scenario)
+    assert [r.error for r in results] == [0, 0]
+    dump = memory.data.tobytes()
+    np.testing.assert_array_equal(tensor_codes(scores, dump, 0), want_scores)
+    got = tensor_codes(out, dump, 0)
+    np.testing.assert_array_equal(got[:, h * hd:(h + 1) * hd], want_out)
+    assert not got[:, :h * hd].any(), "the other head's columns are untouched"
+    assert bench.problems == []

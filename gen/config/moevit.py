@@ -242,6 +242,14 @@ class MoevitConfig(StrictModel):
 
     # --------------------------------------------------------- nonlinear units
 
+    def score_scale(self) -> tuple[int, FixedFormat]:
+        """The attention scale ``1/sqrt(head_dim)`` as a code of the weight format (round half to even,
+        saturate: the host-side quantisation of a constant) and that format."""
+        import math
+
+        w = self.format("weight")
+        return int(w.from_float(1.0 / math.sqrt(self.head_dim))), w
+
     def unit_data(self, unit: str, **overrides) -> dict:
         """The kind config mapping of nonlinear ``unit`` (fixed keys filled in), with ``overrides``."""
         data = {"kind": UNIT_KINDS[unit], "name": f"{self.name}_{unit}", **self.nonlinear[unit]}

@@ -211,8 +211,10 @@ class MoevitAccelConfig(KindConfig):
         return self._facts
 
     def tpe_config(self) -> "tpe.TpeConfig":
-        """The linear unit as a validated ``kind: tpe`` config."""
-        return tpe.TpeConfig.model_validate(self.linear.tpe_data(operand_width=16, k_max=self.facts.k_max))
+        """The linear unit as a validated ``kind: tpe`` config (operands of the model's widest format)."""
+        f = self.facts
+        data = self.linear.tpe_data(operand_width=f.operand_width, k_max=f.k_max)
+        return tpe.TpeConfig.model_validate(data).model_copy(update={"acc_width": f.acc_width})
 
     def normalized(self) -> dict:
         data = super().normalized()
@@ -263,14 +265,14 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
         if container_bytes(spec.a) > act_bytes:
             raise ValueError(f"model: the {op} input format {spec.a.describe()} is wider than the activations' "
                              f"{act_bytes}-byte containers")
-    # Only the geometry is checked by kind: tpe (operands wider than its 16-bit limit are the accelerator's own).
+    # The geometry and the operand width are checked by kind: tpe (operands up to 32 bits).
     from pydantic import ValidationError
 
     from ..config.messages import format_validation_error
 
     k_max = cfg.buffers.k_max or k_need
     try:
-        tpe_cfg = tpe.TpeConfig.model_validate(cfg.linear.tpe_data(operand_width=16, k_max=k_max))
+        tpe_cfg = tpe.TpeConfig.model_validate(cfg.linear.tpe_data(operand_width=operand_width, k_max=k_max))
     except ValidationError as error:
         line = format_validation_error(error, tpe.TpeConfig, "linear")
         raise ValueError(line.replace("linear: ", "linear.", 1)) from None
@@ -371,16 +373,13 @@ def attention_engine(model, facts: AttentionFacts, *, addr_width: int, data_widt
 
 def build(cfg: MoevitAccelConfig):
     """The ``hw`` component for ``cfg``."""
-    from amaranth.hdl import signed
-
     from hw.arith.fixed import Overflow
     from hw.vit.accel import MoevitAccel
 
     from . import gelu as gelu_kind
 
     f, mem, net = cfg.facts, cfg.memory, cfg.network
-    tpe_cfg = cfg.tpe_config().model_copy(update={"acc_width": f.acc_width})
-    engine = tpe.build(tpe_cfg, operand_shape=signed(f.operand_width))
+    engine = tpe.build(cfg.tpe_config())
     attention = None
     if f.attention is not None:  # the unified mode would return its engine here (or None: the linear unit's)
         attention = attention_engine(net, f.attention, addr_width=mem.addr_width, data_width=mem.data_width,

@@ -56,7 +56,8 @@ class NpuTileConfig(KindConfig):
     with ReLU or clipping, and a controller that runs a command list from the host stream.
 
     ``compute`` takes the keys of ``kind: tpe`` (every arch with the k_steps beat format:
-    systolic_os, cube, adder_tree, matrix2d). See docs/npu_tile.md for the command format.
+    systolic_os, cube, adder_tree, matrix2d) with one ``operand`` format for A and B
+    (``operand_a`` and ``operand_b`` only if they are equal). See docs/npu_tile.md for the command format.
     """
 
     summary = "NPU tile: operand/command memories, a TPE, K-loop accumulators, requantisation, controller"
@@ -96,6 +97,10 @@ class NpuTileConfig(KindConfig):
     @model_validator(mode="after")
     def _derive(self):
         c = self.compute
+        if c.operand is None:  # operand_a and operand_b differ (equal ones normalise to operand)
+            raise ValueError(f"compute.operand_a: {c.a_format.describe()} A with {c.b_format.describe()} B is not "
+                             "supported by npu_tile; allowed: compute.operand, one format for A and B (the tile's "
+                             "buffers, result checks and output codes assume one)")
         if c.arch not in COMPUTE_ARCHS:
             raise ValueError(f"compute.arch '{c.arch}' is not supported by npu_tile; allowed: "
                              f"{', '.join(COMPUTE_ARCHS)}")

@@ -6,11 +6,13 @@ from amaranth.hdl import signed, unsigned
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from hw.arith import accumulator_width
+from hw.arith import accumulator_signed, accumulator_width
+from hw.tpe.mac import SAME_FORMAT_MAX_WIDTH, format_limit
 
 from ..config.base import KindConfig, StrictModel
 
 MAX_ACC_WIDTH = 64
+MIN_OPERAND_WIDTH, MAX_OPERAND_WIDTH = 4, 32
 
 #: The keys each architecture takes besides kind, name, arch, operand and acc_width.
 ARCH_KEYS: dict[str, tuple[str, ...]] = {
@@ -34,18 +36,52 @@ MAC_PLANNED: tuple[str, ...] = ()
 OPTIONAL_KEYS = {"result_buffers"}
 COMMON_KEYS = ("kind", "name", "arch", "operand", "acc_width", "mac")
 ARCH_SPECIFIC = ("rows", "depth", "k_tile", "result_buffers", "k_max")
+OPERAND_KEYS = ("operand", "operand_a", "operand_b")
 
 
 class OperandConfig(StrictModel):
-    """Number format of every ``A`` and ``B`` element."""
+    """Number format of operand elements."""
 
-    width: int = Field(ge=4, le=16, description="Bits per operand.")
+    width: int = Field(ge=MIN_OPERAND_WIDTH, le=MAX_OPERAND_WIDTH, description="Bits per operand.")
     signed: bool = Field(default=True, description="Two's complement when true, unsigned when false.")
+
+    def describe(self) -> str:
+        return f"{self.width}-bit {'signed' if self.signed else 'unsigned'}"
 
 
 def _accepted_keys(arch: str) -> str:
     keys = [key for key in COMMON_KEYS[:3]] + list(ARCH_KEYS[arch]) + ["operand", "acc_width", "mac"]
     return ", ".join(keys)
+
+
+def _formats(data: dict) -> tuple[OperandConfig, OperandConfig] | None:
+    """``(A's format, B's format)`` from validated fields, or None while they are missing or inconsistent."""
+    operand, a, b = (data.get(key) for key in OPERAND_KEYS)
+    if operand is not None and a is None and b is None:
+        return operand, operand
+    if operand is None and a is not None and b is not None:
+        return a, b
+    return None
+
+
+def _describe_formats(a: OperandConfig, b: OperandConfig) -> str:
+    return f"{a.describe()} operands" if a == b else f"{a.describe()} A and {b.describe()} B operands"
+
+
+def _operand_keys_error(data: dict) -> str | None:
+    """The one-line error about ``operand`` / ``operand_a`` / ``operand_b`` of ``data``, or None."""
+    given = [key for key in OPERAND_KEYS if data.get(key) is not None]
+    both = "give operand (one format for A and B) or both operand_a and operand_b"
+    if "operand" in given and len(given) > 1:
+        return f"{given[1]}: not allowed together with operand; allowed: {both}, not both"
+    if not given:
+        return "operand: missing required key; allowed: a mapping with keys width, signed (or both operand_a and " \
+               "operand_b)"
+    if "operand" not in given and len(given) == 1:
+        missing = "operand_b" if given == ["operand_a"] else "operand_a"
+        return (f"{missing}: missing required key (with {given[0]}); allowed: a mapping with keys width, signed "
+                f"(or operand instead of operand_a and operand_b)")
+    return None
 
 
 class TpeConfig(KindConfig):
@@ -82,7 +118,21 @@ class TpeConfig(KindConfig):
         default=None, validate_default=True, json_schema_extra={"per_arch": True},
         description="systolic_os only. Default: 2. 1: results drain by shifting, a job occupies "
                     "max(K, 2*rows+cols+1) cycles back to back; 2: results stream out, max(K, rows).")
-    operand: OperandConfig = Field(description="Format of the A and B elements.")
+    operand: OperandConfig | None = Field(
+        default=None,
+        json_schema_extra={"allowed": "a mapping with keys width, signed (or operand_a and operand_b instead)"},
+        description="Format of the A and B elements (the shorthand for operand_a = operand_b). Give it, or both "
+                    "operand_a and operand_b.")
+    operand_a: OperandConfig | None = Field(
+        default=None,
+        json_schema_extra={"allowed": "a mapping with keys width, signed (with operand_b, instead of operand)"},
+        description="Format of the A elements when it differs from B's (with operand_b, instead of operand). "
+                    "A config whose operand_a equals operand_b is the config with that operand.")
+    operand_b: OperandConfig | None = Field(
+        default=None,
+        json_schema_extra={"allowed": "a mapping with keys width, signed (with operand_a, instead of operand)"},
+        description="Format of the B elements when it differs from A's (with operand_a, instead of operand). "
+                    "Products, accumulators and C are signed when either operand is.")
     k_max: int | None = Field(
         default=None, ge=1, le=65536, validate_default=True, json_schema_extra={"per_arch": True},
         description="Longest reduction (K) a job may have; sizes the accumulators. "
@@ -100,11 +150,13 @@ class TpeConfig(KindConfig):
                     "K by narrow adders, one shift-and-add per dot product; opt3 (matrix2d): every PE "
                     "issues the nonzero EN-T radix-4 digits of its A operand one per cycle into a carry-save "
                     "accumulator, so cycles follow the data; opt4c (matrix2d): opt3 with one digit encoder per "
-                    "PE row; laconic (matrix2d): both operands as effectual terms, one term pair per cycle.")
+                    "PE row; laconic (matrix2d): both operands as effectual terms, one term pair per cycle. "
+                    "opt2, opt3, opt4c and laconic take one format for A and B (operand) of at most 16 bits; "
+                    "baseline and opt1 take any operand_a and operand_b.")
     acc_width: int | None = Field(
         default=None, ge=1, le=MAX_ACC_WIDTH,
-        description="Accumulator bits. Default: the minimum for which no K <= k_max overflows. "
-                    "A narrower value is an error; a wider one is kept.")
+        description="Accumulator bits. Default: the minimum for which no K <= k_max products of A and B "
+                    "overflow. A narrower value is an error; a wider one is kept.")
 
     @field_validator(*ARCH_SPECIFIC)
     @classmethod
@@ -126,6 +178,11 @@ class TpeConfig(KindConfig):
     @classmethod
     def _mac_for_arch(cls, value: str, info: ValidationInfo) -> str:
         arch = info.data.get("arch")
+        formats = _formats(info.data)
+        if formats is not None and not _takes(value, *formats):
+            fitting = [repr(mac) for mac in MAC_BY_ARCH.get(arch, ("baseline",)) if _takes(mac, *formats)]
+            raise ValueError(f"{' or '.join(fitting)} with {_describe_formats(*formats)}; "
+                             f"mac '{value}' takes {format_limit(value)}")
         if arch is None or value in MAC_BY_ARCH[arch]:
             return value
         options = MAC_BY_ARCH[arch]
@@ -143,28 +200,55 @@ class TpeConfig(KindConfig):
     @field_validator("acc_width")
     @classmethod
     def _wide_enough(cls, value: int | None, info: ValidationInfo) -> int | None:
-        operand, arch = info.data.get("operand"), info.data.get("arch")
-        if value is None or operand is None or arch is None:
+        formats, arch = _formats(info.data), info.data.get("arch")
+        if value is None or formats is None or arch is None:
             return value
         k_max = info.data.get("rows") if arch == "systolic_ws" else info.data.get("k_max")
         if k_max is None:
             return value
-        minimum = accumulator_width(operand.width, operand.signed, k_max)
+        minimum = _minimum_acc_width(*formats, k_max)
         if value < minimum:
-            kind = "signed" if operand.signed else "unsigned"
             bound = f"rows={k_max}" if arch == "systolic_ws" else f"k_max={k_max}"
             raise ValueError(
                 f"an integer from {minimum} to {MAX_ACC_WIDTH} ({minimum} is the minimum for "
-                f"{bound} with {operand.width}-bit {kind} operands)")
+                f"{bound} with {_describe_formats(*formats)})")
         return value
 
     @model_validator(mode="after")
     def _derive_defaults(self):
+        problem = _operand_keys_error({key: getattr(self, key) for key in OPERAND_KEYS})
+        if problem:
+            raise ValueError(problem)
+        if self.operand_a is not None and self.operand_a == self.operand_b:
+            # One format for both: the config is the one written with operand (same hash, same hardware).
+            self.operand, self.operand_a, self.operand_b = self.operand_a, None, None
         if self.arch == "systolic_os" and self.result_buffers is None:
             self.result_buffers = 2
         if self.acc_width is None:
-            self.acc_width = accumulator_width(self.operand.width, self.operand.signed, self.k_bound)
+            minimum = _minimum_acc_width(self.a_format, self.b_format, self.k_bound)
+            if minimum > MAX_ACC_WIDTH:
+                key = "rows" if self.arch == "systolic_ws" else "k_max"
+                raise ValueError(
+                    f"{key}: {self.k_bound} needs {minimum}-bit accumulators with "
+                    f"{_describe_formats(self.a_format, self.b_format)}, above the {MAX_ACC_WIDTH}-bit limit; "
+                    f"allowed: {key} <= {_largest_k(self.a_format, self.b_format)}")
+            self.acc_width = minimum
         return self
+
+    @property
+    def a_format(self) -> OperandConfig:
+        """Format of the ``A`` elements (``operand_a``, or ``operand``)."""
+        return self.operand if self.operand is not None else self.operand_a
+
+    @property
+    def b_format(self) -> OperandConfig:
+        """Format of the ``B`` elements (``operand_b``, or ``operand``)."""
+        return self.operand if self.operand is not None else self.operand_b
+
+    @property
+    def acc_signed(self) -> bool:
+        """Accumulators and ``C`` are signed when either operand is."""
+        return accumulator_signed(self.a_format.signed, self.b_format.signed)
 
     @property
     def k_bound(self) -> int:
@@ -184,10 +268,12 @@ class TpeConfig(KindConfig):
                 data.pop(key)
         if self.mac == "baseline":  # configs written before mac existed keep their hash
             data.pop("mac")
+        for key in OPERAND_KEYS:  # operand, or operand_a and operand_b when they differ (see _derive_defaults)
+            if data[key] is None:
+                data.pop(key)
         return data
 
     def describe(self) -> str:
-        kind = "signed" if self.operand.signed else "unsigned"
         shape = {
             "adder_tree": f"{self.cols} units x {self.k_tile}",
             "cube": f"{self.rows}x{self.cols}x{self.depth}",
@@ -196,36 +282,60 @@ class TpeConfig(KindConfig):
         if self.mac != "baseline":
             extra += f", mac {self.mac}"
         bound = f"K <= {self.rows}" if self.arch == "systolic_ws" else f"k_max {self.k_max}"
-        return (f"{self.arch} {shape}, {self.operand.width}-bit {kind} operands, {bound}, "
+        return (f"{self.arch} {shape}, {_describe_formats(self.a_format, self.b_format)}, {bound}, "
                 f"{self.acc_width}-bit accumulators{extra}")
 
 
-def build(cfg: TpeConfig, operand_shape=None):
-    """The ``hw`` component for ``cfg``; ``operand_shape`` overrides ``cfg.operand`` (a system that
-    embeds the engine, such as the MoE-ViT accelerator, with operands of its own formats)."""
+def _takes(mac: str, a: OperandConfig, b: OperandConfig) -> bool:
+    """Whether ``mac`` takes these formats (``hw.tpe.mac.SAME_FORMAT_MAX_WIDTH``)."""
+    limit = SAME_FORMAT_MAX_WIDTH.get(mac)
+    return limit is None or (a == b and a.width <= limit)
+
+
+def _minimum_acc_width(a: OperandConfig, b: OperandConfig, k_max: int) -> int:
+    return accumulator_width(a.width, a.signed, k_max, b_width=b.width, b_signed=b.signed)
+
+
+def _largest_k(a: OperandConfig, b: OperandConfig) -> int:
+    """The largest K whose exact sums fit ``MAX_ACC_WIDTH`` bits (0 if not even one product does)."""
+    lo, hi = 1, 1 << 17
+    if _minimum_acc_width(a, b, 1) > MAX_ACC_WIDTH:
+        return 0
+    while lo < hi:  # the largest k with a fitting width, by bisection
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if _minimum_acc_width(a, b, mid) <= MAX_ACC_WIDTH else (lo, mid - 1)
+    return lo
+
+
+def operand_shapes(cfg: TpeConfig):
+    """Amaranth shapes of ``A`` and ``B`` elements."""
+    def shape(fmt: OperandConfig):
+        return signed(fmt.width) if fmt.signed else unsigned(fmt.width)
+    return shape(cfg.a_format), shape(cfg.b_format)
+
+
+def build(cfg: TpeConfig):
+    """The ``hw`` component for ``cfg``."""
     from hw import tpe as engines
 
-    if operand_shape is not None:
-        shape = operand_shape
-    else:
-        shape = signed(cfg.operand.width) if cfg.operand.signed else unsigned(cfg.operand.width)
+    shape, b_shape = operand_shapes(cfg)
     if cfg.arch == "systolic_os":
-        return engines.SystolicOS(cfg.rows, cfg.cols, shape, cfg.acc_width, result_buffers=cfg.result_buffers,
-                                  mac=cfg.mac)
+        return engines.SystolicOS(cfg.rows, cfg.cols, shape, cfg.acc_width, b_shape=b_shape,
+                                  result_buffers=cfg.result_buffers, mac=cfg.mac)
     if cfg.arch == "systolic_ws":
-        return engines.SystolicWS(cfg.rows, cfg.cols, shape, cfg.acc_width, mac=cfg.mac)
+        return engines.SystolicWS(cfg.rows, cfg.cols, shape, cfg.acc_width, b_shape=b_shape, mac=cfg.mac)
     if cfg.arch == "matrix2d" and cfg.mac in engines.DIGIT_SERIAL:
-        return engines.DigitSerialGrid(cfg.rows, cfg.cols, shape, cfg.acc_width, mac=cfg.mac)
+        return engines.DigitSerialGrid(cfg.rows, cfg.cols, shape, cfg.acc_width, b_shape=b_shape, mac=cfg.mac)
     if cfg.arch == "matrix2d":
-        return engines.BroadcastGrid(cfg.rows, cfg.cols, 1, shape, cfg.acc_width, tree_register=False,
-                                     mac=cfg.mac)
+        return engines.BroadcastGrid(cfg.rows, cfg.cols, 1, shape, cfg.acc_width, b_shape=b_shape,
+                                     tree_register=False, mac=cfg.mac)
     if cfg.arch == "cube":
         # opt1 folds the adder tree and the accumulator into one compressor: nothing to register between.
-        return engines.BroadcastGrid(cfg.rows, cfg.cols, cfg.depth, shape, cfg.acc_width,
+        return engines.BroadcastGrid(cfg.rows, cfg.cols, cfg.depth, shape, cfg.acc_width, b_shape=b_shape,
                                      tree_register=cfg.mac != "opt1", mac=cfg.mac)
     if cfg.arch == "adder_tree":
-        return engines.BroadcastGrid(1, cfg.cols, cfg.k_tile, shape, cfg.acc_width, tree_register=True,
-                                     mac=cfg.mac)
+        return engines.BroadcastGrid(1, cfg.cols, cfg.k_tile, shape, cfg.acc_width, b_shape=b_shape,
+                                     tree_register=True, mac=cfg.mac)
     raise AssertionError(f"arch {cfg.arch!r} passed validation but has no generator")
 
 

@@ -1,5 +1,6 @@
 """On-chip memories built on :mod:`amaranth.lib.memory`."""
 
 from .buffer import Buffer
+from .one_word import address_shape, one_word_memory
 
-__all__ = ["Buffer"]
+__all__ = ["Buffer", "address_shape", "one_word_memory"]

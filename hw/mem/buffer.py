@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .one_word import address_shape, one_word_memory
+
 
 class Buffer(wiring.Component):
     """``depth`` words of ``width`` bits: one write port, one synchronous read port.
@@ -33,20 +35,23 @@ class Buffer(wiring.Component):
         self.depth = depth
         super().__init__({
             "w_en": In(1),
-            "w_addr": In(range(depth)),
+            "w_addr": In(address_shape(depth)),
             "w_data": In(width),
             "r_en": In(1),
-            "r_addr": In(range(depth)),
+            "r_addr": In(address_shape(depth)),
             "r_data": Out(width),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = memory.Memory(shape=self.width, depth=self.depth, init=[])
-        write = mem.write_port()
         # An asynchronous read port and a named register: the read register is a
         # plain fault site (a synchronous port's register gets no usable name).
-        read = mem.read_port(domain="comb")
+        if self.depth == 1:
+            write, read = one_word_memory(m, "mem", self.width, read_domain="comb")
+        else:
+            m.submodules.mem = mem = memory.Memory(shape=self.width, depth=self.depth, init=[])
+            write = mem.write_port()
+            read = mem.read_port(domain="comb")
         r_data = Signal(self.width, name="r_data_reg")
         m.d.comb += [
             write.en.eq(self.w_en),

@@ -39,6 +39,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from ..arith import compare
 from ..arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Rounding, requantize_hw
 from ..arith.widths import signed_width_for
 from .pipeline import stage
@@ -467,12 +468,12 @@ class GeluPwl(_Core):
         slopes, intercepts = zip(*coefficients)
         layout = data.StructLayout({"slope": signed(signed_bits(min(slopes), max(slopes))),
                                   "intercept": signed(signed_bits(min(intercepts), max(intercepts)))})
-        segment = sum((self.x >= Const(code, fmt.shape())).as_unsigned() for code in ends[1:-1]) \
+        segment = sum(compare.at_least(self.x, Const(code, fmt.shape())).as_unsigned() for code in ends[1:-1]) \
             if len(ends) > 2 else Const(0, 1)
         word = _rom_word(m, self.en, layout, [{"slope": a, "intercept": c} for a, c in coefficients], segment)
         x1 = stage(m, self.en, "x1", self.x)
-        below = stage(m, self.en, "below", self.x < Const(ends[0], fmt.shape()))
-        above = stage(m, self.en, "above", self.x >= Const(ends[-1], fmt.shape()))
+        below = stage(m, self.en, "below", compare.below(self.x, Const(ends[0], fmt.shape())))
+        above = stage(m, self.en, "above", compare.at_least(self.x, Const(ends[-1], fmt.shape())))
 
         line = word.slope * x1 + (word.intercept << fmt.frac)
         value = Mux(below, 0, Mux(above, x1 << spec.coeff_frac, line))

@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Rounding, fit_hw, requantize_hw
+from ..mem import address_shape, one_word_memory
 from .interface import INPUT_STREAM, OUTPUT_STREAM, element_layout
 from .pipeline import stage
 from .reciprocal import Reciprocal, ReciprocalSpec
@@ -316,10 +317,13 @@ class LayerNorm(RowUnit):
         words = store.words
         word = data.StructLayout({"gamma": data.ArrayLayout(spec.gamma.shape(), lanes),
                                   "beta": data.ArrayLayout(spec.beta.shape(), lanes)})
-        m.submodules.parameters = memory = Memory(shape=word, depth=words, init=[])
-        load = memory.write_port()
-        fetch = memory.read_port()
-        load_index = Signal(range(words), name="load_index")
+        if words > 1:
+            m.submodules.parameters = memory = Memory(shape=word, depth=words, init=[])
+            load = memory.write_port()
+            fetch = memory.read_port()
+        else:  # rows of at most ``lanes`` elements: one word, no address
+            load, fetch = one_word_memory(m, "parameters", word)
+        load_index = Signal(address_shape(words), name="load_index")
         m.d.comb += [
             params.ready.eq(1),
             load.addr.eq(load_index),

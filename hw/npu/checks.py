@@ -74,9 +74,10 @@ class ResidueCheck(wiring.Component):
                     products = [ra[s * rows + i] * rb[s * cols + j] for s in range(steps)]
                     total = reduce(add, products, Mux(q.fresh, 0, q.shadow[i][j]))
                     m.d.comb += d.shadow[i][j].eq(residue_mod3(m, total, f"next_{i}_{j}"))
-        shadow_row = q.shadow[0]
+        # The shadow of row ``row``: a chain of Muxes over the rows' flat values.
+        shadow_row = q.shadow[0].as_value()
         for i in range(1, rows):
-            shadow_row = Mux(q.row == i, q.shadow[i].as_value(), shadow_row.as_value())
+            shadow_row = Mux(q.row == i, q.shadow[i].as_value(), shadow_row)
         shadow_row = data.View(data.ArrayLayout(RESIDUE, cols), shadow_row)
         wrong = [residue_mod3(m, self.res_c[j], f"res_res_{j}") != shadow_row[j] for j in range(cols)]
         with m.If(self.res_valid):

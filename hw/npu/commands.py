@@ -31,6 +31,8 @@ op    name      fields, meaning
 from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data
 
+from hw.mem import address_shape
+
 OP_WIDTH = 3
 OPCODES = {"END": 0, "LOAD_A": 1, "LOAD_B": 2, "GEMM": 3, "QUANT": 4, "ACT": 5, "WRITE": 6}
 ACT_MODES = {"none": 0, "relu": 1, "clip": 2}
@@ -56,12 +58,19 @@ def command_layouts(*, addr_bits: int, count_bits: int, scale_width: int, shift_
 def tile_command_layouts(*, a_depth: int, b_depth: int, k_beats_max: int, scale_width: int, shift_max: int,
                          out_shape) -> dict[str, data.StructLayout]:
     """:func:`command_layouts` for a tile's sizes: addresses cover the deeper buffer, counts reach
-    its depth (and the longest GEMM), the shift field holds ``shift_max``."""
+    its depth (and the longest GEMM), the shift field holds ``shift_max``. No field has zero bits
+    (one-word buffers get a 1-bit address, ``shift_max = 0`` a 1-bit shift)."""
     depth = max(a_depth, b_depth)
-    return command_layouts(addr_bits=Shape.cast(range(depth)).width,
+    return command_layouts(addr_bits=Shape.cast(address_shape(depth)).width,
                            count_bits=Shape.cast(range(max(depth, k_beats_max) + 1)).width,
-                           scale_width=scale_width, shift_bits=Shape.cast(range(shift_max + 1)).width,
+                           scale_width=scale_width, shift_bits=Shape.cast(shift_shape(shift_max)).width,
                            out_shape=out_shape)
+
+
+def shift_shape(shift_max: int) -> range:
+    """Shape of a shift of ``0 .. shift_max`` (at least one bit: a zero-width field would be a
+    ``[-1:0]`` wire in the Verilog)."""
+    return range(max(shift_max, 1) + 1)
 
 
 def command_width(layouts: dict[str, data.StructLayout]) -> int:

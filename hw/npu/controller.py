@@ -4,6 +4,9 @@ from amaranth.hdl import Module, Mux, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.arith.compare import above, at_most
+from hw.mem import address_shape
+
 from .commands import ACT_MODES, OPCODES
 from .storage import UNPROTECTED, RegisterGroup
 
@@ -76,8 +79,8 @@ class Controller(wiring.Component):
             "host_valid": In(1), "host_ready": Out(1), "host_cmd": In(1), "host_word": In(cmd_width),
             "cmd_w_en": Out(1), "cmd_w_addr": Out(range(cmd_depth)),
             "cmd_r_en": Out(1), "cmd_r_addr": Out(range(cmd_depth)), "cmd_r_data": In(cmd_width),
-            "a_w_en": Out(1), "b_w_en": Out(1), "w_addr": Out(range(depth)),
-            "r_en": Out(1), "a_r_addr": Out(range(depth)), "b_r_addr": Out(range(depth)),
+            "a_w_en": Out(1), "b_w_en": Out(1), "w_addr": Out(address_shape(depth)),
+            "r_en": Out(1), "a_r_addr": Out(address_shape(depth)), "b_r_addr": Out(address_shape(depth)),
             "ops_valid": Out(1), "ops_last": Out(1), "ops_ready": In(1),
             "res_valid": In(1), "res_last": In(1), "acc_add": Out(1),
             "row_valid": Out(1), "row_sel": Out(range(max(c_rows, 2))), "row_last": Out(1), "row_ready": In(1),
@@ -189,11 +192,11 @@ class Controller(wiring.Component):
             m.d.comb += [d.addr.eq(gemm.a_addr), d.b_addr.eq(gemm.b_addr), d.count.eq(gemm.k),
                          d.acc_add.eq(gemm.acc), d.state.eq(S["GEMM"])]
             ok = (range_ok(gemm.a_addr, gemm.k, self._a_depth) & range_ok(gemm.b_addr, gemm.k, self._b_depth)
-                  & (gemm.k <= self._k_beats_max))
+                  & at_most(gemm.k, self._k_beats_max))
             with m.If(~ok):
                 fail()
         with m.Elif(_is(op, OPCODES["QUANT"])):
-            with m.If(quant.shift > self._shift_max):
+            with m.If(above(quant.shift, self._shift_max)):
                 fail()
             with m.Else():
                 m.d.comb += self.quant_we.eq(1)

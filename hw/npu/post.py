@@ -4,10 +4,11 @@ from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.arith.compare import below
 from hw.arith.fixed import FixedFormat, Overflow, Rounding, requantize_hw
 from hw.protect.clip import Clip
 
-from .commands import ACT_MODES
+from .commands import ACT_MODES, shift_shape
 from .storage import UNPROTECTED, RegisterGroup
 
 
@@ -63,7 +64,7 @@ class PostProcess(wiring.Component):
         self._mechanism = mechanism
         out_shape = out_format.shape()
         self._params_layout = data.StructLayout({
-            "scale": unsigned(scale_width), "shift": range(shift_max + 1), "mode": unsigned(2),
+            "scale": unsigned(scale_width), "shift": shift_shape(shift_max), "mode": unsigned(2),
             "lo": out_shape, "hi": out_shape})
         self._out_layout = data.StructLayout({"valid": unsigned(1), "row": result_row_layout(cols, out_shape)})
         super().__init__({
@@ -85,9 +86,12 @@ class PostProcess(wiring.Component):
         the same code as rounding ``v`` by ``s`` bits for every rule there (the dropped
         fraction and the kept bits are the same), so one rounding circuit serves all shifts.
         """
-        distance = Signal(range(self._shift_max + 1), name=f"{name}_align")
-        m.d.comb += distance.eq(self._shift_max - params.shift)
-        aligned = (x * params.scale) << distance
+        if self._shift_max:
+            distance = Signal(range(self._shift_max + 1), name=f"{name}_align")
+            m.d.comb += distance.eq(self._shift_max - params.shift)
+            aligned = (x * params.scale) << distance
+        else:  # no shift to undo (and no zero-width distance)
+            aligned = x * params.scale
         code = Signal(self._format.shape(), name=name)
         m.d.comb += code.eq(requantize_hw(aligned, self._shift_max, self._format, self._rounding, Overflow.SATURATE))
         return code
@@ -116,7 +120,7 @@ class PostProcess(wiring.Component):
         active = []
         for j in range(self._cols):
             code = self._requantize(m, self.in_row[j], p, f"code_{j}")
-            relu = Mux(code < 0, 0, code)
+            relu = Mux(below(code, 0), 0, code)  # an unsigned code is its own ReLU
             clip = Mux(code < p.lo, p.lo, Mux(code > p.hi, p.hi, code))
             active.append(Mux(p.mode == ACT_MODES["relu"], relu, Mux(p.mode == ACT_MODES["clip"], clip, code)))
         with m.If(self.in_valid & self.in_ready):

@@ -28,7 +28,7 @@ from amaranth.hdl import Const, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.mem import Buffer
+from hw.mem import Buffer, address_shape
 from hw.protect.registers import WordDecoder, WordEncoder, protected_register, stored_width
 
 UNPROTECTED = "none"
@@ -60,8 +60,8 @@ class CodedBuffer(wiring.Component):
         self._width, self._depth, self._mechanism = width, depth, mechanism
         self._stored = stored_width(width, mechanism)
         super().__init__({
-            "w_en": In(1), "w_addr": In(range(depth)), "w_data": In(width),
-            "r_en": In(1), "r_addr": In(range(depth)), "r_data": Out(width),
+            "w_en": In(1), "w_addr": In(address_shape(depth)), "w_data": In(width),
+            "r_en": In(1), "r_addr": In(address_shape(depth)), "r_data": Out(width),
             "detected": Out(1), "corrected": Out(1),
         })
 

@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Mux, Shape
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.arith import compare
+
 
 class Clip(wiring.Component):
     """Clamp ``value`` to ``[low, high]``; flag values outside the range.
@@ -29,16 +31,13 @@ class Clip(wiring.Component):
         if low > high:
             raise ValueError(f"low: {low} must not exceed high: {high}")
         self._low, self._high = low, high
-        self._range = (lo, hi)
         super().__init__({"value": In(self._shape), "out": Out(self._shape), "out_of_range": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        lo, hi = self._range
-        # A bound at the end of the shape's range can never be crossed; comparing
-        # against it would be constant (a lint warning), so it is left out.
-        below = (self.value < self._low) if self._low > lo else False
-        above = (self.value > self._high) if self._high < hi else False
+        # A bound at the end of the shape's range can never be crossed: the comparison folds to 0.
+        below = compare.below(self.value, self._low)
+        above = compare.above(self.value, self._high)
         m.d.comb += [
             self.out.eq(Mux(below, self._low, Mux(above, self._high, self.value))),
             self.out_of_range.eq(below | above),

@@ -15,35 +15,39 @@ from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..arith import accumulator_width
+from ..arith import accumulator_signed, accumulator_width
 from .bitweight import BitWeightMac, DigitEncoder, digits_layout
 from .interface import StepTag, accumulator_shape, engine_signature, operand_beat_layout
-from .mac import CompressedMac, check_mac, part_shape, parts, resolve
+from .mac import CompressedMac, check_formats, check_mac, part_shape, parts, resolve
 
 
-def sum_shape(operand_shape: Shape, terms: int) -> Shape:
-    """Exact shape of a sum of ``terms`` products of two operands of ``operand_shape``.
+def sum_shape(operand_shape: Shape, terms: int, b_shape: Shape | None = None) -> Shape:
+    """Exact shape of a sum of ``terms`` products of an ``operand_shape`` and a ``b_shape`` operand.
 
     The width rule of :func:`hw.arith.accumulator_width`, from the exact product
-    range: e.g. one signed 8-bit product needs 16 bits, four need 18.
+    range: e.g. one signed 8-bit product needs 16 bits, four need 18; signed when
+    either operand is. ``b_shape`` defaults to ``operand_shape``.
     """
-    width = accumulator_width(operand_shape.width, operand_shape.signed, terms)
-    return signed(width) if operand_shape.signed else unsigned(width)
+    b_shape = operand_shape if b_shape is None else b_shape
+    width = accumulator_width(operand_shape.width, operand_shape.signed, terms,
+                              b_width=b_shape.width, b_signed=b_shape.signed)
+    return signed(width) if accumulator_signed(operand_shape.signed, b_shape.signed) else unsigned(width)
 
 
-def adder_tree(m: Module, products: list, operand_shape: Shape, name: str):
+def adder_tree(m: Module, products: list, operand_shape: Shape, name: str, b_shape: Shape | None = None):
     """Balanced binary sum of ``products``, every node as wide as its exact range.
 
     Neighbours are paired level by level (an odd one out moves up a level
     unchanged), so the tree has ``ceil(log2(len(products)))`` adder levels.
     Node ``<name>_<level>_<n>`` (a combinational signal) holds the sum of the
-    products below it in :func:`sum_shape` of their count: assigning the
+    products below it in :func:`sum_shape` of their count (products of an
+    ``operand_shape`` and a ``b_shape`` operand): assigning the
     one-bit-wider Amaranth sum to it drops only bits that never differ from
     the sign (or are zero), so the sum stays exact. Returns ``(value, shape)``.
     """
     nodes = []
     for index, product in enumerate(products):
-        leaf = Signal(sum_shape(operand_shape, 1), name=f"{name}_0_{index}")
+        leaf = Signal(sum_shape(operand_shape, 1, b_shape), name=f"{name}_0_{index}")
         m.d.comb += leaf.eq(product)
         nodes.append((leaf, 1))
     level = 0
@@ -52,14 +56,14 @@ def adder_tree(m: Module, products: list, operand_shape: Shape, name: str):
         paired = []
         for index in range(0, len(nodes) - 1, 2):
             (left, n_left), (right, n_right) = nodes[index], nodes[index + 1]
-            node = Signal(sum_shape(operand_shape, n_left + n_right), name=f"{name}_{level}_{index // 2}")
+            node = Signal(sum_shape(operand_shape, n_left + n_right, b_shape), name=f"{name}_{level}_{index // 2}")
             m.d.comb += node.eq(left + right)
             paired.append((node, n_left + n_right))
         if len(nodes) % 2:
             paired.append(nodes[-1])
         nodes = paired
     value, terms = nodes[0]
-    return value, sum_shape(operand_shape, terms)
+    return value, sum_shape(operand_shape, terms, b_shape)
 
 
 
@@ -112,10 +116,10 @@ class BroadcastPE(wiring.Component):
     ----------
     depth : int
         Multipliers (reduction steps per cycle).
-    operand_shape : ShapeLike
-        Shape of every element of ``a_in`` and ``b_in``.
+    a_shape : ShapeLike
+        Shape of every element of ``a_in``, and of ``b_in`` unless ``b_shape`` is given.
     acc_width : int
-        Width of ``acc``, ``result`` and ``result_in``; signed when the operands are.
+        Width of ``acc``, ``result`` and ``result_in``; signed when either operand is.
     tree_register : bool
         Register the adder tree's sum in ``dot`` (one more cycle of latency, a
         multiply-and-add path split in two).
@@ -131,24 +135,31 @@ class BroadcastPE(wiring.Component):
         ``A`` operands; selectors and one narrow adder tree per bit weight
         replace the multipliers and the tree, and ``tree_register`` registers
         the per-weight sums (``bitweight.bw_sum_<w>``) instead of ``dot``.
+        ``opt2`` takes one shape for ``A`` and ``B`` (:func:`hw.tpe.mac.check_formats`).
+    b_shape : ShapeLike or None
+        Shape of every element of ``b_in``; ``None``: ``a_shape``.
     """
 
-    def __init__(self, depth: int, operand_shape, acc_width: int, *, tree_register: bool, mac: str = "baseline"):
+    def __init__(self, depth: int, a_shape, acc_width: int, *, b_shape=None, tree_register: bool,
+                 mac: str = "baseline"):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
         if check_mac(mac) == "opt1" and tree_register:
             raise ValueError(f"mac {mac!r} has no adder tree to register")
         self._mac = mac
         self._depth = depth
-        self._operand_shape = Shape.cast(operand_shape)
-        self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
+        self._a_shape = Shape.cast(a_shape)
+        self._b_shape = self._a_shape if b_shape is None else Shape.cast(b_shape)
+        check_formats(mac, self._a_shape, self._b_shape)
+        self._acc_shape = accumulator_shape(acc_width, accumulator_signed(self._a_shape.signed,
+                                                                          self._b_shape.signed))
         self._tree_register = tree_register
         self._parts = parts(mac)
         value = part_shape(mac, self._acc_shape)
-        a_element = digits_layout(self._operand_shape) if mac == "opt2" else self._operand_shape
+        a_element = digits_layout(self._a_shape) if mac == "opt2" else self._a_shape
         members = {
             "a_in": In(data.ArrayLayout(a_element, depth)),
-            "b_in": In(data.ArrayLayout(self._operand_shape, depth)),
+            "b_in": In(data.ArrayLayout(self._b_shape, depth)),
             "advance": In(1),
             "tag": In(StepTag),
             "drain": In(1),
@@ -166,7 +177,7 @@ class BroadcastPE(wiring.Component):
         total = [Signal(value, name=f"total{part}") for part in self._parts]
         if self._mac == "baseline":
             products = [self.a_in[s] * self.b_in[s] for s in range(self._depth)]
-            tree, tree_shape = adder_tree(m, products, self._operand_shape, "tree")
+            tree, tree_shape = adder_tree(m, products, self._a_shape, "tree", self._b_shape)
             if self._tree_register:
                 dot = Signal(tree_shape, name="dot")
                 with m.If(self.advance):
@@ -175,12 +186,13 @@ class BroadcastPE(wiring.Component):
                 dot = tree
             m.d.comb += total[0].eq(Mux(self.tag.first, 0, acc[0]) + dot)
         elif self._mac == "opt2":
-            m.submodules.bitweight = unit = BitWeightMac(self._depth, self._operand_shape, self._acc_shape.width,
+            m.submodules.bitweight = unit = BitWeightMac(self._depth, self._a_shape, self._acc_shape.width,
                                                          registered=self._tree_register)
             m.d.comb += [unit.digits.eq(self.a_in), unit.b.eq(self.b_in), unit.advance.eq(self.advance),
                          unit.addend.eq(Mux(self.tag.first, 0, acc[0])), total[0].eq(unit.total)]
         else:
-            m.submodules.mac = mac = CompressedMac(self._depth, self._operand_shape, self._acc_shape.width, 2)
+            m.submodules.mac = mac = CompressedMac(self._depth, self._a_shape, self._acc_shape.width, 2,
+                                                   b_shape=self._b_shape)
             for s in range(self._depth):
                 m.d.comb += [mac.a[s].eq(self.a_in[s]), mac.b[s].eq(self.b_in[s])]
             for n, held in enumerate(acc):
@@ -264,10 +276,11 @@ class BroadcastGrid(wiring.Component):
     ----------
     rows, cols, depth : int
         Output PEs ``rows x cols``; ``depth`` multipliers (reduction steps per beat) each.
-    operand_shape : ShapeLike
-        Shape of every ``A`` and ``B`` element.
+    a_shape : ShapeLike
+        Shape of every ``A`` element, and of every ``B`` element unless ``b_shape`` is given.
     acc_width : int
         Accumulator width (see :func:`hw.arith.accumulator_width`); longer jobs wrap.
+        Signed when either operand is.
     tree_register : bool
         Register the adder trees' sums (one pipeline stage more).
     mac : str
@@ -276,24 +289,30 @@ class BroadcastGrid(wiring.Component):
         adder per column resolves row 0's pair into the result beat.
         ``"opt2"``: one :class:`hw.tpe.bitweight.DigitEncoder` per ``A``
         element of the input registers (``encode_<n>`` for element ``n`` of
-        ``a_reg``) at the array edge; its digits go to the whole PE row.
+        ``a_reg``) at the array edge; its digits go to the whole PE row;
+        one shape for ``A`` and ``B`` (:func:`hw.tpe.mac.check_formats`).
+    b_shape : ShapeLike or None
+        Shape of every ``B`` element; ``None``: ``a_shape``.
     """
 
-    def __init__(self, rows: int, cols: int, depth: int, operand_shape, acc_width: int, *,
+    def __init__(self, rows: int, cols: int, depth: int, a_shape, acc_width: int, *, b_shape=None,
                  tree_register: bool, mac: str = "baseline"):
         if min(rows, cols, depth) < 1:
             raise ValueError(f"grid size must be at least 1x1x1, not {rows}x{cols}x{depth}")
         if acc_width < 1:
             raise ValueError(f"acc_width must be at least 1, not {acc_width}")
         self.rows, self.cols, self.depth = rows, cols, depth
-        self.operand_shape = Shape.cast(operand_shape)
+        self.a_shape = Shape.cast(a_shape)
+        self.b_shape = self.a_shape if b_shape is None else Shape.cast(b_shape)
         self.acc_width = acc_width
         self.tree_register = bool(tree_register)
         self.mac = check_mac(mac)
+        check_formats(mac, self.a_shape, self.b_shape)
         if mac == "opt1" and tree_register:
             raise ValueError(f"mac {mac!r} has no adder tree to register")
-        super().__init__(engine_signature(operand_beat_layout(rows, cols, self.operand_shape, steps=depth),
-                                          cols, self.operand_shape, acc_width))
+        super().__init__(engine_signature(
+            operand_beat_layout(rows, cols, self.a_shape, steps=depth, b_shape=self.b_shape),
+            cols, self.a_shape, acc_width, b_shape=self.b_shape))
 
     @property
     def latency(self) -> int:
@@ -331,8 +350,8 @@ class BroadcastGrid(wiring.Component):
         ops, res = self.operands, self.results
         rows, cols, depth = self.rows, self.cols, self.depth
 
-        pe = [[BroadcastPE(depth, self.operand_shape, self.acc_width, tree_register=self.tree_register,
-                           mac=self.mac)
+        pe = [[BroadcastPE(depth, self.a_shape, self.acc_width, b_shape=self.b_shape,
+                           tree_register=self.tree_register, mac=self.mac)
                for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):
             for j in range(cols):
@@ -367,7 +386,7 @@ class BroadcastGrid(wiring.Component):
         if self.mac == "opt2":
             a_edge = []
             for n in range(rows * depth):
-                m.submodules[f"encode_{n}"] = encoder = DigitEncoder(self.operand_shape)
+                m.submodules[f"encode_{n}"] = encoder = DigitEncoder(self.a_shape)
                 m.d.comb += encoder.a.eq(a_reg[n])
                 a_edge.append(encoder.digits)
 

@@ -28,7 +28,7 @@ from ..arith.csa import compress_3_2
 from ..arith.digits import EntEncoder, TermEncoder, ent_digit_count, lowest_set, term_position_count
 from .broadcast import step_result_bank
 from .interface import accumulator_shape, engine_signature, operand_beat_layout
-from .mac import resolve
+from .mac import check_formats, resolve
 
 #: The ``mac`` options this module implements.
 DIGIT_SERIAL = ("opt3", "opt4c", "laconic")
@@ -343,18 +343,23 @@ class DigitSerialGrid(wiring.Component):
     cycles from the previous job's capture to its own; the first job after
     reset or an idle spell takes the plain sum from its first beat's
     transfer to its capture (``sim/golden/tpe_cycles.py``).
+
+    ``A`` and ``B`` share one shape, ``a_shape`` (``b_shape``, if given, must equal it; see
+    :func:`hw.tpe.mac.check_formats`).
     """
 
-    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int, *, mac: str):
+    def __init__(self, rows: int, cols: int, a_shape, acc_width: int, *, b_shape=None, mac: str):
         if min(rows, cols) < 1:
             raise ValueError(f"grid size must be at least 1x1, not {rows}x{cols}")
         if mac not in DIGIT_SERIAL:
             raise ValueError(f"mac: {mac!r} is not one of {DIGIT_SERIAL}")
         self.rows, self.cols, self.mac = rows, cols, mac
-        self.operand_shape = Shape.cast(operand_shape)
+        self.a_shape = Shape.cast(a_shape)
+        self.b_shape = self.a_shape if b_shape is None else Shape.cast(b_shape)
+        check_formats(mac, self.a_shape, self.b_shape)
         self.acc_width = acc_width
-        super().__init__(engine_signature(operand_beat_layout(rows, cols, self.operand_shape),
-                                          cols, self.operand_shape, acc_width))
+        super().__init__(engine_signature(operand_beat_layout(rows, cols, self.a_shape),
+                                          cols, self.a_shape, acc_width))
 
     latency = 2
     timing = "data-dependent"
@@ -379,7 +384,7 @@ class DigitSerialGrid(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ops, res = self.operands, self.results
-        rows, cols, shape, width = self.rows, self.cols, self.operand_shape, self.acc_width
+        rows, cols, shape, width = self.rows, self.cols, self.a_shape, self.acc_width
 
         advance = Signal()   # the held beat may step at this edge
         accept = Signal()    # an operand beat moves at this edge

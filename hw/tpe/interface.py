@@ -14,7 +14,8 @@ steps ``k0 .. k0+steps-1``:
     ``last`` -- set on the job's final beat
 
 A job of ``K`` steps takes ``ceil(K / steps)`` beats; the steps past ``K`` in
-the final beat carry zeros (a zero step adds nothing).
+the final beat must carry zeros (the source pads them: an engine adds every step
+it receives, and a zero step adds nothing).
 
 ``rows_with_weights`` (``systolic_ws``): one beat per row of ``A`` (``R`` rows,
 chosen per job by ``last``); a beat may also carry one weight row of the next
@@ -36,32 +37,36 @@ travel in beats with ``load`` only.
 Both streams follow :mod:`amaranth.lib.stream` rules: a beat moves on a rising
 clock edge where ``valid`` and ``ready`` are both high; a producer that raised
 ``valid`` keeps it and the payload stable until the beat moves. Jobs follow each
-other with no reset and no gap required.
+other with no reset and no gap required. A generated design holds every ``valid``
+and ``ready`` low while in reset (``gen/elaborate.py``); an engine itself may raise
+them then, which is harmless inside a design where both sides share the reset.
 """
 
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..arith.widths import accumulator_signed
+
 #: Control that travels with an operand through a pipeline: ``valid`` marks a
 #: real operand (not a bubble), ``first``/``last`` the first/last step of a job.
 StepTag = data.StructLayout({"valid": unsigned(1), "first": unsigned(1), "last": unsigned(1)})
 
 
-def operand_beat_layout(rows: int, cols: int, operand_shape, steps: int = 1) -> data.StructLayout:
-    """Payload of one ``k_steps`` operand beat (see module docstring)."""
+def operand_beat_layout(rows: int, cols: int, operand_shape, steps: int = 1, *, b_shape=None) -> data.StructLayout:
+    """Payload of one ``k_steps`` operand beat (see module docstring); ``b`` of ``b_shape`` if given."""
     return data.StructLayout({
         "a": data.ArrayLayout(operand_shape, rows * steps),
-        "b": data.ArrayLayout(operand_shape, cols * steps),
+        "b": data.ArrayLayout(operand_shape if b_shape is None else b_shape, cols * steps),
         "last": unsigned(1),
     })
 
 
-def weight_row_beat_layout(rows: int, cols: int, operand_shape) -> data.StructLayout:
-    """Payload of one ``rows_with_weights`` operand beat (see module docstring)."""
+def weight_row_beat_layout(rows: int, cols: int, operand_shape, *, b_shape=None) -> data.StructLayout:
+    """Payload of one ``rows_with_weights`` operand beat (see module docstring); ``b`` of ``b_shape`` if given."""
     return data.StructLayout({
         "a": data.ArrayLayout(operand_shape, rows),
-        "b": data.ArrayLayout(operand_shape, cols),
+        "b": data.ArrayLayout(operand_shape if b_shape is None else b_shape, cols),
         "row": unsigned(1),
         "load": unsigned(1),
         "last": unsigned(1),
@@ -77,13 +82,16 @@ def result_beat_layout(cols: int, acc_shape) -> data.StructLayout:
 
 
 def accumulator_shape(acc_width: int, operands_signed: bool) -> Shape:
-    """Accumulators are signed exactly when the operands are."""
+    """Accumulators are signed exactly when the products are (either operand signed)."""
     return signed(acc_width) if operands_signed else unsigned(acc_width)
 
 
-def engine_signature(operand_layout: data.Layout, cols: int, operand_shape, acc_width: int) -> wiring.Signature:
-    """Signature of a tensor processing engine: ``operands`` in, ``results`` out."""
-    acc_shape = accumulator_shape(acc_width, Shape.cast(operand_shape).signed)
+def engine_signature(operand_layout: data.Layout, cols: int, operand_shape, acc_width: int, *,
+                     b_shape=None) -> wiring.Signature:
+    """Signature of a tensor processing engine: ``operands`` in, ``results`` out (``B`` of ``b_shape`` if given)."""
+    b_shape = operand_shape if b_shape is None else b_shape
+    acc_shape = accumulator_shape(acc_width, accumulator_signed(Shape.cast(operand_shape).signed,
+                                                                Shape.cast(b_shape).signed))
     return wiring.Signature({
         "operands": In(stream.Signature(operand_layout)),
         "results": Out(stream.Signature(result_beat_layout(cols, acc_shape))),

@@ -31,6 +31,28 @@ MAC_OPTIONS = ("baseline", "opt1", "opt2", "opt3", "opt4c", "laconic")  # opt3, 
 #: The options the systolic engines (and their PEs) implement.
 SYSTOLIC_MAC = ("baseline", "opt1")
 
+#: Operand formats of the options that recode an operand into digits or terms and keep the limits
+#: they were built and verified with: one shape for ``A`` and ``B`` (``opt2`` selects multiples
+#: of ``B`` by ``A``'s digits through adders sized from one format; the digit-serial options'
+#: cycle model tabulates every code of it) of at most this many bits. ``baseline`` (a multiplier)
+#: and ``opt1`` (Booth digits of ``A`` times ``B``, each extended by its own shape) take any two shapes.
+SAME_FORMAT_MAX_WIDTH = {"opt2": 16, "opt3": 16, "opt4c": 16, "laconic": 16}
+
+
+def format_limit(mac: str) -> str | None:
+    """What ``mac`` requires of the operand formats, in words, or None if it takes any."""
+    if mac not in SAME_FORMAT_MAX_WIDTH:
+        return None
+    return f"one format for A and B (operand) of at most {SAME_FORMAT_MAX_WIDTH[mac]} bits"
+
+
+def check_formats(mac: str, a_shape, b_shape) -> None:
+    """``ValueError`` unless ``mac`` takes ``A`` of ``a_shape`` and ``B`` of ``b_shape`` (:func:`format_limit`)."""
+    a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+    limit = SAME_FORMAT_MAX_WIDTH.get(mac)
+    if limit is not None and (a_shape != b_shape or a_shape.width > limit):
+        raise ValueError(f"mac {mac!r} takes {format_limit(mac)}, not A {a_shape!r} and B {b_shape!r}")
+
 
 def check_mac(mac: str, implemented: tuple[str, ...] = MAC_OPTIONS) -> str:
     """``mac`` itself, or ``ValueError`` if the calling engine does not implement it."""
@@ -71,20 +93,24 @@ class CompressedMac(wiring.Component):
     ----------
     depth : int
         Products summed.
-    operand_shape : ShapeLike
-        Shape of every ``a`` and ``b`` element.
+    a_shape : ShapeLike
+        Shape of every ``a`` element (the recoded operand), and of every ``b`` element unless
+        ``b_shape`` is given. Mixed signedness is exact: each operand is extended by its own shape.
     width : int
         Width of the addends, ``sum`` and ``carry`` (the accumulator width).
     addends : int
         Carry-save vectors added (2: a running sum and carry; 0: none).
+    b_shape : ShapeLike or None
+        Shape of every ``b`` element (the multiplicand); ``None``: ``a_shape``.
     """
 
-    def __init__(self, depth: int, operand_shape, width: int, addends: int):
+    def __init__(self, depth: int, a_shape, width: int, addends: int, *, b_shape=None):
         self._depth, self._width, self._addends = depth, width, addends
-        self._operand_shape = Shape.cast(operand_shape)
+        self._a_shape = Shape.cast(a_shape)
+        self._b_shape = self._a_shape if b_shape is None else Shape.cast(b_shape)
         super().__init__({
-            "a": In(data.ArrayLayout(self._operand_shape, depth)),
-            "b": In(data.ArrayLayout(self._operand_shape, depth)),
+            "a": In(data.ArrayLayout(self._a_shape, depth)),
+            "b": In(data.ArrayLayout(self._b_shape, depth)),
             "addends": In(data.ArrayLayout(unsigned(width), addends)),
             "sum": Out(unsigned(width)),
             "carry": Out(unsigned(width)),
@@ -94,7 +120,7 @@ class CompressedMac(wiring.Component):
         m = Module()
         terms = []
         for s in range(self._depth):
-            pp = BoothPartialProducts(self._operand_shape, self._operand_shape, self._width)
+            pp = BoothPartialProducts(self._b_shape, self._a_shape, self._width)
             m.submodules[f"booth_{s}"] = pp
             m.d.comb += [pp.multiplier.eq(self.a[s]), pp.multiplicand.eq(self.b[s])]
             terms += list(pp.terms)

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..arith.widths import accumulator_signed
 from .interface import StepTag, accumulator_shape
 from .mac import CompressedMac, SYSTOLIC_MAC, check_mac, part_shape, parts
 
@@ -35,10 +36,11 @@ class OutputStationaryPE(wiring.Component):
 
     Parameters
     ----------
-    operand_shape : Shape
-        Shape of ``a`` and ``b`` (signed or unsigned, any width).
+    a_shape : Shape
+        Shape of ``a`` (signed or unsigned, any width), and of ``b`` unless ``b_shape`` is given.
     acc_width : int
-        Width of ``acc`` and ``result``; signed when the operands are.
+        Width of ``acc`` and ``result``; signed when either operand is (the product is then exact
+        in two's complement whatever the other operand's signedness).
     forward : set of str
         Which of ``"a"``, ``"b"``, ``"tag"`` this PE passes on; the ``*_out``
         ports of the others do not exist.
@@ -53,12 +55,16 @@ class OutputStationaryPE(wiring.Component):
         ``result_sum_in``/``result_carry_in``) of unsigned ``acc_width``-bit
         vectors whose total modulo ``2**acc_width`` is the value. The array
         resolves a pair with one adder where it leaves.
+    b_shape : Shape or None
+        Shape of ``b``; ``None``: ``a_shape``.
     """
 
-    def __init__(self, operand_shape, acc_width: int, *, forward=frozenset({"a", "b", "tag"}),
+    def __init__(self, a_shape, acc_width: int, *, b_shape=None, forward=frozenset({"a", "b", "tag"}),
                  readout: str = "shift", mac: str = "baseline"):
-        self._operand_shape = Shape.cast(operand_shape)
-        self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
+        self._a_shape = Shape.cast(a_shape)
+        self._b_shape = self._a_shape if b_shape is None else Shape.cast(b_shape)
+        self._acc_shape = accumulator_shape(acc_width, accumulator_signed(self._a_shape.signed,
+                                                                          self._b_shape.signed))
         self._mac = check_mac(mac, SYSTOLIC_MAC)
         self._parts = parts(mac)
         value = part_shape(mac, self._acc_shape)
@@ -70,8 +76,8 @@ class OutputStationaryPE(wiring.Component):
             raise ValueError(f"readout: {readout!r} is not one of {READOUTS}")
         self._readout = readout
         members = {
-            "a_in": In(self._operand_shape),
-            "b_in": In(self._operand_shape),
+            "a_in": In(self._a_shape),
+            "b_in": In(self._b_shape),
             "tag_in": In(StepTag),
         }
         if readout == "shift":
@@ -82,7 +88,7 @@ class OutputStationaryPE(wiring.Component):
             members["done"] = Out(1)
             for part in self._parts:
                 members[f"acc{part}"] = Out(value)
-        outputs = {"a": self._operand_shape, "b": self._operand_shape, "tag": StepTag}
+        outputs = {"a": self._a_shape, "b": self._b_shape, "tag": StepTag}
         for name in sorted(self._forward):
             members[f"{name}_out"] = Out(outputs[name])
         super().__init__(members)
@@ -100,7 +106,7 @@ class OutputStationaryPE(wiring.Component):
         if self._mac == "baseline":
             m.d.comb += total[0].eq(Mux(self.tag_in.first, 0, acc[0]) + self.a_in * self.b_in)
         else:
-            m.submodules.mac = mac = CompressedMac(1, self._operand_shape, self._acc_shape.width, 2)
+            m.submodules.mac = mac = CompressedMac(1, self._a_shape, self._acc_shape.width, 2, b_shape=self._b_shape)
             m.d.comb += [mac.a[0].eq(self.a_in), mac.b[0].eq(self.b_in),
                          total[0].eq(mac.sum), total[1].eq(mac.carry)]
             for n, value in enumerate(acc):

@@ -6,6 +6,7 @@ from operator import or_
 from amaranth.hdl import EnableInserter, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, wiring
 
+from ..arith.widths import accumulator_signed
 from .interface import StepTag, accumulator_shape, engine_signature, operand_beat_layout, result_beat_layout
 from .mac import SYSTOLIC_MAC, check_mac, parts, resolve
 from .pe import OutputStationaryPE
@@ -50,11 +51,12 @@ class SystolicOS(wiring.Component):
     ----------
     rows, cols : int
         Array size: ``A`` has ``rows`` rows, ``B`` has ``cols`` columns.
-    operand_shape : ShapeLike
-        Shape of every ``A`` and ``B`` element.
+    a_shape : ShapeLike
+        Shape of every ``A`` element, and of every ``B`` element unless ``b_shape`` is given.
     acc_width : int
         Accumulator width. The caller chooses it wide enough for its ``k_max``
-        (see :func:`hw.arith.accumulator_width`); longer jobs wrap.
+        (see :func:`hw.arith.accumulator_width`); longer jobs wrap. Accumulators
+        are signed when either operand is.
     result_buffers : int
         ``1`` or ``2`` (above).
     mac : str
@@ -63,9 +65,11 @@ class SystolicOS(wiring.Component):
         pairs up and one adder per column resolves the top row's pair for the
         result beat; the column buses (``2``) carry pairs and one adder per
         column resolves them before the de-skew. Timing is the same.
+    b_shape : ShapeLike or None
+        Shape of every ``B`` element; ``None``: ``a_shape``.
     """
 
-    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int, *, result_buffers: int = 2,
+    def __init__(self, rows: int, cols: int, a_shape, acc_width: int, *, b_shape=None, result_buffers: int = 2,
                  mac: str = "baseline"):
         if rows < 1 or cols < 1:
             raise ValueError(f"array size must be at least 1x1, not {rows}x{cols}")
@@ -73,12 +77,13 @@ class SystolicOS(wiring.Component):
             raise ValueError(f"result_buffers must be 1 or 2, not {result_buffers}")
         self.rows = rows
         self.cols = cols
-        self.operand_shape = Shape.cast(operand_shape)
+        self.a_shape = Shape.cast(a_shape)
+        self.b_shape = self.a_shape if b_shape is None else Shape.cast(b_shape)
         self.acc_width = acc_width
         self.result_buffers = result_buffers
         self.mac = check_mac(mac, SYSTOLIC_MAC)
-        super().__init__(engine_signature(operand_beat_layout(rows, cols, self.operand_shape),
-                                          cols, self.operand_shape, acc_width))
+        super().__init__(engine_signature(operand_beat_layout(rows, cols, self.a_shape, b_shape=self.b_shape),
+                                          cols, self.a_shape, acc_width, b_shape=self.b_shape))
 
     @property
     def latency(self) -> int:
@@ -125,10 +130,10 @@ class SystolicOS(wiring.Component):
             m.submodules[name] = component if enable is None else EnableInserter(enable)(component)
             return component
 
-        a_lane = data.StructLayout({"a": self.operand_shape, "tag": StepTag})
+        a_lane = data.StructLayout({"a": self.a_shape, "tag": StepTag})
         skew_a = add("skew_a", SkewBuffer(self.rows, a_lane))
-        skew_b = add("skew_b", SkewBuffer(self.cols, self.operand_shape))
-        pe = [[OutputStationaryPE(self.operand_shape, self.acc_width, forward=self._forwarded(i, j),
+        skew_b = add("skew_b", SkewBuffer(self.cols, self.b_shape))
+        pe = [[OutputStationaryPE(self.a_shape, self.acc_width, b_shape=self.b_shape, forward=self._forwarded(i, j),
                                   readout=readout, mac=self.mac)
                for j in range(self.cols)]
               for i in range(self.rows)]
@@ -221,7 +226,7 @@ class SystolicOS(wiring.Component):
 
     def _elaborate_bus_stream(self, m: Module) -> None:
         ops, res = self.operands, self.results
-        acc_shape = accumulator_shape(self.acc_width, self.operand_shape.signed)
+        acc_shape = accumulator_shape(self.acc_width, accumulator_signed(self.a_shape.signed, self.b_shape.signed))
         m.submodules.out = out = RowBuffer(result_beat_layout(self.cols, acc_shape))
         advance = out.space  # registers only: no path from results.ready into the array
         skew_a, skew_b, pe = self._grid(m, enable=advance)

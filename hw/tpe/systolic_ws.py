@@ -11,6 +11,7 @@ from .interface import (
     result_beat_layout,
     weight_row_beat_layout,
 )
+from ..arith.widths import accumulator_signed
 from .mac import CompressedMac, SYSTOLIC_MAC, check_mac, part_shape, parts, resolve
 from .rowbuffer import RowBuffer
 from .skew import DelayLine, SkewBuffer
@@ -37,10 +38,10 @@ class WeightStationaryPE(wiring.Component):
 
     Parameters
     ----------
-    operand_shape : Shape
-        Shape of ``a`` and the weight.
+    a_shape : Shape
+        Shape of ``a``, and of the weight unless ``b_shape`` is given.
     acc_width : int
-        Width of the partial sums; signed when the operands are.
+        Width of the partial sums; signed when either operand is.
     forward : set of str
         Which of ``"a"``, ``"tag"`` this PE passes on.
     mac : str
@@ -50,31 +51,36 @@ class WeightStationaryPE(wiring.Component):
         ``2**acc_width``); the Booth partial products of ``a_in * weight``
         and the incoming pair go through one carry-save tree, and the array
         resolves the pair at the bottom edge.
+    b_shape : Shape or None
+        Shape of the weight (``w_data``, ``w``, ``w_next``: an element of ``B``); ``None``: ``a_shape``.
     """
 
-    def __init__(self, operand_shape, acc_width: int, *, forward=frozenset({"a", "tag"}), mac: str = "baseline"):
-        self._operand_shape = Shape.cast(operand_shape)
-        self._acc_shape = accumulator_shape(acc_width, self._operand_shape.signed)
+    def __init__(self, a_shape, acc_width: int, *, b_shape=None, forward=frozenset({"a", "tag"}),
+                 mac: str = "baseline"):
+        self._a_shape = Shape.cast(a_shape)
+        self._b_shape = self._a_shape if b_shape is None else Shape.cast(b_shape)
+        self._acc_shape = accumulator_shape(acc_width, accumulator_signed(self._a_shape.signed,
+                                                                          self._b_shape.signed))
         self._forward = frozenset(forward)
         self._mac = check_mac(mac, SYSTOLIC_MAC)
         value = part_shape(mac, self._acc_shape)
         members = {
-            "a_in": In(self._operand_shape),
+            "a_in": In(self._a_shape),
             "tag_in": In(StepTag),
             "w_load": In(1),
-            "w_data": In(self._operand_shape),
+            "w_data": In(self._b_shape),
         }
         for part in parts(mac):
             members |= {f"psum{part}_in": In(value), f"psum{part}_out": Out(value)}
-        outputs = {"a": self._operand_shape, "tag": StepTag}
+        outputs = {"a": self._a_shape, "tag": StepTag}
         for name in sorted(self._forward):
             members[f"{name}_out"] = Out(outputs[name])
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        w = Signal(self._operand_shape, name="w")
-        w_next = Signal(self._operand_shape, name="w_next")
+        w = Signal(self._b_shape, name="w")
+        w_next = Signal(self._b_shape, name="w_next")
         with m.If(self.w_load):
             m.d.sync += w_next.eq(self.w_data)
         for name in sorted(self._forward):
@@ -83,7 +89,7 @@ class WeightStationaryPE(wiring.Component):
         if self._mac == "baseline":
             updates = [self.psum_out.eq(self.psum_in + self.a_in * weight)]
         else:
-            m.submodules.mac = mac = CompressedMac(1, self._operand_shape, self._acc_shape.width, 2)
+            m.submodules.mac = mac = CompressedMac(1, self._a_shape, self._acc_shape.width, 2, b_shape=self._b_shape)
             m.d.comb += [mac.a[0].eq(self.a_in), mac.b[0].eq(weight),
                          mac.addends[0].eq(self.psum_sum_in), mac.addends[1].eq(self.psum_carry_in)]
             updates = [self.psum_sum_out.eq(mac.sum), self.psum_carry_out.eq(mac.carry)]
@@ -134,26 +140,30 @@ class SystolicWS(wiring.Component):
     ----------
     rows, cols : int
         PE rows (the largest ``K``) and columns (columns of ``B`` and ``C``).
-    operand_shape : ShapeLike
-        Shape of every ``A`` and ``B`` element.
+    a_shape : ShapeLike
+        Shape of every ``A`` element, and of every ``B`` element unless ``b_shape`` is given.
     acc_width : int
-        Partial-sum width (see :func:`hw.arith.accumulator_width` with ``k_max = rows``).
+        Partial-sum width (see :func:`hw.arith.accumulator_width` with ``k_max = rows``);
+        signed when either operand is.
     mac : str
         ``"baseline"`` or ``"opt1"`` (:class:`WeightStationaryPE`): with ``opt1``
         partial sums move down as carry-save pairs and one adder per column
         resolves the pair leaving the bottom PE, before the de-skew. Timing is
         the same.
+    b_shape : ShapeLike or None
+        Shape of every ``B`` element (the weights); ``None``: ``a_shape``.
     """
 
-    def __init__(self, rows: int, cols: int, operand_shape, acc_width: int, *, mac: str = "baseline"):
+    def __init__(self, rows: int, cols: int, a_shape, acc_width: int, *, b_shape=None, mac: str = "baseline"):
         if rows < 1 or cols < 1:
             raise ValueError(f"array size must be at least 1x1, not {rows}x{cols}")
         self.rows, self.cols = rows, cols
-        self.operand_shape = Shape.cast(operand_shape)
+        self.a_shape = Shape.cast(a_shape)
+        self.b_shape = self.a_shape if b_shape is None else Shape.cast(b_shape)
         self.acc_width = acc_width
         self.mac = check_mac(mac, SYSTOLIC_MAC)
-        super().__init__(engine_signature(weight_row_beat_layout(rows, cols, self.operand_shape),
-                                          cols, self.operand_shape, acc_width))
+        super().__init__(engine_signature(weight_row_beat_layout(rows, cols, self.a_shape, b_shape=self.b_shape),
+                                          cols, self.a_shape, acc_width, b_shape=self.b_shape))
 
     @property
     def latency(self) -> int:
@@ -187,7 +197,7 @@ class SystolicWS(wiring.Component):
         m = Module()
         ops, res = self.operands, self.results
         rows, cols = self.rows, self.cols
-        acc_shape = accumulator_shape(self.acc_width, self.operand_shape.signed)
+        acc_shape = accumulator_shape(self.acc_width, accumulator_signed(self.a_shape.signed, self.b_shape.signed))
 
         m.submodules.out = out = RowBuffer(result_beat_layout(cols, acc_shape))
         advance = out.space  # registers only: no path from results.ready into the array
@@ -196,12 +206,13 @@ class SystolicWS(wiring.Component):
             m.submodules[name] = EnableInserter(advance)(component)
             return component
 
-        a_lane = data.StructLayout({"a": self.operand_shape, "tag": StepTag})
-        w_lane = data.StructLayout({"w": self.operand_shape, "row": unsigned(max(1, (rows - 1).bit_length())),
+        a_lane = data.StructLayout({"a": self.a_shape, "tag": StepTag})
+        w_lane = data.StructLayout({"w": self.b_shape, "row": unsigned(max(1, (rows - 1).bit_length())),
                                     "load": unsigned(1)})
         skew_a = add("skew_a", SkewBuffer(rows, a_lane))
         skew_w = add("skew_w", SkewBuffer(cols, w_lane))
-        pe = [[WeightStationaryPE(self.operand_shape, self.acc_width, forward=self._forwarded(k, j), mac=self.mac)
+        pe = [[WeightStationaryPE(self.a_shape, self.acc_width, b_shape=self.b_shape, forward=self._forwarded(k, j),
+                                  mac=self.mac)
                for j in range(cols)] for k in range(rows)]
         for k in range(rows):
             for j in range(cols):

@@ -20,7 +20,8 @@ OPCODES: dict[str, int] = {"END": 0, "LINEAR": 1, "ADD": 2, "IM2COL": 3, "ATTENT
 FIELDS: dict[str, dict[str, tuple[int, int]]] = {
     "END": {},
     "LINEAR": {"m": (1, 32), "k": (2, 32), "n": (3, 32), "src": (4, 64), "weights": (6, 64), "dst": (8, 64),
-               "residual": (10, 64), "src_stride": (12, 32), "dst_stride": (13, 32), "res_stride": (14, 32)},
+               "residual": (10, 64), "src_stride": (12, 32), "dst_stride": (13, 32), "res_stride": (14, 32),
+               "b_stride": (15, 32)},
     "ADD": {"rows": (1, 32), "n": (2, 32), "src": (4, 64), "src2": (6, 64), "dst": (8, 64),
             "src_stride": (12, 32), "dst_stride": (13, 32), "src2_stride": (14, 32)},
     "IM2COL": {"channels": (1, 32), "height": (2, 32), "width": (3, 32), "src": (4, 64), "dst": (8, 64),
@@ -34,7 +35,7 @@ FIELDS: dict[str, dict[str, tuple[int, int]]] = {
 #: opcode name -> {flag name: bit of the flags byte}.
 FLAGS: dict[str, dict[str, int]] = {
     "END": {},
-    "LINEAR": {"bias": 0, "gelu": 1, "residual": 2, "no_prefetch": 3},
+    "LINEAR": {"bias": 0, "gelu": 1, "residual": 2, "no_prefetch": 3, "b_rows": 4, "b_transposed": 5},
     "ADD": {},
     "IM2COL": {},
     "ATTENTION": {},

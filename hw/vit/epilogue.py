@@ -6,7 +6,8 @@ every rule from :mod:`hw.arith.fixed`:
 1. ``x = S << (acc.frac - a.frac - b.frac) + shift_round(bias, bias.frac - acc.frac)``, where
    ``S`` is the engine's exact sum of products (products are exact: the accumulator keeps at
    least ``a.frac + b.frac`` fraction bits);
-2. ``acc = fit(x, acc, overflow)``; ``y = requantize(acc, acc.frac, out, rounding, overflow)``;
+2. ``acc = fit(x, acc, overflow)``; ``y = requantize(acc, acc.frac, out, rounding, overflow)`` (with a
+   ``scale``, ``y = requantize(acc * code, acc.frac + frac, out, ...)``: the attention scores);
 3. with ``gelu``: ``y = requantize(GELU(requantize(y, out.frac, gelu.input)), gelu.output.frac, out)``
    (the golden's ``feature_gelu``);
 4. with ``residual``: ``y = fit(y + r, out, overflow)`` (the golden's ``add``).
@@ -51,6 +52,9 @@ class EpilogueFormat:
     rounding: Rounding
     overflow: Overflow
     bias: FixedFormat | None = None
+    #: ``(code, frac)``: the accumulator is multiplied by ``code * 2**-frac`` before the requantisation
+    #: (the attention scores' scale ``1/sqrt(head_dim)``, as the golden's ``scale_scores`` applies it).
+    scale: tuple[int, int] | None = None
 
     @property
     def product_shift(self) -> int:
@@ -61,7 +65,8 @@ class EpilogueFormat:
         fmt = lambda f: None if f is None else {"width": f.width, "frac": f.frac, "signed": f.signed}  # noqa: E731
         return {"names": list(self.names), "a": fmt(self.a), "b": fmt(self.b), "bias": fmt(self.bias),
                 "acc": fmt(self.acc), "out": fmt(self.out), "rounding": self.rounding.value,
-                "overflow": self.overflow.value}
+                "overflow": self.overflow.value,
+                "scale": None if self.scale is None else {"code": self.scale[0], "frac": self.scale[1]}}
 
 
 def epilogue_input_layout(cols: int, acc_shape, bias_bits: int, out: FixedFormat) -> data.StructLayout:
@@ -100,7 +105,7 @@ class EpilogueLane(wiring.Component):
         """Formats grouped by the part after the sum (accumulator, rounding, overflow): one circuit each."""
         groups = {}
         for index, f in enumerate(self.formats):
-            groups.setdefault((f.acc, f.rounding, f.overflow), []).append(index)
+            groups.setdefault((f.acc, f.rounding, f.overflow, f.scale), []).append(index)
         return list(groups.items())
 
     def _selects(self, members: list[int]):
@@ -136,12 +141,18 @@ class EpilogueLane(wiring.Component):
         total = self._sum()
         x = stage(m, en, "sum", total, signed(Shape.cast(total.shape()).width))
         res = stage(m, en, "res_1", self.res)
-        acc_width = max(acc.width for (acc, _, _), _ in groups)
-        acc = stage(m, en, "acc_fit", self._by_group(groups, [fit_hw(x, a, o) for (a, _, o), _ in groups]),
+        acc_width = max(acc.width for (acc, _, _, _), _ in groups)
+        acc = stage(m, en, "acc_fit", self._by_group(groups, [fit_hw(x, a, o) for (a, _, o, _), _ in groups]),
                     signed(acc_width + 1))
         res = stage(m, en, "res_2", res)
-        y = stage(m, en, "act", self._by_group(groups, [requantize_hw(acc, a.frac, out_fmt, r, o)
-                                                        for (a, r, o), _ in groups]), out_fmt.shape())
+
+        def output(a, r, o, scale):
+            if scale is None:
+                return requantize_hw(acc, a.frac, out_fmt, r, o)
+            code, frac = scale
+            return requantize_hw(acc * code, a.frac + frac, out_fmt, r, o)
+
+        y = stage(m, en, "act", self._by_group(groups, [output(*key) for key, _ in groups]), out_fmt.shape())
         res = stage(m, en, "res_3", res)
         if self.gelu_spec is not None:
             spec = self.gelu_spec

@@ -16,7 +16,7 @@ from amaranth.hdl import Const, Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .operands import _log2
+from .slices import log2_exact as _log2
 from .select import pick
 
 
@@ -24,13 +24,18 @@ class Feeder(wiring.Component):
     """See the module docstring. ``operand_layout`` is the engine's beat layout."""
 
     def __init__(self, *, rows: int, cols: int, steps: int, word_elems: int, a_bits: int, b_bits: int,
-                 operand_layout, pitch: int, half_words: int, a_words: int):
+                 operand_layout, pitch: int, half_words: int, a_words: int, bt_words: int = 0):
         if word_elems % steps:
             raise ValueError(f"{steps} steps per beat do not divide the {word_elems} elements of an A word")
         self.rows, self.cols, self.steps, self.word_elems = rows, cols, steps, word_elems
         self.a_bits, self.b_bits, self.pitch, self.half_words = a_bits, b_bits, pitch, half_words
         self.operand_layout = operand_layout
-        super().__init__({
+        self.bt_words = bt_words
+        transposed = {} if not bt_words else {
+            "transposed": In(1), "bt_rows_loaded": In(32),
+            "bt_r_en": Out(1), "bt_r_addr": Out(range(max(2, bt_words))),
+            "bt_r_data": In(word_elems * b_bits).array(cols)}
+        super().__init__(transposed | {
             "start": In(1), "m_rows": In(32), "k": In(32), "n_cols": In(32),
             "rows_loaded": In(32), "w_ready": In(2),
             "a_r_en": Out(1), "a_r_addr": Out(range(max(2, a_words))),
@@ -50,11 +55,12 @@ class Feeder(wiring.Component):
         row0 = Signal(32, name="row0")
         col0 = Signal(32, name="col0")
         a_base = Signal(self.a_r_addr.shape(), name="a_base")
+        bt_base = Signal(range(max(2, self.bt_words + self.pitch)), name="bt_base")  # B^T words of this tile
         half = Signal(name="half")
         issuing = Signal(name="issuing")  # beats remain to issue
         with m.If(self.start):
             m.d.sync += [k.eq(self.k), m_rows.eq(self.m_rows), n_cols.eq(self.n_cols), k0.eq(0), row0.eq(0),
-                         col0.eq(0), a_base.eq(0), half.eq(0), issuing.eq(1)]
+                         col0.eq(0), a_base.eq(0), bt_base.eq(0), half.eq(0), issuing.eq(1)]
 
         # Stage B: metadata of the beat whose memory words arrive this cycle.
         b_valid = Signal(name="b_valid")
@@ -64,7 +70,12 @@ class Feeder(wiring.Component):
         m.d.comb += advance.eq(~b_valid | ops.ready)
 
         rows_in = (self.rows_loaded >= row0 + rows) | (self.rows_loaded >= m_rows)
-        can_issue = issuing & pick(half, [self.w_ready[0], self.w_ready[1]]) & rows_in & ~self.start
+        b_in = pick(half, [self.w_ready[0], self.w_ready[1]])
+        if self.bt_words:
+            # B^T: the tile's columns are rows of a tensor loaded once, like A's rows.
+            bt_in = (self.bt_rows_loaded >= col0 + cols) | (self.bt_rows_loaded >= n_cols)
+            b_in = Mux(self.transposed, bt_in, b_in)
+        can_issue = issuing & b_in & rows_in & ~self.start
         last_step = k0 + steps >= k
         m.d.comb += [
             self.a_r_en.eq(advance), self.w_r_en.eq(advance),
@@ -82,7 +93,8 @@ class Feeder(wiring.Component):
                     with m.If(row0 + rows < m_rows):
                         m.d.sync += [row0.eq(row0 + rows), a_base.eq(a_base + self.pitch)]
                     with m.Else():
-                        m.d.sync += [row0.eq(0), a_base.eq(0), half.eq(~half), col0.eq(col0 + cols)]
+                        m.d.sync += [row0.eq(0), a_base.eq(0), half.eq(~half), col0.eq(col0 + cols),
+                                     bt_base.eq(bt_base + self.pitch)]
                         with m.If(col0 + cols >= n_cols):
                             m.d.sync += issuing.eq(0)
         with m.If(self.start):
@@ -104,7 +116,14 @@ class Feeder(wiring.Component):
                 m.d.comb += ops.payload.a[s * rows + i].eq(Mux(live, code, 0))
             for j in range(cols):
                 value = self.w_r_data[s][j * self.b_bits:(j + 1) * self.b_bits]
+                if self.bt_words:
+                    word = self.bt_r_data[j]
+                    lanes = [word[e * self.b_bits:(e + 1) * self.b_bits] for e in range(self.word_elems)]
+                    transposed = pick(group >> _log2(steps) if steps > 1 else group, lanes[s::steps])
+                    value = Mux(self.transposed, transposed, value)
                 code = value.as_signed() if b_shape.signed else value.as_unsigned()
                 m.d.comb += ops.payload.b[s * cols + j].eq(Mux(live, code, 0))
         m.d.comb += self.done.eq(~issuing & ~b_valid)
+        if self.bt_words:
+            m.d.comb += [self.bt_r_en.eq(advance), self.bt_r_addr.eq(bt_base + (k0 >> _log2(self.word_elems)))]
         return m

@@ -30,8 +30,10 @@ from .descriptors import ERROR, FLAGS
 from .engine import EngineControl, TensorCheck, desc_field, desc_flag, engine_members
 from .epilogue import Epilogue, EpilogueFormat
 from .feeder import Feeder
-from .operands import ABuffer, WeightBuffer, _log2
-from .rowio import RowReader, RowWriter, SliceGeometry
+from .operands import ABuffer, WeightBuffer
+from .slices import log2_exact as _log2
+from .rowio import RowReader, RowWriter
+from .slices import SliceGeometry
 from .select import equals
 from .walk import RowWalk
 
@@ -51,7 +53,7 @@ class LinearEngine(wiring.Component):
 
     def __init__(self, *, engine, addr_width: int, data_width: int, act: FixedFormat, act_bytes: int,
                  w_bytes: int, a_rows: int, a_k: int, k_max: int, formats: list[EpilogueFormat],
-                 gelu: GeluSpec | None):
+                 gelu: GeluSpec | None, attention: bool = False):
         job = engine.job
         if job["format"] != "k_steps":
             raise ValueError(f"the linear engine feeds k_steps engines, not {job['format']}")
@@ -91,8 +93,17 @@ class LinearEngine(wiring.Component):
         if self.bias_bits > 8 * w_bytes:
             raise ValueError(f"biases of {self.bias_bits} bits do not fit {w_bytes}-byte weight containers")
         self.slices = SliceGeometry(cols=self.cols, act_bytes=act_bytes, data_width=data_width)
-        super().__init__(engine_members(addr_width=addr_width, data_width=data_width, read_clients=3,
-                                        write_clients=1) | {"mac_beat": Out(1)})
+        # The unified attention's B operands: V's rows (``b_rows``) and K's rows as B^T (``b_transposed``, a
+        # second set of banks like A's, one per output column); B codes are then activations.
+        self.attention = attention
+        self.w_bits = max(f.b.width for f in formats if f.b.width <= 8 * w_bytes) if any(
+            f.b.width <= 8 * w_bytes for f in formats) else 8 * w_bytes
+        self.b_bank_bits = max(self.w_bits, act.width) if attention else self.w_bits
+        if self.b_bank_bits > self.b_bits:
+            raise ValueError(f"B codes of {self.b_bank_bits} bits do not fit the engine's {self.b_bits}-bit operands")
+        self.bt_words = -(-a_rows // self.cols) * self.pitch if attention else 0
+        super().__init__(engine_members(addr_width=addr_width, data_width=data_width, read_clients=4 if attention
+                                        else 3, write_clients=1) | {"mac_beat": Out(1)})
 
     @property
     def a_bits(self) -> int:
@@ -116,12 +127,19 @@ class LinearEngine(wiring.Component):
             pitch=self.pitch)
         w_buf = m.submodules.w_buf = WeightBuffer(
             cols=self.cols, steps=self.steps, data_width=self.data_width, addr_width=self.addr_width,
-            w_bytes=self.w_bytes, b_bits=min(self.b_bits, 8 * self.w_bytes), bias_bits=self.bias_bits,
-            half_words=self.half_words, row_beats=self.w_row_beats, k_max=self.k_max)
+            w_bytes=self.w_bytes, w_bits=self.w_bits, b_bits=self.b_bank_bits, bias_bits=self.bias_bits,
+            half_words=self.half_words, row_beats=self.w_row_beats, k_max=self.k_max, rows_mode=self.attention,
+            act_bytes=self.act_bytes, act_bits=self.act.width)
         feeder = m.submodules.feeder = Feeder(
             rows=self.rows, cols=self.cols, steps=self.steps, word_elems=self.word_elems, a_bits=self.a_bits,
-            b_bits=min(self.b_bits, 8 * self.w_bytes), operand_layout=self.operand_layout, pitch=self.pitch,
-            half_words=self.half_words, a_words=max(1, self.a_words))
+            b_bits=self.b_bank_bits, operand_layout=self.operand_layout, pitch=self.pitch,
+            half_words=self.half_words, a_words=max(1, self.a_words), bt_words=self.bt_words)
+        if self.attention:
+            bt_buf = m.submodules.bt_buf = ABuffer(
+                rows=self.cols, data_width=self.data_width, addr_width=self.addr_width, act_bytes=self.act_bytes,
+                operand_bits=self.b_bank_bits, beats_per_word=self.beats_per_word, words=self.bt_words,
+                pitch=self.pitch)
+            wiring.connect(m, wiring.flipped(self.reads[3]), bt_buf.read)
         m.submodules.tpe = tpe = self.engine
         acc_shape = Shape.cast(tpe.results.payload.shape().members["c"].elem_shape)
         epi = m.submodules.epilogue = Epilogue(cols=self.cols, acc_shape=acc_shape, formats=self.formats,
@@ -143,10 +161,15 @@ class LinearEngine(wiring.Component):
         tile_bytes = (k + flag("bias")) * (self.w_row_beats * beat_bytes)
         slice_span = n_tiles * self.slices.slice_bytes
         row_span = Mux(slice_span < beat_bytes, beat_bytes, slice_span)
+        b_rows, b_transposed = (flag("b_rows"), flag("b_transposed")) if self.attention else (0, 0)
+        a_row_bytes = k << _log2(self.act_bytes)
+        # B: weight tiles (one block), V's rows (K rows of the output's span) or K's rows (N rows of K elements).
+        b_check = (Mux(b_transposed, n_cols, Mux(b_rows, k, 1)), Mux(b_rows | b_transposed, field("b_stride"), 0),
+                   Mux(b_transposed, a_row_bytes, Mux(b_rows, row_span, n_tiles * tile_bytes)))
         checks = {}
         for name, base, rows, stride, row_bytes in (
-                ("src", field("src"), m_rows, field("src_stride"), k << _log2(self.act_bytes)),
-                ("weights", field("weights"), 1, 0, n_tiles * tile_bytes),
+                ("src", field("src"), m_rows, field("src_stride"), a_row_bytes),
+                ("weights", field("weights"), *b_check),
                 ("dst", field("dst"), m_rows, field("dst_stride"), row_span),
                 ("residual", field("residual"), m_rows, field("res_stride"), row_span)):
             check = checks[name] = TensorCheck(addr_width=self.addr_width, align=beat_bytes)
@@ -164,8 +187,15 @@ class LinearEngine(wiring.Component):
         format_ok = ~(desc[8:16] & (~known_flags & 0xFF)).any() & (fmt < len(self.formats)) & bias_ok
         if self.gelu is None:
             format_ok = format_ok & ~flag("gelu")
+        if self.attention:  # one B source; activations carry no bias row
+            format_ok = format_ok & ~(flag("b_rows") & flag("b_transposed")) & \
+                ~((flag("b_rows") | flag("b_transposed")) & flag("bias"))
+        else:
+            format_ok = format_ok & ~flag("b_rows") & ~flag("b_transposed")
         size_ok = (m_rows.any() & k.any() & n_cols.any() & (k <= min(self.k_max, self.a_k))
                    & (m_rows <= self.a_rows) & (n_cols <= N_MAX))
+        if self.attention:  # B^T holds at most a_rows rows (keys)
+            size_ok = size_ok & (~flag("b_transposed") | (n_cols <= self.a_rows))
 
         control = m.submodules.control = EngineControl(check_cycles=TensorCheck.latency)
         finished = Signal(name="finished")
@@ -185,8 +215,18 @@ class LinearEngine(wiring.Component):
                      self.busy.eq(control.busy), self.done.eq(control.done), self.error.eq(control.error)]
 
         # ------------------------------------------------------------ run
-        for unit in (a_buf, w_buf, feeder, reader, writer):
+        for unit in (a_buf, feeder, reader, writer):
             m.d.comb += unit.start.eq(go)
+        m.d.comb += [w_buf.start.eq(go & ~b_transposed), w_buf.rows.eq(b_rows), w_buf.b_stride.eq(field("b_stride"))]
+        b_loaded = w_buf.tiles_done
+        if self.attention:
+            m.d.comb += [bt_buf.start.eq(go & b_transposed), bt_buf.m_rows.eq(n_cols), bt_buf.k.eq(k),
+                         bt_buf.src.eq(field("weights")), bt_buf.src_stride.eq(field("b_stride")),
+                         feeder.transposed.eq(b_transposed), feeder.bt_rows_loaded.eq(bt_buf.rows_loaded),
+                         bt_buf.r_en.eq(feeder.bt_r_en), bt_buf.r_addr.eq(feeder.bt_r_addr)]
+            for j in range(self.cols):
+                m.d.comb += feeder.bt_r_data[j].eq(bt_buf.r_data[j].as_value())
+            b_loaded = Mux(b_transposed, bt_buf.loaded, w_buf.tiles_done)
         m.d.comb += [
             a_buf.m_rows.eq(m_rows), a_buf.k.eq(k), a_buf.src.eq(field("src")), a_buf.src_stride.eq(field("src_stride")),
             w_buf.k.eq(k), w_buf.n_cols.eq(n_cols), w_buf.weights.eq(field("weights")), w_buf.bias.eq(flag("bias")),
@@ -238,7 +278,7 @@ class LinearEngine(wiring.Component):
                      writer.rows.valid.eq(out_queue.r_rdy), writer.rows.payload.as_value().eq(out_queue.r_data),
                      out_queue.r_en.eq(writer.rows.ready)]
 
-        m.d.comb += finished.eq(a_buf.loaded & w_buf.tiles_done & feeder.done & walk.done & writer.idle)
+        m.d.comb += finished.eq(a_buf.loaded & b_loaded & feeder.done & walk.done & writer.idle)
         m.d.comb += self.mem_stall.eq(running & (feeder.waiting | writer.waiting |
                                                  (res.valid & walk.keep & use_res & ~reader.rows.valid)))
         return m

@@ -16,28 +16,9 @@ from amaranth.lib.wiring import In, Out
 from hw.arith.fixed import FixedFormat
 
 from .axi import ReadClientSignature, WriteClientSignature
-from .operands import _log2
+from .slices import SliceGeometry
 from .select import pick
 from .walk import RowWalk
-
-
-class SliceGeometry:
-    """Where slices sit in beats (see the module docstring)."""
-
-    def __init__(self, *, cols: int, act_bytes: int, data_width: int):
-        self.cols, self.act_bytes = cols, act_bytes
-        self.beat_bytes = data_width // 8
-        self.slice_bytes = cols * act_bytes
-        if self.slice_bytes >= self.beat_bytes:
-            if self.slice_bytes % self.beat_bytes:
-                raise ValueError(f"a row slice of {self.slice_bytes} bytes is not a whole number of "
-                                 f"{self.beat_bytes}-byte beats")
-            self.beats, self.per_beat = self.slice_bytes // self.beat_bytes, 1
-        else:
-            if self.beat_bytes % self.slice_bytes:
-                raise ValueError(f"a row slice of {self.slice_bytes} bytes does not divide a "
-                                 f"{self.beat_bytes}-byte beat")
-            self.beats, self.per_beat = 1, self.beat_bytes // self.slice_bytes
 
 
 class _SliceAddress:

@@ -11,6 +11,7 @@ with its ``protect:`` section, and the prediction as JSON beside it
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from gen.errors import ConfigError, UsageError
@@ -189,6 +190,8 @@ def run(args) -> int:
     console = Console(stderr=True)
     with console.status("pricing the mechanisms") as status:
         table = area_table(args, design, meta["manifest"], blocks, status)
+    for line in table.get("skipped", ()):
+        print(f"npuforge: warning: {line}", file=sys.stderr)
     model = optimize.model_for(blocks, coverage=table.get("coverage", {}),
                                abft_fraction=optimize.abft_fraction(design))
     takes_protect = _kind_takes_protect(design)

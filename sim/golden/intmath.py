@@ -12,8 +12,12 @@ def wrap(values, width: int, signed: bool) -> np.ndarray:
     """Reduce integers to ``width`` bits the way a hardware register does.
 
     Unsigned: modulo ``2**width``. Signed: two's complement, so the result lies in
-    ``[-2**(width-1), 2**(width-1))``. Inputs must fit in int64.
+    ``[-2**(width-1), 2**(width-1))``. Inputs must fit in int64, or be an object
+    array of Python integers of any size (exact sums too wide for int64); the result
+    of an object array is int64 when every value fits, else an object array.
     """
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return _wrap_exact(values, width, signed)
     values = np.asarray(values, dtype=np.int64)
     if width >= 64:
         return values
@@ -44,3 +48,13 @@ def multiply(a, b) -> np.ndarray:
     if magnitude(a) * magnitude(b) < (1 << MAX_INTERMEDIATE_BITS):
         return a.astype(np.int64, copy=False) * b.astype(np.int64, copy=False)
     return a.astype(object) * b.astype(object)
+
+
+def _wrap_exact(values: np.ndarray, width: int, signed: bool) -> np.ndarray:
+    """:func:`wrap` on Python integers (no bit limit)."""
+    low_bits = values & ((1 << width) - 1)
+    if signed:
+        half = 1 << (width - 1)
+        low_bits = np.where(low_bits >= half, low_bits - (1 << width), low_bits).astype(object)
+    fits = width < 64 or (signed and width == 64)
+    return low_bits.astype(np.int64) if fits else low_bits

@@ -124,6 +124,7 @@ def stream_cycles(jobs, *, arch: str, mac: str, operand_width: int, signed: bool
 def for_config(cfg):
     """``job_cycles`` bound to a validated ``TpeConfig`` (``back_to_back`` still a keyword)."""
     def cycles(a, b, *, back_to_back: bool = True):
-        return job_cycles(a, b, arch=cfg.arch, mac=cfg.mac, operand_width=cfg.operand.width,
-                          signed=cfg.operand.signed, back_to_back=back_to_back, rows=cfg.rows)
+        # The data-dependent options take one format for A and B (the config refuses two).
+        return job_cycles(a, b, arch=cfg.arch, mac=cfg.mac, operand_width=cfg.a_format.width,
+                          signed=cfg.a_format.signed, back_to_back=back_to_back, rows=cfg.rows)
     return cycles

@@ -33,7 +33,7 @@ from sim.golden.intmath import operand_range
 
 from .harness import BitFlips, CycleLoop, RunFiles, as_unsigned, reset, start_and_reset
 from .stream import StreamSink, StreamSource
-from .tpe_beats import LATENCY_TO, pack_jobs
+from .tpe_beats import LATENCY_TO, operand_widths, pack_jobs
 
 #: What the vectors are made of (``npuforge sim`` counts ``vectors[VECTOR_UNIT]``).
 VECTOR_UNIT = "jobs"
@@ -64,8 +64,25 @@ def _shapes(cfg) -> tuple[list[tuple[int, int]], "callable"]:
     return sorted({(rows, 1), (rows, k_max)}), draw
 
 
-def _edge_jobs(shapes, cols: int, width: int, signed: bool) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    lo, hi = operand_range(width, signed)
+def _extreme_pairs(a_format, b_format) -> list[tuple[str, int, int]]:
+    """``(label, A value, B value)`` for every job of constant extremes beyond zeros and all max.
+
+    One format: (-2**(W-1))**2 is the largest product, max * min the most negative one
+    (signed); max * zero otherwise. Two formats: every other corner of the two ranges,
+    so each side's extremes meet the other's, mixed signedness included.
+    """
+    a_lo, a_hi = operand_range(a_format.width, a_format.signed)
+    b_lo, b_hi = operand_range(b_format.width, b_format.signed)
+    if a_format == b_format:
+        return [("all min", a_lo, a_lo), ("min x max", a_lo, a_hi)] if a_format.signed else \
+            [("max x zero", a_hi, 0)]
+    corners = [("all min", a_lo, b_lo), ("A min x B max", a_lo, b_hi), ("A max x B min", a_hi, b_lo)]
+    return [(label, a, b) for label, a, b in corners if (a, b) != (0, 0)]
+
+
+def _edge_jobs(shapes, cols: int, a_format, b_format) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    a_lo, a_hi = operand_range(a_format.width, a_format.signed)
+    b_lo, b_hi = operand_range(b_format.width, b_format.signed)
     jobs = []
     for rows, k in shapes:
         tag = f"{rows}x{k}" if len(shapes) > 2 else f"K={k}"
@@ -73,16 +90,11 @@ def _edge_jobs(shapes, cols: int, width: int, signed: bool) -> list[tuple[str, n
         def filled(a_value, b_value, rows=rows, k=k):
             return np.full((rows, k), a_value, dtype=np.int64), np.full((k, cols), b_value, dtype=np.int64)
         jobs.append((f"zeros {tag}", *filled(0, 0)))
-        jobs.append((f"all max {tag}", *filled(hi, hi)))
-        if signed:
-            # (-2**(W-1))**2 is the largest product; max * min the most negative one.
-            jobs.append((f"all min {tag}", *filled(lo, lo)))
-            jobs.append((f"min x max {tag}", *filled(lo, hi)))
-        else:
-            jobs.append((f"max x zero {tag}", *filled(hi, 0)))
+        jobs.append((f"all max {tag}", *filled(a_hi, b_hi)))
+        jobs += [(f"{label} {tag}", *filled(a, b)) for label, a, b in _extreme_pairs(a_format, b_format)]
         # Extremes in a checkerboard: every PE sees both signs / both ends.
-        checker_a = np.where(np.add.outer(np.arange(rows), np.arange(k)) % 2 == 0, lo, hi)
-        checker_b = np.where(np.add.outer(np.arange(k), np.arange(cols)) % 3 == 0, hi, lo)
+        checker_a = np.where(np.add.outer(np.arange(rows), np.arange(k)) % 2 == 0, a_lo, a_hi)
+        checker_b = np.where(np.add.outer(np.arange(k), np.arange(cols)) % 3 == 0, b_hi, b_lo)
         jobs.append((f"checkerboard extremes {tag}", checker_a, checker_b))
     return jobs
 
@@ -103,7 +115,7 @@ def _sparse_edge_jobs(cfg, rng) -> list[tuple[str, np.ndarray, np.ndarray]]:
     Each operand's cost (nonzero EN-T digits, or effectual terms) sets the
     cycles; these jobs take the most and the fewest cycles per beat, and make
     one row (or, for ``laconic``, one column) the slowest so the lockstep
-    maximum is checked.
+    maximum is checked. These options take one format for ``A`` and ``B`` (``operand``).
     """
     width, signed, rows, cols, k = cfg.operand.width, cfg.operand.signed, cfg.rows, cfg.cols, cfg.k_bound
     lo, hi = operand_range(width, signed)
@@ -136,22 +148,22 @@ def make_vectors(cfg, *, seed: int, n_random: int, valid_prob: float = 1.0,
     """Jobs for one run: edge cases (shortest and longest K) then ``n_random`` random jobs.
 
     Random jobs draw K (and, for ``systolic_ws``, the rows of A) with a third
-    of them at the ends, and operands uniformly over the whole range. Every job
-    carries its golden ``c``.
+    of them at the ends, and operands uniformly over the whole range of their
+    format (``A``'s and ``B``'s). Every job carries its golden ``c``.
     """
     rng = np.random.default_rng(seed)
-    width, signed = cfg.operand.width, cfg.operand.signed
-    lo, hi = operand_range(width, signed)
+    a_lo, a_hi = operand_range(cfg.a_format.width, cfg.a_format.signed)
+    b_lo, b_hi = operand_range(cfg.b_format.width, cfg.b_format.signed)
     model = golden.for_config(cfg)
     edges, draw = _shapes(cfg)
 
-    jobs = _edge_jobs(edges, cfg.cols, width, signed) if edge_cases else []
+    jobs = _edge_jobs(edges, cfg.cols, cfg.a_format, cfg.b_format) if edge_cases else []
     if edge_cases and cfg.mac in tpe_cycles.DATA_DEPENDENT:
         jobs += _sparse_edge_jobs(cfg, rng)
     for index in range(n_random):
         rows, k = draw(rng)
-        a = rng.integers(lo, hi + 1, size=(rows, k), dtype=np.int64)
-        b = rng.integers(lo, hi + 1, size=(k, cfg.cols), dtype=np.int64)
+        a = rng.integers(a_lo, a_hi + 1, size=(rows, k), dtype=np.int64)
+        b = rng.integers(b_lo, b_hi + 1, size=(k, cfg.cols), dtype=np.int64)
         label = f"random #{index} {rows}x{k}" if cfg.arch == "systolic_ws" else f"random #{index} K={k}"
         jobs.append((label, a, b))
 
@@ -262,7 +274,7 @@ class GemmTestbench:
         self.dut, self.run = dut, run
         self.params = params = run.manifest["parameters"]
         self.job_format = params["job"]
-        self.width = run.manifest["config"]["operand"]["width"]
+        self.width, self.b_width = operand_widths(run.manifest["config"])
         self.latency, self.interval = params["latency"], params["job_interval"]
         flow = run.vectors["flow"]
         self.source = StreamSource(dut, run.interface("operands"), rng=rng, valid_prob=flow["valid_prob"])
@@ -281,7 +293,8 @@ class GemmTestbench:
 
     async def stream(self, jobs: list[dict], *, stop_after_beats: int | None = None) -> bool:
         """Send ``jobs`` and run until all their result beats (or ``stop_after_beats``) arrived."""
-        beats, self.job_beats = pack_jobs(self.job_format, jobs, width=self.width, rng=self.junk)
+        beats, self.job_beats = pack_jobs(self.job_format, jobs, width=self.width, b_width=self.b_width,
+                                          rng=self.junk)
         for beat in beats:
             self.source.send(beat)
         wanted = sum(len(job["c"]) for job in jobs) if stop_after_beats is None else stop_after_beats

@@ -28,11 +28,23 @@ import random
 LATENCY_TO = {"k_steps": "first", "rows_with_weights": "last"}
 
 
-def pack_jobs(job_format: dict, jobs: list[dict], *, width: int,
+def operand_widths(config: dict) -> tuple[int, int]:
+    """Bits of an ``A`` and of a ``B`` element, from a (normalised) ``kind: tpe`` config as the manifest holds it.
+
+    The config has ``operand`` (one format for both) or ``operand_a`` and ``operand_b``.
+    """
+    if "operand" in config:
+        return config["operand"]["width"], config["operand"]["width"]
+    return config["operand_a"]["width"], config["operand_b"]["width"]
+
+
+def pack_jobs(job_format: dict, jobs: list[dict], *, width: int, b_width: int | None = None,
               rng: random.Random | None = None) -> tuple[list[dict], list[int]]:
     """The beats of ``jobs`` (each ``{"a": R x K, "b": K x cols}``) sent back to back.
 
-    Also returns, per job, how many beats it adds to the stream: those after the
+    ``width`` and ``b_width`` (default: ``width``) are the bits of an ``A`` and a
+    ``B`` element: the random bits of ignored fields are drawn that wide. Also
+    returns, per job, how many beats it adds to the stream: those after the
     previous job's ``last`` beat up to and including its own. Back to back at
     full rate, consecutive ``last`` beats are ``max(that count, job_interval)``
     cycles apart.
@@ -43,7 +55,7 @@ def pack_jobs(job_format: dict, jobs: list[dict], *, width: int,
         per_job = [_k_steps(job_format, job["a"], job["b"]) for job in jobs]
         return [beat for beats in per_job for beat in beats], [len(beats) for beats in per_job]
     if kind == "rows_with_weights":
-        return _rows_with_weights(job_format, jobs, width, rng)
+        return _rows_with_weights(job_format, jobs, width, width if b_width is None else b_width, rng)
     raise ValueError(f"unknown job format {kind!r}")
 
 
@@ -64,14 +76,14 @@ def _k_steps(job_format: dict, a, b) -> list[dict]:
     return beats
 
 
-def _rows_with_weights(job_format: dict, jobs: list[dict], width: int, rng: random.Random):
+def _rows_with_weights(job_format: dict, jobs: list[dict], width: int, b_width: int, rng: random.Random):
     k_max = job_format["k_max"]
     for index, job in enumerate(jobs):
         if not 1 <= len(job["b"]) <= k_max:
             raise ValueError(f"job {index}: this engine takes 1 <= K <= {k_max}, the job has K = {len(job['b'])}")
 
-    def junk(n):
-        return [rng.getrandbits(width) for _ in range(n)]
+    def junk(n, bits=width):
+        return [rng.getrandbits(bits) for _ in range(n)]
 
     cols = len(jobs[0]["b"][0]) if jobs else 0
     beats, counts = [], []
@@ -85,7 +97,7 @@ def _rows_with_weights(job_format: dict, jobs: list[dict], width: int, rng: rand
         ahead = [list(row) for row in jobs[index + 1]["b"]] if index + 1 < len(jobs) else []
         for m, a_row in enumerate(job["a"]):
             carried = ahead.pop(0) if ahead else None
-            beats.append({"a": list(a_row) + junk(k_max - k), "b": carried or junk(cols), "row": 1,
+            beats.append({"a": list(a_row) + junk(k_max - k), "b": carried or junk(cols, b_width), "row": 1,
                           "load": int(carried is not None), "last": int(m == len(job["a"]) - 1)})
         waiting = ahead
         counts.append(len(beats) - before)

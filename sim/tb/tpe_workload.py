@@ -2,7 +2,7 @@
 
 Each job multiplies a random ``A`` (the engine's ``c_rows`` rows, or ``rows``
 rows for ``systolic_ws``, by ``K``) with a random ``B`` (``K`` x ``cols``),
-operands uniform over their whole range. The operand beats are cut as
+operands uniform over the whole range of their format (``A``'s and ``B``'s). The operand beats are cut as
 ``sim.tb.tpe_beats`` says the engine wants them; the expected result beats
 are the golden model's rows of ``C``, ``last`` on each job's final row.
 """
@@ -27,13 +27,14 @@ def gemm_jobs(cfg, *, jobs: int, k: int, seed: int) -> list[dict]:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cfg.k_bound:
         raise ConfigError(f"workload.k: {k!r} is not allowed; {cfg.name} takes an integer 1 <= K <= {cfg.k_bound}")
     rng = np.random.default_rng(seed)
-    lo, hi = operand_range(cfg.operand.width, cfg.operand.signed)
+    a_lo, a_hi = operand_range(cfg.a_format.width, cfg.a_format.signed)
+    b_lo, b_hi = operand_range(cfg.b_format.width, cfg.b_format.signed)
     rows = cfg.rows if cfg.arch == "systolic_ws" else cfg.c_rows
     model = golden.for_config(cfg)
     out = []
     for _ in range(jobs):
-        a = rng.integers(lo, hi + 1, size=(rows, k), dtype=np.int64)
-        b = rng.integers(lo, hi + 1, size=(k, cfg.cols), dtype=np.int64)
+        a = rng.integers(a_lo, a_hi + 1, size=(rows, k), dtype=np.int64)
+        b = rng.integers(b_lo, b_hi + 1, size=(k, cfg.cols), dtype=np.int64)
         out.append({"a": a.tolist(), "b": b.tolist(), "c": model(a, b).tolist()})
     return out
 
@@ -49,8 +50,8 @@ def gemm(cfg, manifest: dict, *, jobs: int, k: int, seed: int) -> Workload:
     """The workload of :func:`gemm_jobs`: operand beats in, result beats (rows of ``C``) out."""
     job_list = gemm_jobs(cfg, jobs=jobs, k=k, seed=seed)
     operands, results = _interface(manifest, "operands"), _interface(manifest, "results")
-    beats, _ = pack_jobs(manifest["parameters"]["job"], job_list, width=cfg.operand.width,
-                         rng=random.Random(seed))
+    beats, _ = pack_jobs(manifest["parameters"]["job"], job_list, width=cfg.a_format.width,
+                         b_width=cfg.b_format.width, rng=random.Random(seed))
     pack_in, pack_out = PayloadCodec(operands["payload"]), PayloadCodec(results["payload"])
     expected = [pack_out.pack({"c": row, "last": int(i == len(job["c"]) - 1)})
                 for job in job_list for i, row in enumerate(job["c"])]

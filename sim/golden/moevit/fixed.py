@@ -254,9 +254,8 @@ def feature_gelu(x, cfg: MoevitConfig, u: Units) -> np.ndarray:
 
 
 def score_scale(cfg: MoevitConfig) -> tuple[int, FixedFormat]:
-    """The attention scale ``1/sqrt(head_dim)`` as a code of the weight format."""
-    w = cfg.format("weight")
-    return int(quantize(1.0 / np.sqrt(cfg.head_dim), w)), w
+    """The attention scale ``1/sqrt(head_dim)`` as a code of the weight format (:meth:`MoevitConfig.score_scale`)."""
+    return cfg.score_scale()
 
 
 def scale_scores(raw, cfg: MoevitConfig, code: int | None = None) -> np.ndarray:

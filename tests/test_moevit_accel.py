@@ -8,7 +8,9 @@ stalls on every AXI channel with the DRAM model checking the AXI rules; a read a
 with DECERR; a soft reset and a hardware reset in the middle of a run, then a clean run),
 and the cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
 (``tests/configs/accel_micro_cube.yaml``, ``sim/tb/moevit_accel.py``: ``AxiRam`` on the
-port, bad descriptors, a reset midway, the program): two architectures, two data widths.
+port, bad descriptors, a reset midway, the program): two architectures, two data widths,
+and the two attention modes (the dedicated engine in the harness build, the unified one
+in the cocotb build), bit-exact against the golden's heads.
 """
 
 import subprocess
@@ -21,7 +23,7 @@ from conftest import BUILD_ROOT, ROOT
 from gen.config import load_config, parse_config_text
 from gen.errors import ConfigError
 from hw.vit import descriptors
-from sim.moevit.accel_run import MemoryTiming, compare, prepare, program_for, run_program
+from sim.moevit.accel_run import MemoryTiming, compare, head_reports, prepare, program_for, run_program
 from sim.moevit.registers import Registers
 
 TESTS = ROOT / "tests" / "configs"
@@ -53,6 +55,9 @@ BAD_CONFIGS = [  # (extra YAML, a piece of the one-line error)
     ("linear: {arch: adder_tree, cols: 4}", "k_tile"),
     ("memory: {addr_width: 8}", "memory.addr_width"),
     ("clock_mhz: 0", "clock_mhz"),
+    ("attention: {engine: unified, p: 2}", "attention.p"),
+    ("attention: {engine: systolic}", "attention.engine"),
+    ("attention: {p: 2, macs: 6}", "attention.macs"),
     ("colour: red", "colour"),
 ]
 
@@ -109,6 +114,31 @@ def test_compiler_is_deterministic_and_lays_out_aligned():
     assert names[:3] == ["embed.im2col", "embed.patch_embed", "embed.pos"] and names[-1] == "head.seg"
 
 
+def test_compiler_unified_attention_matmuls():
+    """The unified attention: per head Q K^T (b_transposed, the qk format row with the score scale) in chunks of
+    at most a_rows queries and keys, A V (b_rows) in chunks of a_rows queries; a dedicated-only descriptor refused."""
+    from sim.moevit.compiler import Builder, CompileError, Target
+
+    cfg = load_config(MICRO_CUBE)
+    program = program_for(cfg, image=0)
+    target = program.target
+    qk = [op for op in program.ops if op.fmt == target.fmt("qk") and op.opcode == "LINEAR"]
+    av = [op for op in program.ops if op.fmt == target.fmt("av") and op.opcode == "LINEAR"]
+    tokens, hd, a_rows = cfg.network.tokens, cfg.network.head_dim, cfg.facts.a_rows
+    heads = cfg.network.layers * cfg.network.heads
+    assert all(op.flags == ("b_transposed",) and op.fields["k"] == hd for op in qk)
+    assert all(op.flags == ("b_rows",) and op.fields["k"] == tokens and op.fields["n"] == hd for op in av)
+    assert sum(op.macs for op in qk) == sum(op.macs for op in av) == heads * tokens * tokens * hd
+    assert max(op.fields["m"] for op in qk + av) == max(op.fields["n"] for op in qk) == a_rows
+    assert len({op.group for op in qk + av}) == heads and all(op.group for op in qk + av)
+    scale = next(f for f in cfg.facts.formats if "qk" in f.names).scale
+    assert scale == (cfg.network.score_scale()[0], cfg.network.format("weight").frac)
+    b = Builder(Target.from_config(cfg))
+    qkv = b.tensor("qkv", rows=tokens, n=3 * cfg.network.dim)
+    with pytest.raises(CompileError, match="not the dedicated attention"):
+        b.attention("att", qkv, b.tensor("heads", rows=tokens, n=cfg.network.dim), head=0, heads=2, scale=1)
+
+
 # --------------------------------------------------------------------------- the fast harness
 
 @pytest.fixture(scope="module")
@@ -144,6 +174,23 @@ def _check_attention_counters(manifest, program, reports):
         written = sum(report.counters[f"WR_BYTES_P{p}"] for p in range(2))
         assert read == (tokens + 2 * steps) * row + 2 * descriptors.DESCRIPTOR_BYTES  # q, k and v rows; op + END
         assert written == tokens * hd * manifest["parameters"]["act_bytes"]
+    heads = head_reports(reports)
+    assert [h.name for h in heads] == [r.name for r in attention]
+    for head, report in zip(heads, attention):
+        assert head.cycles == report.cycles and head.mac_active == report.counters["MAC_ACTIVE"]
+        assert all(0 < peak <= beat for peak in head.peak_read), "a port reads at most a beat per cycle"
+
+
+def _check_bandwidth(manifest, reports):
+    """The fast harness's bandwidth counters (the DRAM model's view) agree with the accelerator's byte counters
+    on every port, and no window moves more than a beat per cycle."""
+    beat = manifest["parameters"]["data_width"] // 8
+    for report in reports:
+        assert len(report.bandwidth) == manifest["parameters"]["ports"]
+        for p, port in enumerate(report.bandwidth):
+            assert (port.read, port.written) == (report.counters[f"RD_BYTES_P{p}"],
+                                                 report.counters[f"WR_BYTES_P{p}"]), report.name
+            assert port.peak_read <= beat * port.window and port.peak_written <= beat * port.window
 
 
 def _check(program, result):
@@ -161,6 +208,7 @@ def test_harness_runs_every_linear_operator_bit_exact(micro_os, micro_program):
                          timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
     reports = _check(micro_program, result)
     assert len(reports) == len(micro_program.ops) == 14
+    _check_bandwidth(micro_os.manifest, reports)
     linear = [r for r in reports if r.opcode == "LINEAR"]
     assert all(r.counters["MAC_ACTIVE"] > 0 and r.counters["BUSY_LINEAR"] > 0 for r in linear)
     assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"
@@ -247,7 +295,8 @@ def test_harness_reset_midway_then_clean_run(micro_os, micro_program, tmp_path, 
 def test_cocotb_axi_models_bad_descriptors_and_reset():
     """The cube accelerator on one 128-bit port (the harness tests run the output-stationary one on two
     64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, ten refused descriptor lists, a
-    reset midway, then every linear operator bit-exact (M beyond the A buffer runs in two chunks)."""
+    reset midway, then every linear operator bit-exact (M beyond the A buffer runs in two chunks), with the
+    unified attention's Q K^T and A V of every head against the golden's scores and heads."""
     from sim import runner
     from sim.tb import moevit_accel
 
@@ -261,6 +310,8 @@ def test_cocotb_axi_models_bad_descriptors_and_reset():
     program = runs[-1]
     assert program["desc_done"] == len(result.vectors["ops"])
     assert any("[" in op for op in result.vectors["ops"]), "M beyond a_rows is cut into chunks"
+    assert sum(".qk.h" in op for op in result.vectors["ops"]) == 16, "Q K^T of 4 heads in 4 chunks each"
+    assert {"keys_beyond_banks", "two_b_sources"} <= {r["name"] for r in result.vectors["runs"]}
     assert program["counters"]["MAC_ACTIVE"] > 0
 
 

@@ -72,10 +72,11 @@ class MemoryConfig(StrictModel):
     max_writes: int = Field(default=4, ge=1, le=32, description="Write bursts in flight per port.")
 
 
-#: Attention engines: ``dedicated`` (Edge-MoE's p query rows and p x lanes MACs, hw/vit/attention.py). The
-#: ``unified`` mode (Q K^T and A V as GEMMs on the linear array) is named here and refused until it is built.
+#: Attention engines: ``dedicated`` (Edge-MoE's p query rows and p x lanes MACs, hw/vit/attention.py) and
+#: ``unified`` (Q K^T and A V as GEMMs on the linear engine, the softmax between them on the SOFTMAX engine).
 ATTENTION_ENGINES = ("dedicated", "unified")
-BUILT_ATTENTION_ENGINES = ("dedicated",)
+#: The matmuls of the unified attention, in the order they join the format table.
+UNIFIED_ATTENTION_OPS = ("qk", "av")
 
 
 class AttentionConfig(StrictModel):
@@ -83,8 +84,8 @@ class AttentionConfig(StrictModel):
 
     engine: Literal[ATTENTION_ENGINES] = Field(
         default="dedicated", description="dedicated: Edge-MoE's attention engine (p query rows on chip, one key row "
-                                         "per step, the softmax unit between Q K^T and A V); unified: on the linear "
-                                         "array (not built yet).")
+                                         "per step, the softmax unit between Q K^T and A V); unified: Q K^T and A V "
+                                         "as GEMMs on the linear engine, the softmax between them.")
     p: int = Field(default=4, ge=1, le=64, description="dedicated: query rows held on chip (slots).")
     macs: int | None = Field(default=None, ge=1, le=4096,
                              json_schema_extra={"allowed": "p x lanes, lanes a power of two"},
@@ -133,9 +134,9 @@ class AttentionFacts:
     """The attention engine of a config: its mode, slots, multipliers and the largest head it takes."""
 
     engine: str
-    p: int
-    macs: int
-    lanes: int
+    p: int | None  # dedicated only (None: unified)
+    macs: int | None
+    lanes: int | None
     t_max: int
     hd_max: int
 
@@ -225,14 +226,16 @@ class MoevitAccelConfig(KindConfig):
         data["buffers"] = {"a_rows": f.a_rows, "a_k": f.a_k, "k_max": f.k_max}
         if f.attention is not None:
             data["attention"] = {"engine": f.attention.engine, "p": f.attention.p, "macs": f.attention.macs}
+            if f.attention.engine == "unified":
+                data["attention"] = {"engine": "unified"}
         return data
 
     def describe(self) -> str:
         f, lin, mem = self.facts, self.linear, self.memory
         steps = f" x {f.steps}" if f.steps > 1 else ""
         att = f.attention
-        attention = (f", attention {att.engine} p = {att.p}, {att.macs} MACs ({att.p} x {att.lanes})"
-                     if att is not None else "")
+        attention = ("" if att is None else ", attention on the linear engine" if att.engine == "unified" else
+                     f", attention {att.engine} p = {att.p}, {att.macs} MACs ({att.p} x {att.lanes})")
         return (f"moevit_accel for {self.network.name}: linear {lin.arch} {f.rows}x{f.cols}{steps} ({f.macs} MACs, "
                 f"mac {lin.mac}){attention}, {mem.ports} AXI4 port(s) of {mem.data_width} bits, A buffer "
                 f"{f.a_rows} x {f.a_k}, weight tiles of {f.k_max} rows, {len(f.formats)} epilogue format(s)")
@@ -246,16 +249,20 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
     from ..config.moevit import matmul_specs
 
     specs = matmul_specs(model)
-    ks = _k_of_ops(model)
+    unified = cfg.attention is not None and cfg.attention.engine == "unified"
+    # The unified attention's matmuls run on the linear engine too: their formats join the table, their
+    # operands the operand width, their K (head_dim for Q K^T, tokens for A V) the buffers' K.
+    ops = LINEAR_OPS + (UNIFIED_ATTENTION_OPS if unified else ())
+    ks = _k_of_ops(model) | ({"qk": model.head_dim, "av": model.tokens} if unified else {})
     k_need = max(ks.values())
     largest = max(ks, key=ks.get)
     act = model.format("activation")
     act_bytes = container_bytes(act)
-    a_formats = {specs[op].a for op in LINEAR_OPS}
+    a_formats = {specs[op].a for op in ops}
     b_formats = {specs[op].b for op in LINEAR_OPS} | {specs[op].bias for op in LINEAR_OPS if specs[op].bias}
-    operand_width = max(f.width + (0 if f.signed else 1) for f in a_formats | {specs[op].b for op in LINEAR_OPS})
+    operand_width = max(f.width + (0 if f.signed else 1) for f in a_formats | {specs[op].b for op in ops})
     w_bytes = max(container_bytes(f) for f in b_formats)
-    for op in LINEAR_OPS:
+    for op in ops:
         spec = specs[op]
         if spec.product_shift > 0:
             raise ValueError(
@@ -304,19 +311,21 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
         raise ValueError(f"buffers.k_max: {k_max} rows of {w_row_beats} beats make a weight tile of more than "
                          f"{MAX_TILE_BEATS} beats; allowed: a smaller k_max or a wider memory.data_width")
     formats, op_format = [], {}
-    for op in LINEAR_OPS:
+    code, scale_fmt = model.score_scale()
+    for op in ops:
         spec = specs[op]
-        key = (spec.a, spec.b, spec.acc, spec.out, spec.rounding, spec.overflow, spec.bias)
+        # Q K^T: the golden's scale_scores (the accumulator times the scale code) in the epilogue
+        scale = (code, scale_fmt.frac) if op == "qk" else None
+        key = (spec.a, spec.b, spec.acc, spec.out, Rounding(spec.rounding), Overflow(spec.overflow), spec.bias, scale)
         for index, existing in enumerate(formats):
             if (existing.a, existing.b, existing.acc, existing.out, existing.rounding, existing.overflow,
-                    existing.bias) == key:
+                    existing.bias, existing.scale) == key:
                 formats[index] = EpilogueFormat(existing.names + (op,), *key)
                 op_format[op] = index
                 break
         else:
             op_format[op] = len(formats)
-            formats.append(EpilogueFormat((op,), spec.a, spec.b, spec.acc, spec.out, Rounding(spec.rounding),
-                                          Overflow(spec.overflow), spec.bias))
+            formats.append(EpilogueFormat((op,), *key))
     acc_width = accumulator_width(operand_width, True, k_max)
     if acc_width > tpe.MAX_ACC_WIDTH:
         raise ValueError(f"buffers.k_max: {k_max} with {operand_width}-bit operands needs {acc_width}-bit "
@@ -329,9 +338,12 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
 
 def _attention_facts(cfg: MoevitAccelConfig, model, specs: dict, beat_elems: int) -> AttentionFacts:
     att = cfg.attention
-    if att.engine not in BUILT_ATTENTION_ENGINES:
-        raise ValueError(f"attention.engine: {att.engine!r} is not built yet; allowed: "
-                         f"{', '.join(BUILT_ATTENTION_ENGINES)}")
+    if att.engine == "unified":  # the linear engine's checks (derive) cover its matmuls
+        if {"p", "macs"} & att.model_fields_set:
+            raise ValueError("attention.p, attention.macs: the unified attention runs on the linear engine's MACs; "
+                             "allowed: only with engine: dedicated")
+        return AttentionFacts(engine="unified", p=None, macs=None, lanes=None, t_max=model.tokens,
+                              hd_max=model.head_dim)
     macs = att.macs if att.macs is not None else att.p * beat_elems
     lanes = macs // att.p
     if macs % att.p or lanes & (lanes - 1):
@@ -381,7 +393,7 @@ def build(cfg: MoevitAccelConfig):
     f, mem, net = cfg.facts, cfg.memory, cfg.network
     engine = tpe.build(cfg.tpe_config())
     attention = None
-    if f.attention is not None:  # the unified mode would return its engine here (or None: the linear unit's)
+    if f.attention is not None and f.attention.engine == "dedicated":  # unified: the linear engine's B^T operands
         attention = attention_engine(net, f.attention, addr_width=mem.addr_width, data_width=mem.data_width,
                                      act_bytes=f.act_bytes)
     return MoevitAccel(
@@ -389,7 +401,9 @@ def build(cfg: MoevitAccelConfig):
         data_width=mem.data_width, ports=mem.ports, max_burst=mem.max_burst, max_reads=mem.max_reads,
         max_writes=mem.max_writes, act=f.act, act_bytes=f.act_bytes, w_bytes=f.w_bytes,
         overflow=Overflow(net.overflow), a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=list(f.formats),
-        gelu=gelu_kind.spec(net.units["gelu"]), version=VERSION, attention=attention)
+        gelu=gelu_kind.spec(net.units["gelu"]), version=VERSION, attention=attention,
+        unified_attention=f.attention is not None and f.attention.engine == "unified",
+        attention_limits=(f.attention.t_max, f.attention.hd_max) if f.attention is not None else None)
 
 
 def parameters(cfg: MoevitAccelConfig, component) -> dict:

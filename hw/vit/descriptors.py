@@ -14,7 +14,7 @@ DESCRIPTOR_BYTES = 64
 DESCRIPTOR_WORDS = DESCRIPTOR_BYTES // 4
 
 #: opcode name -> code. New operators take new codes; 0 ends a list.
-OPCODES: dict[str, int] = {"END": 0, "LINEAR": 1, "ADD": 2, "IM2COL": 3, "ATTENTION": 4}
+OPCODES: dict[str, int] = {"END": 0, "LINEAR": 1, "ADD": 2, "IM2COL": 3, "ATTENTION": 6}  # 4, 5: LAYERNORM, SOFTMAX (the row engines)
 
 #: opcode name -> {field name: (first word, bits)}; 64-bit fields span two words.
 FIELDS: dict[str, dict[str, tuple[int, int]]] = {

@@ -48,7 +48,7 @@ class Target:
     k_max: int
     formats: tuple  # tuple of tuples: the matmul names of each row of the epilogue format table
     gelu: bool
-    attention: dict | None = None  # the attention engine (manifest parameters.attention), None without one
+    attention: dict | None = None  # the attention (manifest parameters.attention: engine, limits), None without
 
     @property
     def beat_bytes(self) -> int:
@@ -91,13 +91,15 @@ class Op:
     reads: tuple = ()
     writes: str = ""
     macs: int = 0
+    group: str = ""  # the operators of one attention head share it (per-head counters)
 
     def descriptor(self) -> bytes:
         return descriptors.encode(self.opcode, self.fields, flags=self.flags, fmt=self.fmt)
 
     def to_json(self) -> dict:
         return {"name": self.name, "opcode": self.opcode, "fields": self.fields, "flags": list(self.flags),
-                "fmt": self.fmt, "reads": list(self.reads), "writes": self.writes, "macs": self.macs}
+                "fmt": self.fmt, "reads": list(self.reads), "writes": self.writes, "macs": self.macs,
+                "group": self.group}
 
 
 @dataclass
@@ -222,34 +224,101 @@ class Builder:
         self.ops.append(op)
         return op
 
-    def attention(self, name: str, qkv: Region, dst: Region, *, head: int, heads: int, scale: int,
-                  tokens: int | None = None) -> Op:
-        """Head ``head`` of ``heads``: ``dst[:, head*hd:(head+1)*hd] = attention(q, k, v)`` of the qkv tensor (row
-        ``t`` = [q | k | v], each ``heads * hd`` codes) for ``tokens`` rows (default: all of qkv); ``scale`` is the
-        code of ``1/sqrt(hd)`` in the weight format."""
+    def _head(self, name: str, qkv: Region, dst: Region | None, *, head: int, heads: int, tokens: int | None,
+              engine: str) -> tuple[int, int, int, int]:
+        """Checks of one head of the qkv tensor (and of the heads tensor ``dst``); ``(tokens, hd, column, part)``:
+        the head's column offset and the offset of k from q (and of v from k) in bytes."""
         t = self.target
-        if t.attention is None:
-            raise CompileError(f"{name}: the accelerator has no attention engine (config section attention:)")
+        if t.attention is None or t.attention["engine"] != engine:
+            have = "no attention" if t.attention is None else f"the {t.attention['engine']} attention"
+            raise CompileError(f"{name}: the accelerator has {have}, not the {engine} attention (config section "
+                               f"attention:)")
         if qkv.n % (3 * heads):
             raise CompileError(f"{name}: a qkv row of {qkv.n} codes is not 3 x {heads} heads")
         hd = qkv.n // (3 * heads)
         tokens = tokens if tokens is not None else qkv.rows
-        if dst.n != heads * hd:
+        if dst is not None and dst.n != heads * hd:
             raise CompileError(f"{name}: the heads tensor has {dst.n} columns, not {heads} x {hd}")
         if not 1 <= tokens <= t.attention["t_max"] or hd > t.attention["hd_max"]:
-            raise CompileError(f"{name}: {tokens} tokens of heads of {hd} is beyond the attention engine (at most "
+            raise CompileError(f"{name}: {tokens} tokens of heads of {hd} is beyond the attention (at most "
                                f"{t.attention['t_max']} tokens, heads of {t.attention['hd_max']})")
         ab = t.act_bytes
         column, part = head * hd * ab, heads * hd * ab
         if column % t.beat_bytes or part % t.beat_bytes:
             raise CompileError(f"{name}: a head of {hd} codes ({hd * ab} bytes) does not start on a "
-                               f"{t.beat_bytes}-byte beat; the attention engine reads aligned rows")
+                               f"{t.beat_bytes}-byte beat; the attention reads aligned rows")
+        return tokens, hd, column, part
+
+    def attention(self, name: str, qkv: Region, dst: Region, *, head: int, heads: int, scale: int,
+                  tokens: int | None = None) -> Op:
+        """Head ``head`` of ``heads`` on the dedicated engine: ``dst[:, head*hd:(head+1)*hd] = attention(q, k, v)``
+        of the qkv tensor (row ``t`` = [q | k | v], each ``heads * hd`` codes) for ``tokens`` rows (default: all of
+        qkv); ``scale`` is the code of ``1/sqrt(hd)`` in the weight format."""
+        tokens, hd, column, part = self._head(name, qkv, dst, head=head, heads=heads, tokens=tokens,
+                                              engine="dedicated")
         fields = {"tokens": tokens, "head_dim": hd, "scale": scale & 0xFFFFFFFF, "q": qkv.addr + column,
                   "k": qkv.addr + part + column, "v": qkv.addr + 2 * part + column, "dst": dst.addr + column,
                   "src_stride": qkv.stride, "dst_stride": dst.stride}
-        op = Op(name, "ATTENTION", fields, reads=(qkv.name,), writes=dst.name, macs=2 * tokens * tokens * hd)
+        op = Op(name, "ATTENTION", fields, reads=(qkv.name,), writes=dst.name, macs=2 * tokens * tokens * hd,
+                group=name)
         self.ops.append(op)
         return op
+
+    def scores(self, name: str, qkv: Region, scores: Region, *, head: int, heads: int, group: str = "") -> list[Op]:
+        """The unified attention's ``Q K^T`` of head ``head``: ``scores = scale_scores(q k^T)`` (the golden's
+        ``attention_scores``) on the linear engine, K's rows as B^T (``b_transposed``); one descriptor per
+        chunk of at most ``a_rows`` queries and ``a_rows`` keys (the B^T banks hold ``a_rows`` rows)."""
+        t = self.target
+        tokens, hd, column, part = self._head(name, qkv, None, head=head, heads=heads, tokens=None, engine="unified")
+        if scores.rows != tokens or scores.n != tokens:
+            raise CompileError(f"{name}: the scores tensor is {scores.rows} x {scores.n}, not {tokens} x {tokens}")
+        beat_elems = t.beat_bytes // t.act_bytes
+        keys = t.a_rows - t.a_rows % beat_elems if t.a_rows >= beat_elems else t.a_rows
+        if keys < tokens and keys % beat_elems:
+            raise CompileError(f"{name}: chunks of {t.a_rows} keys (a_rows) do not start on whole beats of the "
+                               f"scores' rows; allowed: a_rows >= {tokens} or a multiple of {beat_elems}")
+        ops = []
+        for start in range(0, tokens, keys):
+            n = min(keys, tokens - start)
+            suffix = f"{{{start}:{start + n}}}" if n < tokens else ""
+            ops += self._matmul(name + suffix, a=qkv.addr + column, a_stride=qkv.stride, m=tokens, k=hd, n=n,
+                                b=qkv.addr + part + column + start * qkv.stride, b_stride=qkv.stride,
+                                dst=scores.addr + start * t.act_bytes, dst_stride=scores.stride, matmul="qk",
+                                flag="b_transposed", reads=(qkv.name,), writes=scores.name, group=group)
+        return ops
+
+    def weighted_values(self, name: str, probabilities: Region, qkv: Region, dst: Region, *, head: int,
+                        heads: int, group: str = "") -> list[Op]:
+        """The unified attention's ``A V`` of head ``head``: ``dst[:, head*hd:(head+1)*hd] = probabilities @ v``
+        (the golden's ``matmul(av)``) on the linear engine, V's rows as B (``b_rows``); ``probabilities`` are the
+        softmax unit's output codes in activation containers."""
+        tokens, hd, column, part = self._head(name, qkv, dst, head=head, heads=heads, tokens=None, engine="unified")
+        if probabilities.rows != tokens or probabilities.n != tokens:
+            raise CompileError(f"{name}: the probabilities are {probabilities.rows} x {probabilities.n}, not "
+                               f"{tokens} x {tokens}")
+        return self._matmul(name, a=probabilities.addr, a_stride=probabilities.stride, m=tokens, k=tokens, n=hd,
+                            b=qkv.addr + 2 * part + column, b_stride=qkv.stride, dst=dst.addr + column,
+                            dst_stride=dst.stride, matmul="av", flag="b_rows",
+                            reads=(probabilities.name, qkv.name), writes=dst.name, group=group)
+
+    def _matmul(self, name: str, *, a: int, a_stride: int, m: int, k: int, n: int, b: int, b_stride: int, dst: int,
+                dst_stride: int, matmul: str, flag: str, reads: tuple, writes: str, group: str) -> list[Op]:
+        """``LINEAR`` descriptors of a matmul whose B is an activation tensor (``b_rows`` or ``b_transposed``),
+        one per chunk of at most ``a_rows`` rows of A."""
+        t = self.target
+        if k > min(t.k_max, t.a_k):
+            raise CompileError(f"{name}: K = {k} is beyond the accelerator's buffers (k_max {t.k_max}, a_k {t.a_k})")
+        ops = []
+        for start in range(0, m, t.a_rows):
+            chunk = min(t.a_rows, m - start)
+            fields = {"m": chunk, "k": k, "n": n, "src": a + start * a_stride, "weights": b,
+                      "dst": dst + start * dst_stride, "residual": 0, "src_stride": a_stride, "dst_stride": dst_stride,
+                      "res_stride": 0, "b_stride": b_stride}
+            suffix = f"[{start}:{start + chunk}]" if m > t.a_rows else ""
+            ops.append(Op(name + suffix, "LINEAR", fields, (flag,), t.fmt(matmul), reads=reads, writes=writes,
+                          macs=chunk * k * n, group=group))
+        self.ops += ops
+        return ops
 
     def finish(self) -> Program:
         """Append ``END`` and the descriptor list; the program."""
@@ -285,16 +354,18 @@ def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
     the golden's own input tensors, with the golden's outputs as expectations.
 
     Patch embedding (image -> IM2COL -> LINEAR into token rows 1.., the cls row from the compiler ->
-    ADD of the position embedding), per block qkv, (with an attention engine) one ATTENTION per head
-    on the golden's qkv into a heads tensor, proj and, for dense blocks, fc1 + GELU and fc2 +
-    residual, then the task head on the patch tokens. ``codes`` are the weight codes
+    ADD of the position embedding), per block qkv, the attention of every head on the golden's qkv
+    into a heads tensor (dedicated engine: one ATTENTION per head; unified: per head the Q K^T LINEAR
+    into a scores tensor and the A V LINEAR on the golden's probabilities), proj and, for dense
+    blocks, fc1 + GELU and fc2 + residual, then the task head on the patch tokens. ``codes`` are the weight codes
     (:func:`sim.golden.moevit.fixed.quantize_params`).
     """
-    from sim.golden.moevit.fixed import convert, score_scale
+    from sim.golden.moevit.fixed import convert
 
     trace = golden_trace(model, codes, pixels, task)
     b = Builder(target)
     act, emb = model.format("activation"), model.format("embedding")
+    prob = model.units["softmax"].output.format
     c, h, w = pixels.shape
     image = image_region(b, "image", pixels, model.format("pixel"))
     patches = b.tensor("embed.patches", rows=model.patches, n=model.patch_inputs, fmt=model.format("pixel"))
@@ -320,9 +391,19 @@ def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
         if target.attention is not None:
             qkv_in = b.tensor(p + "qkv.in", trace[p + "qkv"])
             heads_out = b.tensor(p + "heads.out", rows=model.tokens, n=model.dim)
-            scale, _ = score_scale(model)
             for h in range(model.heads):
-                b.attention(p + f"attention.h{h}", qkv_in, heads_out, head=h, heads=model.heads, scale=scale)
+                if target.attention["engine"] == "dedicated":
+                    b.attention(p + f"attention.h{h}", qkv_in, heads_out, head=h, heads=model.heads,
+                                scale=model.score_scale()[0])
+                    continue
+                # unified: Q K^T and A V on the linear engine, each on the golden's inputs
+                group = p + f"attention.h{h}"
+                scores = b.tensor(p + f"scores.h{h}", rows=model.tokens, n=model.tokens)
+                b.scores(p + f"qk.h{h}", qkv_in, scores, head=h, heads=model.heads, group=group)
+                b.expect(scores, trace[p + "scores"][h])
+                probabilities = b.tensor(p + f"probabilities.h{h}", trace[p + "probabilities"][h], fmt=prob)
+                b.weighted_values(p + f"av.h{h}", probabilities, qkv_in, heads_out, head=h, heads=model.heads,
+                                  group=group)
             b.expect(heads_out, trace[p + "heads"])
         heads = b.tensor(p + "heads", trace[p + "heads"])
         proj = b.tensor(p + "proj", rows=model.tokens, n=model.dim)

@@ -56,6 +56,10 @@ def bad_lists(program, cfg) -> list[dict]:
         ("add_zero_rows", "ADD", {"rows": 0, "n": 4}, "BAD_SIZE"),
         ("im2col_patch_3", "IM2COL", {"channels": 1, "height": 6, "width": 6, "patch": 3}, "BAD_SIZE"),
     ]
+    qk = next((op for op in program.ops if "b_transposed" in op.flags), None)
+    if qk is not None:  # the unified attention's operands
+        cases += [("keys_beyond_banks", qk, {"n": t.a_rows + 1}, "BAD_SIZE"),
+                  ("two_b_sources", qk, {"flags": ("b_transposed", "b_rows")}, "BAD_FORMAT")]
     runs = []
     for name, base, change, error in cases:
         if isinstance(base, bytes):

@@ -273,10 +273,11 @@ class Builder:
         if scores.rows != tokens or scores.n != tokens:
             raise CompileError(f"{name}: the scores tensor is {scores.rows} x {scores.n}, not {tokens} x {tokens}")
         beat_elems = t.beat_bytes // t.act_bytes
-        keys = t.a_rows - t.a_rows % beat_elems if t.a_rows >= beat_elems else t.a_rows
-        if keys < tokens and keys % beat_elems:
-            raise CompileError(f"{name}: chunks of {t.a_rows} keys (a_rows) do not start on whole beats of the "
-                               f"scores' rows; allowed: a_rows >= {tokens} or a multiple of {beat_elems}")
+        # chunks after the first start at a column of the scores' rows: on a whole beat
+        keys = tokens if t.a_rows >= tokens else t.a_rows - t.a_rows % beat_elems
+        if keys == 0:
+            raise CompileError(f"{name}: chunks of {t.a_rows} keys (a_rows) do not fill a beat of the scores' rows; "
+                               f"allowed: a_rows >= {tokens} or at least {beat_elems}")
         ops = []
         for start in range(0, tokens, keys):
             n = min(keys, tokens - start)

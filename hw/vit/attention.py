@@ -77,6 +77,17 @@ def _operand_shape(fmt: FixedFormat):
     return signed(fmt.width if fmt.signed else fmt.width + 1)
 
 
+def _next_position(m, p: int, final, position, rows, slot, parity) -> None:
+    """One step of a read-out over the slots' rows: the next ``position`` of the row, or (``final``) the next row:
+    ``rows`` counts it, ``slot`` goes round the ``p`` slots and ``parity`` (which of a slot's two rows) flips when
+    it wraps."""
+    with m.If(final):
+        wraps = equals(slot, p - 1) if p > 1 else Const(1, 1)
+        m.d.sync += [position.eq(0), rows.eq(rows + 1), slot.eq(Mux(wraps, 0, slot + 1)), parity.eq(parity ^ wraps)]
+    with m.Else():
+        m.d.sync += position.eq(position + 1)
+
+
 class AttentionEngine(wiring.Component):
     """The ``ATTENTION`` engine (see the module docstring).
 
@@ -461,12 +472,7 @@ class AttentionEngine(wiring.Component):
         with m.If(control.go):
             m.d.sync += [slot.eq(0), parity.eq(0), word.eq(0), rows_fed.eq(0)]
         with m.Elif(advance & issue):
-            with m.If(final_word):
-                wraps = equals(slot, p - 1) if p > 1 else Const(1, 1)
-                m.d.sync += [word.eq(0), rows_fed.eq(rows_fed + 1), slot.eq(Mux(wraps, 0, slot + 1)),
-                             parity.eq(parity ^ wraps)]
-            with m.Else():
-                m.d.sync += word.eq(word + 1)
+            _next_position(m, p, final_word, word, rows_fed, slot, parity)
         m.d.comb += [unit.inp.valid.eq(valid), unit.inp.payload.last.eq(last)]
         if sl > 1:
             m.d.comb += unit.inp.payload.count.eq(Mux(last, run["tail"], sl))
@@ -530,12 +536,7 @@ class AttentionEngine(wiring.Component):
         with m.If(control.go):
             m.d.sync += [slot.eq(0), parity.eq(0), chunk.eq(0), rows_drained.eq(0)]
         with m.Elif(advance_read & issue):
-            with m.If(final_chunk):
-                wraps = equals(slot, p - 1) if p > 1 else Const(1, 1)
-                m.d.sync += [chunk.eq(0), rows_drained.eq(rows_drained + 1), slot.eq(Mux(wraps, 0, slot + 1)),
-                             parity.eq(parity ^ wraps)]
-            with m.Else():
-                m.d.sync += chunk.eq(chunk + 1)
+            _next_position(m, p, final_chunk, chunk, rows_drained, slot, parity)
         with m.If(advance_held):
             m.d.sync += [held_valid.eq(read_valid), held_last.eq(read_last)]
             for l in range(lanes):

@@ -2,17 +2,19 @@
 
 The RTL tests build the micro network's accelerator twice and run many checks per build:
 the fast harness on a 4x4 output-stationary array with two 64-bit ports
-(``tests/configs/accel_micro_os.yaml``: the linear-operator program, every linear operator
-on the golden's own inputs with IM2COL and ADD of the embedding, bit-exact under random
-stalls on every AXI channel with the DRAM model checking the AXI rules; a read answered
-with DECERR; a soft reset and a hardware reset in the middle of a run, then a clean run),
-and the cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
+(``tests/configs/accel_micro_os.yaml``: the program of every operator the accelerator has --
+the linear operators, IM2COL and ADD of the embedding, the LayerNorms feeding them, every
+head's attention softmax -- on the golden's own inputs, bit-exact under random stalls on
+every AXI channel with the DRAM model checking the AXI rules; a read answered with DECERR;
+a soft reset and a hardware reset in the middle of a run, then a clean run), and the
+cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
 (``tests/configs/accel_micro_cube.yaml``, ``sim/tb/moevit_accel.py``: ``AxiRam`` on the
-port, bad descriptors, a reset midway, the program): two architectures, two data widths,
-and the two attention modes (the dedicated engine in the harness build, the unified one
-in the cocotb build), bit-exact against the golden's heads.
+port, bad descriptors of every opcode, a reset midway, the program): two architectures,
+two data widths, and the two attention modes (the dedicated engine in the harness build,
+the unified one chained with SOFTMAX in the cocotb build), bit-exact against the golden.
 """
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -111,7 +113,15 @@ def test_compiler_is_deterministic_and_lays_out_aligned():
         decoded = descriptors.decode(op.descriptor())
         assert decoded["opcode"] == op.opcode
     names = [op.name for op in one.ops]
-    assert names[:3] == ["embed.im2col", "embed.patch_embed", "embed.pos"] and names[-1] == "head.seg"
+    assert names[:4] == ["embed.im2col", "embed.patch_embed", "embed.pos", "blocks.0.ln1"]
+    assert names[-2:] == ["norm", "head.seg"]
+    # The LayerNorms feed the linear operators: qkv reads what ln1 writes, the head what the final norm writes.
+    by_name = {op.name: op for op in one.ops}
+    assert by_name["blocks.0.qkv"].fields["src"] == by_name["blocks.0.ln1"].fields["dst"]
+    assert by_name["head.seg"].reads[0] == by_name["norm"].writes
+    assert "blocks.0.ln1" in one.expected and "blocks.0.ln1" not in program_for(cfg, image=3, ops="linear").expected
+    assert [op.opcode for op in program_for(cfg, image=3, ops="rows").ops] == \
+        ["LAYERNORM", "SOFTMAX", "SOFTMAX", "LAYERNORM"] * 2 + ["LAYERNORM"]
 
 
 def test_compiler_unified_attention_matmuls():
@@ -203,12 +213,19 @@ def _check(program, result):
 
 @pytest.mark.rtl
 @pytest.mark.xdist_group("accel_micro_os")
-def test_harness_runs_every_linear_operator_bit_exact(micro_os, micro_program):
+def test_harness_runs_every_operator_bit_exact(micro_os, micro_program):
     result = run_program(micro_os.harness, micro_os.manifest, micro_program,
                          timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
     reports = _check(micro_program, result)
-    assert len(reports) == len(micro_program.ops) == 14
+    # 10 linear-side operators, 4 ATTENTION (2 blocks x 2 heads); 2 blocks x (ln1, ln2, 2 heads' softmax) and the
+    # final norm
+    assert len(reports) == len(micro_program.ops) == 23
     _check_bandwidth(micro_os.manifest, reports)
+    for opcode, engine, count in (("LAYERNORM", "BUSY_LAYERNORM", 5), ("SOFTMAX", "BUSY_SOFTMAX", 4)):
+        ran = [r for r in reports if r.opcode == opcode]
+        assert len(ran) == count
+        assert all(r.counters[engine] > 0 and r.counters["MEM_STALL"] > 0 and r.counters["MAC_ACTIVE"] == 0
+                   and r.counters["BUSY_LINEAR"] == 0 for r in ran)
     linear = [r for r in reports if r.opcode == "LINEAR"]
     assert all(r.counters["MAC_ACTIVE"] > 0 and r.counters["BUSY_LINEAR"] > 0 for r in linear)
     assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"
@@ -288,15 +305,73 @@ def test_harness_reset_midway_then_clean_run(micro_os, micro_program, tmp_path, 
         np.testing.assert_array_equal(tensor_codes(image.regions[name], dump, image.base), expected, err_msg=name)
 
 
+# --------------------------------------------------------------------------- the host driver
+
+def _example():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("host_moevit", ROOT / "examples" / "host_moevit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_os")
+def test_host_driver_runs_the_network_bit_exact(micro_os):
+    """npuforge.host's Accelerator against the Verilated accelerator (the fast harness, interactive): the
+    example's one image per task through the driver, each head's output bit-exact against the golden's
+    whole forward pass; the interrupt path and the polling path; a device that is not the manifest's."""
+    from npuforge.host import Accelerator, AcceleratorError
+    from npuforge.host.simulated import HarnessSession
+    from sim.golden.moevit.fixed import forward_codes, quantize
+
+    model = load_config(MICRO_OS).network
+    timing = MemoryTiming(read_latency=30, stall=0.2, seed=11)
+    with HarnessSession(micro_os.harness, micro_os.manifest, timing=timing) as session:
+        acc = Accelerator(session.mmio, session.memory, micro_os.manifest, interrupt=session.interrupt)
+        with pytest.raises(AcceleratorError, match="load"):
+            acc.run(np.zeros((model.channels, model.height, model.width)), "seg")
+        acc.load(model)
+        example = _example()
+        results = example.run_tasks(acc, model, image_index=2)
+        pixels = quantize(results["image"], model.format("pixel"))[None]
+        for task in model.task_names:
+            golden = forward_codes(acc._loaded.codes, pixels, task, model)[0]
+            out = results[task]
+            np.testing.assert_array_equal(out.codes, golden, err_msg=task)
+            assert out.map.shape == (model.height, model.width)
+            assert out.counters["CYCLES"] > 0 and out.counters["MAC_ACTIVE"] > 0
+        assert results["seg"].map.max() < model.task("seg").classes
+        assert len(example.character_map(results["depth"])) == model.height
+        # Polling STATUS instead of the interrupt: the same result for the same image.
+        polling = Accelerator(session.mmio, session.memory, micro_os.manifest)
+        polling._loaded, polling._buffer, polling._uploaded = acc._loaded, acc._buffer, acc._uploaded
+        again = polling.run(results["image"], "seg")
+        np.testing.assert_array_equal(again.codes, results["seg"].codes)
+        with pytest.raises(AcceleratorError, match="task"):
+            acc.run(results["image"], "nope")
+        # A manifest of another design: VERSION differs, the driver refuses the device.
+        other = json.loads(json.dumps(micro_os.manifest))
+        version = next(r for r in other["registers"]["registers"] if r["name"] == "VERSION")
+        next(f for f in version["fields"] if f["name"] == "config")["reset"] ^= 1
+        with pytest.raises(AcceleratorError, match="VERSION"):
+            Accelerator(session.mmio, session.memory, other)
+        end = session.close()
+    assert end.violations == [] and end.total_cycles > 0
+    assert all(read > 0 for read, _ in end.port_bytes)
+
+
 # --------------------------------------------------------------------------- cocotbext-axi
 
 @pytest.mark.rtl
 @pytest.mark.xdist_group("accel_micro_cube")
 def test_cocotb_axi_models_bad_descriptors_and_reset():
     """The cube accelerator on one 128-bit port (the harness tests run the output-stationary one on two
-    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, ten refused descriptor lists, a
-    reset midway, then every linear operator bit-exact (M beyond the A buffer runs in two chunks), with the
-    unified attention's Q K^T and A V of every head against the golden's scores and heads."""
+    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, sixteen refused descriptor lists
+    (LAYERNORM, SOFTMAX and unified-attention ones among them), a reset midway, then every operator bit-exact
+    (M beyond the A buffer runs in two chunks), with the unified attention's Q K^T -> SOFTMAX -> A V of every
+    head against the golden's scores, probabilities and heads."""
     from sim import runner
     from sim.tb import moevit_accel
 
@@ -306,13 +381,17 @@ def test_cocotb_axi_models_bad_descriptors_and_reset():
     assert result.ok, (result.mismatch, result.problems, str(result.log))
     runs = result.results["runs"]
     refused = [r for r in runs if r.get("code")]
-    assert len(refused) >= 10
+    assert len(refused) >= 14
+    assert {r["name"] for r in refused} >= {"layernorm_beyond_n_max", "layernorm_params_misaligned", "softmax_zero_n",
+                                            "softmax_flag"}
     program = runs[-1]
     assert program["desc_done"] == len(result.vectors["ops"])
     assert any("[" in op for op in result.vectors["ops"]), "M beyond a_rows is cut into chunks"
     assert sum(".qk.h" in op for op in result.vectors["ops"]) == 16, "Q K^T of 4 heads in 4 chunks each"
     assert {"keys_beyond_banks", "two_b_sources"} <= {r["name"] for r in result.vectors["runs"]}
     assert program["counters"]["MAC_ACTIVE"] > 0
+    assert program["counters"]["BUSY_LAYERNORM"] > 0 and program["counters"]["BUSY_SOFTMAX"] > 0
+    assert {"blocks.0.ln1", "norm"} <= set(result.vectors["ops"])
 
 
 def test_generate_writes_the_register_map(tmp_path):
@@ -323,8 +402,11 @@ def test_generate_writes_the_register_map(tmp_path):
     names = sorted(p.name for p in generated.files)
     assert names == ["accel_micro_os.v", "accel_micro_os_regs.h", "accel_micro_os_regs.rdl", "manifest.json"]
     manifest = generated.manifest
-    assert {r["name"] for r in manifest["registers"]["registers"]} >= {"ID", "CTRL", "STATUS", "DESC_BASE", "CYCLES"}
-    assert manifest["descriptors"]["opcodes"]["LINEAR"]["code"] == 1
+    assert {r["name"] for r in manifest["registers"]["registers"]} >= {"ID", "CTRL", "STATUS", "DESC_BASE", "CYCLES",
+                                                                        "BUSY_LAYERNORM", "BUSY_SOFTMAX"}
+    opcodes = manifest["descriptors"]["opcodes"]
+    assert [opcodes[name]["code"] for name in ("LINEAR", "LAYERNORM", "SOFTMAX")] == [1, 4, 5]
     assert [m["prefix"] for m in manifest["axi"]["masters"]] == ["m_axi0", "m_axi1"]
     header = (tmp_path / "accel_micro_os_regs.h").read_text()
+    assert "BUSY_LAYERNORM" in header and "BUSY_SOFTMAX" in header
     subprocess.run(["gcc", "-fsyntax-only", "-x", "c", "-"], input=header, text=True, check=True)

@@ -13,7 +13,7 @@ and 8 (more slots than tokens), lanes fewer than, equal to and more than a memor
 activations. Heads: T not a multiple of p, T < p, T = 1, head_dim 1 and odd, several heads of one
 qkv tensor, extreme codes (saturated and wrapped scores), another scale code. The step order
 (:class:`hw.vit.skew.SkewWalk`) is checked alone against the reference for many (T, p), and the
-regrouping of beats into chunks (:class:`hw.vit.regroup.Regroup`) alone under random stalls.
+regrouping of beats into chunks (:class:`hw.vit.chunks.Rechunk`) alone under random stalls.
 Every error path ends ``check_cycles + 1`` cycles after ``start`` with its code and no request; a
 reset in the middle of a head leaves the engine ready for a clean one; with an instant memory a
 head takes its MAC steps plus the softmax's and the pipelines' latency.
@@ -40,7 +40,7 @@ from gen.lint import lint
 from hw.vit import descriptors
 from hw.vit.descriptors import ERROR
 from hw.vit.engine import TensorCheck
-from hw.vit.regroup import Regroup
+from hw.vit.chunks import Rechunk
 from hw.vit.skew import SkewWalk
 from sim.golden.moevit import fixed
 from sim.golden.moevit.attention import _reordered_steps
@@ -185,7 +185,7 @@ def test_regroup_rows_under_random_stalls(a, b):
     """Rows of random lengths regrouped from groups of a into groups of b, random valid and ready: every output
     group is the row's next b elements, 0 past the row, with its mask and last."""
     length_max = 11
-    dut = Regroup(shape=8, a=a, b=b, length_max=length_max)
+    dut = Rechunk(shape=8, a=a, b=b, length_max=length_max)
     rng = random.Random(a * 10 + b)
     rows = [[rng.randrange(1, 256) for _ in range(rng.randint(1, length_max))] for _ in range(12)]
     length = len(rows[0])

@@ -23,10 +23,8 @@ from . import tpe
 LINEAR_ARCHS = ("systolic_os", "cube", "adder_tree", "matrix2d")
 #: The model's matmuls the linear engine runs, in the order of the format table.
 LINEAR_OPS = ("patch_embed", "qkv", "proj", "fc1", "fc2", "head")
-#: Engines with a BUSY counter, in register order (then ``attention`` when the config has one).
-ENGINES = ("fetch", "linear", "vector", "im2col")
 #: Register-map version (major, minor): bump the minor for added registers, the major for moved ones.
-VERSION = (0, 1)
+VERSION = (1, 0)
 #: Largest beats one weight tile may take (a request's beat count is 16 bits).
 MAX_TILE_BEATS = (1 << 16) - 1
 
@@ -120,6 +118,7 @@ class AccelFacts:
     k_max: int
     acc_width: int
     formats: tuple  # of hw.vit.epilogue.EpilogueFormat
+    params_bytes: int  # container of a LayerNorm parameter code (hw.vit.rows.params_bytes)
     op_format: dict = field(default_factory=dict)  # matmul name -> row of formats
     k_of_op: dict = field(default_factory=dict)
     attention: "AttentionFacts | None" = None
@@ -245,6 +244,7 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
     """The derived facts of ``cfg``; ValueError naming the field for an impossible combination."""
     from hw.arith.fixed import Overflow, Rounding
     from hw.vit.epilogue import EpilogueFormat
+    from hw.vit.rows import params_bytes
 
     from ..config.moevit import matmul_specs
 
@@ -298,6 +298,16 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
         raise ValueError(f"linear.cols: {cols} columns of {act_bytes}-byte activations do not fill whole "
                          f"{cfg.memory.data_width}-bit beats nor a power-of-two part of one; allowed: "
                          f"{', '.join(map(str, allowed[:12]))}, ...")
+    prob = model.units["softmax"].output.format
+    if prob.width > 8 * act_bytes:
+        raise ValueError(f"model: nonlinear.softmax.output {prob.describe()} is wider than the activations' "
+                         f"{act_bytes}-byte containers, which the SOFTMAX engine writes the probabilities into "
+                         f"(allowed: at most {8 * act_bytes} bits)")
+    ln = model.units["layernorm"]
+    try:
+        params = params_bytes(ln.gamma.format, ln.beta.format)
+    except ValueError as error:
+        raise ValueError(f"model: formats.norm: {error}") from None
     if k_max < k_need:
         raise ValueError(f"buffers.k_max: {k_max} is below the model's largest K ({k_need}, {largest}); "
                          f"allowed: at least {k_need}")
@@ -333,7 +343,7 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
     attention = _attention_facts(cfg, model, specs, beat_elems) if cfg.attention is not None else None
     return AccelFacts(act=act, act_bytes=act_bytes, w_bytes=w_bytes, operand_width=operand_width, rows=rows, cols=cols,
                       steps=steps, a_rows=a_rows, a_k=a_k, k_max=k_max, acc_width=acc_width, formats=tuple(formats),
-                      op_format=op_format, k_of_op=ks, attention=attention)
+                      params_bytes=params, op_format=op_format, k_of_op=ks, attention=attention)
 
 
 def _attention_facts(cfg: MoevitAccelConfig, model, specs: dict, beat_elems: int) -> AttentionFacts:
@@ -385,10 +395,12 @@ def attention_engine(model, facts: AttentionFacts, *, addr_width: int, data_widt
 
 def build(cfg: MoevitAccelConfig):
     """The ``hw`` component for ``cfg``."""
-    from hw.arith.fixed import Overflow
+    from hw.arith.fixed import Overflow, Rounding
     from hw.vit.accel import MoevitAccel
 
     from . import gelu as gelu_kind
+    from . import layernorm as layernorm_kind
+    from . import softmax as softmax_kind
 
     f, mem, net = cfg.facts, cfg.memory, cfg.network
     engine = tpe.build(cfg.tpe_config())
@@ -400,8 +412,10 @@ def build(cfg: MoevitAccelConfig):
         name=cfg.name, config_id=int(cfg.config_hash()[:4], 16), engine=engine, addr_width=mem.addr_width,
         data_width=mem.data_width, ports=mem.ports, max_burst=mem.max_burst, max_reads=mem.max_reads,
         max_writes=mem.max_writes, act=f.act, act_bytes=f.act_bytes, w_bytes=f.w_bytes,
-        overflow=Overflow(net.overflow), a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=list(f.formats),
-        gelu=gelu_kind.spec(net.units["gelu"]), version=VERSION, attention=attention,
+        rounding=Rounding(net.rounding), overflow=Overflow(net.overflow), a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max,
+        formats=list(f.formats), gelu=gelu_kind.spec(net.units["gelu"]),
+        layernorm=layernorm_kind.spec(net.units["layernorm"]), softmax=softmax_kind.spec(net.units["softmax"]),
+        version=VERSION, attention=attention,
         unified_attention=f.attention is not None and f.attention.engine == "unified",
         attention_limits=(f.attention.t_max, f.attention.hd_max) if f.attention is not None else None)
 

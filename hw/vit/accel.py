@@ -2,7 +2,8 @@
 
 Wiring (docs/accelerator.md has the picture): the register block (``csr``) takes the host's
 AXI4-Lite accesses; ``CTRL.start`` starts the descriptor processor (``seq``), which runs
-descriptors on the engines (``linear``, ``vector``, ``im2col``); every engine's read and
+descriptors on the engines (``linear``, ``vector``, ``im2col``, ``layernorm``, ``softmax``); every
+engine's read and
 write clients are assigned to the AXI4 master ports (``port_<p>``) by a fixed table
 (:attr:`MoevitAccel.client_ports`), the weights on their own port when there are two or more.
 
@@ -15,8 +16,10 @@ from amaranth.hdl import Cat, Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.arith.fixed import FixedFormat, Overflow
+from hw.arith.fixed import FixedFormat, Overflow, Rounding
 from hw.nonlinear.gelu import GeluSpec
+from hw.nonlinear.layernorm import LayerNormSpec
+from hw.nonlinear.softmax import SoftmaxSpec
 
 from . import regmap as regmap_module
 from .axi import Axi4LiteSignature, Axi4Signature, AxiMasterPort, connect_flat, flat_members
@@ -24,6 +27,7 @@ from .csr import CsrBlock
 from .descriptors import ERROR
 from .im2col import Im2colEngine
 from .linear import LinearEngine
+from .rows import RowEngine
 from .sequencer import Sequencer
 from .vector import VectorEngine
 
@@ -33,30 +37,34 @@ from .vector import VectorEngine
 #: without the unified attention (the optional clients are last, so the others keep their ports).
 READ_CLIENTS = (("linear", 0, "A rows"), ("linear", 1, "weight tiles"), ("linear", 2, "residual"),
                 ("vector", 0, "x"), ("vector", 1, "x2"), ("seq", 0, "descriptors"), ("im2col", 0, "image rows"),
+                ("layernorm", 0, "rows"), ("layernorm", 1, "gamma and beta"), ("softmax", 0, "scores"),
                 ("attention", 0, "query rows"), ("attention", 1, "key rows"), ("attention", 2, "value rows"),
                 ("linear", 3, "key rows (B^T)"))
 WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"),
-                 ("attention", 0, "head rows"))
+                 ("layernorm", 0, "rows"), ("softmax", 0, "probabilities"), ("attention", 0, "head rows"))
 #: Engines with a BUSY counter (register order) and the opcodes each runs; ``attention`` only when configured.
-ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL", "attention": "ATTENTION"}
+ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL", "layernorm": "LAYERNORM",
+                  "softmax": "SOFTMAX", "attention": "ATTENTION"}
 CSR_ADDR_WIDTH = 12
 
 
 class MoevitAccel(wiring.Component):
     """The accelerator (see the module docstring and docs/accelerator.md for ports and registers).
 
-    ``engine`` is the linear unit's TPE (a ``k_steps`` engine). ``name`` and ``config_id``
-    (16 bits of the config hash) go into the register map's ID registers. ``attention``: the
-    engine of ``ATTENTION`` descriptors (:class:`hw.vit.attention.AttentionEngine`), or None.
-    ``unified_attention``: the linear engine takes the attention's operands (``b_rows``,
+    ``engine`` is the linear unit's TPE (a ``k_steps`` engine); ``layernorm`` and ``softmax`` are the
+    network's row units (their engines convert with the network's ``rounding`` and ``overflow``).
+    ``name`` and ``config_id`` (16 bits of the config hash) go into the register map's ID registers.
+    ``attention``: the engine of ``ATTENTION`` descriptors (:class:`hw.vit.attention.AttentionEngine`),
+    or None. ``unified_attention``: the linear engine takes the attention's operands (``b_rows``,
     ``b_transposed``, a B^T reader) and the format table has the ``qk`` and ``av`` rows;
-    ``attention_limits``: ``(t_max, hd_max)`` of the unified attention, for the manifest.
+    ``attention_limits``: ``(t_max, hd_max)`` of the attention, for the manifest.
     """
 
     def __init__(self, *, name: str, config_id: int, engine, addr_width: int, data_width: int, ports: int,
                  max_burst: int, max_reads: int, max_writes: int, act: FixedFormat, act_bytes: int, w_bytes: int,
-                 overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list, gelu: GeluSpec | None,
-                 version: tuple[int, int], id_width: int = 1, attention=None, unified_attention: bool = False,
+                 rounding: Rounding, overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list,
+                 gelu: GeluSpec | None, layernorm: LayerNormSpec, softmax: SoftmaxSpec, version: tuple[int, int],
+                 id_width: int = 1, attention=None, unified_attention: bool = False,
                  attention_limits: tuple[int, int] | None = None):
         self.name, self.addr_width, self.data_width, self.ports = name, addr_width, data_width, ports
         self.max_burst, self.max_reads, self.max_writes, self.id_width = max_burst, max_reads, max_writes, id_width
@@ -69,6 +77,9 @@ class MoevitAccel(wiring.Component):
         self.vector = VectorEngine(addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
                                    overflow=overflow)
         self.im2col = Im2colEngine(addr_width=addr_width, data_width=data_width, act_bytes=act_bytes)
+        self.layernorm, self.softmax = (
+            RowEngine(spec=spec, addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
+                      rounding=rounding, overflow=overflow) for spec in (layernorm, softmax))
         self.attention = attention
         self.engine_opcodes = {name: op for name, op in ENGINE_OPCODES.items()
                                if name != "attention" or attention is not None}
@@ -99,7 +110,8 @@ class MoevitAccel(wiring.Component):
 
     def _units(self) -> dict:
         """The engines by name (with the processor, ``seq``, which reads descriptors)."""
-        units = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col, "seq": self.seq}
+        units = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col, "layernorm": self.layernorm,
+                 "softmax": self.softmax, "seq": self.seq}
         if self.attention is not None:
             units["attention"] = self.attention
         return units
@@ -133,6 +145,10 @@ class MoevitAccel(wiring.Component):
                         "weight_words": 2 * lin.half_words},
             "formats": [f.to_json() for f in self.formats],
             "gelu": lin.gelu is not None,
+            "rows": {engine.opcode.lower(): {"lanes": engine.spec.lanes, "n_max": engine.spec.n_max,
+                                             "banks": engine.spec.banks, "latency": engine.unit_latency,
+                                             "params_bytes": engine.params_bytes}
+                     for engine in (self.layernorm, self.softmax)},
             "attention": self._attention_parameters(),
             "engines": list(self.engine_names),
             "clients": self.client_ports,

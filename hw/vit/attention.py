@@ -52,7 +52,7 @@ from hw.nonlinear.softmax import Softmax, SoftmaxSpec
 from .descriptors import ERROR
 from .engine import EngineControl, RowRequests, TensorCheck, check_widths, desc_field, engine_members
 from .epilogue import EpilogueFormat
-from .regroup import Regroup, unpack_beat
+from .chunks import Rechunk, unpack_beat
 from .select import equals, pick
 from .skew import SkewWalk
 
@@ -285,7 +285,7 @@ class AttentionEngine(wiring.Component):
 
     def _chunks(self, m, name, client, head_dim):
         """The client's rows of beats as chunks of ``lanes`` activation codes (features past ``head_dim`` are 0)."""
-        regroup = m.submodules[f"{name}_chunks"] = Regroup(shape=self.act.shape(), a=self.beat_elems, b=self.lanes,
+        regroup = m.submodules[f"{name}_chunks"] = Rechunk(shape=self.act.shape(), a=self.beat_elems, b=self.lanes,
                                                             length_max=self.hd_max)
         beat = client.data
         elements = unpack_beat(beat.payload.data, container=8 * self.act_bytes, elements=self.beat_elems,
@@ -521,7 +521,7 @@ class AttentionEngine(wiring.Component):
         read_slot = Signal(range(max(2, p)), name="out_read_slot")
         held_valid, held_last = Signal(name="out_held_valid"), Signal(name="out_held_last")
         held = [Signal(act.shape(), name=f"out_held_{l}") for l in range(lanes)]
-        pack = m.submodules.output_beats = Regroup(shape=act.shape(), a=lanes, b=self.beat_elems,
+        pack = m.submodules.output_beats = Rechunk(shape=act.shape(), a=lanes, b=self.beat_elems,
                                                    length_max=self.hd_max)
         advance_held = ~held_valid | pack.inp.ready
         advance_read = ~read_valid | advance_held

@@ -28,6 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--image", type=int_in(0, 1_000_000), default=0, metavar="N",
                         help="synthetic image N of the evaluation set (default 0)")
     parser.add_argument("--task", default=None, metavar="NAME", help="task whose head runs (default: the first)")
+    parser.add_argument("--ops", choices=("all", "linear", "rows"), default="all",
+                        help="operators: all (default), linear (the linear operators and the embedding) or rows "
+                             "(the LayerNorms and the attention softmaxes)")
     parser.add_argument("--dump", type=Path, default=None, metavar="DIR",
                         help="write the compiled program, the memory dump and the run script here")
     parser.add_argument("--latency", type=int_in(1, 10_000), default=24, metavar="CYCLES",
@@ -56,7 +59,7 @@ def run(args) -> int:
     with Console(stderr=True).status("generating and building the harness"):
         prepared = prepare(cfg, args.build_dir or runner.DEFAULT_BUILD_ROOT)
     print(f"harness  {prepared.harness}")
-    program = program_for(cfg, image=args.image, task=args.task)
+    program = program_for(cfg, image=args.image, task=args.task, ops=args.ops)
     timing = MemoryTiming(read_latency=args.latency, bytes_per_cycle=float(args.bytes_per_cycle), stall=args.stall,
                           seed=args.seed)
     if args.dump is not None:

@@ -273,22 +273,30 @@ def prepare(cfg, build_root: Path) -> Prepared:
     return Prepared(cfg=cfg, manifest=manifest, verilog=verilog, harness=harness, build_dir=root)
 
 
-def program_for(cfg, *, image: int = 0, task: str | None = None, seed: int = 0):
-    """The linear-operator program of ``cfg``'s network on synthetic image ``image`` (the network's weights,
-    or seeded random ones when it has none)."""
+#: ``--ops`` choices: which of the network's operators a program runs (:func:`program_for`).
+OPERATOR_SETS = {"all": {"linear": True, "rows": True}, "linear": {"linear": True, "rows": False},
+                 "rows": {"linear": False, "rows": True}}
+
+
+def program_for(cfg, *, image: int = 0, task: str | None = None, seed: int = 0, ops: str = "all"):
+    """The golden-operator program of ``cfg``'s network on synthetic image ``image`` (the network's weights,
+    or seeded random ones when it has none): ``ops`` ``all`` (every operator the accelerator has), ``linear``
+    (the linear operators and the embedding) or ``rows`` (the LayerNorms and the attention softmaxes)."""
+    from gen.errors import UsageError
     from sim.golden.moevit.fixed import quantize, quantize_params
     from sim.golden.moevit.params import seeded_params
 
-    from .compiler import Target, linear_ops_program
+    from .compiler import Target, golden_ops_program
     from .data import make_image
 
     model = cfg.network
     task = task or model.task_names[0]
     if task not in model.task_names:
-        from gen.errors import UsageError
-
         raise UsageError(f"--task: got {task!r}; allowed: one of {', '.join(model.task_names)}")
+    if ops not in OPERATOR_SETS:
+        raise UsageError(f"--ops: got {ops!r}; allowed: one of {', '.join(OPERATOR_SETS)}")
     codes = quantize_params(seeded_params(model, seed), model)
     classes = next((t.classes for t in model.tasks if t.classes), 5)
     pixels, _, _ = make_image(seed, image, model.height, model.width, classes)
-    return linear_ops_program(Target.from_config(cfg), model, codes, quantize(pixels, model.format("pixel")), task)
+    return golden_ops_program(Target.from_config(cfg), model, codes, quantize(pixels, model.format("pixel")), task,
+                              **OPERATOR_SETS[ops])

@@ -10,7 +10,8 @@ A :class:`Program` is the memory image (weights, inputs, one region per intermed
 tensor, the descriptor list), the list of operators (:class:`Op`: its descriptor, the regions
 it reads and writes, its MACs) and the expected contents of the regions the caller wants
 checked. :class:`Builder` adds operators one by one; :func:`linear_ops_program` builds the
-program that runs every linear operator of a network on the golden's own inputs.
+program that runs every linear operator of a network on the golden's own inputs,
+:func:`norm_ops_program` every LayerNorm and attention softmax, :func:`golden_ops_program` both.
 """
 
 import json
@@ -22,7 +23,7 @@ import numpy as np
 from hw.arith.fixed import FixedFormat
 from hw.vit import descriptors
 
-from .memory import REGION_ALIGN, MemoryImage, Region, tensor_codes, weight_tiles
+from .memory import REGION_ALIGN, MemoryImage, Region, norm_params, tensor_codes, weight_tiles
 
 PROGRAM_FORMAT = 1
 
@@ -48,6 +49,9 @@ class Target:
     k_max: int
     formats: tuple  # tuple of tuples: the matmul names of each row of the epilogue format table
     gelu: bool
+    layernorm_n_max: int = 0  # longest LAYERNORM row (0: no LAYERNORM engine)
+    softmax_n_max: int = 0  # longest SOFTMAX row (0: no SOFTMAX engine)
+    params_bytes: int = 0  # container of one LayerNorm parameter code
     attention: dict | None = None  # the attention (manifest parameters.attention: engine, limits), None without
 
     @property
@@ -62,11 +66,12 @@ class Target:
 
     @classmethod
     def from_config(cls, cfg) -> "Target":
-        f = cfg.facts
+        f, net = cfg.facts, cfg.network
         return cls(data_width=cfg.memory.data_width, addr_width=cfg.memory.addr_width, act=f.act,
                    act_bytes=f.act_bytes, w_bytes=f.w_bytes, rows=f.rows, cols=f.cols, steps=f.steps,
                    a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=tuple(fmt.names for fmt in f.formats),
-                   gelu=True, attention=f.attention.to_json() if f.attention is not None else None)
+                   gelu=True, layernorm_n_max=net.units["layernorm"].n_max, softmax_n_max=net.units["softmax"].n_max,
+                   params_bytes=f.params_bytes, attention=f.attention.to_json() if f.attention is not None else None)
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "Target":
@@ -76,7 +81,10 @@ class Target:
                    w_bytes=p["w_bytes"], rows=p["linear"]["rows"], cols=p["linear"]["cols"],
                    steps=p["linear"]["steps"], a_rows=p["buffers"]["a_rows"], a_k=p["buffers"]["a_k"],
                    k_max=p["buffers"]["k_max"], formats=tuple(tuple(f["names"]) for f in p["formats"]),
-                   gelu=p["gelu"], attention=p.get("attention"))
+                   gelu=p["gelu"], layernorm_n_max=p.get("rows", {}).get("layernorm", {}).get("n_max", 0),
+                   softmax_n_max=p.get("rows", {}).get("softmax", {}).get("n_max", 0),
+                   params_bytes=p.get("rows", {}).get("layernorm", {}).get("params_bytes", 0),
+                   attention=p.get("attention"))
 
 
 @dataclass
@@ -170,6 +178,14 @@ class Builder:
         payload = weight_tiles(w, bias, cols=t.cols, container=t.w_bytes, beat_bytes=t.beat_bytes)
         k, n = np.asarray(w).shape
         return self.image.raw(name, payload, kind="weights", k=k, n=n, bias=bias is not None)
+
+    def norm_params(self, name: str, gamma, beta) -> Region:
+        """A LayerNorm's parameter row (``gamma``, ``beta``: codes of the norm format) as the engine reads it."""
+        t = self.target
+        if not t.params_bytes:
+            raise CompileError(f"{name}: the accelerator has no LAYERNORM engine")
+        payload = norm_params(gamma, beta, container=t.params_bytes, beat_bytes=t.beat_bytes)
+        return self.image.raw(name, payload, kind="norm_params", n=int(np.asarray(gamma).size))
 
     def expect(self, region: Region, codes) -> None:
         self.expected[region.name] = np.asarray(codes, dtype=np.int64).reshape(region.rows, region.n)
@@ -321,6 +337,37 @@ class Builder:
         self.ops += ops
         return ops
 
+    def _rows_op(self, name: str, opcode: str, n_max: int, src: Region, dst: Region, *, rows: int | None,
+                 src_row: int, dst_row: int, params: Region | None = None) -> Op:
+        rows = rows if rows is not None else src.rows - src_row
+        if src.n != dst.n:
+            raise CompileError(f"{name}: rows of {src.n} elements in, {dst.n} out")
+        if not 1 <= src.n <= n_max:
+            raise CompileError(f"{name}: rows of {src.n} elements; the {opcode} engine takes 1 to {n_max}")
+        fields = {"rows": rows, "n": src.n, "src": src.addr + src_row * src.stride,
+                  "dst": dst.addr + dst_row * dst.stride, "src_stride": src.stride, "dst_stride": dst.stride}
+        reads = (src.name,)
+        if params is not None:
+            if params.meta["n"] != src.n:
+                raise CompileError(f"{name}: {params.meta['n']} parameters for rows of {src.n} elements")
+            fields["params"], reads = params.addr, reads + (params.name,)
+        op = Op(name, opcode, fields, reads=reads, writes=dst.name)
+        self.ops.append(op)
+        return op
+
+    def layernorm(self, name: str, src: Region, params: Region, dst: Region, *, rows: int | None = None,
+                  src_row: int = 0, dst_row: int = 0) -> Op:
+        """``dst[dst_row:] = feature_layernorm(src[src_row:])`` with ``params`` (:meth:`norm_params`), ``rows`` rows."""
+        return self._rows_op(name, "LAYERNORM", self.target.layernorm_n_max, src, dst, rows=rows, src_row=src_row,
+                             dst_row=dst_row, params=params)
+
+    def softmax(self, name: str, src: Region, dst: Region, *, rows: int | None = None, src_row: int = 0,
+                dst_row: int = 0) -> Op:
+        """``dst[dst_row:] = feature_softmax(src[src_row:])``: probabilities, codes of the softmax unit's output
+        format in activation containers (give ``dst`` that format and ``act_bytes``), ``rows`` rows."""
+        return self._rows_op(name, "SOFTMAX", self.target.softmax_n_max, src, dst, rows=rows, src_row=src_row,
+                             dst_row=dst_row)
+
     def finish(self) -> Program:
         """Append ``END`` and the descriptor list; the program."""
         end = descriptors.encode("END")
@@ -350,83 +397,132 @@ def golden_trace(model, codes: dict, pixels: np.ndarray, task: str) -> dict:
     return {name: np.asarray(value)[0] for name, value in trace.items()}
 
 
-def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str) -> Program:
+def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str, *,
+                       base: int = REGION_ALIGN) -> Program:
     """Every linear operator of ``model`` (and the patch gather and position add of the embedding), each fed
-    the golden's own input tensors, with the golden's outputs as expectations.
+    the golden's own input tensors, with the golden's outputs as expectations (:func:`golden_ops_program`)."""
+    return golden_ops_program(target, model, codes, pixels, task, rows=False, base=base)
 
-    Patch embedding (image -> IM2COL -> LINEAR into token rows 1.., the cls row from the compiler ->
-    ADD of the position embedding), per block qkv, the attention of every head on the golden's qkv
-    into a heads tensor (dedicated engine: one ATTENTION per head; unified: per head the Q K^T LINEAR
-    into a scores tensor and the A V LINEAR on the golden's probabilities), proj and, for dense
-    blocks, fc1 + GELU and fc2 + residual, then the task head on the patch tokens. ``codes`` are the weight codes
-    (:func:`sim.golden.moevit.fixed.quantize_params`).
+
+def norm_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str) -> Program:
+    """Every LayerNorm (``ln1``, ``ln2`` of every block, the final norm) and every head's attention softmax of
+    ``model`` on the golden's own inputs, with the golden's outputs as expectations (:func:`golden_ops_program`)."""
+    return golden_ops_program(target, model, codes, pixels, task, linear=False)
+
+
+def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str, *, linear: bool = True,
+                       rows: bool = True, base: int = REGION_ALIGN) -> Program:
+    """The operators of ``model`` the accelerator has, in the network's order, with the golden's outputs as
+    expectations; ``codes`` are the weight codes (:func:`sim.golden.moevit.fixed.quantize_params`).
+
+    ``linear``: the patch embedding (image -> IM2COL -> LINEAR into token rows 1.., the cls row from the
+    compiler -> ADD of the position embedding), per block qkv, the attention of every head (with an
+    ``attention:`` section: one ATTENTION per head on the dedicated engine, or the unified mode's
+    LINEAR ``Q K^T`` into the head's scores, SOFTMAX (with ``rows``; else the golden's probabilities)
+    and LINEAR ``A V`` into the heads tensor; every operator of a head has the head's ``Op.group``),
+    proj and, for dense blocks, fc1 + GELU and fc2 + residual, then the task head on the patch tokens.
+    ``rows``: per block LAYERNORM ``ln1`` and ``ln2`` and (unless the unified attention chains them)
+    one SOFTMAX per head on the golden's scores, then the final LAYERNORM. An operator reads the
+    region an earlier operator of the program wrote (the LayerNorms feed qkv, fc1 and the head; qkv
+    feeds the attention, the attention proj; the embedding and dense blocks feed the next LayerNorm),
+    otherwise a region holding the golden's tensor (the heads without an attention section). ``base`` is where
+    the image starts (the host driver's buffer address; a multiple of 4 KB); the layout does not depend on
+    ``pixels``.
     """
     from sim.golden.moevit.fixed import convert
 
     trace = golden_trace(model, codes, pixels, task)
-    b = Builder(target)
+    b = Builder(target, base=base)
     act, emb = model.format("activation"), model.format("embedding")
+    tokens_n, dim = model.tokens, model.dim
+
+    def source(name: str) -> Region:
+        """The region ``name`` (an earlier operator's output or a golden input), else a golden input."""
+        return b.image.regions.get(name) or b.tensor(name, trace[name])
+
+    def produced(name: str, n: int, **kw) -> Region:
+        region = b.tensor(name, rows=trace[name].shape[0] if name in trace else tokens_n, n=n, **kw)
+        b.expect(region, trace[name])
+        return region
+
+    def layernorm(name: str, x: str, weights: str) -> None:
+        """The LayerNorm ``name`` of tensor ``x`` on the accelerator (without ``rows``, its readers find the
+        golden's output through :func:`source`)."""
+        if not rows:
+            return
+        params = b.norm_params(name + ".params", codes[weights + ".g"], codes[weights + ".b"])
+        b.layernorm(name, source(x), params, produced(name, dim))
+
+    if linear:
+        c, h, w = pixels.shape
+        image = image_region(b, "image", pixels, model.format("pixel"))
+        patches = b.tensor("embed.patches", rows=model.patches, n=model.patch_inputs, fmt=model.format("pixel"))
+        b.expect(patches, trace["embed.patches"])
+        b.im2col("embed.im2col", image, patches, channels=c, height=h, width=w, patch=model.patch)
+        tokens = b.tensor("embed.tokens", rows=tokens_n, n=dim)
+        b.image.put(tokens, np.concatenate([convert(codes["cls"], emb, act, model)[None],
+                                            np.zeros((model.patches, dim), dtype=np.int64)]))
+        b.linear("embed.patch_embed", patches,
+                 b.weights("patch_embed.w", codes["patch_embed.w"], codes["patch_embed.b"]), tokens,
+                 matmul="patch_embed", dst_row=1)
+        b.expect(tokens, trace["embed.tokens"])
+        pos = b.tensor("pos", convert(codes["pos"], emb, act, model))
+        b.add("embed.pos", tokens, pos, produced("embed.out", dim))
+    previous = "embed.out"
     prob = model.units["softmax"].output.format
-    c, h, w = pixels.shape
-    image = image_region(b, "image", pixels, model.format("pixel"))
-    patches = b.tensor("embed.patches", rows=model.patches, n=model.patch_inputs, fmt=model.format("pixel"))
-    b.expect(patches, trace["embed.patches"])
-    b.im2col("embed.im2col", image, patches, channels=c, height=h, width=w, patch=model.patch)
-    tokens = b.tensor("embed.tokens", rows=model.tokens, n=model.dim)
-    b.image.put(tokens, np.concatenate([convert(codes["cls"], emb, act, model)[None],
-                                        np.zeros((model.patches, model.dim), dtype=np.int64)]))
-    b.linear("embed.patch_embed", patches, b.weights("patch_embed.w", codes["patch_embed.w"], codes["patch_embed.b"]),
-             tokens, matmul="patch_embed", dst_row=1)
-    b.expect(tokens, trace["embed.tokens"])
-    pos = b.tensor("pos", convert(codes["pos"], emb, act, model))
-    out = b.tensor("embed.out", rows=model.tokens, n=model.dim)
-    b.add("embed.pos", tokens, pos, out)
-    b.expect(out, trace["embed.out"])
+    unified = linear and target.attention is not None and target.attention["engine"] == "unified"
+
+    def softmax(p: str, head: int, scores: Region, group: str = "") -> Region:
+        """SOFTMAX of head ``head``'s scores into its probabilities (the unit's codes in activation containers)."""
+        out = b.tensor(f"{p}probabilities.h{head}", rows=tokens_n, n=tokens_n, fmt=prob, container=target.act_bytes)
+        b.expect(out, trace[p + "probabilities"][head])
+        b.softmax(f"{p}softmax.h{head}", scores, out).group = group
+        return out
+
+    def attention(p: str, qkv: Region, heads: Region) -> None:
+        """Every head of block ``p`` from ``qkv`` into ``heads``, in the accelerator's attention mode."""
+        for head in range(model.heads):
+            group = f"{p}attention.h{head}"
+            if not unified:
+                b.attention(group, qkv, heads, head=head, heads=model.heads, scale=model.score_scale()[0])
+                continue
+            scores = b.tensor(f"{p}scores.h{head}", rows=tokens_n, n=tokens_n)
+            b.expect(scores, trace[p + "scores"][head])
+            b.scores(f"{p}qk.h{head}", qkv, scores, head=head, heads=model.heads, group=group)
+            probabilities = (softmax(p, head, scores, group) if rows else
+                             b.tensor(f"{p}probabilities.h{head}", trace[p + "probabilities"][head], fmt=prob))
+            b.weighted_values(f"{p}av.h{head}", probabilities, qkv, heads, head=head, heads=model.heads, group=group)
     for layer in range(model.layers):
         p = f"blocks.{layer}."
-        y = b.tensor(p + "ln1", trace[p + "ln1"])
-        qkv = b.tensor(p + "qkv", rows=model.tokens, n=3 * model.dim)
-        b.linear(p + "qkv", y, b.weights(p + "attn.qkv.w", codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"]), qkv,
-                 matmul="qkv")
-        b.expect(qkv, trace[p + "qkv"])
-        if target.attention is not None:
-            qkv_in = b.tensor(p + "qkv.in", trace[p + "qkv"])
-            heads_out = b.tensor(p + "heads.out", rows=model.tokens, n=model.dim)
-            for h in range(model.heads):
-                if target.attention["engine"] == "dedicated":
-                    b.attention(p + f"attention.h{h}", qkv_in, heads_out, head=h, heads=model.heads,
-                                scale=model.score_scale()[0])
-                    continue
-                # unified: Q K^T and A V on the linear engine, each on the golden's inputs
-                group = p + f"attention.h{h}"
-                scores = b.tensor(p + f"scores.h{h}", rows=model.tokens, n=model.tokens)
-                b.scores(p + f"qk.h{h}", qkv_in, scores, head=h, heads=model.heads, group=group)
-                b.expect(scores, trace[p + "scores"][h])
-                probabilities = b.tensor(p + f"probabilities.h{h}", trace[p + "probabilities"][h], fmt=prob)
-                b.weighted_values(p + f"av.h{h}", probabilities, qkv_in, heads_out, head=h, heads=model.heads,
-                                  group=group)
-            b.expect(heads_out, trace[p + "heads"])
-        heads = b.tensor(p + "heads", trace[p + "heads"])
-        proj = b.tensor(p + "proj", rows=model.tokens, n=model.dim)
-        b.linear(p + "proj", heads, b.weights(p + "attn.proj.w", codes[p + "attn.proj.w"], codes[p + "attn.proj.b"]),
-                 proj, matmul="proj")
-        b.expect(proj, trace[p + "proj"])
-        if model.is_moe(layer):
+        layernorm(p + "ln1", previous, p + "ln1")
+        if linear:
+            b.linear(p + "qkv", source(p + "ln1"),
+                     b.weights(p + "attn.qkv.w", codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"]),
+                     produced(p + "qkv", 3 * dim), matmul="qkv")
+        if linear and target.attention is not None:
+            attention(p, source(p + "qkv"), produced(p + "heads", dim))
+        if rows and not unified:
+            for head in range(model.heads):
+                softmax(p, head, b.tensor(f"{p}scores.h{head}", trace[p + "scores"][head]))
+        if linear:
+            b.linear(p + "proj", source(p + "heads"),
+                     b.weights(p + "attn.proj.w", codes[p + "attn.proj.w"], codes[p + "attn.proj.b"]),
+                     produced(p + "proj", dim), matmul="proj")
+        layernorm(p + "ln2", p + "attn", p + "ln2")
+        previous = p + "out"
+        if model.is_moe(layer) or not linear:
             continue  # the experts are the mixture-of-experts engine's (issue III)
-        y2 = b.tensor(p + "ln2", trace[p + "ln2"])
-        fc1 = b.tensor(p + "fc1", rows=model.tokens, n=model.hidden)
-        b.linear(p + "fc1", y2, b.weights(p + "mlp.fc1.w", codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"]), fc1,
-                 matmul="fc1", gelu=True)
-        b.expect(fc1, trace[p + "fc1"])
+        b.linear(p + "fc1", source(p + "ln2"),
+                 b.weights(p + "mlp.fc1.w", codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"]),
+                 produced(p + "fc1", model.hidden), matmul="fc1", gelu=True)
         hidden = b.tensor(p + "fc1.golden", trace[p + "fc1"])
-        attn = b.tensor(p + "attn", trace[p + "attn"])
-        block_out = b.tensor(p + "out", rows=model.tokens, n=model.dim)
         b.linear(p + "fc2", hidden, b.weights(p + "mlp.fc2.w", codes[p + "mlp.fc2.w"], codes[p + "mlp.fc2.b"]),
-                 block_out, matmul="fc2", residual=attn)
-        b.expect(block_out, trace[p + "out"])
-    norm = b.tensor("norm", trace["norm"])
-    head = b.tensor(f"head.{task}", rows=model.patches, n=trace["head"].shape[-1])
-    b.linear(f"head.{task}", norm, b.weights(f"heads.{task}.w", codes[f"heads.{task}.w"], codes[f"heads.{task}.b"]),
-             head, matmul="head", src_row=1)
-    b.expect(head, trace["head"])
+                 produced(p + "out", dim), matmul="fc2", residual=source(p + "attn"))
+    layernorm("norm", previous, "norm")
+    if linear:
+        head = b.tensor(f"head.{task}", rows=model.patches, n=trace["head"].shape[-1])
+        b.linear(f"head.{task}", source("norm"),
+                 b.weights(f"heads.{task}.w", codes[f"heads.{task}.w"], codes[f"heads.{task}.b"]), head,
+                 matmul="head", src_row=1)
+        b.expect(head, trace["head"])
     return b.finish()

@@ -19,6 +19,10 @@
 //   reset N                           hold rst for N cycles (the memory drops what is in flight)
 //   dump ADDR SIZE PATH               memory [ADDR, ADDR+SIZE) into a file
 //   trace PATH                        (a build with tracing) write a VCD of everything after this line
+//   sync                              prints "sync" (an interactive caller waits for it)
+//
+// `accel SPEC` runs the file; `accel -` reads the same commands from stdin and flushes its output after
+// each one, so a host driver (npuforge.host) can talk to the accelerator register access by register access.
 //
 // At the end it prints "violation ..." for every AXI rule the accelerator broke (and exits 1 if any),
 // "port P READ_BYTES WRITE_BYTES" per port and "total_cycles N".
@@ -29,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -223,9 +228,14 @@ struct Harness {
 };
 
 int main(int argc, char** argv) {
-    if (argc != 2) fail("usage: accel SPEC");
-    std::ifstream spec(argv[1]);
-    if (!spec) fail(std::string("cannot open ") + argv[1]);
+    if (argc != 2) fail("usage: accel SPEC | accel -");
+    bool interactive = std::string(argv[1]) == "-";
+    std::ifstream file;
+    if (!interactive) {
+        file.open(argv[1]);
+        if (!file) fail(std::string("cannot open ") + argv[1]);
+    }
+    std::istream& spec = interactive ? std::cin : static_cast<std::istream&>(file);
     std::string word;
     int version = 0;
     if (!(spec >> word >> version) || word != "npuforge-accel-spec" || version != 1)
@@ -246,7 +256,8 @@ int main(int argc, char** argv) {
         } else if (word == "timeout") {
             spec >> timeout;
         } else if (!started && (word == "load" || word == "write" || word == "read" || word == "run" ||
-                                word == "cycles" || word == "reset" || word == "dump" || word == "trace")) {
+                                word == "cycles" || word == "reset" || word == "dump" || word == "trace" ||
+                                word == "sync")) {
             if (!size) fail("no memory line before the first command");
             h.memory.reset(new AxiMemory(base, size, N_PORTS, DATA_BYTES, timing));
             CLOCK_PORT(h.top) = 0;
@@ -325,9 +336,12 @@ int main(int argc, char** argv) {
             std::ofstream out(path, std::ios::binary);
             out.write(reinterpret_cast<const char*>(h.memory->at(addr)), static_cast<std::streamsize>(bytes));
             if (!out) fail("cannot write " + path);
+        } else if (word == "sync") {
+            std::printf("sync\n");
         } else if (word != "memory" && word != "timing" && word != "timeout") {
             fail("unknown command " + word);
         }
+        if (interactive) std::fflush(stdout);
     }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start).count();
     int bad = 0;

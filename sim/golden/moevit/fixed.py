@@ -247,6 +247,12 @@ def feature_layernorm(x, gamma, beta, cfg: MoevitConfig, u: Units) -> np.ndarray
     return convert(layernorm(convert(x, act, spec.input, cfg), gamma, beta, u), spec.output, act, cfg)
 
 
+def feature_softmax(x, cfg: MoevitConfig, u: Units) -> np.ndarray:
+    """Softmax of feature rows (attention scores): into the unit's input format, the unit; the probabilities
+    stay codes of the unit's output format."""
+    return softmax(convert(x, cfg.format("activation"), u.softmax.input, cfg), u)
+
+
 def feature_gelu(x, cfg: MoevitConfig, u: Units) -> np.ndarray:
     """GELU of features: into the unit's input format, the unit, back to features."""
     spec, act = u.gelu, cfg.format("activation")
@@ -282,7 +288,7 @@ def head_attention(q, k, v, cfg: MoevitConfig, u: Units, specs: dict,
     output codes) and ``probabilities @ v`` (features). What one ``ATTENTION`` descriptor computes (``scale``:
     its scale code, default :func:`score_scale`)."""
     scores = attention_scores(q, k, cfg, specs, scale)
-    probabilities = softmax(convert(scores, cfg.format("activation"), u.softmax.input, cfg), u)
+    probabilities = feature_softmax(scores, cfg, u)
     return scores, probabilities, matmul(specs["av"], probabilities, v)
 
 

@@ -77,15 +77,32 @@ def _operand_shape(fmt: FixedFormat):
     return signed(fmt.width if fmt.signed else fmt.width + 1)
 
 
-def _next_position(m, p: int, final, position, rows, slot, parity) -> None:
-    """One step of a read-out over the slots' rows: the next ``position`` of the row, or (``final``) the next row:
-    ``rows`` counts it, ``slot`` goes round the ``p`` slots and ``parity`` (which of a slot's two rows) flips when
-    it wraps."""
-    with m.If(final):
-        wraps = equals(slot, p - 1) if p > 1 else Const(1, 1)
-        m.d.sync += [position.eq(0), rows.eq(rows + 1), slot.eq(Mux(wraps, 0, slot + 1)), parity.eq(parity ^ wraps)]
-    with m.Else():
-        m.d.sync += position.eq(position + 1)
+def _read_out(m, p: int, memories, row_words: int, *, go, advance, issue, final, position, rows, slot, parity,
+              taken) -> list:
+    """A read-out over the slots' rows (two rows of ``row_words`` words per slot memory, in ``memories``): while
+    ``advance``, the word at ``position`` of the slot's current row is read and ``taken = (valid, last, slot)``
+    registers whether it was issued, whether it is the row's ``final`` word and its slot; after an issued word
+    the next ``position``, or after the row's final one the next row: ``rows`` counts it, ``slot`` goes round
+    the ``p`` slots and ``parity`` (which of a slot's two rows) flips when it wraps. ``go`` restarts it.
+    Returns the memories' read data (the word one cycle after its address)."""
+    reads = []
+    for rows_memory in memories:
+        read = rows_memory.read_port()
+        m.d.comb += [read.en.eq(advance), read.addr.eq(parity * row_words + position)]
+        reads.append(read.data)
+    valid, last, held_slot = taken
+    with m.If(advance):
+        m.d.sync += [valid.eq(issue), last.eq(final), held_slot.eq(slot)]
+    with m.If(go):
+        m.d.sync += [slot.eq(0), parity.eq(0), position.eq(0), rows.eq(0)]
+    with m.Elif(advance & issue):
+        with m.If(final):
+            wraps = equals(slot, p - 1) if p > 1 else Const(1, 1)
+            m.d.sync += [position.eq(0), rows.eq(rows + 1), slot.eq(Mux(wraps, 0, slot + 1)),
+                         parity.eq(parity ^ wraps)]
+        with m.Else():
+            m.d.sync += position.eq(position + 1)
+    return reads
 
 
 class AttentionEngine(wiring.Component):
@@ -462,17 +479,9 @@ class AttentionEngine(wiring.Component):
         final_word = Signal(name="feed_final_word")
         m.d.comb += [issue.eq(rows_fed < rows_scored), advance.eq(~valid | unit.inp.ready),
                      final_word.eq(word == run["words"] - 1)]
-        reads = []
-        for rows in self._score_rows:
-            read = rows.read_port()
-            m.d.comb += [read.en.eq(advance), read.addr.eq(parity * self.words_max + word)]
-            reads.append(read.data)
-        with m.If(advance):
-            m.d.sync += [valid.eq(issue), last.eq(final_word), held_slot.eq(slot)]
-        with m.If(control.go):
-            m.d.sync += [slot.eq(0), parity.eq(0), word.eq(0), rows_fed.eq(0)]
-        with m.Elif(advance & issue):
-            _next_position(m, p, final_word, word, rows_fed, slot, parity)
+        reads = _read_out(m, p, self._score_rows, self.words_max, go=control.go, advance=advance, issue=issue,
+                          final=final_word, position=word, rows=rows_fed, slot=slot, parity=parity,
+                          taken=(valid, last, held_slot))
         m.d.comb += [unit.inp.valid.eq(valid), unit.inp.payload.last.eq(last)]
         if sl > 1:
             m.d.comb += unit.inp.payload.count.eq(Mux(last, run["tail"], sl))
@@ -526,17 +535,9 @@ class AttentionEngine(wiring.Component):
         advance_held = ~held_valid | pack.inp.ready
         advance_read = ~read_valid | advance_held
         m.d.comb += [issue.eq(rows_drained < av_rows_done), final_chunk.eq(chunk == run["chunks"] - 1)]
-        reads = []
-        for rows in self._acc_rows:
-            read = rows.read_port()
-            m.d.comb += [read.en.eq(advance_read), read.addr.eq(parity * self.chunks_max + chunk)]
-            reads.append(read.data)
-        with m.If(advance_read):
-            m.d.sync += [read_valid.eq(issue), read_last.eq(final_chunk), read_slot.eq(slot)]
-        with m.If(control.go):
-            m.d.sync += [slot.eq(0), parity.eq(0), chunk.eq(0), rows_drained.eq(0)]
-        with m.Elif(advance_read & issue):
-            _next_position(m, p, final_chunk, chunk, rows_drained, slot, parity)
+        reads = _read_out(m, p, self._acc_rows, self.chunks_max, go=control.go, advance=advance_read, issue=issue,
+                          final=final_chunk, position=chunk, rows=rows_drained, slot=slot, parity=parity,
+                          taken=(read_valid, read_last, read_slot))
         with m.If(advance_held):
             m.d.sync += [held_valid.eq(read_valid), held_last.eq(read_last)]
             for l in range(lanes):

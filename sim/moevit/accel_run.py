@@ -113,7 +113,7 @@ def run_program(harness: Path, manifest: dict, program: Program, *, timing: Memo
         if mid_run_reset is not None:
             lines += [f"cycles {mid_run_reset}", "reset 4"]
             break
-        lines += ["run", f"read {regs.offset('STATUS')}"]
+        lines += ["run", "bandwidth", f"read {regs.offset('STATUS')}"]
         for name in counters:
             lines += [f"read {regs.offset(name)}", f"read {regs.offset(name) + 4}"]
         runs.append(op)
@@ -135,10 +135,9 @@ def run_program(harness: Path, manifest: dict, program: Program, *, timing: Memo
         elif word == "run":
             cycles, irq = rest[0].split()
             run_cycles.append((int(cycles), int(irq)))
-            bandwidth.append([])
         elif word == "bandwidth":
-            _, *numbers = map(int, rest[0].split())
-            bandwidth[-1].append(PortBandwidth(*numbers))
+            window, *numbers = map(int, rest[0].split())
+            bandwidth.append([PortBandwidth(*numbers[i:i + 4], window) for i in range(0, len(numbers), 4)])
         elif word == "violation":
             violations.append(rest[0])
         elif word == "port":

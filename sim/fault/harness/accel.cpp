@@ -11,10 +11,11 @@
 //   timeout CYCLES                    the longest a `run` may take
 //   write ADDR VALUE                  an AXI4-Lite write (waits for its response)
 //   read ADDR                         an AXI4-Lite read; prints "csr ADDR VALUE RESP"
-//   run                               clock until irq is high; prints "run CYCLES IRQ" (IRQ 0: timed out),
-//                                     then per port "bandwidth P RD WR PEAK_RD PEAK_WR WINDOW": the bytes read
-//                                     and written (strobed, at the W handshake) on port P during the run and the
-//                                     most bytes of any WINDOW consecutive cycles of it
+//   run                               clock until irq is high; prints "run CYCLES IRQ" (IRQ 0: timed out)
+//   bandwidth                         prints "bandwidth WINDOW" and per port "RD WR PEAK_RD PEAK_WR" of the last
+//                                     run, on one line: the bytes read and written (strobed, at the W handshake)
+//                                     on the port during the run and the most bytes of any WINDOW consecutive
+//                                     cycles of it
 //   cycles N                          clock N cycles
 //   reset N                           hold rst for N cycles (the memory drops what is in flight)
 //   dump ADDR SIZE PATH               memory [ADDR, ADDR+SIZE) into a file
@@ -257,7 +258,7 @@ int main(int argc, char** argv) {
             spec >> timeout;
         } else if (!started && (word == "load" || word == "write" || word == "read" || word == "run" ||
                                 word == "cycles" || word == "reset" || word == "dump" || word == "trace" ||
-                                word == "sync")) {
+                                word == "sync" || word == "bandwidth")) {
             if (!size) fail("no memory line before the first command");
             h.memory.reset(new AxiMemory(base, size, N_PORTS, DATA_BYTES, timing));
             CLOCK_PORT(h.top) = 0;
@@ -304,12 +305,14 @@ int main(int argc, char** argv) {
             h.measuring = false;
             run_cycles += h.cycle - start;
             std::printf("run %ld %d\n", h.cycle - start, irq ? 1 : 0);
-            for (int p = 0; p < N_PORTS; ++p)
-                std::printf("bandwidth %d %llu %llu %llu %llu %d\n", p,
-                            static_cast<unsigned long long>(h.read_bw[p].bytes()),
+        } else if (word == "bandwidth") {
+            std::printf("bandwidth %d", BANDWIDTH_WINDOW);
+            for (int p = 0; p < N_PORTS && p < static_cast<int>(h.read_bw.size()); ++p)
+                std::printf(" %llu %llu %llu %llu", static_cast<unsigned long long>(h.read_bw[p].bytes()),
                             static_cast<unsigned long long>(h.write_bw[p].bytes()),
                             static_cast<unsigned long long>(h.read_bw[p].peak),
-                            static_cast<unsigned long long>(h.write_bw[p].peak), BANDWIDTH_WINDOW);
+                            static_cast<unsigned long long>(h.write_bw[p].peak));
+            std::printf("\n");
         } else if (word == "cycles") {
             long n;
             spec >> n;

@@ -10,7 +10,8 @@ a soft reset and a hardware reset in the middle of a run, then a clean run), and
 cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
 (``tests/configs/accel_micro_cube.yaml``, ``sim/tb/moevit_accel.py``: ``AxiRam`` on the
 port, bad descriptors of every opcode, a reset midway, the program): two architectures,
-two data widths.
+two data widths, and the two attention modes (the dedicated engine in the harness build,
+the unified one chained with SOFTMAX in the cocotb build), bit-exact against the golden.
 """
 
 import json
@@ -24,7 +25,7 @@ from conftest import BUILD_ROOT, ROOT
 from gen.config import load_config, parse_config_text
 from gen.errors import ConfigError
 from hw.vit import descriptors
-from sim.moevit.accel_run import MemoryTiming, compare, prepare, program_for, run_program
+from sim.moevit.accel_run import MemoryTiming, compare, head_reports, prepare, program_for, run_program
 from sim.moevit.registers import Registers
 
 TESTS = ROOT / "tests" / "configs"
@@ -56,6 +57,9 @@ BAD_CONFIGS = [  # (extra YAML, a piece of the one-line error)
     ("linear: {arch: adder_tree, cols: 4}", "k_tile"),
     ("memory: {addr_width: 8}", "memory.addr_width"),
     ("clock_mhz: 0", "clock_mhz"),
+    ("attention: {engine: unified, p: 2}", "attention.p"),
+    ("attention: {engine: systolic}", "attention.engine"),
+    ("attention: {p: 2, macs: 6}", "attention.macs"),
     ("colour: red", "colour"),
 ]
 
@@ -120,6 +124,31 @@ def test_compiler_is_deterministic_and_lays_out_aligned():
         ["LAYERNORM", "SOFTMAX", "SOFTMAX", "LAYERNORM"] * 2 + ["LAYERNORM"]
 
 
+def test_compiler_unified_attention_matmuls():
+    """The unified attention: per head Q K^T (b_transposed, the qk format row with the score scale) in chunks of
+    at most a_rows queries and keys, A V (b_rows) in chunks of a_rows queries; a dedicated-only descriptor refused."""
+    from sim.moevit.compiler import Builder, CompileError, Target
+
+    cfg = load_config(MICRO_CUBE)
+    program = program_for(cfg, image=0)
+    target = program.target
+    qk = [op for op in program.ops if op.fmt == target.fmt("qk") and op.opcode == "LINEAR"]
+    av = [op for op in program.ops if op.fmt == target.fmt("av") and op.opcode == "LINEAR"]
+    tokens, hd, a_rows = cfg.network.tokens, cfg.network.head_dim, cfg.facts.a_rows
+    heads = cfg.network.layers * cfg.network.heads
+    assert all(op.flags == ("b_transposed",) and op.fields["k"] == hd for op in qk)
+    assert all(op.flags == ("b_rows",) and op.fields["k"] == tokens and op.fields["n"] == hd for op in av)
+    assert sum(op.macs for op in qk) == sum(op.macs for op in av) == heads * tokens * tokens * hd
+    assert max(op.fields["m"] for op in qk + av) == max(op.fields["n"] for op in qk) == a_rows
+    assert len({op.group for op in qk + av}) == heads and all(op.group for op in qk + av)
+    scale = next(f for f in cfg.facts.formats if "qk" in f.names).scale
+    assert scale == (cfg.network.score_scale()[0], cfg.network.format("weight").frac)
+    b = Builder(Target.from_config(cfg))
+    qkv = b.tensor("qkv", rows=tokens, n=3 * cfg.network.dim)
+    with pytest.raises(CompileError, match="not the dedicated attention"):
+        b.attention("att", qkv, b.tensor("heads", rows=tokens, n=cfg.network.dim), head=0, heads=2, scale=1)
+
+
 # --------------------------------------------------------------------------- the fast harness
 
 @pytest.fixture(scope="module")
@@ -131,6 +160,47 @@ def micro_os():
 @pytest.fixture(scope="module")
 def micro_program():
     return program_for(load_config(MICRO_OS), image=1)
+
+
+def _check_attention_counters(manifest, program, reports):
+    """Per ATTENTION operator: BUSY_ATTENTION covers the operator, MAC_ACTIVE counts exactly the chunks of both
+    matmuls over every step of the reordered order, the engine's bytes are the reference order's rows."""
+    from sim.golden.moevit.attention import _reordered_steps
+
+    att = manifest["parameters"]["attention"]
+    beat = manifest["parameters"]["data_width"] // 8
+    ops = {op.name: op for op in program.ops}
+    attention = [r for r in reports if r.opcode == "ATTENTION"]
+    assert len(attention) == 4  # two layers, two heads
+    for report in attention:
+        fields = ops[report.name].fields
+        tokens, hd = fields["tokens"], fields["head_dim"]
+        steps = len(list(_reordered_steps(tokens, tokens, att["p"])))
+        assert report.counters["MAC_ACTIVE"] == 2 * steps * -(-hd // att["lanes"])
+        assert 0 < report.counters["BUSY_ATTENTION"] <= report.counters["CYCLES"]
+        assert report.counters["BUSY_LINEAR"] == 0
+        row = -(-hd * manifest["parameters"]["act_bytes"] // beat) * beat
+        read = sum(report.counters[f"RD_BYTES_P{p}"] for p in range(2))
+        written = sum(report.counters[f"WR_BYTES_P{p}"] for p in range(2))
+        assert read == (tokens + 2 * steps) * row + 2 * descriptors.DESCRIPTOR_BYTES  # q, k and v rows; op + END
+        assert written == tokens * hd * manifest["parameters"]["act_bytes"]
+    heads = head_reports(reports)
+    assert [h.name for h in heads] == [r.name for r in attention]
+    for head, report in zip(heads, attention):
+        assert head.cycles == report.cycles and head.mac_active == report.counters["MAC_ACTIVE"]
+        assert all(0 < peak <= beat for peak in head.peak_read), "a port reads at most a beat per cycle"
+
+
+def _check_bandwidth(manifest, reports):
+    """The fast harness's bandwidth counters (the DRAM model's view) agree with the accelerator's byte counters
+    on every port, and no window moves more than a beat per cycle."""
+    beat = manifest["parameters"]["data_width"] // 8
+    for report in reports:
+        assert len(report.bandwidth) == manifest["parameters"]["ports"]
+        for p, port in enumerate(report.bandwidth):
+            assert (port.read, port.written) == (report.counters[f"RD_BYTES_P{p}"],
+                                                 report.counters[f"WR_BYTES_P{p}"]), report.name
+            assert port.peak_read <= beat * port.window and port.peak_written <= beat * port.window
 
 
 def _check(program, result):
@@ -147,8 +217,10 @@ def test_harness_runs_every_operator_bit_exact(micro_os, micro_program):
     result = run_program(micro_os.harness, micro_os.manifest, micro_program,
                          timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
     reports = _check(micro_program, result)
-    # 10 linear-side operators; 2 blocks x (ln1, ln2, 2 heads' softmax) and the final norm
-    assert len(reports) == len(micro_program.ops) == 19
+    # 10 linear-side operators, 4 ATTENTION (2 blocks x 2 heads); 2 blocks x (ln1, ln2, 2 heads' softmax) and the
+    # final norm
+    assert len(reports) == len(micro_program.ops) == 23
+    _check_bandwidth(micro_os.manifest, reports)
     for opcode, engine, count in (("LAYERNORM", "BUSY_LAYERNORM", 5), ("SOFTMAX", "BUSY_SOFTMAX", 4)):
         ran = [r for r in reports if r.opcode == opcode]
         assert len(ran) == count
@@ -159,6 +231,7 @@ def test_harness_runs_every_operator_bit_exact(micro_os, micro_program):
     assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"
     beats = sum(r.counters["MAC_ACTIVE"] for r in linear)
     assert beats * 16 >= sum(r.macs for r in linear), "every MAC of the compiler's count had an operand beat"
+    _check_attention_counters(micro_os.manifest, micro_program, reports)
     # Whole list at once: the same outputs, about the sum of the operators' cycles.
     whole = run_program(micro_os.harness, micro_os.manifest, micro_program, per_op=False,
                         timing=MemoryTiming(seed=8))
@@ -295,9 +368,10 @@ def test_host_driver_runs_the_network_bit_exact(micro_os):
 @pytest.mark.xdist_group("accel_micro_cube")
 def test_cocotb_axi_models_bad_descriptors_and_reset():
     """The cube accelerator on one 128-bit port (the harness tests run the output-stationary one on two
-    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, fourteen refused descriptor lists
-    (LAYERNORM and SOFTMAX ones among them), a reset midway, then every operator bit-exact (M beyond the A
-    buffer runs in two chunks)."""
+    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, sixteen refused descriptor lists
+    (LAYERNORM, SOFTMAX and unified-attention ones among them), a reset midway, then every operator bit-exact
+    (M beyond the A buffer runs in two chunks), with the unified attention's Q K^T -> SOFTMAX -> A V of every
+    head against the golden's scores, probabilities and heads."""
     from sim import runner
     from sim.tb import moevit_accel
 
@@ -313,6 +387,8 @@ def test_cocotb_axi_models_bad_descriptors_and_reset():
     program = runs[-1]
     assert program["desc_done"] == len(result.vectors["ops"])
     assert any("[" in op for op in result.vectors["ops"]), "M beyond a_rows is cut into chunks"
+    assert sum(".qk.h" in op for op in result.vectors["ops"]) == 16, "Q K^T of 4 heads in 4 chunks each"
+    assert {"keys_beyond_banks", "two_b_sources"} <= {r["name"] for r in result.vectors["runs"]}
     assert program["counters"]["MAC_ACTIVE"] > 0
     assert program["counters"]["BUSY_LAYERNORM"] > 0 and program["counters"]["BUSY_SOFTMAX"] > 0
     assert {"blocks.0.ln1", "norm"} <= set(result.vectors["ops"])

@@ -33,14 +33,18 @@ from .vector import VectorEngine
 
 #: Read clients in assignment order: (engine, client index, what it reads). Client ``i`` of this
 #: list goes to port ``i % ports``, so with two ports A rows and weights use different ports.
+#: The clients of an engine the config leaves out are skipped, and so is the linear engine's B^T reader
+#: without the unified attention (the optional clients are last, so the others keep their ports).
 READ_CLIENTS = (("linear", 0, "A rows"), ("linear", 1, "weight tiles"), ("linear", 2, "residual"),
                 ("vector", 0, "x"), ("vector", 1, "x2"), ("seq", 0, "descriptors"), ("im2col", 0, "image rows"),
-                ("layernorm", 0, "rows"), ("layernorm", 1, "gamma and beta"), ("softmax", 0, "scores"))
+                ("layernorm", 0, "rows"), ("layernorm", 1, "gamma and beta"), ("softmax", 0, "scores"),
+                ("attention", 0, "query rows"), ("attention", 1, "key rows"), ("attention", 2, "value rows"),
+                ("linear", 3, "key rows (B^T)"))
 WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"),
-                 ("layernorm", 0, "rows"), ("softmax", 0, "probabilities"))
-#: Engines with a BUSY counter (register order) and the opcodes each runs.
+                 ("layernorm", 0, "rows"), ("softmax", 0, "probabilities"), ("attention", 0, "head rows"))
+#: Engines with a BUSY counter (register order) and the opcodes each runs; ``attention`` only when configured.
 ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL", "layernorm": "LAYERNORM",
-                  "softmax": "SOFTMAX"}
+                  "softmax": "SOFTMAX", "attention": "ATTENTION"}
 CSR_ADDR_WIDTH = 12
 
 
@@ -50,27 +54,38 @@ class MoevitAccel(wiring.Component):
     ``engine`` is the linear unit's TPE (a ``k_steps`` engine); ``layernorm`` and ``softmax`` are the
     network's row units (their engines convert with the network's ``rounding`` and ``overflow``).
     ``name`` and ``config_id`` (16 bits of the config hash) go into the register map's ID registers.
+    ``attention``: the engine of ``ATTENTION`` descriptors (:class:`hw.vit.attention.AttentionEngine`),
+    or None. ``unified_attention``: the linear engine takes the attention's operands (``b_rows``,
+    ``b_transposed``, a B^T reader) and the format table has the ``qk`` and ``av`` rows;
+    ``attention_limits``: ``(t_max, hd_max)`` of the attention, for the manifest.
     """
 
     def __init__(self, *, name: str, config_id: int, engine, addr_width: int, data_width: int, ports: int,
                  max_burst: int, max_reads: int, max_writes: int, act: FixedFormat, act_bytes: int, w_bytes: int,
                  rounding: Rounding, overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list,
                  gelu: GeluSpec | None, layernorm: LayerNormSpec, softmax: SoftmaxSpec, version: tuple[int, int],
-                 id_width: int = 1):
+                 id_width: int = 1, attention=None, unified_attention: bool = False,
+                 attention_limits: tuple[int, int] | None = None):
         self.name, self.addr_width, self.data_width, self.ports = name, addr_width, data_width, ports
         self.max_burst, self.max_reads, self.max_writes, self.id_width = max_burst, max_reads, max_writes, id_width
         self.linear = LinearEngine(engine=engine, addr_width=addr_width, data_width=data_width, act=act,
                                    act_bytes=act_bytes, w_bytes=w_bytes, a_rows=a_rows, a_k=a_k, k_max=k_max,
-                                   formats=formats, gelu=gelu)
+                                   formats=formats, gelu=gelu, attention=unified_attention)
+        if attention is not None and unified_attention:
+            raise ValueError("attention: one attention mode, a dedicated engine or the unified linear engine")
+        self.unified_attention, self.attention_limits = unified_attention, attention_limits
         self.vector = VectorEngine(addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
                                    overflow=overflow)
         self.im2col = Im2colEngine(addr_width=addr_width, data_width=data_width, act_bytes=act_bytes)
         self.layernorm, self.softmax = (
             RowEngine(spec=spec, addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
                       rounding=rounding, overflow=overflow) for spec in (layernorm, softmax))
+        self.attention = attention
+        self.engine_opcodes = {name: op for name, op in ENGINE_OPCODES.items()
+                               if name != "attention" or attention is not None}
         self.seq = Sequencer(addr_width=addr_width, data_width=data_width,
-                             engines={op: index for index, op in enumerate(ENGINE_OPCODES.values())})
-        self.engine_names = ("fetch",) + tuple(ENGINE_OPCODES)
+                             engines={op: index for index, op in enumerate(self.engine_opcodes.values())})
+        self.engine_names = ("fetch",) + tuple(self.engine_opcodes)
         lin = self.linear
         caps = {"ports": ports, "data_bytes_log2": (data_width // 8).bit_length() - 1, "rows": lin.rows,
                 "cols": lin.cols}
@@ -78,10 +93,12 @@ class MoevitAccel(wiring.Component):
                                            config_id=config_id, caps=caps)
         self.register_map, self.rdl_node = regmap_module.elaborate_rdl(self.rdl)
         self.formats = list(formats)
+        present = {name: 1 if name == "seq" else len(unit.reads) for name, unit in self._units().items()}
+        reads = [client for client in READ_CLIENTS if client[1] < present.get(client[0], 0)]
+        writes = [client for client in WRITE_CLIENTS if client[0] in present]
         self.client_ports = {
-            "reads": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(READ_CLIENTS)],
-            "writes": [{"engine": e, "client": c, "what": w, "port": i % ports}
-                       for i, (e, c, w) in enumerate(WRITE_CLIENTS)],
+            "reads": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(reads)],
+            "writes": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(writes)],
         }
         members = {}
         for p in range(ports):
@@ -90,6 +107,14 @@ class MoevitAccel(wiring.Component):
         members |= flat_members("s_axil", Axi4LiteSignature(addr_width=self.register_map.addr_width).flip())
         members["irq"] = Out(1)
         super().__init__(members)
+
+    def _units(self) -> dict:
+        """The engines by name (with the processor, ``seq``, which reads descriptors)."""
+        units = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col, "layernorm": self.layernorm,
+                 "softmax": self.softmax, "seq": self.seq}
+        if self.attention is not None:
+            units["attention"] = self.attention
+        return units
 
     # ------------------------------------------------------------------ facts for the manifest
     @property
@@ -124,9 +149,21 @@ class MoevitAccel(wiring.Component):
                                              "banks": engine.spec.banks, "latency": engine.unit_latency,
                                              "params_bytes": engine.params_bytes}
                      for engine in (self.layernorm, self.softmax)},
+            "attention": self._attention_parameters(),
             "engines": list(self.engine_names),
             "clients": self.client_ports,
         }
+
+    def _attention_parameters(self) -> dict | None:
+        att = self.attention
+        if self.unified_attention:
+            t_max, hd_max = self.attention_limits
+            return {"engine": "unified", "p": None, "macs": None, "lanes": None, "t_max": t_max, "hd_max": hd_max,
+                    "softmax_lanes": None}
+        if att is None:
+            return None
+        return {"engine": "dedicated", "p": att.p, "macs": att.macs, "lanes": att.lanes, "t_max": att.t_max,
+                "hd_max": att.hd_max, "softmax_lanes": att.softmax.lanes}
 
     # ------------------------------------------------------------------ hardware
     def elaborate(self, platform):
@@ -135,8 +172,7 @@ class MoevitAccel(wiring.Component):
         connect_flat(m, "s_axil", self, csr.bus)
 
         soft = Signal(name="soft_rst")  # resets the processor and the engines while the ports drain
-        engines = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col,
-                   "layernorm": self.layernorm, "softmax": self.softmax, "seq": self.seq}
+        engines = self._units()
         for name, unit in engines.items():
             m.submodules[name] = ResetInserter(soft)(unit)
 
@@ -188,7 +224,7 @@ class MoevitAccel(wiring.Component):
         for port in ports:
             m.d.comb += [port.drain.eq(abort), port.clear.eq(starting)]
         m.d.comb += [seq.start.eq(starting), seq.base.eq(csr.desc_base_value), seq.abort_code.eq(axi_code)]
-        opcode_engines = [engines[name] for name in ENGINE_OPCODES]
+        opcode_engines = [engines[name] for name in self.engine_opcodes]
         for index, engine in enumerate(opcode_engines):
             m.d.comb += [engine.start.eq(seq.engine_start[index]), engine.desc.eq(seq.desc),
                          seq.engine_done[index].eq(engine.done), seq.engine_error[index].eq(engine.error)]
@@ -216,9 +252,11 @@ class MoevitAccel(wiring.Component):
         events = {
             "cycles": counting,
             "busy_fetch": counting & seq.waiting_fetch,
-            **{f"busy_{name}": engines[name].busy for name in ENGINE_OPCODES},
-            "mac_active": self.linear.mac_beat,
-            "mem_stall": Cat(*[engines[name].mem_stall for name in ENGINE_OPCODES]).any(),
+            **{f"busy_{name}": engines[name].busy for name in self.engine_opcodes},
+            # one operator runs at a time: the MAC beats of whichever engine has them
+            "mac_active": Cat(*[engines[name].mac_beat for name in self.engine_opcodes
+                                if hasattr(engines[name], "mac_beat")]).any(),
+            "mem_stall": Cat(*[engines[name].mem_stall for name in self.engine_opcodes]).any(),
         }
         for p, port in enumerate(ports):
             events[f"rd_bytes_p{p}"] = port.read_beat * beat_bytes

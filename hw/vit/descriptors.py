@@ -14,7 +14,8 @@ DESCRIPTOR_BYTES = 64
 DESCRIPTOR_WORDS = DESCRIPTOR_BYTES // 4
 
 #: opcode name -> code. New operators take new codes; 0 ends a list.
-OPCODES: dict[str, int] = {"END": 0, "LINEAR": 1, "ADD": 2, "IM2COL": 3, "LAYERNORM": 4, "SOFTMAX": 5}
+OPCODES: dict[str, int] = {"END": 0, "LINEAR": 1, "ADD": 2, "IM2COL": 3, "LAYERNORM": 4, "SOFTMAX": 5,
+                           "ATTENTION": 6}
 
 #: opcode name -> {field name: (first word, bits)}; 64-bit fields span two words.
 FIELDS: dict[str, dict[str, tuple[int, int]]] = {
@@ -30,6 +31,10 @@ FIELDS: dict[str, dict[str, tuple[int, int]]] = {
                   "src_stride": (12, 32), "dst_stride": (13, 32)},
     "SOFTMAX": {"rows": (1, 32), "n": (2, 32), "src": (4, 64), "dst": (8, 64), "src_stride": (12, 32),
                 "dst_stride": (13, 32)},
+    # One head: q, k, v rows (head_dim codes each) inside the qkv tensor, the output at its columns of the heads
+    # tensor; scale is the code of 1/sqrt(head_dim) in the scale (weight) format, two's complement.
+    "ATTENTION": {"tokens": (1, 32), "head_dim": (2, 32), "scale": (3, 32), "q": (4, 64), "k": (6, 64),
+                  "dst": (8, 64), "v": (10, 64), "src_stride": (12, 32), "dst_stride": (13, 32)},
 }
 
 #: opcode name -> {flag name: bit of the flags byte}.
@@ -40,6 +45,7 @@ FLAGS: dict[str, dict[str, int]] = {
     "IM2COL": {},
     "LAYERNORM": {},
     "SOFTMAX": {},
+    "ATTENTION": {},
 }
 
 

@@ -52,6 +52,7 @@ class Target:
     layernorm_n_max: int = 0  # longest LAYERNORM row (0: no LAYERNORM engine)
     softmax_n_max: int = 0  # longest SOFTMAX row (0: no SOFTMAX engine)
     params_bytes: int = 0  # container of one LayerNorm parameter code
+    attention: dict | None = None  # the attention (manifest parameters.attention: engine, limits), None without
 
     @property
     def beat_bytes(self) -> int:
@@ -70,7 +71,7 @@ class Target:
                    act_bytes=f.act_bytes, w_bytes=f.w_bytes, rows=f.rows, cols=f.cols, steps=f.steps,
                    a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=tuple(fmt.names for fmt in f.formats),
                    gelu=True, layernorm_n_max=net.units["layernorm"].n_max, softmax_n_max=net.units["softmax"].n_max,
-                   params_bytes=f.params_bytes)
+                   params_bytes=f.params_bytes, attention=f.attention.to_json() if f.attention is not None else None)
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "Target":
@@ -82,7 +83,8 @@ class Target:
                    k_max=p["buffers"]["k_max"], formats=tuple(tuple(f["names"]) for f in p["formats"]),
                    gelu=p["gelu"], layernorm_n_max=p.get("rows", {}).get("layernorm", {}).get("n_max", 0),
                    softmax_n_max=p.get("rows", {}).get("softmax", {}).get("n_max", 0),
-                   params_bytes=p.get("rows", {}).get("layernorm", {}).get("params_bytes", 0))
+                   params_bytes=p.get("rows", {}).get("layernorm", {}).get("params_bytes", 0),
+                   attention=p.get("attention"))
 
 
 @dataclass
@@ -97,13 +99,15 @@ class Op:
     reads: tuple = ()
     writes: str = ""
     macs: int = 0
+    group: str = ""  # the operators of one attention head share it (per-head counters)
 
     def descriptor(self) -> bytes:
         return descriptors.encode(self.opcode, self.fields, flags=self.flags, fmt=self.fmt)
 
     def to_json(self) -> dict:
         return {"name": self.name, "opcode": self.opcode, "fields": self.fields, "flags": list(self.flags),
-                "fmt": self.fmt, "reads": list(self.reads), "writes": self.writes, "macs": self.macs}
+                "fmt": self.fmt, "reads": list(self.reads), "writes": self.writes, "macs": self.macs,
+                "group": self.group}
 
 
 @dataclass
@@ -236,6 +240,103 @@ class Builder:
         self.ops.append(op)
         return op
 
+    def _head(self, name: str, qkv: Region, dst: Region | None, *, head: int, heads: int, tokens: int | None,
+              engine: str) -> tuple[int, int, int, int]:
+        """Checks of one head of the qkv tensor (and of the heads tensor ``dst``); ``(tokens, hd, column, part)``:
+        the head's column offset and the offset of k from q (and of v from k) in bytes."""
+        t = self.target
+        if t.attention is None or t.attention["engine"] != engine:
+            have = "no attention" if t.attention is None else f"the {t.attention['engine']} attention"
+            raise CompileError(f"{name}: the accelerator has {have}, not the {engine} attention (config section "
+                               f"attention:)")
+        if qkv.n % (3 * heads):
+            raise CompileError(f"{name}: a qkv row of {qkv.n} codes is not 3 x {heads} heads")
+        hd = qkv.n // (3 * heads)
+        tokens = tokens if tokens is not None else qkv.rows
+        if dst is not None and dst.n != heads * hd:
+            raise CompileError(f"{name}: the heads tensor has {dst.n} columns, not {heads} x {hd}")
+        if not 1 <= tokens <= t.attention["t_max"] or hd > t.attention["hd_max"]:
+            raise CompileError(f"{name}: {tokens} tokens of heads of {hd} is beyond the attention (at most "
+                               f"{t.attention['t_max']} tokens, heads of {t.attention['hd_max']})")
+        ab = t.act_bytes
+        column, part = head * hd * ab, heads * hd * ab
+        if column % t.beat_bytes or part % t.beat_bytes:
+            raise CompileError(f"{name}: a head of {hd} codes ({hd * ab} bytes) does not start on a "
+                               f"{t.beat_bytes}-byte beat; the attention reads aligned rows")
+        return tokens, hd, column, part
+
+    def attention(self, name: str, qkv: Region, dst: Region, *, head: int, heads: int, scale: int,
+                  tokens: int | None = None) -> Op:
+        """Head ``head`` of ``heads`` on the dedicated engine: ``dst[:, head*hd:(head+1)*hd] = attention(q, k, v)``
+        of the qkv tensor (row ``t`` = [q | k | v], each ``heads * hd`` codes) for ``tokens`` rows (default: all of
+        qkv); ``scale`` is the code of ``1/sqrt(hd)`` in the weight format."""
+        tokens, hd, column, part = self._head(name, qkv, dst, head=head, heads=heads, tokens=tokens,
+                                              engine="dedicated")
+        fields = {"tokens": tokens, "head_dim": hd, "scale": scale & 0xFFFFFFFF, "q": qkv.addr + column,
+                  "k": qkv.addr + part + column, "v": qkv.addr + 2 * part + column, "dst": dst.addr + column,
+                  "src_stride": qkv.stride, "dst_stride": dst.stride}
+        op = Op(name, "ATTENTION", fields, reads=(qkv.name,), writes=dst.name, macs=2 * tokens * tokens * hd,
+                group=name)
+        self.ops.append(op)
+        return op
+
+    def scores(self, name: str, qkv: Region, scores: Region, *, head: int, heads: int, group: str = "") -> list[Op]:
+        """The unified attention's ``Q K^T`` of head ``head``: ``scores = scale_scores(q k^T)`` (the golden's
+        ``attention_scores``) on the linear engine, K's rows as B^T (``b_transposed``); one descriptor per
+        chunk of at most ``a_rows`` queries and ``a_rows`` keys (the B^T banks hold ``a_rows`` rows)."""
+        t = self.target
+        tokens, hd, column, part = self._head(name, qkv, None, head=head, heads=heads, tokens=None, engine="unified")
+        if scores.rows != tokens or scores.n != tokens:
+            raise CompileError(f"{name}: the scores tensor is {scores.rows} x {scores.n}, not {tokens} x {tokens}")
+        beat_elems = t.beat_bytes // t.act_bytes
+        # chunks after the first start at a column of the scores' rows: on a whole beat
+        keys = tokens if t.a_rows >= tokens else t.a_rows - t.a_rows % beat_elems
+        if keys == 0:
+            raise CompileError(f"{name}: chunks of {t.a_rows} keys (a_rows) do not fill a beat of the scores' rows; "
+                               f"allowed: a_rows >= {tokens} or at least {beat_elems}")
+        ops = []
+        for start in range(0, tokens, keys):
+            n = min(keys, tokens - start)
+            suffix = f"{{{start}:{start + n}}}" if n < tokens else ""
+            ops += self._matmul(name + suffix, a=qkv.addr + column, a_stride=qkv.stride, m=tokens, k=hd, n=n,
+                                b=qkv.addr + part + column + start * qkv.stride, b_stride=qkv.stride,
+                                dst=scores.addr + start * t.act_bytes, dst_stride=scores.stride, matmul="qk",
+                                flag="b_transposed", reads=(qkv.name,), writes=scores.name, group=group)
+        return ops
+
+    def weighted_values(self, name: str, probabilities: Region, qkv: Region, dst: Region, *, head: int,
+                        heads: int, group: str = "") -> list[Op]:
+        """The unified attention's ``A V`` of head ``head``: ``dst[:, head*hd:(head+1)*hd] = probabilities @ v``
+        (the golden's ``matmul(av)``) on the linear engine, V's rows as B (``b_rows``); ``probabilities`` are the
+        softmax unit's output codes in activation containers."""
+        tokens, hd, column, part = self._head(name, qkv, dst, head=head, heads=heads, tokens=None, engine="unified")
+        if probabilities.rows != tokens or probabilities.n != tokens:
+            raise CompileError(f"{name}: the probabilities are {probabilities.rows} x {probabilities.n}, not "
+                               f"{tokens} x {tokens}")
+        return self._matmul(name, a=probabilities.addr, a_stride=probabilities.stride, m=tokens, k=tokens, n=hd,
+                            b=qkv.addr + 2 * part + column, b_stride=qkv.stride, dst=dst.addr + column,
+                            dst_stride=dst.stride, matmul="av", flag="b_rows",
+                            reads=(probabilities.name, qkv.name), writes=dst.name, group=group)
+
+    def _matmul(self, name: str, *, a: int, a_stride: int, m: int, k: int, n: int, b: int, b_stride: int, dst: int,
+                dst_stride: int, matmul: str, flag: str, reads: tuple, writes: str, group: str) -> list[Op]:
+        """``LINEAR`` descriptors of a matmul whose B is an activation tensor (``b_rows`` or ``b_transposed``),
+        one per chunk of at most ``a_rows`` rows of A."""
+        t = self.target
+        if k > min(t.k_max, t.a_k):
+            raise CompileError(f"{name}: K = {k} is beyond the accelerator's buffers (k_max {t.k_max}, a_k {t.a_k})")
+        ops = []
+        for start in range(0, m, t.a_rows):
+            chunk = min(t.a_rows, m - start)
+            fields = {"m": chunk, "k": k, "n": n, "src": a + start * a_stride, "weights": b,
+                      "dst": dst + start * dst_stride, "residual": 0, "src_stride": a_stride, "dst_stride": dst_stride,
+                      "res_stride": 0, "b_stride": b_stride}
+            suffix = f"[{start}:{start + chunk}]" if m > t.a_rows else ""
+            ops.append(Op(name + suffix, "LINEAR", fields, (flag,), t.fmt(matmul), reads=reads, writes=writes,
+                          macs=chunk * k * n, group=group))
+        self.ops += ops
+        return ops
+
     def _rows_op(self, name: str, opcode: str, n_max: int, src: Region, dst: Region, *, rows: int | None,
                  src_row: int, dst_row: int, params: Region | None = None) -> Op:
         rows = rows if rows is not None else src.rows - src_row
@@ -315,12 +416,16 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
     expectations; ``codes`` are the weight codes (:func:`sim.golden.moevit.fixed.quantize_params`).
 
     ``linear``: the patch embedding (image -> IM2COL -> LINEAR into token rows 1.., the cls row from the
-    compiler -> ADD of the position embedding), per block qkv, proj and, for dense blocks, fc1 + GELU and
-    fc2 + residual, then the task head on the patch tokens. ``rows``: per block LAYERNORM ``ln1`` and
-    ``ln2`` and one SOFTMAX per head on the golden's scores, then the final LAYERNORM. An operator reads
-    the region an earlier operator of the program wrote (the LayerNorms feed qkv, fc1 and the head; the
-    embedding and dense blocks feed the next LayerNorm), otherwise a region holding the golden's tensor
-    (the attention's scores and heads, whose operators the accelerator does not have yet). ``base`` is where
+    compiler -> ADD of the position embedding), per block qkv, the attention of every head (with an
+    ``attention:`` section: one ATTENTION per head on the dedicated engine, or the unified mode's
+    LINEAR ``Q K^T`` into the head's scores, SOFTMAX (with ``rows``; else the golden's probabilities)
+    and LINEAR ``A V`` into the heads tensor; every operator of a head has the head's ``Op.group``),
+    proj and, for dense blocks, fc1 + GELU and fc2 + residual, then the task head on the patch tokens.
+    ``rows``: per block LAYERNORM ``ln1`` and ``ln2`` and (unless the unified attention chains them)
+    one SOFTMAX per head on the golden's scores, then the final LAYERNORM. An operator reads the
+    region an earlier operator of the program wrote (the LayerNorms feed qkv, fc1 and the head; qkv
+    feeds the attention, the attention proj; the embedding and dense blocks feed the next LayerNorm),
+    otherwise a region holding the golden's tensor (the heads without an attention section). ``base`` is where
     the image starts (the host driver's buffer address; a multiple of 4 KB); the layout does not depend on
     ``pixels``.
     """
@@ -365,6 +470,28 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
         b.add("embed.pos", tokens, pos, produced("embed.out", dim))
     previous = "embed.out"
     prob = model.units["softmax"].output.format
+    unified = linear and target.attention is not None and target.attention["engine"] == "unified"
+
+    def softmax(p: str, head: int, scores: Region, group: str = "") -> Region:
+        """SOFTMAX of head ``head``'s scores into its probabilities (the unit's codes in activation containers)."""
+        out = b.tensor(f"{p}probabilities.h{head}", rows=tokens_n, n=tokens_n, fmt=prob, container=target.act_bytes)
+        b.expect(out, trace[p + "probabilities"][head])
+        b.softmax(f"{p}softmax.h{head}", scores, out).group = group
+        return out
+
+    def attention(p: str, qkv: Region, heads: Region) -> None:
+        """Every head of block ``p`` from ``qkv`` into ``heads``, in the accelerator's attention mode."""
+        for head in range(model.heads):
+            group = f"{p}attention.h{head}"
+            if not unified:
+                b.attention(group, qkv, heads, head=head, heads=model.heads, scale=model.score_scale()[0])
+                continue
+            scores = b.tensor(f"{p}scores.h{head}", rows=tokens_n, n=tokens_n)
+            b.expect(scores, trace[p + "scores"][head])
+            b.scores(f"{p}qk.h{head}", qkv, scores, head=head, heads=model.heads, group=group)
+            probabilities = (softmax(p, head, scores, group) if rows else
+                             b.tensor(f"{p}probabilities.h{head}", trace[p + "probabilities"][head], fmt=prob))
+            b.weighted_values(f"{p}av.h{head}", probabilities, qkv, heads, head=head, heads=model.heads, group=group)
     for layer in range(model.layers):
         p = f"blocks.{layer}."
         layernorm(p + "ln1", previous, p + "ln1")
@@ -372,13 +499,11 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
             b.linear(p + "qkv", source(p + "ln1"),
                      b.weights(p + "attn.qkv.w", codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"]),
                      produced(p + "qkv", 3 * dim), matmul="qkv")
-        if rows:
+        if linear and target.attention is not None:
+            attention(p, source(p + "qkv"), produced(p + "heads", dim))
+        if rows and not unified:
             for head in range(model.heads):
-                name = f"{p}probabilities.h{head}"
-                scores = b.tensor(f"{p}scores.h{head}", trace[p + "scores"][head])
-                out = b.tensor(name, rows=tokens_n, n=tokens_n, fmt=prob, container=target.act_bytes)
-                b.expect(out, trace[p + "probabilities"][head])
-                b.softmax(f"{p}softmax.h{head}", scores, out)
+                softmax(p, head, b.tensor(f"{p}scores.h{head}", trace[p + "scores"][head]))
         if linear:
             b.linear(p + "proj", source(p + "heads"),
                      b.weights(p + "attn.proj.w", codes[p + "attn.proj.w"], codes[p + "attn.proj.b"]),

@@ -64,6 +64,10 @@ def bad_lists(program, cfg) -> list[dict]:
     if "SOFTMAX" in rows:
         cases += [("softmax_zero_n", rows["SOFTMAX"], {"n": 0}, "BAD_SIZE"),
                   ("softmax_flag", rows["SOFTMAX"], {"flags": (0,)}, "BAD_FORMAT")]
+    qk = next((op for op in program.ops if "b_transposed" in op.flags), None)
+    if qk is not None:  # the unified attention's operands
+        cases += [("keys_beyond_banks", qk, {"n": t.a_rows + 1}, "BAD_SIZE"),
+                  ("two_b_sources", qk, {"flags": ("b_transposed", "b_rows")}, "BAD_FORMAT")]
     runs = []
     for name, base, change, error in cases:
         if isinstance(base, bytes):

@@ -12,6 +12,10 @@
 //   write ADDR VALUE                  an AXI4-Lite write (waits for its response)
 //   read ADDR                         an AXI4-Lite read; prints "csr ADDR VALUE RESP"
 //   run                               clock until irq is high; prints "run CYCLES IRQ" (IRQ 0: timed out)
+//   bandwidth                         prints "bandwidth WINDOW" and per port "RD WR PEAK_RD PEAK_WR" of the last
+//                                     run, on one line: the bytes read and written (strobed, at the W handshake)
+//                                     on the port during the run and the most bytes of any WINDOW consecutive
+//                                     cycles of it
 //   cycles N                          clock N cycles
 //   reset N                           hold rst for N cycles (the memory drops what is in flight)
 //   dump ADDR SIZE PATH               memory [ADDR, ADDR+SIZE) into a file
@@ -91,12 +95,32 @@ struct LiteOut {
     std::exit(2);
 }
 
+// Bytes per port and direction during one run, with the busiest window of BANDWIDTH_WINDOW cycles.
+constexpr int BANDWIDTH_WINDOW = 64;
+struct Bandwidth {
+    uint64_t start = 0, last = 0, sum = 0, peak = 0;
+    uint64_t ring[BANDWIDTH_WINDOW] = {0};
+    long n = 0;
+    void begin(uint64_t total) { start = last = total; sum = peak = 0; n = 0; std::memset(ring, 0, sizeof ring); }
+    void sample(uint64_t total) {  // once per cycle: the counter's value after the cycle
+        uint64_t moved = total - last;
+        last = total;
+        uint64_t& slot = ring[n++ % BANDWIDTH_WINDOW];
+        sum += moved - slot;
+        slot = moved;
+        if (sum > peak) peak = sum;
+    }
+    uint64_t bytes() const { return last - start; }
+};
+
 struct Harness {
     VerilatedContext context;
     std::unique_ptr<Vtop> top;
     std::unique_ptr<AxiMemory> memory;
     LiteIn lite;
     long cycle = 0;
+    std::vector<Bandwidth> read_bw, write_bw;  // per port, during a `run`
+    bool measuring = false;
     std::vector<std::string> reset_violations;
 #ifdef NPUFORGE_TRACE
     std::unique_ptr<VerilatedVcdC> vcd;
@@ -145,6 +169,12 @@ struct Harness {
         dump(5);
         memory->tick();
         ++cycle;
+        if (measuring) {
+            for (int p = 0; p < N_PORTS; ++p) {
+                read_bw[p].sample(memory->read_bytes(p));
+                write_bw[p].sample(memory->write_beat_bytes(p));
+            }
+        }
     }
 
     LiteOut lite_out() {
@@ -228,7 +258,7 @@ int main(int argc, char** argv) {
             spec >> timeout;
         } else if (!started && (word == "load" || word == "write" || word == "read" || word == "run" ||
                                 word == "cycles" || word == "reset" || word == "dump" || word == "trace" ||
-                                word == "sync")) {
+                                word == "sync" || word == "bandwidth")) {
             if (!size) fail("no memory line before the first command");
             h.memory.reset(new AxiMemory(base, size, N_PORTS, DATA_BYTES, timing));
             CLOCK_PORT(h.top) = 0;
@@ -259,14 +289,30 @@ int main(int argc, char** argv) {
         } else if (word == "run") {
             long start = h.cycle;
             bool irq = false;
+            h.read_bw.assign(N_PORTS, Bandwidth());
+            h.write_bw.assign(N_PORTS, Bandwidth());
+            for (int p = 0; p < N_PORTS; ++p) {
+                h.read_bw[p].begin(h.memory->read_bytes(p));
+                h.write_bw[p].begin(h.memory->write_beat_bytes(p));
+            }
+            h.measuring = true;
             while (h.cycle - start < timeout) {
                 CLOCK_PORT(h.top) = 0;
                 h.top->eval();
                 if (IRQ_PORT(h.top)) { irq = true; break; }
                 h.step();
             }
+            h.measuring = false;
             run_cycles += h.cycle - start;
             std::printf("run %ld %d\n", h.cycle - start, irq ? 1 : 0);
+        } else if (word == "bandwidth") {
+            std::printf("bandwidth %d", BANDWIDTH_WINDOW);
+            for (int p = 0; p < N_PORTS && p < static_cast<int>(h.read_bw.size()); ++p)
+                std::printf(" %llu %llu %llu %llu", static_cast<unsigned long long>(h.read_bw[p].bytes()),
+                            static_cast<unsigned long long>(h.write_bw[p].bytes()),
+                            static_cast<unsigned long long>(h.read_bw[p].peak),
+                            static_cast<unsigned long long>(h.write_bw[p].peak));
+            std::printf("\n");
         } else if (word == "cycles") {
             long n;
             spec >> n;

@@ -264,18 +264,32 @@ def score_scale(cfg: MoevitConfig) -> tuple[int, FixedFormat]:
     return cfg.score_scale()
 
 
-def scale_scores(raw, cfg: MoevitConfig) -> np.ndarray:
-    """Scaled attention scores (features) from the ``qk`` accumulator codes: ``raw * scale`` requantised."""
+def scale_scores(raw, cfg: MoevitConfig, code: int | None = None) -> np.ndarray:
+    """Scaled attention scores (features) from the ``qk`` accumulator codes: ``raw * scale`` requantised
+    (``code``: the scale as a weight-format code; default :func:`score_scale`)."""
     acc, act = cfg.format("accumulator"), cfg.format("activation")
-    code, fmt = score_scale(cfg)
+    default, fmt = score_scale(cfg)
+    code = default if code is None else code
     product = multiply(raw, code)  # int64 when the scores' magnitudes allow it, else Python ints
     return np.asarray(requantize(product, acc.frac + fmt.frac, act, Rounding(cfg.rounding), Overflow(cfg.overflow)),
                       dtype=np.int64)
 
 
-def attention_scores(q, k, cfg: MoevitConfig, specs: dict) -> np.ndarray:
-    """Scaled scores ``q k^T / sqrt(hd)`` (features) of per-head q, k codes ``(..., T, hd)``."""
-    return scale_scores(accumulate(specs["qk"], q, np.swapaxes(k, -1, -2)), cfg)
+def attention_scores(q, k, cfg: MoevitConfig, specs: dict, scale: int | None = None) -> np.ndarray:
+    """Scaled scores ``q k^T / sqrt(hd)`` (features) of per-head q, k codes ``(..., T, hd)`` (``scale``: another
+    scale code than :func:`score_scale`)."""
+    return scale_scores(accumulate(specs["qk"], q, np.swapaxes(k, -1, -2)), cfg, scale)
+
+
+def head_attention(q, k, v, cfg: MoevitConfig, u: Units, specs: dict,
+                   scale: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One head (or a batch of heads) of per-head q, k, v codes ``(..., T, hd)``: ``(scores, probabilities, out)``
+    -- the scaled scores (features), the softmax of each score row converted to the unit's input (the unit's
+    output codes) and ``probabilities @ v`` (features). What one ``ATTENTION`` descriptor computes (``scale``:
+    its scale code, default :func:`score_scale`)."""
+    scores = attention_scores(q, k, cfg, specs, scale)
+    probabilities = feature_softmax(scores, cfg, u)
+    return scores, probabilities, matmul(specs["av"], probabilities, v)
 
 
 def attention(y, qkv_w, qkv_b, proj_w, proj_b, cfg: MoevitConfig, u: Units, specs: dict,
@@ -285,9 +299,8 @@ def attention(y, qkv_w, qkv_b, proj_w, proj_b, cfg: MoevitConfig, u: Units, spec
     h, hd = cfg.heads, cfg.head_dim
     qkv_out = _hooked(hook, prefix + "attn.qkv", "attention", matmul(specs["qkv"], y, qkv_w, qkv_b))
     q, k, v = qkv_out.reshape(n, t, 3, h, hd).transpose(2, 0, 3, 1, 4)  # each (n, h, T, hd)
-    scores = attention_scores(q, k, cfg, specs)
-    probabilities = feature_softmax(scores, cfg, u)
-    heads = matmul(specs["av"], probabilities, v).transpose(0, 2, 1, 3).reshape(n, t, d)
+    scores, probabilities, out = head_attention(q, k, v, cfg, u, specs)
+    heads = out.transpose(0, 2, 1, 3).reshape(n, t, d)
     out = _hooked(hook, prefix + "attn.proj", "attention", matmul(specs["proj"], heads, proj_w, proj_b))
     _record(trace, prefix, qkv=qkv_out, scores=scores, probabilities=probabilities, heads=heads, proj=out)
     return out

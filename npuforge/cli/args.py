@@ -40,3 +40,13 @@ def probability(text: str) -> float:
 
 def add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG", help="YAML config file")
+
+
+def add_program_choice(parser) -> None:
+    """``--image``, ``--task``, ``--ops``: which accelerator program ``npuforge compile`` and ``run`` build."""
+    parser.add_argument("--image", type=int_in(0, 1_000_000), default=0, metavar="N",
+                        help="synthetic image N of the evaluation set (default 0)")
+    parser.add_argument("--task", default=None, metavar="NAME", help="task whose head runs (default: the first)")
+    parser.add_argument("--ops", choices=("all", "linear", "rows"), default="all",
+                        help="operators: all (default), linear (the linear operators and the embedding) or rows "
+                             "(the LayerNorms and the attention softmaxes)")

@@ -5,7 +5,7 @@ from pathlib import Path
 from gen.config import load_config
 from gen.errors import UsageError
 
-from .args import add_config, int_in
+from .args import add_config, add_program_choice
 
 HELP = "compile a moevit_accel config's network into the memory image, descriptors and memory map"
 
@@ -14,12 +14,7 @@ def add_arguments(parser) -> None:
     add_config(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                         help="directory for image.bin, memory_map.json and expected.npz")
-    parser.add_argument("--image", type=int_in(0, 1_000_000), default=0, metavar="N",
-                        help="synthetic image N of the evaluation set (default 0)")
-    parser.add_argument("--task", default=None, metavar="NAME", help="task whose head runs (default: the first)")
-    parser.add_argument("--ops", choices=("all", "linear", "rows"), default="all",
-                        help="operators: all (default), linear (the linear operators and the embedding) or rows "
-                             "(the LayerNorms and the attention softmaxes)")
+    add_program_choice(parser)
 
 
 def run(args) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 from gen.config import load_config
 from gen.errors import UsageError
 
-from .args import add_config, int_in
+from .args import add_config, add_program_choice, int_in
 
 HELP = "run the accelerator in the fast harness and compare every operator with the golden"
 
@@ -25,12 +25,7 @@ def _stall(text: str) -> float:
 
 def add_arguments(parser) -> None:
     add_config(parser)
-    parser.add_argument("--image", type=int_in(0, 1_000_000), default=0, metavar="N",
-                        help="synthetic image N of the evaluation set (default 0)")
-    parser.add_argument("--task", default=None, metavar="NAME", help="task whose head runs (default: the first)")
-    parser.add_argument("--ops", choices=("all", "linear", "rows"), default="all",
-                        help="operators: all (default), linear (the linear operators and the embedding) or rows "
-                             "(the LayerNorms and the attention softmaxes)")
+    add_program_choice(parser)
     parser.add_argument("--dump", type=Path, default=None, metavar="DIR",
                         help="write the compiled program, the memory dump and the run script here")
     parser.add_argument("--latency", type=int_in(1, 10_000), default=24, metavar="CYCLES",

@@ -21,9 +21,16 @@ RESET_CONFIGS = ("tpe_3x5_w8", "ws_3x4_s8", "m2d_2x3_s8_opt3", "exp_s10", "recip
                  "gelu_table", "softmax_l1_n8", "gate_e6_k2_l2", "layernorm_l1_n8", "npu_tile_2x3")
 
 
+#: Kinds whose ports are AXI, not streams: the AXI reset rule (no VALID high in a reset cycle, on every
+#: channel) is checked by their own testbench, named here so that a new kind must be placed somewhere.
+AXI_KINDS = {"moevit_accel": "sim/tb/moevit_accel.py (the AXI monitors, run by "
+                             "tests/test_moevit_accel.py::test_cocotb_axi_models_bad_descriptors_and_reset)"}
+
+
 def test_every_kind_is_covered():
     kinds = {load_config(RTL_CONFIGS[name]).kind for name in RESET_CONFIGS}
-    assert kinds == {kind.name for kind in KINDS}
+    assert kinds | set(AXI_KINDS) == {kind.name for kind in KINDS}
+    assert not kinds & set(AXI_KINDS)
 
 
 @per_config(*RESET_CONFIGS)

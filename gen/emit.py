@@ -1,5 +1,6 @@
 """Write generated files so that a directory is either updated completely or not at all."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -11,6 +12,12 @@ from .config.base import KindConfig
 from .elaborate import Elaboration, elaborate
 from .errors import UsageError
 from .manifest import MANIFEST_NAME, build_manifest, dump_manifest, verilog_filename
+from .toolchain import tool_versions
+
+#: The packages whose files shape generated Verilog (the generators and the config, elaboration and
+#: manifest code); their content is part of :func:`generator_fingerprint`.
+GENERATOR_PACKAGES = ("hw", "gen")
+FINGERPRINT_NAME = ".generated"
 
 
 @dataclass
@@ -87,3 +94,36 @@ def generate(cfg: KindConfig, out_dir: Path) -> Generated:
         MANIFEST_NAME: dump_manifest(manifest),
     })
     return Generated(out_dir=Path(out_dir), files=paths, manifest=manifest, elaboration=elab)
+
+
+def generator_fingerprint(cfg: KindConfig) -> str:
+    """What ``cfg``'s generated files depend on: every file of the generator packages (``hw/``, ``gen/``),
+    the versions of the tools that shape the output, and the normalised config (with a model's content)."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for package in GENERATOR_PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(json.dumps(tool_versions(), sort_keys=True).encode())
+    digest.update(cfg.config_hash().encode())
+    return digest.hexdigest()
+
+
+def generate_once(cfg: KindConfig, out_dir: Path) -> dict:
+    """:func:`generate` into ``out_dir`` unless the files there came from the same generator and config
+    (:func:`generator_fingerprint`, kept in ``.generated``); the manifest either way. Elaborating the
+    accelerator takes tens of seconds and every test of a design calls this, hence the cache. The caller
+    holds the directory's lock; a generator patched at run time (a test) needs a fresh ``out_dir``."""
+    out_dir = Path(out_dir)
+    fingerprint = generator_fingerprint(cfg)
+    stamp = out_dir / FINGERPRINT_NAME
+    try:
+        if stamp.read_text() == fingerprint:
+            return json.loads((out_dir / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        pass
+    stamp.unlink(missing_ok=True)
+    manifest = generate(cfg, out_dir).manifest
+    stamp.write_text(fingerprint)
+    return manifest

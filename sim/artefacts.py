@@ -13,6 +13,8 @@ The layout (``docs/simulation.md``, "Build directory"), each line one artefact:
         fault/                 campaign scratch (workload specs)
         energy/                energy-proxy runs and their module cell counts
     fault-harness/<top>-<key>/     fault-campaign harness builds (sim/fault/harness), one per Verilog
+    accel-harness/<top>-<key>/     the accelerator's fast harness builds (accel-harness-trace/: with VCD)
+    verilator-runtime/<family>-<key>/  Verilator's runtime objects per flag set (sim/verilator_runtime.py)
     energy-harness/<top>-<key>/    toggle-coverage models (sim/energy.py)
     dask-designs/<top>-<key>/      harness builds of a Dask LocalCluster's workers
     campaigns/<name>.sqlite        campaign databases (with -wal, -shm): results, never scratch
@@ -55,8 +57,11 @@ PART_FILES = {"stamp.json": "sim", "stamp-waves.json": "sim-waves"}
 #: Directory of the build root -> what each of its subdirectories is.
 SHARED = {
     "fault-harness": "harness build",
+    "accel-harness": "accelerator harness build",
+    "accel-harness-trace": "accelerator harness build (trace)",
     "energy-harness": "toggle model build",
     "dask-designs": "Dask harness build",
+    "verilator-runtime": "Verilator runtime objects",
 }
 DATABASES = "campaigns"
 DATABASE = "campaign database"

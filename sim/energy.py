@@ -43,6 +43,7 @@ from gen.locking import locked
 from gen.manifest import verilog_filename
 from gen.toolchain import require_build_tools, verilator_env, verilator_version
 
+from sim import verilator_runtime
 from sim.fault.harness import HARNESS_SOURCE, PORT_WORDS, design_header
 from sim.fault.workload import Workload, spec_text
 from sim.golden import tpe as golden
@@ -144,6 +145,10 @@ def workload(cfg, manifest: dict, jobs: list[dict], name: str) -> Workload:
 
 # ---------------------------------------------------------------- the toggle model
 
+#: The design-independent objects the toggle model links (compiled once per flag set, sim/verilator_runtime.py).
+RUNTIME_OBJECTS = ("verilated", "verilated_threads", "verilated_cov")
+
+
 def _verilator_args(top: str) -> list[str]:
     return ["--cc", "--exe", "--build", "-j", "2", "--coverage-toggle", "--prefix", "Vtop", "--top-module", top,
             "-Wno-fatal", *[f"-Wno-{name}" for name in sorted(SUPPRESSED_WARNINGS)],
@@ -180,11 +185,16 @@ def toggle_model(verilog: Path, manifest: dict, build_root: Path) -> Path:
         env = verilator_env()
         env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} OPT_FAST={CXX_OPT} OPT_SLOW={CXX_OPT} OPT_GLOBAL={CXX_OPT}"
         log = home / "build.log"
-        command = ["verilator", *_verilator_args(manifest["top"]), "design.v", "energy_main.cpp"]
+        shared = verilator_runtime.shared_dir(build_root, "energy", {"opt": CXX_OPT, "args": _verilator_args("")})
+        make_args = verilator_runtime.seed(shared, home, RUNTIME_OBJECTS)
+        command = ["verilator", *_verilator_args(manifest["top"]), *[word for arg in make_args for word in ("-MAKEFLAGS", arg)],
+                   "design.v", "energy_main.cpp"]
         with open(log, "w") as out:
             done = subprocess.run(command, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT)
         if done.returncode != 0 or not binary.exists():
             raise ToolError(f"the toggle model of {manifest['top']} did not build; see {log}")
+        if not make_args:
+            verilator_runtime.keep(shared, home, RUNTIME_OBJECTS)
         for scrap in [*home.glob("*.o"), *home.glob("*.a")]:  # hundreds of MB for a 16x16 array
             scrap.unlink()
         stamp.write_text(key + "\n")

@@ -7,10 +7,12 @@ Layout under the build root (``build/`` by default)::
         sim/ or sim-waves/    Verilator model (the -waves one records traces)
         stamp.json            build key of the model in sim/
         runs/<run>/           vectors.json, results.json, sim.log, results.xml, dump.vcd
+    verilator-runtime/        Verilator's runtime objects, compiled once per toolchain (sim/verilator_runtime.py)
 
-Every build re-elaborates the config (about a second for an 8x8 array) and
-rewrites ``rtl/``; the Verilator model, which takes tens of seconds to compile,
-is reused while its build key matches: the sha256 of the Verilog, the Verilator
+Every build re-elaborates the config (about a second for an 8x8 array, tens of
+seconds for the accelerator) unless ``rtl/`` holds the output of the same generator
+sources and config (``gen.emit.generate_once``); the Verilator model is reused
+while its build key matches: the sha256 of the Verilog, the Verilator
 version and the build flags. Editing a generator therefore rebuilds exactly the
 models whose Verilog changed. Builds of the same config from parallel processes
 (pytest-xdist) are serialised by a lock.
@@ -19,6 +21,7 @@ models whose Verilog changed. Builds of the same config from parallel processes
 import hashlib
 import json
 import os
+from importlib import metadata
 import shutil
 import subprocess
 import time
@@ -27,13 +30,14 @@ from pathlib import Path
 from types import ModuleType
 
 from gen.config.base import KindConfig
-from gen.emit import generate
+from gen.emit import generate_once
 from gen.errors import ToolError
 from gen.lint import SUPPRESSED_WARNINGS
 from gen.locking import locked
 from gen.manifest import MANIFEST_NAME, verilog_filename
 from gen.toolchain import COCOTB_CXX_OPT, apply_verilator_env, require_build_tools, verilator_version
 
+from . import verilator_runtime
 from .tb.harness import ENV_MANIFEST, ENV_RESULTS, ENV_VECTORS
 
 DEFAULT_BUILD_ROOT = Path(os.environ.get("NPUFORGE_BUILD_DIR", "build"))
@@ -54,6 +58,11 @@ def build_key(verilog: str, waves: bool) -> str:
 
 def build_args() -> list[str]:
     return [f"-Wno-{name}" for name in sorted(SUPPRESSED_WARNINGS)]
+
+
+#: The objects every cocotb model links that do not depend on the design: cocotb's Verilator main and
+#: Verilator's runtime (compiled once per toolchain, :mod:`sim.verilator_runtime`).
+RUNTIME_OBJECTS = ("verilator", "verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
 
 
 def build_dir_for(cfg: KindConfig, build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
@@ -82,11 +91,21 @@ class Build:
         return self.rtl_dir / verilog_filename(self.top)
 
 
-def _verilator_runner():
-    from cocotb_tools.runner import get_runner
+def _verilator_runner(make_args: list[str] = ()):
+    """cocotb's Verilator runner, ``make_args`` added to its make step (``--assume-old=OBJECT``: the runtime objects
+    copied in are current, :mod:`sim.verilator_runtime`)."""
+    from cocotb_tools.runner import Verilator
+
+    class _Runner(Verilator):
+        def _build_command(self):
+            commands = super()._build_command()
+            make = commands[-1]
+            if make_args and isinstance(make, list) and make[:1] == ["make"]:
+                make += list(make_args)
+            return commands
 
     apply_verilator_env()
-    return get_runner("verilator")
+    return _Runner()
 
 
 def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool = False) -> Build:
@@ -98,8 +117,8 @@ def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool
     stamp = root / ("stamp-waves.json" if waves else "stamp.json")
 
     with locked(root.with_name(root.name + ".lock")):
-        generated = generate(cfg, rtl_dir)
-        key = build_key(generated.elaboration.verilog, waves)
+        manifest = generate_once(cfg, rtl_dir)
+        key = build_key((rtl_dir / verilog_filename(cfg.name)).read_text(encoding="utf-8"), waves)
         try:
             current = json.loads(stamp.read_text()).get("key")
         except (OSError, ValueError):
@@ -111,8 +130,11 @@ def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool
             shutil.rmtree(sim_dir, ignore_errors=True)
             sim_dir.mkdir(parents=True)
             log = sim_dir / "build.log"
+            shared = verilator_runtime.shared_dir(build_root, "cocotb", {
+                "cocotb": metadata.version("cocotb"), "cxx_opt": COCOTB_CXX_OPT, "waves": waves})
+            make_args = verilator_runtime.seed(shared, sim_dir, RUNTIME_OBJECTS)
             try:
-                _verilator_runner().build(
+                _verilator_runner(make_args).build(
                     sources=[rtl_dir / verilog_filename(cfg.name)],
                     hdl_toplevel=cfg.name,
                     build_dir=sim_dir,
@@ -125,8 +147,11 @@ def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool
                 # verilator or make exits non-zero (e.g. on a lint warning): one line, exit code 3.
                 raise ToolError(f"verilator: the build of {cfg.name} failed ({_first_error(log) or error}); "
                                 f"see {log}") from None
+
+            if not make_args:
+                verilator_runtime.keep(shared, sim_dir, RUNTIME_OBJECTS)
             stamp.write_text(json.dumps({"key": key, "config_hash": cfg.config_hash()}) + "\n")
-    return Build(config=cfg, root=root, rtl_dir=rtl_dir, sim_dir=sim_dir, manifest=generated.manifest,
+    return Build(config=cfg, root=root, rtl_dir=rtl_dir, sim_dir=sim_dir, manifest=manifest,
                  waves=waves, reused=reused, seconds=time.monotonic() - started)
 
 

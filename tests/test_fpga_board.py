@@ -25,6 +25,9 @@ from fpga.integrate import board_files
 from fpga.resources import check_fit, resource_table
 from gen.errors import ConfigError
 
+#: One worker runs the module, so its fixture generates the accelerator once.
+pytestmark = pytest.mark.xdist_group("fpga_board")
+
 MICRO = (ROOT / "tests" / "configs" / "accel_micro_os.yaml").read_text()
 BOARD_CONFIG = MICRO.replace("addr_width: 24", "addr_width: 32").replace("name: accel_micro_os", "name: accel_board")
 FUSESOC = Path(sys.executable).with_name("fusesoc")

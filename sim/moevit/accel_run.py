@@ -254,10 +254,11 @@ class Prepared:
 def prepare(cfg, build_root: Path) -> Prepared:
     """Generate ``cfg``'s Verilog into ``<build_root>/<name>-<hash>/rtl`` and build (or reuse) its fast harness.
 
-    The Verilog is generated every time (a changed generator changes it; the config hash would
-    not); the harness is rebuilt only when the Verilog differs from the one it was built from.
+    The Verilog is generated again when the generator's sources or the config changed
+    (:func:`gen.emit.generate_once`); the harness is rebuilt only when the Verilog differs from the one
+    it was built from.
     """
-    from gen.emit import generate
+    from gen.emit import generate_once
     from gen.locking import locked
     from gen.manifest import verilog_filename
 
@@ -266,7 +267,7 @@ def prepare(cfg, build_root: Path) -> Prepared:
     root = Path(build_root) / cfg.build_name()
     rtl = root / "rtl"
     with locked(root.with_name(root.name + ".lock")):
-        manifest = generate(cfg, rtl).manifest
+        manifest = generate_once(cfg, rtl)
     verilog = rtl / verilog_filename(cfg.name)
     harness = build_accel_harness(verilog, manifest, build_root)
     return Prepared(cfg=cfg, manifest=manifest, verilog=verilog, harness=harness, build_dir=root)

@@ -22,6 +22,7 @@ from gen.errors import ToolError
 from gen.lint import SUPPRESSED_WARNINGS
 from gen.locking import locked
 from gen.toolchain import require_build_tools, verilator_env, verilator_root, verilator_version
+from sim import verilator_runtime
 
 HARNESS_SOURCE = Path(__file__).with_name("harness.cpp")
 #: Port <-> 32-bit word copies, included by every harness source (and sim/energy.py's model).
@@ -135,6 +136,10 @@ def control_file(manifest: dict) -> str:
     return "`verilator_config\n" + "".join(f'public_flat_rw -module "*" -var "{name}"\n' for name in names)
 
 
+#: The design-independent objects a harness links (compiled once per flag set, :mod:`sim.verilator_runtime`).
+RUNTIME_OBJECTS = ("verilated", "verilated_threads")
+
+
 def verilator_args(top: str) -> list[str]:
     # --flatten: every module inlined, so the root object holds the whole state (checkpoints copy it).
     return ["--cc", "--exe", "--build", "-j", "2", "--flatten", "--prefix", "Vtop", "--top-module", top,
@@ -183,7 +188,11 @@ def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, ma
         env = verilator_env()
         env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} OPT_FAST={CXX_OPT} OPT_GLOBAL={CXX_OPT}"
         log = home / "build.log"
-        command = ["verilator", *verilator_args(manifest["top"]), *flags, "sites.vlt", "design.v", "harness.cpp"]
+        shared = verilator_runtime.shared_dir(build_root, "harness", {"opt": CXX_OPT, "args": verilator_args(""),
+                                                                       "flags": list(flags)})
+        make_args = verilator_runtime.seed(shared, home, RUNTIME_OBJECTS)
+        command = ["verilator", *verilator_args(manifest["top"]), *flags,
+                   *[word for arg in make_args for word in ("-MAKEFLAGS", arg)], "sites.vlt", "design.v", "harness.cpp"]
         with open(log, "w") as out:
             done = subprocess.run(command, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT)
         if done.returncode != 0 or not binary.exists():
@@ -192,6 +201,8 @@ def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, ma
         if extra_classes:  # a module class outside the root object: its state would escape the checkpoints
             raise ToolError(f"the {family} of {manifest['top']}: Verilator kept module classes {extra_classes}; "
                             "checkpoints copy only the root object")
+        if not make_args:
+            verilator_runtime.keep(shared, home, RUNTIME_OBJECTS)
         stamp.write_text(key + "\n")
     return binary
 

@@ -60,9 +60,10 @@ def build_args() -> list[str]:
     return [f"-Wno-{name}" for name in sorted(SUPPRESSED_WARNINGS)]
 
 
-#: The objects every cocotb model links that do not depend on the design: cocotb's Verilator main and
-#: Verilator's runtime (compiled once per toolchain, :mod:`sim.verilator_runtime`).
-RUNTIME_OBJECTS = ("verilator", "verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
+#: The objects every cocotb model links that do not depend on the design: Verilator's runtime (compiled
+#: once per toolchain, :mod:`sim.verilator_runtime`). Not cocotb's main (``verilator.o``): it includes the
+#: model's ``Vtop.h``, whose class size follows the design's ports.
+RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
 
 
 def build_dir_for(cfg: KindConfig, build_root: Path = DEFAULT_BUILD_ROOT) -> Path:

@@ -1,12 +1,12 @@
 """Verilator's runtime objects, compiled once per toolchain and flag set and copied into every model's build.
 
-Every Verilated model links the same design-independent objects (Verilator's ``verilated.o`` and
-friends; for cocotb models also cocotb's main and the VPI layer). At -O0 they are about 14 of a
-small cocotb model's 17 compile seconds, and the fault harness compiles two of them at -O2. The
-first build of a flag set keeps them under ``<build root>/verilator-runtime/<family>-<key>/``;
-later builds start from a copy. Verilator rewrites ``Vtop.mk`` in every build and its makefile makes
-the global objects depend on it, so the make step is told (``make --assume-old=OBJECT``) that the copies are
-current.
+Every Verilated model links the same design-independent objects: Verilator's ``verilated.o`` and
+friends, for cocotb models also its VPI layer (not cocotb's main, which includes the model's
+``Vtop.h``: :func:`design_independent`). At -O0 they are about 13 of a small cocotb model's 17
+compile seconds, and the fault harness compiles two of them at -O2. The first build of a flag set
+keeps them under ``<build root>/verilator-runtime/<family>-<key>/``; later builds start from a
+copy. Verilator rewrites ``Vtop.mk`` in every build and its makefile makes the global objects
+depend on it, so the make step is told (``make --assume-old=OBJECT``) that the copies are current.
 """
 
 import hashlib
@@ -53,12 +53,23 @@ def seed(shared: Path, build_dir: Path, objects: tuple) -> list[str]:
     return [f"--assume-old={name}.o" for name in objects]
 
 
+def design_independent(depfile: Path) -> bool:
+    """Whether an object's make dependencies (its ``.d`` file) are all outside the build directory: an
+    object that includes a model header (``Vtop.h``: the model class's size follows the design) is not."""
+    words = depfile.read_text().replace("\\\n", " ").split()
+    return all(word.endswith(":") or Path(word).is_absolute() for word in words)
+
+
 def keep(shared: Path, build_dir: Path, objects: tuple) -> None:
     """Keep the ``objects`` a build compiled, for the next builds (copied aside, then renamed into place:
-    a half-written set is never seen; when another process got there first, its set stays)."""
+    a half-written set is never seen; when another process got there first, its set stays). Refuses
+    (ValueError) an object that depends on a file of the build directory: it would not fit other designs."""
     files = _files(Path(build_dir), objects)
     if shared.is_dir() or not all(path.is_file() for path in files):
         return
+    for path in files:
+        if path.suffix == ".d" and not design_independent(path):
+            raise ValueError(f"{path.stem}.o includes a header of the design's build; it cannot be shared")
     staging = shared.with_name(f"{shared.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -23,6 +23,8 @@ from . import tpe
 LINEAR_ARCHS = ("systolic_os", "cube", "adder_tree", "matrix2d")
 #: The model's matmuls the linear engine runs, in the order of the format table.
 LINEAR_OPS = ("patch_embed", "qkv", "proj", "fc1", "fc2", "head")
+#: ... and with MoE layers the gate's logits (a LINEAR without bias before GATE).
+MOE_LINEAR_OPS = ("gate",)
 #: Engines with a BUSY counter, in register order.
 ENGINES = ("fetch", "linear", "vector", "im2col")
 #: Register-map version (major, minor): bump the minor for added registers, the major for moved ones.
@@ -115,11 +117,22 @@ def container_bytes(fmt: FixedFormat) -> int:
     raise ValueError(f"{fmt.describe()} is wider than 32 bits")
 
 
+def has_moe(model) -> bool:
+    """Does the network have mixture-of-experts layers (then the accelerator has GATE and the route table)?"""
+    return any(model.is_moe(layer) for layer in range(model.layers))
+
+
+def linear_ops(model) -> tuple[str, ...]:
+    """The model's matmuls the linear engine runs (the format table's order)."""
+    return LINEAR_OPS + (MOE_LINEAR_OPS if has_moe(model) else ())
+
+
 def _k_of_ops(model) -> dict[str, int]:
-    moe = any(model.is_moe(layer) for layer in range(model.layers))
+    moe = has_moe(model)
     dense = any(not model.is_moe(layer) for layer in range(model.layers))
     return {"patch_embed": model.patch_inputs, "qkv": model.dim, "proj": model.dim, "fc1": model.dim,
-            "fc2": max([model.hidden] * dense + [model.expert_hidden] * moe), "head": model.dim}
+            "fc2": max([model.hidden] * dense + [model.expert_hidden] * moe), "head": model.dim,
+            **({"gate": model.dim} if moe else {})}
 
 
 class MoevitAccelConfig(KindConfig):
@@ -207,11 +220,12 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
     largest = max(ks, key=ks.get)
     act = model.format("activation")
     act_bytes = container_bytes(act)
-    a_formats = {specs[op].a for op in LINEAR_OPS}
-    b_formats = {specs[op].b for op in LINEAR_OPS} | {specs[op].bias for op in LINEAR_OPS if specs[op].bias}
-    operand_width = max(f.width + (0 if f.signed else 1) for f in a_formats | {specs[op].b for op in LINEAR_OPS})
+    ops = linear_ops(model)
+    a_formats = {specs[op].a for op in ops}
+    b_formats = {specs[op].b for op in ops} | {specs[op].bias for op in ops if specs[op].bias}
+    operand_width = max(f.width + (0 if f.signed else 1) for f in a_formats | {specs[op].b for op in ops})
     w_bytes = max(container_bytes(f) for f in b_formats)
-    for op in LINEAR_OPS:
+    for op in ops:
         spec = specs[op]
         if spec.product_shift > 0:
             raise ValueError(
@@ -260,7 +274,7 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
         raise ValueError(f"buffers.k_max: {k_max} rows of {w_row_beats} beats make a weight tile of more than "
                          f"{MAX_TILE_BEATS} beats; allowed: a smaller k_max or a wider memory.data_width")
     formats, op_format = [], {}
-    for op in LINEAR_OPS:
+    for op in ops:
         spec = specs[op]
         key = (spec.a, spec.b, spec.acc, spec.out, spec.rounding, spec.overflow, spec.bias)
         for index, existing in enumerate(formats):
@@ -289,14 +303,23 @@ def build(cfg: MoevitAccelConfig):
 
     from . import gelu as gelu_kind
 
+    from hw.arith.fixed import Rounding
+    from hw.nonlinear.gate import GateSpec
+
+    from . import softmax as softmax_kind
+
     f, mem, net = cfg.facts, cfg.memory, cfg.network
     engine = tpe.build(cfg.tpe_config())
+    moe = {}
+    if has_moe(net):
+        moe = {"gate": GateSpec(softmax_kind.spec(net.units["gate"]), net.top_k), "rounding": Rounding(net.rounding),
+               "tokens": net.tokens}
     return MoevitAccel(
         name=cfg.name, config_id=int(cfg.config_hash()[:4], 16), engine=engine, addr_width=mem.addr_width,
         data_width=mem.data_width, ports=mem.ports, max_burst=mem.max_burst, max_reads=mem.max_reads,
         max_writes=mem.max_writes, act=f.act, act_bytes=f.act_bytes, w_bytes=f.w_bytes,
         overflow=Overflow(net.overflow), a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=list(f.formats),
-        gelu=gelu_kind.spec(net.units["gelu"]), version=VERSION)
+        gelu=gelu_kind.spec(net.units["gelu"]), version=VERSION, **moe)
 
 
 def parameters(cfg: MoevitAccelConfig, component) -> dict:

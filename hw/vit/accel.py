@@ -23,7 +23,9 @@ from .axi import Axi4LiteSignature, Axi4Signature, AxiMasterPort, connect_flat, 
 from .csr import CsrBlock
 from .descriptors import ERROR
 from .im2col import Im2colEngine
-from .linear import LinearEngine
+from .gate import GateEngine
+from .linear import ROUTE_READERS, LinearEngine, MoeSpec
+from .router import RouteTable
 from .sequencer import Sequencer
 from .vector import VectorEngine
 
@@ -34,6 +36,9 @@ READ_CLIENTS = (("linear", 0, "A rows"), ("linear", 1, "weight tiles"), ("linear
 WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"))
 #: Engines with a BUSY counter (register order) and the opcodes each runs.
 ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL"}
+#: With a mixture of experts (a ``gate`` unit): the GATE engine, its client and the route table.
+MOE_ENGINE_OPCODES = {"gate": "GATE"}
+MOE_READ_CLIENTS = (("gate", 0, "gate logits"),)
 CSR_ADDR_WIDTH = 12
 
 
@@ -47,18 +52,28 @@ class MoevitAccel(wiring.Component):
     def __init__(self, *, name: str, config_id: int, engine, addr_width: int, data_width: int, ports: int,
                  max_burst: int, max_reads: int, max_writes: int, act: FixedFormat, act_bytes: int, w_bytes: int,
                  overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list, gelu: GeluSpec | None,
-                 version: tuple[int, int], id_width: int = 1):
+                 version: tuple[int, int], id_width: int = 1, gate=None, rounding=None, tokens: int = 0):
         self.name, self.addr_width, self.data_width, self.ports = name, addr_width, data_width, ports
         self.max_burst, self.max_reads, self.max_writes, self.id_width = max_burst, max_reads, max_writes, id_width
+        # ``gate`` (a hw.nonlinear.gate.GateSpec) adds the mixture of experts: GATE, the route table of
+        # ``tokens`` entries per expert, and the linear engine's gather and scatter (``rounding``: the model's).
+        self.moe = None if gate is None else MoeSpec(experts=gate.experts, tokens=tokens, score=gate.softmax.output)
         self.linear = LinearEngine(engine=engine, addr_width=addr_width, data_width=data_width, act=act,
                                    act_bytes=act_bytes, w_bytes=w_bytes, a_rows=a_rows, a_k=a_k, k_max=k_max,
-                                   formats=formats, gelu=gelu)
+                                   formats=formats, gelu=gelu, moe=self.moe)
+        self.engine_opcodes = dict(ENGINE_OPCODES)
+        read_clients = READ_CLIENTS
+        if gate is not None:
+            self.gate = GateEngine(addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
+                                   rounding=rounding, overflow=overflow, spec=gate, tokens=tokens)
+            self.engine_opcodes |= MOE_ENGINE_OPCODES
+            read_clients = READ_CLIENTS + MOE_READ_CLIENTS
         self.vector = VectorEngine(addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
                                    overflow=overflow)
         self.im2col = Im2colEngine(addr_width=addr_width, data_width=data_width, act_bytes=act_bytes)
         self.seq = Sequencer(addr_width=addr_width, data_width=data_width,
-                             engines={op: index for index, op in enumerate(ENGINE_OPCODES.values())})
-        self.engine_names = ("fetch",) + tuple(ENGINE_OPCODES)
+                             engines={op: index for index, op in enumerate(self.engine_opcodes.values())})
+        self.engine_names = ("fetch",) + tuple(self.engine_opcodes)
         lin = self.linear
         caps = {"ports": ports, "data_bytes_log2": (data_width // 8).bit_length() - 1, "rows": lin.rows,
                 "cols": lin.cols}
@@ -67,7 +82,7 @@ class MoevitAccel(wiring.Component):
         self.register_map, self.rdl_node = regmap_module.elaborate_rdl(self.rdl)
         self.formats = list(formats)
         self.client_ports = {
-            "reads": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(READ_CLIENTS)],
+            "reads": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(read_clients)],
             "writes": [{"engine": e, "client": c, "what": w, "port": i % ports}
                        for i, (e, c, w) in enumerate(WRITE_CLIENTS)],
         }
@@ -110,6 +125,9 @@ class MoevitAccel(wiring.Component):
             "gelu": lin.gelu is not None,
             "engines": list(self.engine_names),
             "clients": self.client_ports,
+            **({"moe": {"experts": self.moe.experts, "tokens": self.moe.tokens, "top_k": self.gate.top_k,
+                        "score": {"width": self.moe.score.width, "frac": self.moe.score.frac,
+                                  "signed": self.moe.score.signed}}} if self.moe is not None else {}),
         }
 
     # ------------------------------------------------------------------ hardware
@@ -120,8 +138,19 @@ class MoevitAccel(wiring.Component):
 
         soft = Signal(name="soft_rst")  # resets the processor and the engines while the ports drain
         engines = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col, "seq": self.seq}
+        if self.moe is not None:
+            engines["gate"] = self.gate
         for name, unit in engines.items():
             m.submodules[name] = ResetInserter(soft)(unit)
+        if self.moe is not None:
+            moe = self.moe
+            table = RouteTable(experts=moe.experts, tokens=moe.tokens, score=moe.score, readers=ROUTE_READERS)
+            m.submodules.route_table = ResetInserter(soft)(table)
+            wiring.connect(m, self.gate.push, table.push)
+            m.d.comb += [table.clear.eq(self.gate.clear), self.linear.route_counts.eq(table.counts),
+                         self.linear.route_tokens.eq(self.gate.routed)]
+            for i in range(ROUTE_READERS):
+                wiring.connect(m, self.linear.route[i], table.reads[i])
 
         ports = []
         for p in range(self.ports):
@@ -171,7 +200,7 @@ class MoevitAccel(wiring.Component):
         for port in ports:
             m.d.comb += [port.drain.eq(abort), port.clear.eq(starting)]
         m.d.comb += [seq.start.eq(starting), seq.base.eq(csr.desc_base_value), seq.abort_code.eq(axi_code)]
-        opcode_engines = [engines[name] for name in ENGINE_OPCODES]
+        opcode_engines = [engines[name] for name in self.engine_opcodes]
         for index, engine in enumerate(opcode_engines):
             m.d.comb += [engine.start.eq(seq.engine_start[index]), engine.desc.eq(seq.desc),
                          seq.engine_done[index].eq(engine.done), seq.engine_error[index].eq(engine.error)]
@@ -199,9 +228,9 @@ class MoevitAccel(wiring.Component):
         events = {
             "cycles": counting,
             "busy_fetch": counting & seq.waiting_fetch,
-            **{f"busy_{name}": engines[name].busy for name in ENGINE_OPCODES},
+            **{f"busy_{name}": engines[name].busy for name in self.engine_opcodes},
             "mac_active": self.linear.mac_beat,
-            "mem_stall": Cat(*[engines[name].mem_stall for name in ENGINE_OPCODES]).any(),
+            "mem_stall": Cat(*[engines[name].mem_stall for name in self.engine_opcodes]).any(),
         }
         for p, port in enumerate(ports):
             events[f"rd_bytes_p{p}"] = port.read_beat * beat_bytes

@@ -170,6 +170,8 @@ def compare(program: Program, result: RunResult) -> list[OpReport]:
             report.ok, report.mismatch = False, "no irq before the timeout"
         elif report.code:
             report.ok, report.mismatch = False, f"error {names.get(report.code, report.code)}"
+        elif op is not None and not op.writes:  # GATE: checked through the experts that read its queues
+            report.ok = True
         elif op is not None and op.writes in program.expected:
             mismatch = first_mismatch(program.expected[op.writes], outputs[op.writes])
             report.ok, report.mismatch = not mismatch, mismatch

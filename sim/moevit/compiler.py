@@ -48,6 +48,8 @@ class Target:
     k_max: int
     formats: tuple  # tuple of tuples: the matmul names of each row of the epilogue format table
     gelu: bool
+    experts: int = 0  # the route table's queues (0: no mixture of experts: no GATE, gather or scatter)
+    tokens: int = 0  # entries per queue
 
     @property
     def beat_bytes(self) -> int:
@@ -65,7 +67,7 @@ class Target:
         return cls(data_width=cfg.memory.data_width, addr_width=cfg.memory.addr_width, act=f.act,
                    act_bytes=f.act_bytes, w_bytes=f.w_bytes, rows=f.rows, cols=f.cols, steps=f.steps,
                    a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=tuple(fmt.names for fmt in f.formats),
-                   gelu=True)
+                   gelu=True, **_moe_target(cfg.network))
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "Target":
@@ -75,7 +77,13 @@ class Target:
                    w_bytes=p["w_bytes"], rows=p["linear"]["rows"], cols=p["linear"]["cols"],
                    steps=p["linear"]["steps"], a_rows=p["buffers"]["a_rows"], a_k=p["buffers"]["a_k"],
                    k_max=p["buffers"]["k_max"], formats=tuple(tuple(f["names"]) for f in p["formats"]),
-                   gelu=p["gelu"])
+                   gelu=p["gelu"], experts=p.get("moe", {}).get("experts", 0), tokens=p.get("moe", {}).get("tokens", 0))
+
+
+def _moe_target(model) -> dict:
+    from gen.kinds.moevit_accel import has_moe
+
+    return {"experts": model.experts, "tokens": model.tokens} if has_moe(model) else {}
 
 
 @dataclass
@@ -174,8 +182,18 @@ class Builder:
     # ------------------------------------------------------------------ operators
     def linear(self, name: str, src: Region, weights: Region, dst: Region, *, matmul: str, gelu: bool = False,
                residual: Region | None = None, prefetch: bool = True, src_row: int = 0, dst_row: int = 0,
-               rows: int | None = None) -> Op:
-        """``dst[dst_row:] = epilogue(src[src_row:] @ W)`` for ``rows`` rows (default: all of src after src_row)."""
+               rows: int | None = None, expert: int | None = None, gather: bool = False, scatter: bool = False,
+               queued: int | None = None) -> Op:
+        """``dst[dst_row:] = epilogue(src[src_row:] @ W)`` for ``rows`` rows (default: all of src after src_row).
+
+        With ``expert``: the rows are that expert's queue of the route table (``GATE``): ``gather`` reads
+        A's rows of the queued tokens (``src`` has a row per token), ``scatter`` writes each result row,
+        weighted by the token's score, to its token's row of ``dst`` (adding ``residual``, which is then
+        ``dst``, except for the token's first expert); the other side is compact (row ``i``: entry ``i``).
+        ``queued``, the queue's length under the golden's routing, only counts the MACs."""
+        if expert is not None:
+            return self._routed(name, src, weights, dst, matmul=matmul, gelu=gelu, residual=residual,
+                                expert=expert, gather=gather, scatter=scatter, queued=queued, prefetch=prefetch)
         t = self.target
         k, n, has_bias = weights.meta["k"], weights.meta["n"], weights.meta["bias"]
         m = rows if rows is not None else src.rows - src_row
@@ -200,6 +218,46 @@ class Builder:
                     reads=(src.name, weights.name) + ((residual.name,) if residual else ()), writes=dst.name,
                     macs=chunk * k * n)
             self.ops.append(op)
+        return op
+
+    def _routed(self, name, src, weights, dst, *, matmul, gelu, residual, expert, gather, scatter, queued,
+                prefetch) -> Op:
+        t = self.target
+        if not t.experts:
+            raise CompileError(f"{name}: the accelerator has no route table (its model has no MoE layers)")
+        if not 0 <= expert < t.experts or not (gather or scatter):
+            raise CompileError(f"{name}: expert {expert} of {t.experts}, gather {gather}, scatter {scatter}")
+        k, n, has_bias = weights.meta["k"], weights.meta["n"], weights.meta["bias"]
+        if src.n != k:
+            raise CompileError(f"{name}: A has {src.n} columns, the weights {k} rows")
+        flags = tuple(f for f, on in (("bias", has_bias), ("gelu", gelu), ("residual", residual is not None),
+                                      ("no_prefetch", not prefetch), ("gather", gather), ("scatter", scatter)) if on)
+        rows = max(src.rows, dst.rows)
+        op = None
+        for start in range(0, t.tokens, t.a_rows):  # a queue longer than the A buffer: a descriptor per part
+            chunk = max(0, min(t.a_rows, (queued if queued is not None else t.tokens) - start))
+            fields = {"m": rows, "k": k, "n": n, "src": src.addr, "weights": weights.addr, "dst": dst.addr,
+                      "residual": residual.addr if residual else 0, "src_stride": src.stride,
+                      "dst_stride": dst.stride, "res_stride": residual.stride if residual else 0,
+                      "expert": expert, "queue_from": start}
+            suffix = f"[{start}:]" if t.tokens > t.a_rows else ""
+            op = Op(name + suffix, "LINEAR", fields, flags, t.fmt(matmul),
+                    reads=(src.name, weights.name) + ((residual.name,) if residual else ()), writes=dst.name,
+                    macs=chunk * k * n)
+            self.ops.append(op)
+        return op
+
+    def gate(self, name: str, logits: Region) -> Op:
+        """``GATE``: the top-k experts of every row of ``logits`` into the route table's queues."""
+        t = self.target
+        if not t.experts:
+            raise CompileError(f"{name}: the accelerator has no route table (its model has no MoE layers)")
+        if logits.rows > t.tokens or logits.n > t.experts:
+            raise CompileError(f"{name}: {logits.rows} x {logits.n} logits; the route table takes {t.tokens} "
+                               f"tokens of {t.experts} experts")
+        op = Op(name, "GATE", {"rows": logits.rows, "n": logits.n, "src": logits.addr, "src_stride": logits.stride},
+                reads=(logits.name,))
+        self.ops.append(op)
         return op
 
     def add(self, name: str, x: Region, y: Region, dst: Region, *, rows: int | None = None, x_row: int = 0,
@@ -292,7 +350,8 @@ def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
                  proj, matmul="proj")
         b.expect(proj, trace[p + "proj"])
         if model.is_moe(layer):
-            continue  # the experts are the mixture-of-experts engine's (issue III)
+            moe_layer(b, model, codes, trace, layer, task)
+            continue
         y2 = b.tensor(p + "ln2", trace[p + "ln2"])
         fc1 = b.tensor(p + "fc1", rows=model.tokens, n=model.hidden)
         b.linear(p + "fc1", y2, b.weights(p + "mlp.fc1.w", codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"]), fc1,
@@ -310,3 +369,48 @@ def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
              head, matmul="head", src_row=1)
     b.expect(head, trace["head"])
     return b.finish()
+
+
+def moe_layer(b: Builder, model, codes: dict, trace: dict, layer: int, task: str) -> None:
+    """The mixture of experts of block ``layer`` on the golden's ``ln2`` output, then the block's residual add.
+
+    The gate's logits (``LINEAR`` with the gate's format, no bias), ``GATE`` (the route table), then
+    expert by expert in index order fc1 + GELU on the gathered tokens into the expert's hidden rows
+    (compact) and fc2 scattered, score-weighted, into the tokens' rows of ``ffn`` (the first expert of
+    a token writes its row, the others add to it: the golden's order and rounding); ``ADD`` of the
+    attention output. Expectations: the logits, every expert's hidden rows, ``ffn`` and the block output.
+    """
+    from sim.golden.moevit import fixed
+
+    p = f"blocks.{layer}."
+    u, specs = fixed.units(model), fixed.matmul_specs(model)
+    act = model.format("activation")
+    y2_codes = trace[p + "ln2"]
+    gate_w = codes[p + f"moe.gate.{task}"]
+    logits_codes = fixed.matmul(specs["gate"], y2_codes, gate_w)
+    chosen, _ = fixed.gate(fixed.convert(logits_codes, act, u.gate.input, model), u, model.top_k)
+    y2 = b.tensor(p + "ln2", y2_codes)
+    logits = b.tensor(p + "gate.logits", rows=model.tokens, n=model.experts)
+    b.linear(p + "gate", y2, b.weights(p + f"moe.gate.{task}", gate_w), logits, matmul="gate")
+    b.expect(logits, logits_codes)
+    b.gate(p + "route", logits)
+    ffn = b.tensor(p + "ffn", rows=model.tokens, n=model.dim)
+    for e in range(model.experts):
+        rows = np.nonzero((chosen == e).any(axis=-1))[0]
+        hidden = b.tensor(p + f"expert{e}.hidden", rows=model.tokens, n=model.expert_hidden)
+        want = np.zeros((model.tokens, model.expert_hidden), dtype=np.int64)
+        if rows.size:
+            want[:rows.size] = fixed.feature_gelu(fixed.matmul(specs["fc1"], y2_codes[rows], codes[p + "moe.fc1.w"][e],
+                                                               codes[p + "moe.fc1.b"][e]), model, u)
+        b.expect(hidden, want)
+        w1 = b.weights(p + f"moe.fc1.{e}", codes[p + "moe.fc1.w"][e], codes[p + "moe.fc1.b"][e])
+        w2 = b.weights(p + f"moe.fc2.{e}", codes[p + "moe.fc2.w"][e], codes[p + "moe.fc2.b"][e])
+        b.linear(p + f"expert{e}.fc1", y2, w1, hidden, matmul="fc1", gelu=True, expert=e, gather=True,
+                 queued=rows.size)
+        b.linear(p + f"expert{e}.fc2", hidden, w2, ffn, matmul="fc2", residual=ffn, expert=e, scatter=True,
+                 queued=rows.size)
+    b.expect(ffn, trace[p + "ffn"])
+    attn = b.tensor(p + "attn", trace[p + "attn"])
+    out = b.tensor(p + "out", rows=model.tokens, n=model.dim)
+    b.add(p + "add", attn, ffn, out)
+    b.expect(out, trace[p + "out"])

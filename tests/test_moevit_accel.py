@@ -3,7 +3,8 @@
 The RTL tests build the micro network's accelerator twice and run many checks per build:
 the fast harness on a 4x4 output-stationary array with two 64-bit ports
 (``tests/configs/accel_micro_os.yaml``: the linear-operator program, every linear operator
-on the golden's own inputs with IM2COL and ADD of the embedding, bit-exact under random
+on the golden's own inputs with IM2COL and ADD of the embedding and the MoE layer (the gate's
+LINEAR, GATE, gathered and scattered experts), bit-exact under random
 stalls on every AXI channel with the DRAM model checking the AXI rules; a read answered
 with DECERR; a soft reset and a hardware reset in the middle of a run, then a clean run),
 and the cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
@@ -136,8 +137,18 @@ def test_harness_runs_every_linear_operator_bit_exact(micro_os, micro_program):
     result = run_program(micro_os.harness, micro_os.manifest, micro_program,
                          timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
     reports = _check(micro_program, result)
-    assert len(reports) == len(micro_program.ops) == 10
-    linear = [r for r in reports if r.opcode == "LINEAR"]
+    assert len(reports) == len(micro_program.ops) == 21
+    # The MoE layer (block 1): the gate's LINEAR, GATE, per expert a gathered fc1 and a scattered fc2 (their
+    # outputs, every expert's hidden rows and the ffn rows, bit-exact above); an expert without tokens
+    # reads no weights and computes nothing.
+    assert [r.opcode for r in reports if r.name.startswith("blocks.1.")][2:4] == ["LINEAR", "GATE"]
+    experts = [r for r in reports if ".expert" in r.name]
+    assert len(experts) == 2 * 4 and any(r.macs == 0 for r in experts) and any(r.macs for r in experts)
+    for r in experts:
+        assert (r.counters["MAC_ACTIVE"] > 0) == (r.macs > 0), r.name
+        if not r.macs:
+            assert r.counters["CYCLES"] < 40, (r.name, r.counters["CYCLES"])
+    linear = [r for r in reports if r.opcode == "LINEAR" and r.macs]
     assert all(r.counters["MAC_ACTIVE"] > 0 and r.counters["BUSY_LINEAR"] > 0 for r in linear)
     assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"
     beats = sum(r.counters["MAC_ACTIVE"] for r in linear)

@@ -183,17 +183,20 @@ class Builder:
     def linear(self, name: str, src: Region, weights: Region, dst: Region, *, matmul: str, gelu: bool = False,
                residual: Region | None = None, prefetch: bool = True, src_row: int = 0, dst_row: int = 0,
                rows: int | None = None, expert: int | None = None, gather: bool = False, scatter: bool = False,
-               queued: int | None = None) -> Op:
+               queue_from: int = 0, queued: int | None = None) -> Op:
         """``dst[dst_row:] = epilogue(src[src_row:] @ W)`` for ``rows`` rows (default: all of src after src_row).
 
         With ``expert``: the rows are that expert's queue of the route table (``GATE``): ``gather`` reads
         A's rows of the queued tokens (``src`` has a row per token), ``scatter`` writes each result row,
         weighted by the token's score, to its token's row of ``dst`` (adding ``residual``, which is then
-        ``dst``, except for the token's first expert); the other side is compact (row ``i``: entry ``i``).
-        ``queued``, the queue's length under the golden's routing, only counts the MACs."""
+        ``dst``, except for the token's first expert); the other side is compact (row ``i``: entry
+        ``queue_from + i``). One descriptor: the queue's entries ``queue_from`` on, at most ``a_rows``
+        (a longer queue takes one descriptor per part). ``queued``, the queue's length under the
+        golden's routing, only counts the MACs."""
         if expert is not None:
             return self._routed(name, src, weights, dst, matmul=matmul, gelu=gelu, residual=residual,
-                                expert=expert, gather=gather, scatter=scatter, queued=queued, prefetch=prefetch)
+                                expert=expert, gather=gather, scatter=scatter, queue_from=queue_from,
+                                queued=queued, prefetch=prefetch)
         t = self.target
         k, n, has_bias = weights.meta["k"], weights.meta["n"], weights.meta["bias"]
         m = rows if rows is not None else src.rows - src_row
@@ -220,8 +223,8 @@ class Builder:
             self.ops.append(op)
         return op
 
-    def _routed(self, name, src, weights, dst, *, matmul, gelu, residual, expert, gather, scatter, queued,
-                prefetch) -> Op:
+    def _routed(self, name, src, weights, dst, *, matmul, gelu, residual, expert, gather, scatter, queue_from,
+                queued, prefetch) -> Op:
         t = self.target
         if not t.experts:
             raise CompileError(f"{name}: the accelerator has no route table (its model has no MoE layers)")
@@ -233,18 +236,16 @@ class Builder:
         flags = tuple(f for f, on in (("bias", has_bias), ("gelu", gelu), ("residual", residual is not None),
                                       ("no_prefetch", not prefetch), ("gather", gather), ("scatter", scatter)) if on)
         rows = max(src.rows, dst.rows)
-        op = None
-        for start in range(0, t.tokens, t.a_rows):  # a queue longer than the A buffer: a descriptor per part
-            chunk = max(0, min(t.a_rows, (queued if queued is not None else t.tokens) - start))
-            fields = {"m": rows, "k": k, "n": n, "src": src.addr, "weights": weights.addr, "dst": dst.addr,
-                      "residual": residual.addr if residual else 0, "src_stride": src.stride,
-                      "dst_stride": dst.stride, "res_stride": residual.stride if residual else 0,
-                      "expert": expert, "queue_from": start}
-            suffix = f"[{start}:]" if t.tokens > t.a_rows else ""
-            op = Op(name + suffix, "LINEAR", fields, flags, t.fmt(matmul),
-                    reads=(src.name, weights.name) + ((residual.name,) if residual else ()), writes=dst.name,
-                    macs=chunk * k * n)
-            self.ops.append(op)
+        part = max(0, min(t.a_rows, (queued if queued is not None else t.tokens) - queue_from))
+        fields = {"m": rows, "k": k, "n": n, "src": src.addr, "weights": weights.addr, "dst": dst.addr,
+                  "residual": residual.addr if residual else 0, "src_stride": src.stride,
+                  "dst_stride": dst.stride, "res_stride": residual.stride if residual else 0,
+                  "expert": expert, "queue_from": queue_from}
+        suffix = f"[{queue_from}:]" if t.tokens > t.a_rows else ""
+        op = Op(name + suffix, "LINEAR", fields, flags, t.fmt(matmul),
+                reads=(src.name, weights.name) + ((residual.name,) if residual else ()), writes=dst.name,
+                macs=part * k * n)
+        self.ops.append(op)
         return op
 
     def gate(self, name: str, logits: Region) -> Op:
@@ -375,8 +376,8 @@ def moe_layer(b: Builder, model, codes: dict, trace: dict, layer: int, task: str
     """The mixture of experts of block ``layer`` on the golden's ``ln2`` output, then the block's residual add.
 
     The gate's logits (``LINEAR`` with the gate's format, no bias), ``GATE`` (the route table), then
-    expert by expert in index order fc1 + GELU on the gathered tokens into the expert's hidden rows
-    (compact) and fc2 scattered, score-weighted, into the tokens' rows of ``ffn`` (the first expert of
+    expert by expert in index order (and for a queue longer than the A buffer part by part) fc1 + GELU
+    on the gathered tokens into the expert's hidden rows (compact) and fc2 scattered, score-weighted, into the tokens' rows of ``ffn`` (the first expert of
     a token writes its row, the others add to it: the golden's order and rounding); ``ADD`` of the
     attention output. Expectations: the logits, every expert's hidden rows, ``ffn`` and the block output.
     """
@@ -397,18 +398,21 @@ def moe_layer(b: Builder, model, codes: dict, trace: dict, layer: int, task: str
     ffn = b.tensor(p + "ffn", rows=model.tokens, n=model.dim)
     for e in range(model.experts):
         rows = np.nonzero((chosen == e).any(axis=-1))[0]
-        hidden = b.tensor(p + f"expert{e}.hidden", rows=model.tokens, n=model.expert_hidden)
-        want = np.zeros((model.tokens, model.expert_hidden), dtype=np.int64)
-        if rows.size:
-            want[:rows.size] = fixed.feature_gelu(fixed.matmul(specs["fc1"], y2_codes[rows], codes[p + "moe.fc1.w"][e],
+        part_rows = min(model.tokens, b.target.a_rows)
+        hidden = b.tensor(p + f"expert{e}.hidden", rows=part_rows, n=model.expert_hidden)
+        want = np.zeros((part_rows, model.expert_hidden), dtype=np.int64)  # each part overwrites the first rows
+        for start in range(0, rows.size, part_rows):
+            part = rows[start:start + part_rows]
+            want[:part.size] = fixed.feature_gelu(fixed.matmul(specs["fc1"], y2_codes[part], codes[p + "moe.fc1.w"][e],
                                                                codes[p + "moe.fc1.b"][e]), model, u)
         b.expect(hidden, want)
         w1 = b.weights(p + f"moe.fc1.{e}", codes[p + "moe.fc1.w"][e], codes[p + "moe.fc1.b"][e])
         w2 = b.weights(p + f"moe.fc2.{e}", codes[p + "moe.fc2.w"][e], codes[p + "moe.fc2.b"][e])
-        b.linear(p + f"expert{e}.fc1", y2, w1, hidden, matmul="fc1", gelu=True, expert=e, gather=True,
-                 queued=rows.size)
-        b.linear(p + f"expert{e}.fc2", hidden, w2, ffn, matmul="fc2", residual=ffn, expert=e, scatter=True,
-                 queued=rows.size)
+        for start in range(0, model.tokens, part_rows):
+            b.linear(p + f"expert{e}.fc1", y2, w1, hidden, matmul="fc1", gelu=True, expert=e, gather=True,
+                     queue_from=start, queued=rows.size)
+            b.linear(p + f"expert{e}.fc2", hidden, w2, ffn, matmul="fc2", residual=ffn, expert=e, scatter=True,
+                     queue_from=start, queued=rows.size)
     b.expect(ffn, trace[p + "ffn"])
     attn = b.tensor(p + "attn", trace[p + "attn"])
     out = b.tensor(p + "out", rows=model.tokens, n=model.dim)

@@ -149,6 +149,21 @@ def test_linear_matches_golden(arch, data_width):
     assert all(r.mem_stall > 0 for r in results[:2]), "a slow memory shows as mem_stall"
 
 
+def test_weight_half_fed_once_while_results_wait():
+    """Regression: results held back by a slow writer (a full output queue, the epilogue stalled) must not let the
+    feeder reuse a weight half whose old tile is still waiting for its last result row: it waits for the half's
+    next tile. Fast reads, very slow writes, many tiles (more result rows than the output path buffers)."""
+    rng = np.random.default_rng(11)
+    engine = make_engine("os", 64)
+    cases = [(m, k, n, f, fl, random_case(rng, m, k, n, f, fl))
+             for (m, k, n, f, fl) in [(3, 8, 40, 0, ("bias",)), (3, 5, 33, 1, ("bias", "residual"))]]
+    image, ops, memory, bench, results = run(engine, 64, cases, Timing(read_latency=(1, 3), write_ready=0.05), 3)
+    before = np.zeros(1 << ADDR_WIDTH, dtype=np.uint8)
+    before[image.base:image.end] = np.frombuffer(image.image(), dtype=np.uint8)
+    check_outputs(image, ops, memory, results, before.tobytes())
+    assert bench.problems == []
+
+
 def test_a_buffer_rows_and_instant_throughput():
     """M = a_rows exactly; with an instant memory the TPE takes a beat nearly every cycle of a long operator."""
     engine = make_engine("os", 256, a_rows=12)

@@ -5,7 +5,8 @@ groups of the engine's ``steps`` per beat, and offers one ``k_steps`` beat per c
 (``hw/tpe/interface.py``): ``a[s*rows + i] = A[row0 + i, k0 + s]``,
 ``b[s*cols + j] = W[k0 + s, t*cols + j]``, zeros for ``k0 + s >= K`` (the source's duty),
 ``last`` on a job's final beat. A beat of an M-tile waits until the tile's rows are loaded
-(``rows_loaded``) and a tile's beats until its half is ``ready``.
+(``rows_loaded``) and a tile's beats until its half is ``ready``; ``w_fed`` pulses ``1 << half``
+when a tile's last beat is read (the half then waits for its next tile, not the old one).
 
 Timing: a two-stage pipeline (address, then the memories' registered data) that advances
 when its output is empty or taken, so beats flow at one per cycle while the engine takes
@@ -40,7 +41,7 @@ class Feeder(wiring.Component):
             "rows_loaded": In(32), "w_ready": In(2),
             "a_r_en": Out(1), "a_r_addr": Out(range(max(2, a_words))),
             "a_r_data": In(word_elems * a_bits).array(rows),
-            "w_r_en": Out(1), "w_r_addr": Out(range(2 * half_words)),
+            "w_fed": Out(2), "w_r_en": Out(1), "w_r_addr": Out(range(2 * half_words)),
             "w_r_data": In(cols * b_bits).array(steps),
             "operands": Out(stream.Signature(operand_layout)),
             "done": Out(1), "waiting": Out(1),
@@ -95,6 +96,7 @@ class Feeder(wiring.Component):
                     with m.Else():
                         m.d.sync += [row0.eq(0), a_base.eq(0), half.eq(~half), col0.eq(col0 + cols),
                                      bt_base.eq(bt_base + self.pitch)]
+                        m.d.comb += self.w_fed.eq(Mux(half, 0b10, 0b01))
                         with m.If(col0 + cols >= n_cols):
                             m.d.sync += issuing.eq(0)
         with m.If(self.start):

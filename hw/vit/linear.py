@@ -286,7 +286,7 @@ class LinearEngine(wiring.Component):
             w_buf.k.eq(k), w_buf.n_cols.eq(n_cols), w_buf.weights.eq(field("weights")), w_buf.bias.eq(flag("bias")),
             w_buf.no_prefetch.eq(flag("no_prefetch")),
             feeder.m_rows.eq(m_rows), feeder.k.eq(k), feeder.n_cols.eq(n_cols),
-            feeder.rows_loaded.eq(a_buf.rows_loaded), feeder.w_ready.eq(w_buf.ready),
+            feeder.rows_loaded.eq(a_buf.rows_loaded), feeder.w_ready.eq(w_buf.ready), w_buf.fed.eq(feeder.w_fed),
             a_buf.r_en.eq(feeder.a_r_en), a_buf.r_addr.eq(feeder.a_r_addr),
             w_buf.r_en.eq(feeder.w_r_en), w_buf.r_addr.eq(feeder.w_r_addr),
             reader.m_rows.eq(m_rows), reader.n_cols.eq(n_cols), reader.base.eq(Mux(scatter, 0, field("residual"))),

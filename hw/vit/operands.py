@@ -127,8 +127,10 @@ class WeightBuffer(wiring.Component):
       ``t`` row ``k`` is the slice of ``cols`` elements at ``t * cols * act_bytes`` in it (whole
       beats, or a part of one beat), one request per row; no bias.
 
-    ``ceil(n_cols / cols)`` tiles; tile ``t`` goes to half ``t % 2``. ``ready[h]`` is high while
-    half ``h`` holds its next tile; ``release[h]`` (a pulse) frees it. ``tiles_done`` is high when
+    ``ceil(n_cols / cols)`` tiles; tile ``t`` goes to half ``t % 2``. ``ready[h]`` is high from
+    half ``h``'s tile being loaded until ``fed[h]`` (a pulse: the feeder read its last beat); the
+    half is reloaded only after ``release[h]`` (a pulse: its bias row was taken by the tile's
+    last result row), so a tile is fed once, however late its results leave. ``tiles_done`` is high when
     every tile was loaded. Read side: ``r_en``/``r_addr`` -> ``r_data[s]`` (bank ``s``: ``cols``
     codes of ``b_bits``, sign-extended) in the next cycle; ``bias_rows[h][j]`` are the bias codes
     of half ``h``.
@@ -149,7 +151,7 @@ class WeightBuffer(wiring.Component):
             "start": In(1), "k": In(32), "n_cols": In(32), "weights": In(addr_width), "bias": In(1),
             "no_prefetch": In(1), "rows": In(1), "b_stride": In(32),
             "read": Out(ReadClientSignature(addr_width, data_width)),
-            "ready": Out(2), "release": In(2), "tiles_done": Out(1),
+            "ready": Out(2), "fed": In(2), "release": In(2), "tiles_done": Out(1),
             "r_en": In(1), "r_addr": In(range(words)),
             "r_data": Out(row).array(steps),
             "bias_rows": Out(data.ArrayLayout(unsigned(max(1, bias_bits)), cols)).array(2),
@@ -187,7 +189,8 @@ class WeightBuffer(wiring.Component):
         lane = Signal(range(max(2, slices.per_beat)), name="req_lane")
         col0 = Signal(32, name="req_col0")  # first column of the next tile to request
         half = Signal(name="req_half")
-        ready = Signal(2, name="ready_q")
+        ready = Signal(2, name="ready_q")  # loaded, not yet fed
+        held = Signal(2, name="held")  # loaded, not yet released (the bias row in use)
         requested = Signal(2, name="requested")  # a half whose tile is on its way
         pending = Signal(name="pending")  # requests left
         with m.If(self.start):
@@ -197,7 +200,7 @@ class WeightBuffer(wiring.Component):
                          row_addr.eq(self.weights), row_req.eq(0), lane.eq(0), b_stride.eq(self.b_stride),
                          col0.eq(0), half.eq(0), pending.eq(1), requested.eq(0),
                          row_mode.eq(self.rows if self.rows_mode else 0)]
-        busy_halves = ready | requested
+        busy_halves = held | requested
         free = ~pick(half, [busy_halves[0], busy_halves[1]]) & (~one_at_a_time | ~busy_halves.any())
         # In rows mode a tile's rows go out back to back once its half is marked requested.
         filling = Signal(name="filling")
@@ -292,9 +295,9 @@ class WeightBuffer(wiring.Component):
                 if self.rows_mode and slices.per_beat > 1:
                     m.d.sync += fill_lane.eq(Mux(equals(fill_lane, slices.per_beat - 1), 0, fill_lane + 1))
         with m.If(self.start):
-            m.d.sync += [ready.eq(0)]
+            m.d.sync += [ready.eq(0), held.eq(0)]
         with m.Else():
-            m.d.sync += [ready.eq((ready | set_ready) & ~self.release),
+            m.d.sync += [ready.eq((ready | set_ready) & ~self.fed), held.eq((held | set_ready) & ~self.release),
                          requested.eq((requested | set_requested) & ~set_ready)]
         m.d.comb += [self.ready.eq(ready), self.tiles_done.eq(~pending & ~requested.any())]
         # Connected last: a register that drives a port is named after the first statement that uses it.

@@ -216,22 +216,24 @@ def prepare(cfg, build_root: Path) -> Prepared:
     return Prepared(cfg=cfg, manifest=manifest, verilog=verilog, harness=harness, build_dir=root)
 
 
-def program_for(cfg, *, image: int = 0, task: str | None = None, seed: int = 0):
-    """The linear-operator program of ``cfg``'s network on synthetic image ``image`` (the network's weights,
-    or seeded random ones when it has none)."""
+def program_for(cfg, *, image: int = 0, task: str | None = None, seed: int = 0, model=None):
+    """The linear-operator program of ``cfg``'s network (or of ``model``, a network the same hardware runs,
+    e.g. fewer blocks) on synthetic image ``image`` (the network's weights, or seeded random ones when it
+    has none)."""
     from sim.golden.moevit.fixed import quantize, quantize_params
     from sim.golden.moevit.params import seeded_params
 
     from .compiler import Target, linear_ops_program
-    from .data import make_image
+    from .data import SHAPES, make_image
 
-    model = cfg.network
+    model = model or cfg.network
     task = task or model.task_names[0]
     if task not in model.task_names:
         from gen.errors import UsageError
 
         raise UsageError(f"--task: got {task!r}; allowed: one of {', '.join(model.task_names)}")
     codes = quantize_params(seeded_params(model, seed), model)
-    classes = next((t.classes for t in model.tasks if t.classes), 5)
+    # The synthetic scenes have at most a background and one class per shape (Edge-MoE: 19 classes).
+    classes = min(next((t.classes for t in model.tasks if t.classes), 5), len(SHAPES) + 1)
     pixels, _, _ = make_image(seed, image, model.height, model.width, classes)
     return linear_ops_program(Target.from_config(cfg), model, codes, quantize(pixels, model.format("pixel")), task)

@@ -82,6 +82,25 @@ def test_model_errors_name_the_model():
     assert "accumulator" in str(error.value) and "\n" not in str(error.value)
 
 
+def test_edge_moe_size_config():
+    """configs/moevit/accel_edge_moe.yaml: 448 MAC units, two 256-bit ports, 300 MHz, Edge-MoE's network in the
+    accelerator's formats (edge_moe_exact.yaml: Edge-MoE's sizes and units, exact products)."""
+    from gen.config.moevit import load_moevit
+
+    cfg = load_config(ROOT / "configs" / "moevit" / "accel_edge_moe.yaml")
+    edge = load_moevit(ROOT / "configs" / "moevit" / "edge_moe.yaml")
+    net = cfg.network
+    assert (cfg.facts.macs, cfg.memory.ports, cfg.memory.data_width, cfg.clock_mhz) == (448, 2, 256, 300)
+    same = ("height", "width", "channels", "patch", "dim", "heads", "layers", "mlp_ratio", "moe_layers", "experts",
+            "top_k", "expert_hidden", "tasks", "nonlinear")
+    assert net.name == "edge_moe_exact" and all(getattr(net, key) == getattr(edge, key) for key in same)
+    assert net.weights is None
+    for name in ("weight", "patch_weight", "attn_bias", "bias", "norm", "pixel"):
+        assert net.format(name) == edge.format(name), name
+    acc, act, w = net.format("accumulator"), net.format("activation"), net.format("weight")
+    assert acc.frac >= 2 * act.frac and acc.frac >= act.frac + w.frac  # every product exact, qk's too
+
+
 def test_hash_follows_the_model(tmp_path):
     """The config hash covers the model's content, not only its path."""
     (tmp_path / "m.yaml").write_text(MODEL.read_text())

@@ -17,7 +17,7 @@ The contract (docs/accelerator.md, "AXI behaviour" and "Internal interfaces"):
 import operator
 from typing import NamedTuple
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import Flow, In, Out
@@ -363,7 +363,9 @@ class AxiMasterPort(wiring.Component):
     axi : Out(Axi4Signature)
         The AXI4 master. INCR bursts, one ID (0), ``AxSIZE`` = the data width, ``AxCACHE`` =
         0b0011, ``AxLOCK``/``AxPROT``/``AxQOS`` = 0. Every ``VALID``/``READY`` output is a
-        register or a FIFO's registered state: none depends combinationally on an input.
+        register or a FIFO's registered state, gated low while the domain's reset is high (AXI:
+        a master drives its VALIDs low during reset, from the first reset cycle on); none depends
+        combinationally on another input.
     reads[c] : In(ReadClientSignature)
         Requests are cut into bursts; a burst is issued only when the client's receive FIFO
         (``read_fifo_depth`` beats) has room for it counting beats still due, so ``rready``
@@ -502,7 +504,7 @@ class AxiMasterPort(wiring.Component):
         m.d.comb += [
             arq.w_en.eq(taken), arq_in.addr.eq(burst.addr), arq_in.len.eq(burst.len),
             owners.w_en.eq(taken), owner_in.client.eq(index), owner_in.final.eq(burst.final),
-            axi.arvalid.eq(arq.r_rdy), axi.araddr.eq(arq_out.addr), axi.arlen.eq(arq_out.len),
+            axi.arvalid.eq(arq.r_rdy & ~ResetSignal()), axi.araddr.eq(arq_out.addr), axi.arlen.eq(arq_out.len),
             arq.r_en.eq(axi.arready),
         ]
 
@@ -565,7 +567,7 @@ class AxiMasterPort(wiring.Component):
             awq.w_en.eq(taken), awq_in.addr.eq(burst.addr), awq_in.len.eq(burst.len),
             order.w_en.eq(taken), order_in.client.eq(index), order_in.len.eq(burst.len),
             resps.w_en.eq(taken), resp_in.client.eq(index), resp_in.final.eq(burst.final),
-            axi.awvalid.eq(awq.r_rdy), axi.awaddr.eq(awq_out.addr), axi.awlen.eq(awq_out.len),
+            axi.awvalid.eq(awq.r_rdy & ~ResetSignal()), axi.awaddr.eq(awq_out.addr), axi.awlen.eq(awq_out.len),
             awq.r_en.eq(axi.awready),
         ]
 
@@ -587,7 +589,7 @@ class AxiMasterPort(wiring.Component):
             wq_in.strb.eq(Mux(flush, 0, source.strb)),
             wq_in.last.eq(last),
             order.r_en.eq(move & last),
-            axi.wvalid.eq(wq.r_rdy), axi.wdata.eq(wq_out.data), axi.wstrb.eq(wq_out.strb),
+            axi.wvalid.eq(wq.r_rdy & ~ResetSignal()), axi.wdata.eq(wq_out.data), axi.wstrb.eq(wq_out.strb),
             axi.wlast.eq(wq_out.last),
             wq.r_en.eq(axi.wready),
         ]

@@ -62,8 +62,11 @@ def _bool(draw: Draw) -> bool:
 
 # -- kind: tpe -------------------------------------------------------------------------------------------------
 
-def tpe_fields(draw: Draw, small: bool, archs: Sequence[str]) -> dict:
-    """The fields of a ``kind: tpe`` config except ``kind`` and ``name`` (also the npu_tile's ``compute``)."""
+def tpe_fields(draw: Draw, small: bool, archs: Sequence[str], *, wide_results: bool = True) -> dict:
+    """The fields of a ``kind: tpe`` config except ``kind`` and ``name`` (also the npu_tile's ``compute``).
+
+    ``wide_results``: a ``cube`` may send several rows of ``C`` per result beat (not in an npu_tile).
+    """
     arch = draw.choice(archs)
     side = 3 if small else 8
     data = {
@@ -76,6 +79,9 @@ def tpe_fields(draw: Draw, small: bool, archs: Sequence[str]) -> dict:
     data["cols"] = draw.integer(1, side)
     if arch == "cube":
         data["depth"] = draw.integer(1, 2 if small else 4)
+        if wide_results:
+            divisors = [d for d in range(1, data["rows"] + 1) if data["rows"] % d == 0]
+            data["result_rows"] = _maybe(draw, lambda: draw.choice(divisors))
     if arch == "adder_tree":
         data["k_tile"] = draw.integer(1, 3 if small else 8)
     if arch == "systolic_os":
@@ -93,7 +99,7 @@ def draw_tpe(draw: Draw, small: bool = True) -> dict:
 # -- kind: npu_tile --------------------------------------------------------------------------------------------
 
 def draw_npu_tile(draw: Draw, small: bool = True) -> dict:
-    compute = tpe_fields(draw, small, COMPUTE_ARCHS)
+    compute = tpe_fields(draw, small, COMPUTE_ARCHS, wide_results=False)
     out_width = draw.integer(2, 16)
     depth = 24 if small else 256
     data = {

@@ -65,9 +65,20 @@ def verilator_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+#: C++ optimisation of cocotb models. A cocotb run's time goes to Python and VPI, not to the model:
+#: -O0 compiles a model about 2.2x faster than Verilator's default -Os (os_8x8: 40 against 88 CPU
+#: seconds) and simulates its testbench about 10% slower. Compiled harnesses set their own (-O2).
+COCOTB_CXX_OPT = "-O0"
+
+
 def apply_verilator_env() -> None:
-    """Apply :func:`verilator_env` to this process (cocotb's runner reads ``os.environ``)."""
-    os.environ.update(verilator_env())
+    """Apply :func:`verilator_env` to this process (cocotb's runner reads ``os.environ``), with the
+    C++ optimisation of cocotb models (:data:`COCOTB_CXX_OPT`)."""
+    env = verilator_env()
+    opt = f"OPT_FAST={COCOTB_CXX_OPT} OPT_SLOW={COCOTB_CXX_OPT} OPT_GLOBAL={COCOTB_CXX_OPT}"
+    if opt not in env["MAKEFLAGS"]:
+        env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} {opt}"
+    os.environ.update(env)
 
 
 def require_build_tools() -> None:

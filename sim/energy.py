@@ -48,7 +48,7 @@ from sim.fault.workload import Workload, spec_text
 from sim.golden import tpe as golden
 from sim.golden.intmath import operand_range
 from sim.tb.payload import PayloadCodec
-from sim.tb.tpe_beats import pack_jobs
+from sim.tb.tpe_beats import pack_jobs, result_beats
 
 MAIN_SOURCE = Path(__file__).with_name("energy_main.cpp")
 #: The paper's Gaussian widths (INT8) and the uniform reference, in the order reported.
@@ -134,8 +134,8 @@ def workload(cfg, manifest: dict, jobs: list[dict], name: str) -> Workload:
     beats, _ = pack_jobs(manifest["parameters"]["job"], jobs, width=cfg.a_format.width, b_width=cfg.b_format.width,
                          rng=_ZeroPadding())
     pack_in, pack_out = PayloadCodec(operands_if["payload"]), PayloadCodec(results_if["payload"])
-    expected = [pack_out.pack({"c": row, "last": int(i == len(job["c"]) - 1)})
-                for job in jobs for i, row in enumerate(job["c"])]
+    expected = [pack_out.pack(beat) for job in jobs
+                for beat in result_beats(manifest["parameters"]["job"], job["c"])]
     return Workload(name=name, inputs={"operands": tuple(pack_in.pack(beat) for beat in beats)},
                     outputs={"results": tuple(expected)},
                     layouts={"operands": operands_if["payload"], "results": results_if["payload"]},

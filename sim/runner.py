@@ -32,7 +32,7 @@ from gen.errors import ToolError
 from gen.lint import SUPPRESSED_WARNINGS
 from gen.locking import locked
 from gen.manifest import MANIFEST_NAME, verilog_filename
-from gen.toolchain import apply_verilator_env, require_build_tools, verilator_version
+from gen.toolchain import COCOTB_CXX_OPT, apply_verilator_env, require_build_tools, verilator_version
 
 from .tb.harness import ENV_MANIFEST, ENV_RESULTS, ENV_VECTORS
 
@@ -46,6 +46,7 @@ def build_key(verilog: str, waves: bool) -> str:
         "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest(),
         "verilator": verilator_version(),
         "build_args": build_args(),
+        "cxx_opt": COCOTB_CXX_OPT,
         "waves": waves,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()

@@ -54,6 +54,7 @@ class Arch(OperandFormats):
     mac: str = "baseline"
     engine: str = "broadcast"
     result_buffers: int = 2
+    result_rows: int = 1  # rows of C per result beat (broadcast grids)
 
     @classmethod
     def from_config(cls, path) -> "Arch":
@@ -76,7 +77,7 @@ class Arch(OperandFormats):
             return SystolicOS(self.rows, self.cols, self.shape, self.acc_width, b_shape=self.b_shape,
                               result_buffers=self.result_buffers, mac=self.mac)
         return BroadcastGrid(self.rows, self.cols, self.depth, self.shape, self.acc_width, b_shape=self.b_shape,
-                             tree_register=self.tree_register, mac=self.mac)
+                             tree_register=self.tree_register, mac=self.mac, result_rows=self.result_rows)
 
     def __str__(self):
         return self.name
@@ -89,6 +90,10 @@ ARCHS = [
     Arch("cube_3x2x4_u6", 3, 2, 4, 6, False, True, 10),
     Arch("cube_2x2x3_u3", 2, 2, 3, 3, False, True, 7),  # odd depth: an unbalanced tree level
     Arch("adder_tree_4x8_s8", 1, 4, 8, 8, True, True, 20),
+    # Several rows of C per result beat: a job drains in rows / result_rows beats.
+    Arch("cube_4x2x2_s8_rows2", 4, 2, 2, 8, True, True, 9, result_rows=2),
+    Arch("cube_4x3x2_u6_opt1_rows4", 4, 3, 2, 6, False, False, 9, mac="opt1", result_rows=4),
+    Arch("cube_6x2x3_s5_opt2_rows3", 6, 2, 3, 5, True, True, 9, mac="opt2", result_rows=3),
 ]
 
 #: Two operand formats: mixed signedness both ways, widths up to 32 bits, the opt1 Booth path.
@@ -175,11 +180,11 @@ def stream(arch: Arch, jobs: list[dict], *, valid_prob=1.0, ready_prob=1.0, seed
         hold_sink = 0
         reset_done = reset_after_results is None
         for cycle in range(budget):
-            if len(trace.results) >= wanted and not pending and not offered:
+            if len(trace.results) * arch.result_rows >= wanted and not pending and not offered:
                 # A margin for stray beats.
                 if cycle > trace.results[-1][0] + arch.rows + 6:
                     break
-            if not reset_done and len(trace.results) == reset_after_results and hold_sink == 0:
+            if not reset_done and len(trace.results) * arch.result_rows == reset_after_results and hold_sink == 0:
                 hold_sink = arch.rows + 6  # long enough for the next job to be captured and wait
             if hold_sink:
                 hold_sink -= 1
@@ -204,7 +209,16 @@ def stream(arch: Arch, jobs: list[dict], *, valid_prob=1.0, ready_prob=1.0, seed
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    trace.results = _rows_of(arch, trace.results)
     return trace
+
+
+def _rows_of(arch: Arch, beats: list) -> list:
+    """Result beats as rows ``(cycle, valid_since, row, last)``: ``result_rows`` rows per beat, the final row
+    of a beat carrying its ``last``."""
+    per_beat = arch.result_rows
+    return [(cycle, since, c[r * arch.cols:(r + 1) * arch.cols], last if r == per_beat - 1 else 0)
+            for cycle, since, c, last in beats for r in range(per_beat)]
 
 
 def results_by_job(arch: Arch, trace: Trace, n_jobs: int) -> list[list[list[int]]]:
@@ -278,10 +292,11 @@ def test_full_rate_interval_and_latency(arch):
     assert [b - a for a, b in zip(lasts, lasts[1:])] == [max(n, grid.job_interval) for n in beat_counts[1:]]
     first_results = [trace.results[n * arch.rows][1] for n in range(len(jobs))]
     assert [r - c for r, c in zip(first_results, lasts)] == [grid.latency] * len(jobs)
-    # Rows of a job leave in consecutive cycles.
+    # A job's result beats leave in consecutive cycles, result_rows rows each.
     for n in range(len(jobs)):
-        cycles = [t[0] for t in trace.results[n * arch.rows:(n + 1) * arch.rows]]
-        assert cycles == list(range(cycles[0], cycles[0] + arch.rows))
+        cycles = [t[0] for t in trace.results[n * arch.rows:(n + 1) * arch.rows:arch.result_rows]]
+        assert cycles == list(range(cycles[0], cycles[0] + arch.rows // arch.result_rows))
+        assert len(set(t[0] for t in trace.results[n * arch.rows:(n + 1) * arch.rows])) == len(cycles)
 
 
 def _constant_job(arch: Arch, a_value: int, b_value: int, k: int) -> dict:
@@ -309,7 +324,7 @@ def test_extremes_at_k_max_fit_the_minimal_accumulator(arch):
         assert max(arch.k_max * x * y for x, y in pairs) > (1 << bits) - 1
 
 
-@pytest.mark.parametrize("arch", [ARCHS[0], ARCHS[2], ARCHS[5]], ids=str)
+@pytest.mark.parametrize("arch", [ARCHS[0], ARCHS[2], ARCHS[5], ARCHS[6]], ids=str)
 def test_reset_drops_the_job_in_flight(arch):
     """Reset while one job drains (sink held off) and the next is half streamed: only later jobs come out."""
     rng = random.Random(11)

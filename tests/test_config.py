@@ -65,6 +65,9 @@ REJECTED = [
     (_with(depth=4), ["depth", "no 'depth' with arch 'systolic_os'", "rows, cols, k_max, result_buffers"]),
     (_with(arch="matrix2d", result_buffers=2), ["result_buffers", "no 'result_buffers' with arch 'matrix2d'"]),
     (_with(result_buffers=3), ["result_buffers", "got 3", "one of 1, 2"]),
+    (_with(arch="cube", depth=2, rows=6, result_rows=4),
+     ["result_rows: 4 does not divide rows=6", "allowed: 1, 2, 3, 6"]),
+    (_with(arch="matrix2d", result_rows=2), ["result_rows", "no 'result_rows' with arch 'matrix2d'"]),
     (_with(k_max=_DROP), ["k_max", "missing required key for arch 'systolic_os'", "from 1 to 65536"]),
     (_with(arch="systolic_ws", k_max=_DROP, rows=4, acc_width=17),
      ["acc_width", "got 17", "from 18 to 64", "minimum for rows=4"]),
@@ -213,6 +216,15 @@ def test_defaults_are_filled_and_hash_ignores_key_order():
     assert parse_config_data(_with(rows=7), "c").config_hash() != explicit.config_hash()
     assert implicit.normalized()["result_buffers"] == 2
     assert parse_config_data({**GOOD, "result_buffers": 2}, "d").config_hash() == explicit.config_hash()
+
+
+def test_cube_result_rows_default_keeps_the_hash():
+    cube = _with(arch="cube", depth=2)
+    implicit = parse_config_data(cube, "a")
+    assert implicit.result_rows == 1 and "result_rows" not in implicit.normalized()
+    assert parse_config_data({**cube, "result_rows": 1}, "b").config_hash() == implicit.config_hash()
+    wide = parse_config_data({**cube, "result_rows": 4}, "c")
+    assert wide.normalized()["result_rows"] == 4 and wide.config_hash() != implicit.config_hash()
 
 
 def test_normalised_config_lists_only_the_keys_of_its_arch():

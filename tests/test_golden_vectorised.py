@@ -153,9 +153,10 @@ def _ref_accumulate(spec, a, b, bias=None):
     return fit(total, spec.acc, spec.overflow)
 
 
-def _ref_scale_scores(raw, cfg):
+def _ref_scale_scores(raw, cfg, code=None):
     acc, act = cfg.format("accumulator"), cfg.format("activation")
-    code, fmt = fixed.score_scale(cfg)
+    default, fmt = fixed.score_scale(cfg)
+    code = default if code is None else code
     raw = np.asarray(raw)
     if raw.dtype != object and acc.width + fmt.width > MAX_INTERMEDIATE_BITS:
         raw = raw.astype(object)

@@ -2,16 +2,20 @@
 
 The RTL tests build the micro network's accelerator twice and run many checks per build:
 the fast harness on a 4x4 output-stationary array with two 64-bit ports
-(``tests/configs/accel_micro_os.yaml``: the linear-operator program, every linear operator
-on the golden's own inputs with IM2COL and ADD of the embedding and the MoE layer (the gate's
-LINEAR, GATE, gathered and scattered experts), bit-exact under random
-stalls on every AXI channel with the DRAM model checking the AXI rules; a read answered
-with DECERR; a soft reset and a hardware reset in the middle of a run, then a clean run),
-and the cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
+(``tests/configs/accel_micro_os.yaml``: the program of every operator the accelerator has --
+the linear operators, IM2COL and ADD of the embedding, the LayerNorms feeding them, every
+head's attention softmax, the MoE layer (the gate's LINEAR, GATE, gathered and scattered
+experts, ADD) -- on the golden's own inputs, bit-exact under random stalls on
+every AXI channel with the DRAM model checking the AXI rules; a read answered with DECERR;
+a soft reset and a hardware reset in the middle of a run, then a clean run), and the
+cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
 (``tests/configs/accel_micro_cube.yaml``, ``sim/tb/moevit_accel.py``: ``AxiRam`` on the
-port, bad descriptors, a reset midway, the program): two architectures, two data widths.
+port, bad descriptors of every opcode, a reset midway, the program): two architectures,
+two data widths, and the two attention modes (the dedicated engine in the harness build,
+the unified one chained with SOFTMAX in the cocotb build), bit-exact against the golden.
 """
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -22,7 +26,7 @@ from conftest import BUILD_ROOT, ROOT
 from gen.config import load_config, parse_config_text
 from gen.errors import ConfigError
 from hw.vit import descriptors
-from sim.moevit.accel_run import MemoryTiming, compare, prepare, program_for, run_program
+from sim.moevit.accel_run import MemoryTiming, compare, head_reports, prepare, program_for, run_program
 from sim.moevit.registers import Registers
 
 TESTS = ROOT / "tests" / "configs"
@@ -54,6 +58,9 @@ BAD_CONFIGS = [  # (extra YAML, a piece of the one-line error)
     ("linear: {arch: adder_tree, cols: 4}", "k_tile"),
     ("memory: {addr_width: 8}", "memory.addr_width"),
     ("clock_mhz: 0", "clock_mhz"),
+    ("attention: {engine: unified, p: 2}", "attention.p"),
+    ("attention: {engine: systolic}", "attention.engine"),
+    ("attention: {p: 2, macs: 6}", "attention.macs"),
     ("colour: red", "colour"),
 ]
 
@@ -126,7 +133,40 @@ def test_compiler_is_deterministic_and_lays_out_aligned():
         decoded = descriptors.decode(op.descriptor())
         assert decoded["opcode"] == op.opcode
     names = [op.name for op in one.ops]
-    assert names[:3] == ["embed.im2col", "embed.patch_embed", "embed.pos"] and names[-1] == "head.seg"
+    assert names[:4] == ["embed.im2col", "embed.patch_embed", "embed.pos", "blocks.0.ln1"]
+    assert names[-2:] == ["norm", "head.seg"]
+    # The LayerNorms feed the linear operators: qkv reads what ln1 writes, the head what the final norm writes.
+    by_name = {op.name: op for op in one.ops}
+    assert by_name["blocks.0.qkv"].fields["src"] == by_name["blocks.0.ln1"].fields["dst"]
+    assert by_name["head.seg"].reads[0] == by_name["norm"].writes
+    assert "blocks.0.ln1" in one.expected and "blocks.0.ln1" not in program_for(cfg, image=3, ops="linear").expected
+    assert [op.opcode for op in program_for(cfg, image=3, ops="rows").ops] == \
+        ["LAYERNORM", "SOFTMAX", "SOFTMAX", "LAYERNORM"] * 2 + ["LAYERNORM"]
+
+
+def test_compiler_unified_attention_matmuls():
+    """The unified attention: per head Q K^T (b_transposed, the qk format row with the score scale) in chunks of
+    at most a_rows queries and keys, A V (b_rows) in chunks of a_rows queries; a dedicated-only descriptor refused."""
+    from sim.moevit.compiler import Builder, CompileError, Target
+
+    cfg = load_config(MICRO_CUBE)
+    program = program_for(cfg, image=0)
+    target = program.target
+    qk = [op for op in program.ops if op.fmt == target.fmt("qk") and op.opcode == "LINEAR"]
+    av = [op for op in program.ops if op.fmt == target.fmt("av") and op.opcode == "LINEAR"]
+    tokens, hd, a_rows = cfg.network.tokens, cfg.network.head_dim, cfg.facts.a_rows
+    heads = cfg.network.layers * cfg.network.heads
+    assert all(op.flags == ("b_transposed",) and op.fields["k"] == hd for op in qk)
+    assert all(op.flags == ("b_rows",) and op.fields["k"] == tokens and op.fields["n"] == hd for op in av)
+    assert sum(op.macs for op in qk) == sum(op.macs for op in av) == heads * tokens * tokens * hd
+    assert max(op.fields["m"] for op in qk + av) == max(op.fields["n"] for op in qk) == a_rows
+    assert len({op.group for op in qk + av}) == heads and all(op.group for op in qk + av)
+    scale = next(f for f in cfg.facts.formats if "qk" in f.names).scale
+    assert scale == (cfg.network.score_scale()[0], cfg.network.format("weight").frac)
+    b = Builder(Target.from_config(cfg))
+    qkv = b.tensor("qkv", rows=tokens, n=3 * cfg.network.dim)
+    with pytest.raises(CompileError, match="not the dedicated attention"):
+        b.attention("att", qkv, b.tensor("heads", rows=tokens, n=cfg.network.dim), head=0, heads=2, scale=1)
 
 
 # --------------------------------------------------------------------------- the fast harness
@@ -142,6 +182,47 @@ def micro_program():
     return program_for(load_config(MICRO_OS), image=1)
 
 
+def _check_attention_counters(manifest, program, reports):
+    """Per ATTENTION operator: BUSY_ATTENTION covers the operator, MAC_ACTIVE counts exactly the chunks of both
+    matmuls over every step of the reordered order, the engine's bytes are the reference order's rows."""
+    from sim.golden.moevit.attention import _reordered_steps
+
+    att = manifest["parameters"]["attention"]
+    beat = manifest["parameters"]["data_width"] // 8
+    ops = {op.name: op for op in program.ops}
+    attention = [r for r in reports if r.opcode == "ATTENTION"]
+    assert len(attention) == 4  # two layers, two heads
+    for report in attention:
+        fields = ops[report.name].fields
+        tokens, hd = fields["tokens"], fields["head_dim"]
+        steps = len(list(_reordered_steps(tokens, tokens, att["p"])))
+        assert report.counters["MAC_ACTIVE"] == 2 * steps * -(-hd // att["lanes"])
+        assert 0 < report.counters["BUSY_ATTENTION"] <= report.counters["CYCLES"]
+        assert report.counters["BUSY_LINEAR"] == 0
+        row = -(-hd * manifest["parameters"]["act_bytes"] // beat) * beat
+        read = sum(report.counters[f"RD_BYTES_P{p}"] for p in range(2))
+        written = sum(report.counters[f"WR_BYTES_P{p}"] for p in range(2))
+        assert read == (tokens + 2 * steps) * row + 2 * descriptors.DESCRIPTOR_BYTES  # q, k and v rows; op + END
+        assert written == tokens * hd * manifest["parameters"]["act_bytes"]
+    heads = head_reports(reports)
+    assert [h.name for h in heads] == [r.name for r in attention]
+    for head, report in zip(heads, attention):
+        assert head.cycles == report.cycles and head.mac_active == report.counters["MAC_ACTIVE"]
+        assert all(0 < peak <= beat for peak in head.peak_read), "a port reads at most a beat per cycle"
+
+
+def _check_bandwidth(manifest, reports):
+    """The fast harness's bandwidth counters (the DRAM model's view) agree with the accelerator's byte counters
+    on every port, and no window moves more than a beat per cycle."""
+    beat = manifest["parameters"]["data_width"] // 8
+    for report in reports:
+        assert len(report.bandwidth) == manifest["parameters"]["ports"]
+        for p, port in enumerate(report.bandwidth):
+            assert (port.read, port.written) == (report.counters[f"RD_BYTES_P{p}"],
+                                                 report.counters[f"WR_BYTES_P{p}"]), report.name
+            assert port.peak_read <= beat * port.window and port.peak_written <= beat * port.window
+
+
 def _check(program, result):
     """Every operator PASS; returns the reports."""
     reports = compare(program, result)
@@ -152,17 +233,27 @@ def _check(program, result):
 
 @pytest.mark.rtl
 @pytest.mark.xdist_group("accel_micro_os")
-def test_harness_runs_every_linear_operator_bit_exact(micro_os, micro_program):
+def test_harness_runs_every_operator_bit_exact(micro_os, micro_program):
     result = run_program(micro_os.harness, micro_os.manifest, micro_program,
                          timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
     # (These stalls once held a scattered fc2's results back long enough for the feeder to reuse a weight half
     # before its next tile arrived; the Amaranth regression: test_weight_half_fed_once_while_results_wait.)
     reports = _check(micro_program, result)
-    assert len(reports) == len(micro_program.ops) == 21
-    # The MoE layer (block 1): the gate's LINEAR, GATE, per expert a gathered fc1 and a scattered fc2 (their
-    # outputs, every expert's hidden rows and the ffn rows, bit-exact above); an expert without tokens
+    # 10 linear-side operators, 4 ATTENTION (2 blocks x 2 heads); 2 blocks x (ln1, ln2, 2 heads' softmax) and the
+    # final norm; block 1's MoE layer: the gate's LINEAR, GATE, 4 experts x (fc1, fc2), ADD
+    assert len(reports) == len(micro_program.ops) == 23 + 11
+    _check_bandwidth(micro_os.manifest, reports)
+    for opcode, engine, count in (("LAYERNORM", "BUSY_LAYERNORM", 5), ("SOFTMAX", "BUSY_SOFTMAX", 4)):
+        ran = [r for r in reports if r.opcode == opcode]
+        assert len(ran) == count
+        assert all(r.counters[engine] > 0 and r.counters["MEM_STALL"] > 0 and r.counters["MAC_ACTIVE"] == 0
+                   and r.counters["BUSY_LINEAR"] == 0 for r in ran)
+    # The MoE layer (block 1, after its ln2): the gate's LINEAR, GATE, per expert a gathered fc1 and a scattered
+    # fc2 (their outputs, every expert's hidden rows and the ffn rows, bit-exact above); an expert without tokens
     # reads no weights and computes nothing.
-    assert [r.opcode for r in reports if r.name.startswith("blocks.1.")][2:4] == ["LINEAR", "GATE"]
+    names = [r.name for r in reports]
+    route = names.index("blocks.1.route")
+    assert names[route - 2:route] == ["blocks.1.ln2", "blocks.1.gate"] and reports[route].opcode == "GATE"
     experts = [r for r in reports if ".expert" in r.name]
     assert len(experts) == 2 * 4 and any(r.macs == 0 for r in experts) and any(r.macs for r in experts)
     for r in experts:
@@ -176,6 +267,7 @@ def test_harness_runs_every_linear_operator_bit_exact(micro_os, micro_program):
     assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"
     beats = sum(r.counters["MAC_ACTIVE"] for r in linear)
     assert beats * 16 >= sum(r.macs for r in linear), "every MAC of the compiler's count had an operand beat"
+    _check_attention_counters(micro_os.manifest, micro_program, reports)
     # Whole list at once: the same outputs, about the sum of the operators' cycles.
     whole = run_program(micro_os.harness, micro_os.manifest, micro_program, per_op=False,
                         timing=MemoryTiming(seed=8))
@@ -249,14 +341,73 @@ def test_harness_reset_midway_then_clean_run(micro_os, micro_program, tmp_path, 
         np.testing.assert_array_equal(tensor_codes(image.regions[name], dump, image.base), expected, err_msg=name)
 
 
+# --------------------------------------------------------------------------- the host driver
+
+def _example():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("host_moevit", ROOT / "examples" / "host_moevit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_os")
+def test_host_driver_runs_the_network_bit_exact(micro_os):
+    """npuforge.host's Accelerator against the Verilated accelerator (the fast harness, interactive): the
+    example's one image per task through the driver, each head's output bit-exact against the golden's
+    whole forward pass; the interrupt path and the polling path; a device that is not the manifest's."""
+    from npuforge.host import Accelerator, AcceleratorError
+    from npuforge.host.simulated import HarnessSession
+    from sim.golden.moevit.fixed import forward_codes, quantize
+
+    model = load_config(MICRO_OS).network
+    timing = MemoryTiming(read_latency=30, stall=0.2, seed=11)
+    with HarnessSession(micro_os.harness, micro_os.manifest, timing=timing) as session:
+        acc = Accelerator(session.mmio, session.memory, micro_os.manifest, interrupt=session.interrupt)
+        with pytest.raises(AcceleratorError, match="load"):
+            acc.run(np.zeros((model.channels, model.height, model.width)), "seg")
+        acc.load(model)
+        example = _example()
+        results = example.run_tasks(acc, model, image_index=2)
+        pixels = quantize(results["image"], model.format("pixel"))[None]
+        for task in model.task_names:
+            golden = forward_codes(acc._loaded.codes, pixels, task, model)[0]
+            out = results[task]
+            np.testing.assert_array_equal(out.codes, golden, err_msg=task)
+            assert out.map.shape == (model.height, model.width)
+            assert out.counters["CYCLES"] > 0 and out.counters["MAC_ACTIVE"] > 0
+        assert results["seg"].map.max() < model.task("seg").classes
+        assert len(example.character_map(results["depth"])) == model.height
+        # Polling STATUS instead of the interrupt: the same result for the same image.
+        polling = Accelerator(session.mmio, session.memory, micro_os.manifest)
+        polling._loaded, polling._buffer, polling._uploaded = acc._loaded, acc._buffer, acc._uploaded
+        again = polling.run(results["image"], "seg")
+        np.testing.assert_array_equal(again.codes, results["seg"].codes)
+        with pytest.raises(AcceleratorError, match="task"):
+            acc.run(results["image"], "nope")
+        # A manifest of another design: VERSION differs, the driver refuses the device.
+        other = json.loads(json.dumps(micro_os.manifest))
+        version = next(r for r in other["registers"]["registers"] if r["name"] == "VERSION")
+        next(f for f in version["fields"] if f["name"] == "config")["reset"] ^= 1
+        with pytest.raises(AcceleratorError, match="VERSION"):
+            Accelerator(session.mmio, session.memory, other)
+        end = session.close()
+    assert end.violations == [] and end.total_cycles > 0
+    assert all(read > 0 for read, _ in end.port_bytes)
+
+
 # --------------------------------------------------------------------------- cocotbext-axi
 
 @pytest.mark.rtl
 @pytest.mark.xdist_group("accel_micro_cube")
 def test_cocotb_axi_models_bad_descriptors_and_reset():
     """The cube accelerator on one 128-bit port (the harness tests run the output-stationary one on two
-    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, ten refused descriptor lists, a
-    reset midway, then every linear operator bit-exact (M beyond the A buffer runs in two chunks)."""
+    64-bit ports): AxiRam with pauses on every channel, AxiLiteMaster, sixteen refused descriptor lists
+    (LAYERNORM, SOFTMAX and unified-attention ones among them), a reset midway, then every operator bit-exact
+    (M beyond the A buffer runs in two chunks), with the unified attention's Q K^T -> SOFTMAX -> A V of every
+    head against the golden's scores, probabilities and heads."""
     from sim import runner
     from sim.tb import moevit_accel
 
@@ -266,11 +417,17 @@ def test_cocotb_axi_models_bad_descriptors_and_reset():
     assert result.ok, (result.mismatch, result.problems, str(result.log))
     runs = result.results["runs"]
     refused = [r for r in runs if r.get("code")]
-    assert len(refused) >= 10
+    assert len(refused) >= 14
+    assert {r["name"] for r in refused} >= {"layernorm_beyond_n_max", "layernorm_params_misaligned", "softmax_zero_n",
+                                            "softmax_flag"}
     program = runs[-1]
     assert program["desc_done"] == len(result.vectors["ops"])
     assert any("[" in op for op in result.vectors["ops"]), "M beyond a_rows is cut into chunks"
+    assert sum(".qk.h" in op for op in result.vectors["ops"]) == 16, "Q K^T of 4 heads in 4 chunks each"
+    assert {"keys_beyond_banks", "two_b_sources"} <= {r["name"] for r in result.vectors["runs"]}
     assert program["counters"]["MAC_ACTIVE"] > 0
+    assert program["counters"]["BUSY_LAYERNORM"] > 0 and program["counters"]["BUSY_SOFTMAX"] > 0
+    assert {"blocks.0.ln1", "norm"} <= set(result.vectors["ops"])
 
 
 def test_generate_writes_the_register_map(tmp_path):
@@ -281,8 +438,11 @@ def test_generate_writes_the_register_map(tmp_path):
     names = sorted(p.name for p in generated.files)
     assert names == ["accel_micro_os.v", "accel_micro_os_regs.h", "accel_micro_os_regs.rdl", "manifest.json"]
     manifest = generated.manifest
-    assert {r["name"] for r in manifest["registers"]["registers"]} >= {"ID", "CTRL", "STATUS", "DESC_BASE", "CYCLES"}
-    assert manifest["descriptors"]["opcodes"]["LINEAR"]["code"] == 1
+    assert {r["name"] for r in manifest["registers"]["registers"]} >= {"ID", "CTRL", "STATUS", "DESC_BASE", "CYCLES",
+                                                                        "BUSY_LAYERNORM", "BUSY_SOFTMAX"}
+    opcodes = manifest["descriptors"]["opcodes"]
+    assert [opcodes[name]["code"] for name in ("LINEAR", "LAYERNORM", "SOFTMAX")] == [1, 4, 5]
     assert [m["prefix"] for m in manifest["axi"]["masters"]] == ["m_axi0", "m_axi1"]
     header = (tmp_path / "accel_micro_os_regs.h").read_text()
+    assert "BUSY_LAYERNORM" in header and "BUSY_SOFTMAX" in header
     subprocess.run(["gcc", "-fsyntax-only", "-x", "c", "-"], input=header, text=True, check=True)

@@ -65,6 +65,8 @@ def test_defaults_are_derived_from_the_engine():
     ({"cmd_depth": 1}, ["cmd_depth: got 1"]),
     ({"rounding": "up"}, ["rounding: got 'up'", "round_half_even"]),
     ({"compute_arch": "cube", "compute_depth": 4, "compute_k_max": 3}, ["compute.k_max 3 is below the 4"]),
+    ({"compute_arch": "cube", "compute_depth": 2, "compute_k_max": 4, "compute_result_rows": 2},
+     ["compute.result_rows: 2 is not supported by npu_tile", "allowed: 1"]),
     # one operand format: the tile's words, checks and output codes are built for one
     ({"compute_operand": None, "compute_operand_a": {"width": 8, "signed": False},
       "compute_operand_b": {"width": 4, "signed": True}},

@@ -7,6 +7,7 @@ from conftest import ONE_PER_ARCH, TPE_CONFIGS, per_config
 from npuforge.registry import sim_testbench
 from sim.golden import tpe as golden
 from sim.runner import check_fault_sites, run
+from sim.tb.tpe_beats import rows_per_result_beat
 
 FLOWS = {
     "full_rate": (1.0, 1.0),  # back-to-back jobs, sink always ready
@@ -135,7 +136,7 @@ def test_single_event_upset_in_an_accumulator_is_caught(built, config_name, tmp_
     assert (got != expected).sum() == 1
 
 
-@per_config(*ONE_PER_ARCH)
+@per_config(*ONE_PER_ARCH, "cube_3x2x2_u5")  # and a cube with several rows of C per result beat
 def test_reset_mid_job_discards_everything_in_flight(built, config_name, tmp_path):
     """Reset while one job drains and the next is half streamed: only post-reset jobs come out."""
     model = built(config_name)
@@ -154,7 +155,8 @@ def test_reset_mid_job_discards_everything_in_flight(built, config_name, tmp_pat
     result = run(model, tb, vectors, tmp_path)
 
     assert result.ok, (result.mismatch, result.problems, result.log)
-    assert result.results["result_beats"] == sum(len(job["c"]) for job in vectors["jobs"])
+    per_beat = rows_per_result_beat(model.manifest["parameters"]["job"])
+    assert result.results["result_beats"] == sum(len(job["c"]) // per_beat for job in vectors["jobs"])
 
 
 @per_config()

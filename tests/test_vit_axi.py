@@ -406,7 +406,7 @@ class Bench:
 
     def simulate(self, scenario):
         top = Module()
-        top.domains.sync = cd = ClockDomain("sync")
+        top.domains.sync = cd = self.cd = ClockDomain("sync")
         top.submodules.dut = self.dut
 
         async def bench(ctx):
@@ -526,6 +526,38 @@ def test_abort_mid_traffic_then_normal_traffic(cfg, abort_cycles):
                                     [a + b for a, b in zip(writes, acks_before)])
     assert facts["memory_ok"]
     bench.check_counters()
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[1]], ids=str)
+def test_reset_mid_traffic_holds_valid_and_ready_low(cfg):
+    """``rst`` rising while bursts are queued (VALID high on AR, AW or W): every VALID and READY output is
+    low from the first reset cycle on -- before the registers behind them are cleared -- and after the
+    reset the port is idle and moves nothing."""
+    seed = 2000 + sum(map(ord, str(cfg)))
+    facts = {}
+
+    async def scenario(bench, ctx):
+        rng = random.Random(seed)
+        load_traffic(bench, rng, reads_per_client=10, writes_per_client=8, region=WRITE_REGIONS[0], strobes=False)
+        await bench.run_until(ctx, lambda: bench.slave.counts["r"] > 20 and any(
+            bench.pins.read(ctx)[name] for name in ("arvalid", "awvalid", "wvalid")), bench.budget(),
+            "a burst queued")
+        facts["offered"] = {name for name in ("arvalid", "awvalid", "wvalid") if bench.pins.read(ctx)[name]}
+        for client in bench.clients:
+            client.reset()
+        await bench.reset(ctx, bench.cd)
+        for client in bench.clients:  # nothing to ask for
+            client.drive(bench.pins)
+        bench.pins.flush(ctx)
+        for _ in range(8):
+            out = bench.pins.read(ctx)
+            facts.setdefault("after", []).append((out["idle"], *(out[n] for n in ("arvalid", "awvalid", "wvalid"))))
+            await ctx.tick()
+
+    bench = Bench(cfg, RANDOM_STALLS, seed).simulate(scenario)
+    assert facts["offered"], "the reset should hit a queued burst"
+    assert not bench.problems, bench.problems[:10]
+    assert all(after == (1, 0, 0, 0) for after in facts["after"]), facts["after"]
 
 
 # --- errors ---------------------------------------------------------------------------------------------

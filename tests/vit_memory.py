@@ -357,3 +357,13 @@ class EngineBench:
                 return Operator(out["error"], self.cycle - 1 - began, stalls, self.memory.requests[first_request:])
         self.problems.append(f"no done within {budget} cycles of the start at cycle {began}")
         return Operator(None, budget, stalls, self.memory.requests[first_request:])
+
+
+def check_refused(outcomes, check_cycles: int):
+    """Each ``(code, what, memory before, memory after, Operator)`` of a refused descriptor: it ended with
+    ``code`` ``check_cycles + 1`` cycles after its start, with no memory request and the memory unchanged."""
+    for code, what, before, after, op in outcomes:
+        assert op.error == code, what
+        assert op.cycles == check_cycles + 1, what
+        assert op.requests == [], what
+        assert np.array_equal(before, after), what

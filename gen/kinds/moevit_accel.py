@@ -25,10 +25,8 @@ LINEAR_ARCHS = ("systolic_os", "cube", "adder_tree", "matrix2d")
 LINEAR_OPS = ("patch_embed", "qkv", "proj", "fc1", "fc2", "head")
 #: ... and with MoE layers the gate's logits (a LINEAR without bias before GATE).
 MOE_LINEAR_OPS = ("gate",)
-#: Engines with a BUSY counter, in register order.
-ENGINES = ("fetch", "linear", "vector", "im2col")
 #: Register-map version (major, minor): bump the minor for added registers, the major for moved ones.
-VERSION = (0, 1)
+VERSION = (1, 0)
 #: Largest beats one weight tile may take (a request's beat count is 16 bits).
 MAX_TILE_BEATS = (1 << 16) - 1
 
@@ -74,6 +72,27 @@ class MemoryConfig(StrictModel):
     max_writes: int = Field(default=4, ge=1, le=32, description="Write bursts in flight per port.")
 
 
+#: Attention engines: ``dedicated`` (Edge-MoE's p query rows and p x lanes MACs, hw/vit/attention.py) and
+#: ``unified`` (Q K^T and A V as GEMMs on the linear engine, the softmax between them on the SOFTMAX engine).
+ATTENTION_ENGINES = ("dedicated", "unified")
+#: The matmuls of the unified attention, in the order they join the format table.
+UNIFIED_ATTENTION_OPS = ("qk", "av")
+
+
+class AttentionConfig(StrictModel):
+    """The attention operator (``ATTENTION`` descriptors, one head each) and the engine that runs it."""
+
+    engine: Literal[ATTENTION_ENGINES] = Field(
+        default="dedicated", description="dedicated: Edge-MoE's attention engine (p query rows on chip, one key row "
+                                         "per step, the softmax unit between Q K^T and A V); unified: Q K^T and A V "
+                                         "as GEMMs on the linear engine, the softmax between them.")
+    p: int = Field(default=4, ge=1, le=64, description="dedicated: query rows held on chip (slots).")
+    macs: int | None = Field(default=None, ge=1, le=4096,
+                             json_schema_extra={"allowed": "p x lanes, lanes a power of two"},
+                             description="dedicated: multipliers, p x lanes (lanes per slot a power of two). "
+                                         "Default: p x the activations of one memory beat.")
+
+
 class BuffersConfig(StrictModel):
     """On-chip buffer sizes (defaults: what the model needs)."""
 
@@ -101,12 +120,30 @@ class AccelFacts:
     k_max: int
     acc_width: int
     formats: tuple  # of hw.vit.epilogue.EpilogueFormat
+    params_bytes: int  # container of a LayerNorm parameter code (hw.vit.rows.params_bytes)
     op_format: dict = field(default_factory=dict)  # matmul name -> row of formats
     k_of_op: dict = field(default_factory=dict)
+    attention: "AttentionFacts | None" = None
 
     @property
     def macs(self) -> int:
         return self.rows * self.cols * self.steps
+
+
+@dataclass(frozen=True)
+class AttentionFacts:
+    """The attention engine of a config: its mode, slots, multipliers and the largest head it takes."""
+
+    engine: str
+    p: int | None  # dedicated only (None: unified)
+    macs: int | None
+    lanes: int | None
+    t_max: int
+    hd_max: int
+
+    def to_json(self) -> dict:
+        return {"engine": self.engine, "p": self.p, "macs": self.macs, "lanes": self.lanes, "t_max": self.t_max,
+                "hd_max": self.hd_max}
 
 
 def container_bytes(fmt: FixedFormat) -> int:
@@ -149,6 +186,8 @@ class MoevitAccelConfig(KindConfig):
     linear: LinearConfig = Field(default_factory=LinearConfig, description="The unified linear unit.")
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="The AXI4 memory ports.")
     buffers: BuffersConfig = Field(default_factory=BuffersConfig, description="On-chip buffer sizes.")
+    attention: AttentionConfig | None = Field(
+        default=None, description="The attention engine (ATTENTION descriptors); none when left out.")
     clock_mhz: float = Field(default=300.0, gt=0, le=2000, json_schema_extra={"allowed": "a number > 0, at most 2000"},
                              description="Target clock (MHz), for reports.")
 
@@ -197,32 +236,44 @@ class MoevitAccelConfig(KindConfig):
         data["model"] = self.network.model_dump(mode="json", exclude={"weights", "gelu_alternatives"})
         data["linear"] = {k: v for k, v in self.tpe_config().normalized().items() if k not in ("kind", "name")}
         data["buffers"] = {"a_rows": f.a_rows, "a_k": f.a_k, "k_max": f.k_max}
+        if f.attention is not None:
+            data["attention"] = {"engine": f.attention.engine, "p": f.attention.p, "macs": f.attention.macs}
+            if f.attention.engine == "unified":
+                data["attention"] = {"engine": "unified"}
         return data
 
     def describe(self) -> str:
         f, lin, mem = self.facts, self.linear, self.memory
         steps = f" x {f.steps}" if f.steps > 1 else ""
+        att = f.attention
+        attention = ("" if att is None else ", attention on the linear engine" if att.engine == "unified" else
+                     f", attention {att.engine} p = {att.p}, {att.macs} MACs ({att.p} x {att.lanes})")
         return (f"moevit_accel for {self.network.name}: linear {lin.arch} {f.rows}x{f.cols}{steps} ({f.macs} MACs, "
-                f"mac {lin.mac}), {mem.ports} AXI4 port(s) of {mem.data_width} bits, A buffer {f.a_rows} x {f.a_k}, "
-                f"weight tiles of {f.k_max} rows, {len(f.formats)} epilogue format(s)")
+                f"mac {lin.mac}){attention}, {mem.ports} AXI4 port(s) of {mem.data_width} bits, A buffer "
+                f"{f.a_rows} x {f.a_k}, weight tiles of {f.k_max} rows, {len(f.formats)} epilogue format(s)")
 
 
 def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
     """The derived facts of ``cfg``; ValueError naming the field for an impossible combination."""
     from hw.arith.fixed import Overflow, Rounding
     from hw.vit.epilogue import EpilogueFormat
+    from hw.vit.rows import params_bytes
 
     from ..config.moevit import matmul_specs
 
     specs = matmul_specs(model)
-    ks = _k_of_ops(model)
+    unified = cfg.attention is not None and cfg.attention.engine == "unified"
+    # The unified attention's matmuls run on the linear engine too: their formats join the table, their
+    # operands the operand width, their K (head_dim for Q K^T, tokens for A V) the buffers' K.
+    weight_ops = linear_ops(model)  # the matmuls whose B operand is a weight tile
+    ops = weight_ops + (UNIFIED_ATTENTION_OPS if unified else ())
+    ks = _k_of_ops(model) | ({"qk": model.head_dim, "av": model.tokens} if unified else {})
     k_need = max(ks.values())
     largest = max(ks, key=ks.get)
     act = model.format("activation")
     act_bytes = container_bytes(act)
-    ops = linear_ops(model)
     a_formats = {specs[op].a for op in ops}
-    b_formats = {specs[op].b for op in ops} | {specs[op].bias for op in ops if specs[op].bias}
+    b_formats = {specs[op].b for op in weight_ops} | {specs[op].bias for op in weight_ops if specs[op].bias}
     operand_width = max(f.width + (0 if f.signed else 1) for f in a_formats | {specs[op].b for op in ops})
     w_bytes = max(container_bytes(f) for f in b_formats)
     for op in ops:
@@ -261,6 +312,16 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
         raise ValueError(f"linear.cols: {cols} columns of {act_bytes}-byte activations do not fill whole "
                          f"{cfg.memory.data_width}-bit beats nor a power-of-two part of one; allowed: "
                          f"{', '.join(map(str, allowed[:12]))}, ...")
+    prob = model.units["softmax"].output.format
+    if prob.width > 8 * act_bytes:
+        raise ValueError(f"model: nonlinear.softmax.output {prob.describe()} is wider than the activations' "
+                         f"{act_bytes}-byte containers, which the SOFTMAX engine writes the probabilities into "
+                         f"(allowed: at most {8 * act_bytes} bits)")
+    ln = model.units["layernorm"]
+    try:
+        params = params_bytes(ln.gamma.format, ln.beta.format)
+    except ValueError as error:
+        raise ValueError(f"model: formats.norm: {error}") from None
     if k_max < k_need:
         raise ValueError(f"buffers.k_max: {k_max} is below the model's largest K ({k_need}, {largest}); "
                          f"allowed: at least {k_need}")
@@ -274,52 +335,107 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
         raise ValueError(f"buffers.k_max: {k_max} rows of {w_row_beats} beats make a weight tile of more than "
                          f"{MAX_TILE_BEATS} beats; allowed: a smaller k_max or a wider memory.data_width")
     formats, op_format = [], {}
+    code, scale_fmt = model.score_scale()
     for op in ops:
         spec = specs[op]
-        key = (spec.a, spec.b, spec.acc, spec.out, spec.rounding, spec.overflow, spec.bias)
+        # Q K^T: the golden's scale_scores (the accumulator times the scale code) in the epilogue
+        scale = (code, scale_fmt.frac) if op == "qk" else None
+        key = (spec.a, spec.b, spec.acc, spec.out, Rounding(spec.rounding), Overflow(spec.overflow), spec.bias, scale)
         for index, existing in enumerate(formats):
             if (existing.a, existing.b, existing.acc, existing.out, existing.rounding, existing.overflow,
-                    existing.bias) == key:
+                    existing.bias, existing.scale) == key:
                 formats[index] = EpilogueFormat(existing.names + (op,), *key)
                 op_format[op] = index
                 break
         else:
             op_format[op] = len(formats)
-            formats.append(EpilogueFormat((op,), spec.a, spec.b, spec.acc, spec.out, Rounding(spec.rounding),
-                                          Overflow(spec.overflow), spec.bias))
+            formats.append(EpilogueFormat((op,), *key))
     acc_width = accumulator_width(operand_width, True, k_max)
     if acc_width > tpe.MAX_ACC_WIDTH:
         raise ValueError(f"buffers.k_max: {k_max} with {operand_width}-bit operands needs {acc_width}-bit "
                          f"accumulators; allowed: at most {tpe.MAX_ACC_WIDTH}")
+    attention = _attention_facts(cfg, model, specs, beat_elems) if cfg.attention is not None else None
     return AccelFacts(act=act, act_bytes=act_bytes, w_bytes=w_bytes, operand_width=operand_width, rows=rows, cols=cols,
                       steps=steps, a_rows=a_rows, a_k=a_k, k_max=k_max, acc_width=acc_width, formats=tuple(formats),
-                      op_format=op_format, k_of_op=ks)
+                      params_bytes=params, op_format=op_format, k_of_op=ks, attention=attention)
+
+
+def _attention_facts(cfg: MoevitAccelConfig, model, specs: dict, beat_elems: int) -> AttentionFacts:
+    att = cfg.attention
+    if att.engine == "unified":  # the linear engine's checks (derive) cover its matmuls
+        if {"p", "macs"} & att.model_fields_set:
+            raise ValueError("attention.p, attention.macs: the unified attention runs on the linear engine's MACs; "
+                             "allowed: only with engine: dedicated")
+        return AttentionFacts(engine="unified", p=None, macs=None, lanes=None, t_max=model.tokens,
+                              hd_max=model.head_dim)
+    macs = att.macs if att.macs is not None else att.p * beat_elems
+    lanes = macs // att.p
+    if macs % att.p or lanes & (lanes - 1):
+        allowed = ", ".join(str(att.p << k) for k in range(6))
+        raise ValueError(f"attention.macs: {macs} is not p = {att.p} times a power of two; allowed: {allowed}, ...")
+    for name in ("qk", "av"):
+        spec = specs[name]
+        if spec.product_shift > 0:
+            raise ValueError(
+                f"model: formats.accumulator of {model.name} keeps {spec.acc.frac} fraction bits, fewer than the "
+                f"{spec.a.frac + spec.b.frac} of a {name} product; the attention engine sums exact products "
+                f"(allowed: accumulator.frac >= {spec.a.frac + spec.b.frac})")
+    return AttentionFacts(engine=att.engine, p=att.p, macs=macs, lanes=lanes, t_max=model.tokens,
+                          hd_max=model.head_dim)
+
+
+def attention_engine(model, facts: AttentionFacts, *, addr_width: int, data_width: int, act_bytes: int):
+    """The dedicated attention engine (:class:`hw.vit.attention.AttentionEngine`) for ``model``'s formats: ``Q K^T``
+    and ``A V`` as the golden's matmul specs ``qk`` and ``av``, the scale code in the weight format, the model's
+    softmax unit."""
+    from hw.arith.fixed import Overflow, Rounding
+    from hw.vit.attention import AttentionEngine
+    from hw.vit.epilogue import EpilogueFormat
+
+    from ..config.moevit import matmul_specs
+    from . import softmax as softmax_kind
+
+    specs = matmul_specs(model)
+
+    def epilogue(spec):
+        return EpilogueFormat((spec.name,), spec.a, spec.b, spec.acc, spec.out, Rounding(spec.rounding),
+                              Overflow(spec.overflow))
+
+    return AttentionEngine(addr_width=addr_width, data_width=data_width, act_bytes=act_bytes, p=facts.p,
+                           macs=facts.macs, t_max=facts.t_max, hd_max=facts.hd_max, qk=epilogue(specs["qk"]),
+                           av=epilogue(specs["av"]), scale=model.format("weight"),
+                           softmax=softmax_kind.spec(model.units["softmax"]))
 
 
 def build(cfg: MoevitAccelConfig):
     """The ``hw`` component for ``cfg``."""
-    from hw.arith.fixed import Overflow
+    from hw.arith.fixed import Overflow, Rounding
+    from hw.nonlinear.gate import GateSpec
     from hw.vit.accel import MoevitAccel
 
     from . import gelu as gelu_kind
-
-    from hw.arith.fixed import Rounding
-    from hw.nonlinear.gate import GateSpec
-
+    from . import layernorm as layernorm_kind
     from . import softmax as softmax_kind
 
     f, mem, net = cfg.facts, cfg.memory, cfg.network
     engine = tpe.build(cfg.tpe_config())
     moe = {}
     if has_moe(net):
-        moe = {"gate": GateSpec(softmax_kind.spec(net.units["gate"]), net.top_k), "rounding": Rounding(net.rounding),
-               "tokens": net.tokens}
+        moe = {"gate": GateSpec(softmax_kind.spec(net.units["gate"]), net.top_k), "tokens": net.tokens}
+    attention = None
+    if f.attention is not None and f.attention.engine == "dedicated":  # unified: the linear engine's B^T operands
+        attention = attention_engine(net, f.attention, addr_width=mem.addr_width, data_width=mem.data_width,
+                                     act_bytes=f.act_bytes)
     return MoevitAccel(
         name=cfg.name, config_id=int(cfg.config_hash()[:4], 16), engine=engine, addr_width=mem.addr_width,
         data_width=mem.data_width, ports=mem.ports, max_burst=mem.max_burst, max_reads=mem.max_reads,
         max_writes=mem.max_writes, act=f.act, act_bytes=f.act_bytes, w_bytes=f.w_bytes,
-        overflow=Overflow(net.overflow), a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=list(f.formats),
-        gelu=gelu_kind.spec(net.units["gelu"]), version=VERSION, **moe)
+        rounding=Rounding(net.rounding), overflow=Overflow(net.overflow), a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max,
+        formats=list(f.formats), gelu=gelu_kind.spec(net.units["gelu"]),
+        layernorm=layernorm_kind.spec(net.units["layernorm"]), softmax=softmax_kind.spec(net.units["softmax"]),
+        version=VERSION, attention=attention,
+        unified_attention=f.attention is not None and f.attention.engine == "unified",
+        attention_limits=(f.attention.t_max, f.attention.hd_max) if f.attention is not None else None, **moe)
 
 
 def parameters(cfg: MoevitAccelConfig, component) -> dict:

@@ -104,6 +104,9 @@ class NpuTileConfig(KindConfig):
         if c.arch not in COMPUTE_ARCHS:
             raise ValueError(f"compute.arch '{c.arch}' is not supported by npu_tile; allowed: "
                              f"{', '.join(COMPUTE_ARCHS)}")
+        if c.arch == "cube" and c.result_rows != 1:
+            raise ValueError(f"compute.result_rows: {c.result_rows} is not supported by npu_tile; allowed: 1 (the "
+                             "tile's controller takes one row of C per result beat)")
         if c.k_max < self.steps:
             raise ValueError(f"compute.k_max {c.k_max} is below the {self.steps} reduction steps of one beat; "
                              f"allowed: k_max >= {self.steps}")

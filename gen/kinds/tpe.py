@@ -18,7 +18,7 @@ MIN_OPERAND_WIDTH, MAX_OPERAND_WIDTH = 4, 32
 ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "systolic_os": ("rows", "cols", "k_max", "result_buffers"),
     "systolic_ws": ("rows", "cols"),
-    "cube": ("rows", "cols", "depth", "k_max"),
+    "cube": ("rows", "cols", "depth", "k_max", "result_rows"),
     "adder_tree": ("cols", "k_tile", "k_max"),
     "matrix2d": ("rows", "cols", "k_max"),
 }
@@ -33,9 +33,9 @@ MAC_BY_ARCH: dict[str, tuple[str, ...]] = {
 #: ``mac`` options named by the bit-weight MAC issue that no architecture implements yet.
 MAC_PLANNED: tuple[str, ...] = ()
 #: Keys an architecture takes but need not be given (they have a default).
-OPTIONAL_KEYS = {"result_buffers"}
+OPTIONAL_KEYS = {"result_buffers", "result_rows"}
 COMMON_KEYS = ("kind", "name", "arch", "operand", "acc_width", "mac")
-ARCH_SPECIFIC = ("rows", "depth", "k_tile", "result_buffers", "k_max")
+ARCH_SPECIFIC = ("rows", "depth", "k_tile", "result_buffers", "result_rows", "k_max")
 OPERAND_KEYS = ("operand", "operand_a", "operand_b")
 
 
@@ -118,6 +118,11 @@ class TpeConfig(KindConfig):
         default=None, validate_default=True, json_schema_extra={"per_arch": True},
         description="systolic_os only. Default: 2. 1: results drain by shifting, a job occupies "
                     "max(K, 2*rows+cols+1) cycles back to back; 2: results stream out, max(K, rows).")
+    result_rows: int | None = Field(
+        default=None, ge=1, le=64, validate_default=True, json_schema_extra={"per_arch": True},
+        description="cube only. Default: 1. Rows of C per result beat, a divisor of rows: a job leaves in "
+                    "rows / result_rows beats, and a job occupies max(its beats, rows / result_rows) cycles "
+                    "back to back (an 8x8x8 cube with K = 16 jobs needs 4 to stay busy).")
     operand: OperandConfig | None = Field(
         default=None,
         json_schema_extra={"allowed": "a mapping with keys width, signed (or operand_a and operand_b instead)"},
@@ -224,6 +229,13 @@ class TpeConfig(KindConfig):
             self.operand, self.operand_a, self.operand_b = self.operand_a, None, None
         if self.arch == "systolic_os" and self.result_buffers is None:
             self.result_buffers = 2
+        if self.arch == "cube":
+            if self.result_rows is None:
+                self.result_rows = 1
+            if self.rows % self.result_rows:
+                divisors = ", ".join(str(d) for d in range(1, self.rows + 1) if self.rows % d == 0)
+                raise ValueError(f"result_rows: {self.result_rows} does not divide rows={self.rows}; "
+                                 f"allowed: {divisors}")
         if self.acc_width is None:
             minimum = _minimum_acc_width(self.a_format, self.b_format, self.k_bound)
             if minimum > MAX_ACC_WIDTH:
@@ -268,6 +280,8 @@ class TpeConfig(KindConfig):
                 data.pop(key)
         if self.mac == "baseline":  # configs written before mac existed keep their hash
             data.pop("mac")
+        if data.get("result_rows") == 1:  # likewise for result_rows
+            data.pop("result_rows")
         for key in OPERAND_KEYS:  # operand, or operand_a and operand_b when they differ (see _derive_defaults)
             if data[key] is None:
                 data.pop(key)
@@ -279,6 +293,8 @@ class TpeConfig(KindConfig):
             "cube": f"{self.rows}x{self.cols}x{self.depth}",
         }.get(self.arch, f"{self.rows}x{self.cols}")
         extra = f", {self.result_buffers} result buffer(s)" if self.arch == "systolic_os" else ""
+        if self.arch == "cube" and self.result_rows > 1:
+            extra += f", {self.result_rows} rows per result beat"
         if self.mac != "baseline":
             extra += f", mac {self.mac}"
         bound = f"K <= {self.rows}" if self.arch == "systolic_ws" else f"k_max {self.k_max}"
@@ -332,7 +348,7 @@ def build(cfg: TpeConfig):
     if cfg.arch == "cube":
         # opt1 folds the adder tree and the accumulator into one compressor: nothing to register between.
         return engines.BroadcastGrid(cfg.rows, cfg.cols, cfg.depth, shape, cfg.acc_width, b_shape=b_shape,
-                                     tree_register=cfg.mac != "opt1", mac=cfg.mac)
+                                     tree_register=cfg.mac != "opt1", mac=cfg.mac, result_rows=cfg.result_rows)
     if cfg.arch == "adder_tree":
         return engines.BroadcastGrid(1, cfg.cols, cfg.k_tile, shape, cfg.acc_width, b_shape=b_shape,
                                      tree_register=True, mac=cfg.mac)

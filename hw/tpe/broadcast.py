@@ -241,10 +241,12 @@ class BroadcastGrid(wiring.Component):
 
     The result registers form a bank that drains like ``systolic_os`` with one
     buffer: ``results.valid`` (register ``draining``) while a job's results
-    wait; ``results.payload.c[j]`` is PE ``(0, j)``'s result; each accepted
-    result beat shifts every column up one row; ``row`` counts the rows sent
-    (no counter when ``rows == 1``) and gives ``last``. The drain runs whether
-    or not the pipeline advances.
+    wait; a result beat carries ``result_rows`` rows of ``C``:
+    ``results.payload.c[r*cols + j]`` is PE ``(r, j)``'s result; each accepted
+    result beat shifts every column up ``result_rows`` rows; ``row`` counts the
+    beats sent (no counter with one beat per job) and gives ``last``. A job
+    leaves in ``rows / result_rows`` beats (:attr:`drain_beats`). The drain
+    runs whether or not the pipeline advances.
 
     Flow control (``stall``), per cycle:
 
@@ -254,11 +256,12 @@ class BroadcastGrid(wiring.Component):
       row leaves at the same edge the new results arrive). Then every
       pipeline register holds (input registers, ``in_job``, ``gap``, ``dot``,
       the tags, the accumulators).
-    * ``gap`` spaces the ``last`` beats of consecutive jobs at least ``rows``
-      advancing cycles apart: the bank needs ``rows`` cycles to drain, so with
+    * ``gap`` spaces the ``last`` beats of consecutive jobs at least
+      ``drain_beats`` advancing cycles apart: the bank needs ``drain_beats``
+      cycles to drain, so with
       the sink ready a job's results have gone exactly when the next job's
       arrive and nothing ever stalls, every job has the same latency, and the
-      job interval is ``rows``. Without it a short job's ``last`` beat would
+      job interval is ``drain_beats``. Without it a short job's ``last`` beat would
       enter at once and wait in the pipeline, with a longer latency.
     * ``operands.ready = advance & (gap == 0 | ~operands.payload.last)``: it
       depends combinationally on ``results.ready`` and ``operands.payload.last``
@@ -267,7 +270,7 @@ class BroadcastGrid(wiring.Component):
     Timing (sink always ready): the first result beat is valid :attr:`latency`
     cycles after the cycle in which the job's last operand beat moved (2
     without the tree register, 3 with it); consecutive jobs' ``last`` beats
-    move ``max(beats, rows)`` cycles apart at full rate.
+    move ``max(beats, drain_beats)`` cycles apart at full rate.
 
     Reset (the ``sync`` domain's synchronous reset) clears every register,
     including a job in flight and results waiting in the bank.
@@ -293,12 +296,20 @@ class BroadcastGrid(wiring.Component):
         one shape for ``A`` and ``B`` (:func:`hw.tpe.mac.check_formats`).
     b_shape : ShapeLike or None
         Shape of every ``B`` element; ``None``: ``a_shape``.
+    result_rows : int
+        Rows of ``C`` per result beat, a divisor of ``rows`` (default 1). A job
+        of ``beats`` operand beats keeps the grid busy back to back when
+        ``beats >= rows / result_rows``: e.g. an 8x8x8 cube with jobs of
+        ``K = 16`` (two beats) needs four rows per result beat.
     """
 
     def __init__(self, rows: int, cols: int, depth: int, a_shape, acc_width: int, *, b_shape=None,
-                 tree_register: bool, mac: str = "baseline"):
+                 tree_register: bool, mac: str = "baseline", result_rows: int = 1):
         if min(rows, cols, depth) < 1:
             raise ValueError(f"grid size must be at least 1x1x1, not {rows}x{cols}x{depth}")
+        if result_rows < 1 or rows % result_rows:
+            raise ValueError(f"result_rows must divide rows={rows}, not {result_rows}")
+        self.result_rows = result_rows
         if acc_width < 1:
             raise ValueError(f"acc_width must be at least 1, not {acc_width}")
         self.rows, self.cols, self.depth = rows, cols, depth
@@ -312,7 +323,7 @@ class BroadcastGrid(wiring.Component):
             raise ValueError(f"mac {mac!r} has no adder tree to register")
         super().__init__(engine_signature(
             operand_beat_layout(rows, cols, self.a_shape, steps=depth, b_shape=self.b_shape),
-            cols, self.a_shape, acc_width, b_shape=self.b_shape))
+            cols * result_rows, self.a_shape, acc_width, b_shape=self.b_shape))
 
     @property
     def latency(self) -> int:
@@ -325,13 +336,18 @@ class BroadcastGrid(wiring.Component):
         return 3 if self.tree_register else 2
 
     @property
-    def job_interval(self) -> int:
-        """Fewest operand-stream cycles a job occupies back to back (sink ready): ``rows``.
+    def drain_beats(self) -> int:
+        """Result beats per job: ``rows / result_rows``."""
+        return self.rows // self.result_rows
 
-        A job of ``beats >= rows`` beats takes ``beats`` cycles; a shorter one
-        waits for the previous job's ``rows`` result beats to drain.
+    @property
+    def job_interval(self) -> int:
+        """Fewest operand-stream cycles a job occupies back to back (sink ready): :attr:`drain_beats`.
+
+        A job of ``beats >= drain_beats`` beats takes ``beats`` cycles; a shorter one
+        waits for the previous job's result beats to drain.
         """
-        return self.rows
+        return self.drain_beats
 
     @property
     def mac_units(self) -> int:
@@ -339,7 +355,8 @@ class BroadcastGrid(wiring.Component):
 
     @property
     def job(self) -> dict:
-        return {"format": "k_steps", "steps_per_beat": self.depth, "c_rows": self.rows}
+        rows_per_beat = {"result_rows": self.result_rows} if self.result_rows > 1 else {}
+        return {"format": "k_steps", "steps_per_beat": self.depth, "c_rows": self.rows} | rows_per_beat
 
     @property
     def flow_control(self) -> str:
@@ -398,13 +415,14 @@ class BroadcastGrid(wiring.Component):
         else:
             tag = tag_reg
 
-        # Spacing of last beats: the bank drains one row per cycle at best.
-        if rows > 1:
-            gap = Signal(range(rows), name="gap")  # advancing cycles still to wait
+        # Spacing of last beats: the bank drains one result beat per cycle at best.
+        drain_beats, per_beat = self.drain_beats, self.result_rows
+        if drain_beats > 1:
+            gap = Signal(range(drain_beats), name="gap")  # advancing cycles still to wait
             m.d.comb += gap_ok.eq(~gap.any())
             with m.If(advance):
                 with m.If(accept & ops.p.last):
-                    m.d.sync += gap.eq(rows - 1)
+                    m.d.sync += gap.eq(drain_beats - 1)
                 with m.Elif(gap.any()):
                     m.d.sync += gap.eq(gap - 1)
         else:
@@ -426,7 +444,7 @@ class BroadcastGrid(wiring.Component):
             advance.eq(~due | bank_free),
             capture.eq(due & bank_free),
         ]
-        step_result_bank(m, rows, draining=draining, final_row=final_row, capture=capture, shift=shift)
+        step_result_bank(m, drain_beats, draining=draining, final_row=final_row, capture=capture, shift=shift)
 
         for i in range(rows):
             for j in range(cols):
@@ -434,9 +452,11 @@ class BroadcastGrid(wiring.Component):
                 m.d.comb += [p.advance.eq(advance), p.tag.eq(tag), p.drain.eq(shift)]
                 for s in range(depth):
                     m.d.comb += [p.a_in[s].eq(a_edge[s * rows + i]), p.b_in[s].eq(b_reg[s * cols + j])]
-                if i + 1 < rows:  # the bottom row shifts in zeros
+                if i + per_beat < rows:  # the bottom rows shift in zeros
                     for part in parts(self.mac):
-                        m.d.comb += getattr(p, f"result{part}_in").eq(getattr(pe[i + 1][j], f"result{part}"))
-        for j in range(cols):
-            m.d.comb += res.p.c[j].eq(resolve([getattr(pe[0][j], f"result{part}") for part in parts(self.mac)]))
+                        m.d.comb += getattr(p, f"result{part}_in").eq(getattr(pe[i + per_beat][j], f"result{part}"))
+        for r in range(per_beat):
+            for j in range(cols):
+                m.d.comb += res.p.c[r * cols + j].eq(
+                    resolve([getattr(pe[r][j], f"result{part}") for part in parts(self.mac)]))
         return m

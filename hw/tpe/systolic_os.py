@@ -1,14 +1,14 @@
 """Output-stationary systolic array."""
 
-from functools import reduce
 from operator import or_
 
 from amaranth.hdl import EnableInserter, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, wiring
 
+from ..arith.tree import balanced
 from ..arith.widths import accumulator_signed
 from .interface import StepTag, accumulator_shape, engine_signature, operand_beat_layout, result_beat_layout
-from .mac import SYSTOLIC_MAC, check_mac, parts, resolve
+from .mac import SYSTOLIC_MAC, check_mac, part_shape, parts, resolve
 from .pe import OutputStationaryPE
 from .rowbuffer import RowBuffer
 from .skew import DelayLine, SkewBuffer
@@ -45,7 +45,9 @@ class SystolicOS(wiring.Component):
     (a clock enable), so backpressure holds everything in place instead of
     losing results. A job's ``last`` beat must follow the previous one by at
     least ``rows`` cycles (each column bus carries one row per cycle), so back
-    to back a job occupies ``max(K, rows)`` cycles.
+    to back a job occupies ``max(K, rows)`` cycles. A column bus is a balanced
+    OR tree (:func:`hw.arith.tree.balanced`) of the PEs' done-selected sums, so
+    its depth grows with ``log2(rows)``, not ``rows``.
 
     Parameters
     ----------
@@ -63,8 +65,10 @@ class SystolicOS(wiring.Component):
         ``"baseline"`` or ``"opt1"`` (:mod:`hw.tpe.mac`). With ``opt1`` every PE
         keeps its sum as a carry-save pair; the result registers (``1``) shift
         pairs up and one adder per column resolves the top row's pair for the
-        result beat; the column buses (``2``) carry pairs and one adder per
-        column resolves them before the de-skew. Timing is the same.
+        result beat; the column buses (``2``) carry pairs into a readout
+        register per column (``bus_sum_<j>``, ``bus_carry_<j>``), and one adder
+        per column resolves the registered pair into the de-skew, so neither the
+        bus nor the adder lengthens the PE's path; latency one cycle more.
     b_shape : ShapeLike or None
         Shape of every ``B`` element; ``None``: ``a_shape``.
     """
@@ -90,7 +94,12 @@ class SystolicOS(wiring.Component):
         """Cycles from the last operand beat's transfer to the first result beat's ``valid`` (sink ready)."""
         if self.result_buffers == 1:
             return self.rows + self.cols + 1
-        return self.cols + 3
+        return self.cols + 3 + self._readout_stages
+
+    @property
+    def _readout_stages(self) -> int:
+        """Registers between a column bus and the de-skew: the opt1 pair's readout register, or none."""
+        return 1 if self.mac == "opt1" and self.result_buffers == 2 else 0
 
     @property
     def job_interval(self) -> int:
@@ -260,16 +269,24 @@ class SystolicOS(wiring.Component):
         deskew = SkewBuffer(self.cols, acc_shape)
         m.submodules.deskew = EnableInserter(advance)(deskew)
         for j in range(self.cols):
-            buses = [reduce(or_, [Mux(pe[i][j].done, getattr(pe[i][j], f"acc{part}"), 0) for i in range(self.rows)])
-                     for part in parts(self.mac)]
+            buses = []
+            for part in parts(self.mac):
+                bus = balanced(or_, [Mux(pe[i][j].done, getattr(pe[i][j], f"acc{part}"), 0)
+                                     for i in range(self.rows)])
+                if self._readout_stages:  # opt1: the carry-propagate add gets a cycle of its own
+                    held = Signal(part_shape(self.mac, acc_shape), name=f"bus{part}_{j}")
+                    with m.If(advance):
+                        m.d.sync += held.eq(bus)
+                    bus = held
+                buses.append(bus)
             m.d.comb += deskew.i[self.cols - 1 - j].eq(resolve(buses))
         # Column 0's done flags say which cycles carry a row, and which row is the
-        # last; they take the same cols cycles as column 0's data.
+        # last; they take the same cycles as column 0's data.
         row_tag = data.StructLayout({"valid": unsigned(1), "last": unsigned(1)})
-        tags = DelayLine(row_tag, self.cols)
+        tags = DelayLine(row_tag, self.cols + self._readout_stages)
         m.submodules.row_tag = EnableInserter(advance)(tags)
         m.d.comb += [
-            tags.i.valid.eq(reduce(or_, [pe[i][0].done for i in range(self.rows)])),
+            tags.i.valid.eq(balanced(or_, [pe[i][0].done for i in range(self.rows)])),
             tags.i.last.eq(pe[self.rows - 1][0].done),
         ]
         aligned = tags.o

@@ -2,7 +2,8 @@
 
 Wiring (docs/accelerator.md has the picture): the register block (``csr``) takes the host's
 AXI4-Lite accesses; ``CTRL.start`` starts the descriptor processor (``seq``), which runs
-descriptors on the engines (``linear``, ``vector``, ``im2col``); every engine's read and
+descriptors on the engines (``linear``, ``vector``, ``im2col``, ``layernorm``, ``softmax``, with an
+``attention:`` section ``attention``, with MoE layers ``gate`` and its route table); every engine's read and
 write clients are assigned to the AXI4 master ports (``port_<p>``) by a fixed table
 (:attr:`MoevitAccel.client_ports`), the weights on their own port when there are two or more.
 
@@ -15,8 +16,10 @@ from amaranth.hdl import Cat, Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.arith.fixed import FixedFormat, Overflow
+from hw.arith.fixed import FixedFormat, Overflow, Rounding
 from hw.nonlinear.gelu import GeluSpec
+from hw.nonlinear.layernorm import LayerNormSpec
+from hw.nonlinear.softmax import SoftmaxSpec
 
 from . import regmap as regmap_module
 from .axi import Axi4LiteSignature, Axi4Signature, AxiMasterPort, connect_flat, flat_members
@@ -26,51 +29,70 @@ from .im2col import Im2colEngine
 from .gate import GateEngine
 from .linear import ROUTE_READERS, LinearEngine, MoeSpec
 from .router import RouteTable
+from .rows import RowEngine
 from .sequencer import Sequencer
 from .vector import VectorEngine
 
 #: Read clients in assignment order: (engine, client index, what it reads). Client ``i`` of this
 #: list goes to port ``i % ports``, so with two ports A rows and weights use different ports.
+#: The clients of an engine the config leaves out are skipped, and so is the linear engine's B^T reader
+#: without the unified attention (the optional clients are last, so the others keep their ports).
 READ_CLIENTS = (("linear", 0, "A rows"), ("linear", 1, "weight tiles"), ("linear", 2, "residual"),
-                ("vector", 0, "x"), ("vector", 1, "x2"), ("seq", 0, "descriptors"), ("im2col", 0, "image rows"))
-WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"))
-#: Engines with a BUSY counter (register order) and the opcodes each runs.
-ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL"}
-#: With a mixture of experts (a ``gate`` unit): the GATE engine, its client and the route table.
-MOE_ENGINE_OPCODES = {"gate": "GATE"}
-MOE_READ_CLIENTS = (("gate", 0, "gate logits"),)
+                ("vector", 0, "x"), ("vector", 1, "x2"), ("seq", 0, "descriptors"), ("im2col", 0, "image rows"),
+                ("layernorm", 0, "rows"), ("layernorm", 1, "gamma and beta"), ("softmax", 0, "scores"),
+                ("attention", 0, "query rows"), ("attention", 1, "key rows"), ("attention", 2, "value rows"),
+                ("linear", 3, "key rows (B^T)"), ("gate", 0, "gate logits"))
+WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"),
+                 ("layernorm", 0, "rows"), ("softmax", 0, "probabilities"), ("attention", 0, "head rows"))
+#: Engines with a BUSY counter (register order) and the opcodes each runs; ``attention`` only when configured,
+#: ``gate`` (the mixture of experts' GATE) only with MoE layers in the model.
+ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL", "layernorm": "LAYERNORM",
+                  "softmax": "SOFTMAX", "attention": "ATTENTION", "gate": "GATE"}
 CSR_ADDR_WIDTH = 12
 
 
 class MoevitAccel(wiring.Component):
     """The accelerator (see the module docstring and docs/accelerator.md for ports and registers).
 
-    ``engine`` is the linear unit's TPE (a ``k_steps`` engine). ``name`` and ``config_id``
-    (16 bits of the config hash) go into the register map's ID registers.
+    ``engine`` is the linear unit's TPE (a ``k_steps`` engine); ``layernorm`` and ``softmax`` are the
+    network's row units (their engines convert with the network's ``rounding`` and ``overflow``).
+    ``name`` and ``config_id`` (16 bits of the config hash) go into the register map's ID registers.
+    ``attention``: the engine of ``ATTENTION`` descriptors (:class:`hw.vit.attention.AttentionEngine`),
+    or None. ``unified_attention``: the linear engine takes the attention's operands (``b_rows``,
+    ``b_transposed``, a B^T reader) and the format table has the ``qk`` and ``av`` rows;
+    ``attention_limits``: ``(t_max, hd_max)`` of the attention, for the manifest. ``gate`` (a
+    :class:`hw.nonlinear.gate.GateSpec`, or None) adds the mixture of experts: ``GATE``, the route table of
+    ``tokens`` entries per expert, and the linear engine's gather and scatter.
     """
 
     def __init__(self, *, name: str, config_id: int, engine, addr_width: int, data_width: int, ports: int,
                  max_burst: int, max_reads: int, max_writes: int, act: FixedFormat, act_bytes: int, w_bytes: int,
-                 overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list, gelu: GeluSpec | None,
-                 version: tuple[int, int], id_width: int = 1, gate=None, rounding=None, tokens: int = 0):
+                 rounding: Rounding, overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list,
+                 gelu: GeluSpec | None, layernorm: LayerNormSpec, softmax: SoftmaxSpec, version: tuple[int, int],
+                 id_width: int = 1, attention=None, unified_attention: bool = False,
+                 attention_limits: tuple[int, int] | None = None, gate=None, tokens: int = 0):
         self.name, self.addr_width, self.data_width, self.ports = name, addr_width, data_width, ports
         self.max_burst, self.max_reads, self.max_writes, self.id_width = max_burst, max_reads, max_writes, id_width
-        # ``gate`` (a hw.nonlinear.gate.GateSpec) adds the mixture of experts: GATE, the route table of
-        # ``tokens`` entries per expert, and the linear engine's gather and scatter (``rounding``: the model's).
         self.moe = None if gate is None else MoeSpec(experts=gate.experts, tokens=tokens, score=gate.softmax.output)
         self.linear = LinearEngine(engine=engine, addr_width=addr_width, data_width=data_width, act=act,
                                    act_bytes=act_bytes, w_bytes=w_bytes, a_rows=a_rows, a_k=a_k, k_max=k_max,
-                                   formats=formats, gelu=gelu, moe=self.moe)
-        self.engine_opcodes = dict(ENGINE_OPCODES)
-        read_clients = READ_CLIENTS
-        if gate is not None:
-            self.gate = GateEngine(addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
-                                   rounding=rounding, overflow=overflow, spec=gate, tokens=tokens)
-            self.engine_opcodes |= MOE_ENGINE_OPCODES
-            read_clients = READ_CLIENTS + MOE_READ_CLIENTS
+                                   formats=formats, gelu=gelu, attention=unified_attention, moe=self.moe)
+        if attention is not None and unified_attention:
+            raise ValueError("attention: one attention mode, a dedicated engine or the unified linear engine")
+        self.unified_attention, self.attention_limits = unified_attention, attention_limits
+        self.gate = None if gate is None else GateEngine(
+            addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes, rounding=rounding,
+            overflow=overflow, spec=gate, tokens=tokens)
         self.vector = VectorEngine(addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
                                    overflow=overflow)
         self.im2col = Im2colEngine(addr_width=addr_width, data_width=data_width, act_bytes=act_bytes)
+        self.layernorm, self.softmax = (
+            RowEngine(spec=spec, addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
+                      rounding=rounding, overflow=overflow) for spec in (layernorm, softmax))
+        self.attention = attention
+        optional = {"attention": attention, "gate": self.gate}
+        self.engine_opcodes = {name: op for name, op in ENGINE_OPCODES.items()
+                               if name not in optional or optional[name] is not None}
         self.seq = Sequencer(addr_width=addr_width, data_width=data_width,
                              engines={op: index for index, op in enumerate(self.engine_opcodes.values())})
         self.engine_names = ("fetch",) + tuple(self.engine_opcodes)
@@ -81,10 +103,12 @@ class MoevitAccel(wiring.Component):
                                            config_id=config_id, caps=caps)
         self.register_map, self.rdl_node = regmap_module.elaborate_rdl(self.rdl)
         self.formats = list(formats)
+        present = {name: 1 if name == "seq" else len(unit.reads) for name, unit in self._units().items()}
+        reads = [client for client in READ_CLIENTS if client[1] < present.get(client[0], 0)]
+        writes = [client for client in WRITE_CLIENTS if client[0] in present]
         self.client_ports = {
-            "reads": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(read_clients)],
-            "writes": [{"engine": e, "client": c, "what": w, "port": i % ports}
-                       for i, (e, c, w) in enumerate(WRITE_CLIENTS)],
+            "reads": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(reads)],
+            "writes": [{"engine": e, "client": c, "what": w, "port": i % ports} for i, (e, c, w) in enumerate(writes)],
         }
         members = {}
         for p in range(ports):
@@ -93,6 +117,16 @@ class MoevitAccel(wiring.Component):
         members |= flat_members("s_axil", Axi4LiteSignature(addr_width=self.register_map.addr_width).flip())
         members["irq"] = Out(1)
         super().__init__(members)
+
+    def _units(self) -> dict:
+        """The engines by name (with the processor, ``seq``, which reads descriptors)."""
+        units = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col, "layernorm": self.layernorm,
+                 "softmax": self.softmax, "seq": self.seq}
+        if self.attention is not None:
+            units["attention"] = self.attention
+        if self.gate is not None:
+            units["gate"] = self.gate
+        return units
 
     # ------------------------------------------------------------------ facts for the manifest
     @property
@@ -123,12 +157,28 @@ class MoevitAccel(wiring.Component):
                         "weight_words": 2 * lin.half_words},
             "formats": [f.to_json() for f in self.formats],
             "gelu": lin.gelu is not None,
+            "rows": {engine.opcode.lower(): {"lanes": engine.spec.lanes, "n_max": engine.spec.n_max,
+                                             "banks": engine.spec.banks, "latency": engine.unit_latency,
+                                             "params_bytes": engine.params_bytes}
+                     for engine in (self.layernorm, self.softmax)},
+            "attention": self._attention_parameters(),
             "engines": list(self.engine_names),
             "clients": self.client_ports,
             **({"moe": {"experts": self.moe.experts, "tokens": self.moe.tokens, "top_k": self.gate.top_k,
                         "score": {"width": self.moe.score.width, "frac": self.moe.score.frac,
                                   "signed": self.moe.score.signed}}} if self.moe is not None else {}),
         }
+
+    def _attention_parameters(self) -> dict | None:
+        att = self.attention
+        if self.unified_attention:
+            t_max, hd_max = self.attention_limits
+            return {"engine": "unified", "p": None, "macs": None, "lanes": None, "t_max": t_max, "hd_max": hd_max,
+                    "softmax_lanes": None}
+        if att is None:
+            return None
+        return {"engine": "dedicated", "p": att.p, "macs": att.macs, "lanes": att.lanes, "t_max": att.t_max,
+                "hd_max": att.hd_max, "softmax_lanes": att.softmax.lanes}
 
     # ------------------------------------------------------------------ hardware
     def elaborate(self, platform):
@@ -137,9 +187,7 @@ class MoevitAccel(wiring.Component):
         connect_flat(m, "s_axil", self, csr.bus)
 
         soft = Signal(name="soft_rst")  # resets the processor and the engines while the ports drain
-        engines = {"linear": self.linear, "vector": self.vector, "im2col": self.im2col, "seq": self.seq}
-        if self.moe is not None:
-            engines["gate"] = self.gate
+        engines = self._units()
         for name, unit in engines.items():
             m.submodules[name] = ResetInserter(soft)(unit)
         if self.moe is not None:
@@ -229,7 +277,9 @@ class MoevitAccel(wiring.Component):
             "cycles": counting,
             "busy_fetch": counting & seq.waiting_fetch,
             **{f"busy_{name}": engines[name].busy for name in self.engine_opcodes},
-            "mac_active": self.linear.mac_beat,
+            # one operator runs at a time: the MAC beats of whichever engine has them
+            "mac_active": Cat(*[engines[name].mac_beat for name in self.engine_opcodes
+                                if hasattr(engines[name], "mac_beat")]).any(),
             "mem_stall": Cat(*[engines[name].mem_stall for name in self.engine_opcodes]).any(),
         }
         for p, port in enumerate(ports):

@@ -363,9 +363,9 @@ class AxiMasterPort(wiring.Component):
     axi : Out(Axi4Signature)
         The AXI4 master. INCR bursts, one ID (0), ``AxSIZE`` = the data width, ``AxCACHE`` =
         0b0011, ``AxLOCK``/``AxPROT``/``AxQOS`` = 0. Every ``VALID``/``READY`` output is a
-        register or a FIFO's registered state, gated low while the domain's reset is high (AXI:
-        a master drives its VALIDs low during reset, from the first reset cycle on); none depends
-        combinationally on another input.
+        register or a FIFO's registered state, and low while ``rst`` is high (the first
+        reset cycle too, when the registers still hold the work before): none depends
+        combinationally on an AXI input.
     reads[c] : In(ReadClientSignature)
         Requests are cut into bursts; a burst is issued only when the client's receive FIFO
         (``read_fifo_depth`` beats) has room for it counting beats still due, so ``rready``
@@ -440,8 +440,10 @@ class AxiMasterPort(wiring.Component):
         ]
         draining = Signal()
         flush = Signal()
+        running = Signal(name="running")  # not in reset: the VALID/READY outputs are gated with it
+        m.d.comb += running.eq(~ResetSignal())
         m.d.comb += flush.eq(self.drain | draining)
-        busy = [self._read_side(m, flush), self._write_side(m, flush)]
+        busy = [self._read_side(m, flush, running), self._write_side(m, flush, running)]
         any_busy = Signal()
         m.d.comb += any_busy.eq(balanced(operator.or_, busy))
         with m.If(self.drain):
@@ -483,7 +485,7 @@ class AxiMasterPort(wiring.Component):
             _one_hot_mux(arbiter.grant, [s.burst.payload.as_value() for s in splitters]))
         return taken, arbiter.index, burst
 
-    def _read_side(self, m: Module, flush):
+    def _read_side(self, m: Module, flush, running):
         """Splitters, credits, AR queue, R routing into the clients' FIFOs; returns 'busy'."""
         axi, clients, n = self.axi, self.reads, self.read_clients
         if n == 0:
@@ -504,12 +506,14 @@ class AxiMasterPort(wiring.Component):
         m.d.comb += [
             arq.w_en.eq(taken), arq_in.addr.eq(burst.addr), arq_in.len.eq(burst.len),
             owners.w_en.eq(taken), owner_in.client.eq(index), owner_in.final.eq(burst.final),
-            axi.arvalid.eq(arq.r_rdy & ~ResetSignal()), axi.araddr.eq(arq_out.addr), axi.arlen.eq(arq_out.len),
-            arq.r_en.eq(axi.arready),
+            axi.arvalid.eq(arq.r_rdy & running), axi.araddr.eq(arq_out.addr), axi.arlen.eq(arq_out.len),
+            arq.r_en.eq(axi.arready & running),
         ]
 
         # R: always ready (credits guarantee room); one register stage, then into the owner's FIFO.
-        m.d.sync += axi.rready.eq(1)
+        r_ready = Signal(name="r_ready")
+        m.d.sync += r_ready.eq(1)
+        m.d.comb += axi.rready.eq(r_ready & running)
         beat = Signal(read_data_layout(self.data_width))
         r_valid = Signal(name="r_valid")
         r_resp = Signal(2, name="r_resp")
@@ -547,7 +551,7 @@ class AxiMasterPort(wiring.Component):
                 m.d.sync += space[c].eq(space[c] + popped)
         return balanced(operator.or_, [s.busy for s in splitters] + [arq.r_rdy, owners.r_rdy, r_valid])
 
-    def _write_side(self, m: Module, flush):
+    def _write_side(self, m: Module, flush, running):
         """Splitters, AW queue, W beat engine in AW order, B bookkeeping; returns 'busy'."""
         axi, clients, n = self.axi, self.writes, self.write_clients
         if n == 0:
@@ -567,8 +571,8 @@ class AxiMasterPort(wiring.Component):
             awq.w_en.eq(taken), awq_in.addr.eq(burst.addr), awq_in.len.eq(burst.len),
             order.w_en.eq(taken), order_in.client.eq(index), order_in.len.eq(burst.len),
             resps.w_en.eq(taken), resp_in.client.eq(index), resp_in.final.eq(burst.final),
-            axi.awvalid.eq(awq.r_rdy & ~ResetSignal()), axi.awaddr.eq(awq_out.addr), axi.awlen.eq(awq_out.len),
-            awq.r_en.eq(axi.awready),
+            axi.awvalid.eq(awq.r_rdy & running), axi.awaddr.eq(awq_out.addr), axi.awlen.eq(awq_out.len),
+            awq.r_en.eq(axi.awready & running),
         ]
 
         # W: the head of `order` names the burst whose beats go next; beats pass through a
@@ -589,9 +593,9 @@ class AxiMasterPort(wiring.Component):
             wq_in.strb.eq(Mux(flush, 0, source.strb)),
             wq_in.last.eq(last),
             order.r_en.eq(move & last),
-            axi.wvalid.eq(wq.r_rdy & ~ResetSignal()), axi.wdata.eq(wq_out.data), axi.wstrb.eq(wq_out.strb),
+            axi.wvalid.eq(wq.r_rdy & running), axi.wdata.eq(wq_out.data), axi.wstrb.eq(wq_out.strb),
             axi.wlast.eq(wq_out.last),
-            wq.r_en.eq(axi.wready),
+            wq.r_en.eq(axi.wready & running),
         ]
         for select, client in zip(selects, clients):
             m.d.comb += client.data.ready.eq(can_move & select & ~flush)
@@ -601,7 +605,9 @@ class AxiMasterPort(wiring.Component):
         m.d.sync += self.write_bytes.eq(Mux(axi.wvalid & axi.wready, moved_bytes, 0))
 
         # B: always ready (a response only answers a burst we chose); one register stage.
-        m.d.sync += axi.bready.eq(1)
+        b_ready = Signal(name="b_ready")
+        m.d.sync += b_ready.eq(1)
+        m.d.comb += axi.bready.eq(b_ready & running)
         b_valid = Signal(name="b_valid")
         b_resp = Signal(2, name="b_resp")
         m.d.sync += [b_valid.eq(axi.bvalid & axi.bready), b_resp.eq(axi.bresp)]

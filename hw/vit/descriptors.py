@@ -14,8 +14,8 @@ DESCRIPTOR_BYTES = 64
 DESCRIPTOR_WORDS = DESCRIPTOR_BYTES // 4
 
 #: opcode name -> code. New operators take new codes; 0 ends a list.
-OPCODES: dict[str, int] = {"END": 0, "LINEAR": 1, "ADD": 2, "IM2COL": 3}
-OPCODES["GATE"] = 7  # the mixture of experts' gate (hw/vit/gate.py)
+OPCODES: dict[str, int] = {"END": 0, "LINEAR": 1, "ADD": 2, "IM2COL": 3, "LAYERNORM": 4, "SOFTMAX": 5,
+                           "ATTENTION": 6, "GATE": 7}
 
 #: opcode name -> {field name: (first word, bits)} or (word, bits, first bit in the word); 64-bit fields span
 #: two words.
@@ -28,8 +28,17 @@ FIELDS: dict[str, dict[str, tuple[int, int]]] = {
             "src_stride": (12, 32), "dst_stride": (13, 32), "src2_stride": (14, 32)},
     "IM2COL": {"channels": (1, 32), "height": (2, 32), "width": (3, 32), "src": (4, 64), "dst": (8, 64),
                "src_stride": (12, 32), "dst_stride": (13, 32), "patch": (14, 32)},
+    "LAYERNORM": {"rows": (1, 32), "n": (2, 32), "src": (4, 64), "params": (6, 64), "dst": (8, 64),
+                  "src_stride": (12, 32), "dst_stride": (13, 32)},
+    "SOFTMAX": {"rows": (1, 32), "n": (2, 32), "src": (4, 64), "dst": (8, 64), "src_stride": (12, 32),
+                "dst_stride": (13, 32)},
+    # One head: q, k, v rows (head_dim codes each) inside the qkv tensor, the output at its columns of the heads
+    # tensor; scale is the code of 1/sqrt(head_dim) in the scale (weight) format, two's complement.
+    "ATTENTION": {"tokens": (1, 32), "head_dim": (2, 32), "scale": (3, 32), "q": (4, 64), "k": (6, 64),
+                  "dst": (8, 64), "v": (10, 64), "src_stride": (12, 32), "dst_stride": (13, 32)},
+    # The mixture of experts' gate (hw/vit/gate.py): rows of logits -> the route table's expert queues.
+    "GATE": {"rows": (1, 32), "n": (2, 32), "src": (4, 64), "src_stride": (12, 32)},
 }
-FIELDS["GATE"] = {"rows": (1, 32), "n": (2, 32), "src": (4, 64), "src_stride": (12, 32)}
 
 #: opcode name -> {flag name: bit of the flags byte}.
 FLAGS: dict[str, dict[str, int]] = {
@@ -38,8 +47,11 @@ FLAGS: dict[str, dict[str, int]] = {
                "gather": 6, "scatter": 7},
     "ADD": {},
     "IM2COL": {},
+    "LAYERNORM": {},
+    "SOFTMAX": {},
+    "ATTENTION": {},
+    "GATE": {},
 }
-FLAGS["GATE"] = {}
 
 
 @dataclass(frozen=True)
@@ -54,8 +66,8 @@ ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode(1, "BAD_OPCODE", "an opcode the hardware does not know"),
     ErrorCode(2, "BAD_ADDRESS", "an address or stride not aligned to the data width, or a tensor reaching past "
                                 "2**addr_width"),
-    ErrorCode(3, "BAD_SIZE", "a zero size, K above k_max, M x K beyond the A buffer, or a geometry the engine "
-                             "cannot take"),
+    ErrorCode(3, "BAD_SIZE", "a zero size, K above k_max, M x K beyond the A buffer, a row longer than its "
+                             "row unit's n_max, or a geometry the engine cannot take"),
     ErrorCode(4, "BAD_FORMAT", "fmt beyond the format table, or a flag the opcode does not take"),
     ErrorCode(5, "AXI_READ", "a read answered with SLVERR or DECERR"),
     ErrorCode(6, "AXI_WRITE", "a write answered with SLVERR or DECERR"),

@@ -9,7 +9,7 @@ import sys
 from gen import __version__
 from gen.errors import NpuforgeError
 
-from . import characterize, clean, generate, inject, kinds, perf, protect, report, sim, synth, validate
+from . import characterize, clean, fpga, generate, inject, kinds, perf, protect, report, resilience, sim, synth, validate
 from . import compile as compile_command  # "compile" would shadow the builtin here
 from . import eval as eval_command  # "eval" would shadow the builtin here
 from . import run as run_command  # "run" is every command module's entry point
@@ -18,7 +18,8 @@ from .args import Parser
 #: name -> command module, in the order ``--help`` lists them.
 COMMANDS = {"generate": generate, "sim": sim, "synth": synth, "validate": validate, "kinds": kinds,
             "inject": inject, "report": report, "characterize": characterize, "protect": protect,
-            "perf": perf, "eval": eval_command, "compile": compile_command, "run": run_command, "clean": clean}
+            "perf": perf, "eval": eval_command, "compile": compile_command, "run": run_command, "fpga": fpga,
+            "resilience": resilience, "clean": clean}
 
 
 def parser() -> Parser:

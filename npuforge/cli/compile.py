@@ -17,6 +17,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--image", type=int_in(0, 1_000_000), default=0, metavar="N",
                         help="synthetic image N of the evaluation set (default 0)")
     parser.add_argument("--task", default=None, metavar="NAME", help="task whose head runs (default: the first)")
+    parser.add_argument("--ops", choices=("all", "linear", "rows"), default="all",
+                        help="operators: all (default), linear (the linear operators and the embedding) or rows "
+                             "(the LayerNorms and the attention softmaxes)")
 
 
 def run(args) -> int:
@@ -28,7 +31,7 @@ def run(args) -> int:
                          "compiles a network for the MoE-ViT accelerator)")
     if args.output.exists() and not args.output.is_dir():
         raise UsageError(f"-o: got '{args.output}', which is a file; allowed: a directory")
-    program = program_for(cfg, image=args.image, task=args.task)
+    program = program_for(cfg, image=args.image, task=args.task, ops=args.ops)
     program.save(args.output)
     image = program.image
     print(f"design   {cfg.name}: {cfg.describe()}")

@@ -9,6 +9,7 @@ from gen.errors import UsageError
 from sim.fault.metrics import DEFAULT_INTERVAL, INTERVALS
 from sim.fault.report import DEFAULT_GROUPING, GROUPINGS
 
+from .args import int_in
 from .output import stdout_console, write_json
 
 HELP = "report a fault campaign: outcomes per block with intervals, FIT, SPFM, LFM, PMHF, ASIL"
@@ -24,6 +25,9 @@ def add_arguments(parser) -> None:
                              f"block); default {DEFAULT_GROUPING}")
     parser.add_argument("--interval", choices=tuple(INTERVALS), default=DEFAULT_INTERVAL,
                         help=f"95%% interval method (default {DEFAULT_INTERVAL})")
+    parser.add_argument("--tolerable-sdc", type=int_in(0, 2**62), default=None, metavar="CODES",
+                        help="critical vs tolerable SDC: an SDC whose largest output change is at most CODES output "
+                             "codes counts as safe, not dangerous (the assumption is stated in the report)")
     parser.add_argument("--predicted", type=Path, default=None, metavar="FILE",
                         help="the .prediction.json (or the config) written by 'npuforge protect': show its "
                              "predicted SPFM, LFM, PMHF and area beside this campaign's measured ones")
@@ -54,7 +58,8 @@ def run(args) -> int:
     with CampaignStore.open(args.db) as store:
         meta = store.meta()
         results = list(store.results())
-    report = build_report(meta, results, by=args.by, interval=args.interval)
+    report = build_report(meta, results, by=args.by, interval=args.interval,
+                          tolerable_sdc=args.tolerable_sdc)
     if prediction is not None:
         from sim.fault.optimize import compare
 

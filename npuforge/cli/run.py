@@ -28,6 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--image", type=int_in(0, 1_000_000), default=0, metavar="N",
                         help="synthetic image N of the evaluation set (default 0)")
     parser.add_argument("--task", default=None, metavar="NAME", help="task whose head runs (default: the first)")
+    parser.add_argument("--ops", choices=("all", "linear", "rows"), default="all",
+                        help="operators: all (default), linear (the linear operators and the embedding) or rows "
+                             "(the LayerNorms and the attention softmaxes)")
     parser.add_argument("--dump", type=Path, default=None, metavar="DIR",
                         help="write the compiled program, the memory dump and the run script here")
     parser.add_argument("--latency", type=int_in(1, 10_000), default=24, metavar="CYCLES",
@@ -44,7 +47,7 @@ def run(args) -> int:
     from rich.console import Console
 
     from sim import runner
-    from sim.moevit.accel_run import MemoryTiming, compare, prepare, program_for, run_program
+    from sim.moevit.accel_run import MemoryTiming, compare, head_reports, prepare, program_for, run_program
 
     cfg = load_config(args.config)
     if cfg.kind != "moevit_accel":
@@ -56,20 +59,25 @@ def run(args) -> int:
     with Console(stderr=True).status("generating and building the harness"):
         prepared = prepare(cfg, args.build_dir or runner.DEFAULT_BUILD_ROOT)
     print(f"harness  {prepared.harness}")
-    program = program_for(cfg, image=args.image, task=args.task)
+    program = program_for(cfg, image=args.image, task=args.task, ops=args.ops)
     timing = MemoryTiming(read_latency=args.latency, bytes_per_cycle=float(args.bytes_per_cycle), stall=args.stall,
                           seed=args.seed)
     if args.dump is not None:
         program.save(args.dump)
     result = run_program(prepared.harness, prepared.manifest, program, timing=timing, work_dir=args.dump)
     reports = compare(program, result)
-    macs_per_cycle = prepared.manifest["parameters"]["linear"]["macs"]
+    params = prepared.manifest["parameters"]
+    # an operator's MAC utilisation is against the MACs of its engine; the total against all of them
+    attention = params.get("attention") or {}
+    engine_macs = {"ATTENTION": attention["macs"]} if attention.get("engine") == "dedicated" else {}
+    macs_per_cycle = params["linear"]["macs"] + sum(engine_macs.values())
     print(f"{'operator':<24} {'cycles':>9} {'MAC util':>9} {'read B':>9} {'written B':>9}  result")
     failed = 0
     for report in reports:
         read = sum(v for k, v in report.counters.items() if k.startswith("RD_BYTES"))
         written = sum(v for k, v in report.counters.items() if k.startswith("WR_BYTES"))
-        util = report.macs / (report.cycles * macs_per_cycle) if report.cycles > 0 and report.macs else 0.0
+        units = engine_macs.get(report.opcode, params["linear"]["macs"])
+        util = report.macs / (report.cycles * units) if report.cycles > 0 and report.macs else 0.0
         verdict = "PASS" if report.ok else f"FAIL {report.mismatch}"
         failed += not report.ok
         util_text = f"{util:>8.1%}" if report.macs else f"{'-':>8}"
@@ -79,6 +87,15 @@ def run(args) -> int:
     print(f"total    {total} cycles, {macs} MACs ({macs / (total * macs_per_cycle):.1%} of {macs_per_cycle} MACs "
           f"per cycle), {result.seconds:.2f} s in the harness ({result.total_cycles / max(result.seconds, 1e-9):,.0f} "
           "cycles/s)")
+    heads = head_reports(reports)
+    if heads:
+        print(f"{'attention head':<24} {'cycles':>9} {'MAC util':>9}  bytes/cycle read, written per port "
+              f"(busiest {reports[0].bandwidth[0].window} cycles)")
+        units = attention.get("macs") or params["linear"]["macs"]
+        for head in heads:
+            ports = "  ".join(f"P{p} {head.read[p] / head.cycles:.2f}, {head.written[p] / head.cycles:.2f} "
+                              f"({head.peak_read[p]:.2f}, {head.peak_written[p]:.2f})" for p in range(len(head.read)))
+            print(f"{head.name:<24} {head.cycles:>9} {head.macs / (head.cycles * units):>8.1%}  {ports}")
     for violation in result.violations:
         print(f"AXI      {violation}")
     if failed or result.violations:

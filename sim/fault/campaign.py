@@ -98,6 +98,7 @@ class Prepared:
             "samples": len(self.sample.faults),
             "fit_per_bit": config.fit_per_bit.model_dump(mode="json"),
             "target_asil": config.target_asil,
+            "level": config.level,
         }
 
 
@@ -158,11 +159,17 @@ def prepare(campaign: Campaign, *, build_root: Path, on_step: Callable[[str], No
     made = design_and_workload(campaign, build_root=build_root, on_step=on_step)
     build_dir, verilog, manifest, workload = made.build_dir, made.verilog, made.manifest, made.workload
     on_step("preparing the injection engine (compiles the harness once per design, then the fault-free run)")
+    if engine_factory is None and config.level == "model":
+        from .model_level import ModelEngine
+
+        engine_factory = ModelEngine.prepare
     if engine_factory is None:
         from .engine import Engine
 
         engine_factory = Engine.prepare
     engine = engine_factory(build_dir, verilog, manifest, workload, build_root=Path(build_root))
+    if config.level == "model":  # only the sites the golden model holds are sampled (and reported)
+        manifest = engine.visible_manifest()
     on_step("sampling faults")
     faults = config.faults
     try:

@@ -171,6 +171,11 @@ class CampaignConfig(StrictModel):
     design: str = Field(min_length=1, description="Design config file, relative to this file.")
     workload: WorkloadConfig = Field(description="Stimulus: type and the workload's parameters.")
     faults: FaultsConfig = Field(description="Fault models and sample size.")
+    level: Literal["rtl", "model"] = Field(
+        default="rtl",
+        description="rtl: flip bits in the Verilog (the C++ harness); model: flip the same bits where the "
+                    "bit-accurate golden model holds them (sim/fault/model_level.py; tpe systolic_os/matrix2d and "
+                    "npu_tile; only the sites it maps are sampled).")
     timeout_factor: float = Field(
         default=4.0, ge=1.0, le=100.0, allow_inf_nan=False,
         json_schema_extra={"allowed": "a number from 1 to 100"},

@@ -355,14 +355,23 @@ def _by_model(tallies: dict[str, _Tally], estimator: _Estimator) -> dict:
 
 
 def build_report(meta: dict, results: Iterable[InjectionResult], *, by: str = DEFAULT_GROUPING,
-                 interval: str = metrics.DEFAULT_INTERVAL, confidence: float = metrics.CONFIDENCE) -> dict:
+                 interval: str = metrics.DEFAULT_INTERVAL, confidence: float = metrics.CONFIDENCE,
+                 tolerable_sdc: int | None = None) -> dict:
     """The report of a campaign (``meta`` as ``CampaignStore.meta()`` returns it) as a JSON-ready dict.
 
     ``by`` picks the grouping of fault sites into rows (:data:`GROUPINGS`),
     ``interval`` the interval method (:data:`metrics.INTERVALS`). Raises
     :class:`ReportError` (one line) for a campaign without results or with a
     result on a site its manifest does not list.
+
+    ``tolerable_sdc``: critical versus tolerable SDC. An ``sdc`` whose largest output change
+    (``max_abs_diff``, in output codes; the task-metric change the campaign can see) is at most
+    this many codes, with no missing or extra beat, is *tolerable* and counted as safe; only the
+    other, *critical*, SDCs are dangerous. None (the default): every SDC is dangerous.
     """
+    if tolerable_sdc is not None and (isinstance(tolerable_sdc, bool) or not isinstance(tolerable_sdc, int)
+                                      or tolerable_sdc < 0):
+        raise ReportError(f"--tolerable-sdc: got {tolerable_sdc!r}; allowed: an integer >= 0 (output codes)")
     group_name("", by)  # rejects an unknown grouping before any work
     missing = [key for key in ("manifest", "window", "fit_per_bit", "target_asil") if key not in meta]
     if missing:
@@ -383,6 +392,7 @@ def build_report(meta: dict, results: Iterable[InjectionResult], *, by: str = DE
     stratified = meta.get("config", {}).get("faults", {}).get("stratify", "none") == "block"
 
     tallies: dict[tuple[str, str], _Tally] = {}  # (site path, model) -> its injections
+    tolerated = 0
     classes: dict[tuple[str, Outcome], IsoClass] = {}
     models_by_kind: dict[str, set] = {}
     for result in results:
@@ -391,11 +401,14 @@ def build_report(meta: dict, results: Iterable[InjectionResult], *, by: str = DE
             raise ReportError(f"result #{result.fault.index}: fault site '{path}' is not in the campaign's "
                               "manifest; allowed: the manifest's fault_sites")
         model = FaultModel(result.fault.model).value
-        iso = classes.get((path, result.outcome))
+        tolerable = (tolerable_sdc is not None and result.outcome is Outcome.SDC and not result.extra_beats
+                     and result.max_abs_diff <= tolerable_sdc and result.cycles > 0)
+        iso = classes.get((path, result.outcome, tolerable))
         if iso is None:  # one class per (site, outcome): computed once, campaigns have millions of rows
-            iso = classes[path, result.outcome] = metrics.iso_class(
+            iso = classes[path, result.outcome, tolerable] = IsoClass.SAFE if tolerable else metrics.iso_class(
                 result.outcome, covered=bool(covering[path]), watchdog=watchdog,
                 silent=any(not m.reports for m in covering[path]))
+        tolerated += tolerable
         tallies.setdefault((path, model), _Tally()).add(result, iso)
         models_by_kind.setdefault(sites[path]["kind"], set()).add(model)
     if not tallies:
@@ -482,10 +495,24 @@ def build_report(meta: dict, results: Iterable[InjectionResult], *, by: str = DE
         "mechanisms": _mechanism_rows(mechanisms, rated, sites, watchdog, estimator),
         "total": design,
         "blocks": blocks,
+        "level": meta.get("level", "rtl"),
+        "tolerable_sdc": {"threshold": tolerable_sdc, "count": tolerated},
     }
     report["assumptions"] = _assumptions(report, mechanisms, stratified,
                                          [f"{name}/{kind}" for name, kind in unsampled],
                                          sum(strata[key].bits for key in unsampled))
+    if tolerable_sdc is not None:
+        report["assumptions"].append(
+            f"Critical versus tolerable SDC: an SDC whose largest output change is at most {tolerable_sdc} output "
+            f"codes (and that loses or adds no beat) is assumed not to violate the safety goal and is counted as "
+            f"safe ({tolerated} injections); only the other SDCs count as single-point or residual. The threshold "
+            "stands for the task-metric change the system tolerates and must be justified for it (e.g. with "
+            "'npuforge resilience').")
+    if report["level"] == "model":
+        report["assumptions"].append(
+            "Model-level injections: faults flip values where the bit-accurate golden model holds them, on the "
+            "sites it maps (control registers and the command memory are not among them, so their bits are not "
+            "in the rates); no hang or alarm can occur at this level.")
     return report
 
 

@@ -196,6 +196,7 @@ class CampaignStore:
         new = {"format": STORE_FORMAT, **_json(meta)}
         where = f"{self.path} holds another campaign"
         old_config = {k: v for k, v in stored.get("config", {}).items() if k != "design"}
+        old_config.setdefault("level", "rtl")  # written before campaigns had a level: RTL
         new_config = {k: v for k, v in new["config"].items() if k != "design"}
         found = _first_difference(old_config, new_config)
         if found:

@@ -36,6 +36,18 @@ class MemoryTiming:
                 f"{max_reads} {max_writes}")
 
 
+@dataclass(frozen=True)
+class PortBandwidth:
+    """One port during one run, as the DRAM model saw it: bytes read and written (strobed) and the most bytes
+    of any ``window`` consecutive cycles."""
+
+    read: int
+    written: int
+    peak_read: int
+    peak_written: int
+    window: int
+
+
 @dataclass
 class OpReport:
     name: str
@@ -47,6 +59,8 @@ class OpReport:
     macs: int
     ok: bool | None = None
     mismatch: str = ""
+    bandwidth: list = field(default_factory=list)  # PortBandwidth per port
+    group: str = ""  # the operator's attention head (Op.group)
 
 
 @dataclass
@@ -99,7 +113,7 @@ def run_program(harness: Path, manifest: dict, program: Program, *, timing: Memo
         if mid_run_reset is not None:
             lines += [f"cycles {mid_run_reset}", "reset 4"]
             break
-        lines += ["run", f"read {regs.offset('STATUS')}"]
+        lines += ["run", "bandwidth", f"read {regs.offset('STATUS')}"]
         for name in counters:
             lines += [f"read {regs.offset(name)}", f"read {regs.offset(name) + 4}"]
         runs.append(op)
@@ -113,6 +127,7 @@ def run_program(harness: Path, manifest: dict, program: Program, *, timing: Memo
     total, seconds = 0, 0.0
     csr_values: list[int] = []
     run_cycles: list[tuple[int, int]] = []
+    bandwidth: list[list[PortBandwidth]] = []
     for line in done.stdout.splitlines():
         word, *rest = line.split(maxsplit=1)
         if word == "csr":
@@ -120,6 +135,9 @@ def run_program(harness: Path, manifest: dict, program: Program, *, timing: Memo
         elif word == "run":
             cycles, irq = rest[0].split()
             run_cycles.append((int(cycles), int(irq)))
+        elif word == "bandwidth":
+            window, *numbers = map(int, rest[0].split())
+            bandwidth.append([PortBandwidth(*numbers[i:i + 4], window) for i in range(0, len(numbers), 4)])
         elif word == "violation":
             violations.append(rest[0])
         elif word == "port":
@@ -137,7 +155,8 @@ def run_program(harness: Path, manifest: dict, program: Program, *, timing: Memo
         cycles, irq = run_cycles[index]
         reports.append(OpReport(name=op.name if op else "program", opcode=op.opcode if op else "-",
                                 cycles=cycles if irq else -1, status=values[0], code=status["code"],
-                                counters=counts, macs=op.macs if op else sum(o.macs for o in program.ops)))
+                                counters=counts, macs=op.macs if op else sum(o.macs for o in program.ops),
+                                bandwidth=bandwidth[index], group=op.group if op else ""))
     memory = dump_path.read_bytes() if dump_path.exists() else b""
     if owned:
         for path in (image_path, dump_path, spec_path):
@@ -182,6 +201,45 @@ def compare(program: Program, result: RunResult) -> list[OpReport]:
     return result.ops
 
 
+@dataclass
+class HeadReport:
+    """One attention head: every operator of it summed (per-operator runs, so the cycles are the sum of the
+    operators' runs)."""
+
+    name: str
+    ops: int
+    cycles: int
+    macs: int
+    mac_active: int
+    read: list  # bytes per port
+    written: list
+    peak_read: list  # the busiest window of any of its operators, bytes per cycle, per port
+    peak_written: list
+
+    def bytes_per_cycle(self, port: int) -> tuple[float, float]:
+        """Mean bytes read and written per cycle on ``port``."""
+        return self.read[port] / self.cycles, self.written[port] / self.cycles
+
+
+def head_reports(reports: list) -> list[HeadReport]:
+    """The attention heads of per-operator reports (:attr:`OpReport.group`), in program order."""
+    heads: dict[str, list] = {}
+    for report in reports:
+        if report.group:
+            heads.setdefault(report.group, []).append(report)
+    out = []
+    for name, ops in heads.items():
+        ports = range(len(ops[0].bandwidth))
+        out.append(HeadReport(
+            name=name, ops=len(ops), cycles=sum(r.cycles for r in ops), macs=sum(r.macs for r in ops),
+            mac_active=sum(r.counters.get("MAC_ACTIVE", 0) for r in ops),
+            read=[sum(r.bandwidth[p].read for r in ops) for p in ports],
+            written=[sum(r.bandwidth[p].written for r in ops) for p in ports],
+            peak_read=[max(r.bandwidth[p].peak_read / r.bandwidth[p].window for r in ops) for p in ports],
+            peak_written=[max(r.bandwidth[p].peak_written / r.bandwidth[p].window for r in ops) for p in ports]))
+    return out
+
+
 # --------------------------------------------------------------------------- the whole job
 
 @dataclass
@@ -216,24 +274,32 @@ def prepare(cfg, build_root: Path) -> Prepared:
     return Prepared(cfg=cfg, manifest=manifest, verilog=verilog, harness=harness, build_dir=root)
 
 
-def program_for(cfg, *, image: int = 0, task: str | None = None, seed: int = 0, model=None):
-    """The linear-operator program of ``cfg``'s network (or of ``model``, a network the same hardware runs,
-    e.g. fewer blocks) on synthetic image ``image`` (the network's weights, or seeded random ones when it
-    has none)."""
+#: ``--ops`` choices: which of the network's operators a program runs (:func:`program_for`).
+OPERATOR_SETS = {"all": {"linear": True, "rows": True}, "linear": {"linear": True, "rows": False},
+                 "rows": {"linear": False, "rows": True}}
+
+
+def program_for(cfg, *, image: int = 0, task: str | None = None, seed: int = 0, ops: str = "all", model=None):
+    """The golden-operator program of ``cfg``'s network (or of ``model``, a network the same hardware runs,
+    e.g. fewer blocks) on synthetic image ``image`` (the network's weights, or seeded random ones when it has
+    none): ``ops`` ``all`` (every operator the accelerator has), ``linear`` (the linear operators and the
+    embedding) or ``rows`` (the LayerNorms and the attention softmaxes)."""
+    from gen.errors import UsageError
     from sim.golden.moevit.fixed import quantize, quantize_params
     from sim.golden.moevit.params import seeded_params
 
-    from .compiler import Target, linear_ops_program
+    from .compiler import Target, golden_ops_program
     from .data import SHAPES, make_image
 
     model = model or cfg.network
     task = task or model.task_names[0]
     if task not in model.task_names:
-        from gen.errors import UsageError
-
         raise UsageError(f"--task: got {task!r}; allowed: one of {', '.join(model.task_names)}")
+    if ops not in OPERATOR_SETS:
+        raise UsageError(f"--ops: got {ops!r}; allowed: one of {', '.join(OPERATOR_SETS)}")
     codes = quantize_params(seeded_params(model, seed), model)
     # The synthetic scenes have at most a background and one class per shape (Edge-MoE: 19 classes).
     classes = min(next((t.classes for t in model.tasks if t.classes), 5), len(SHAPES) + 1)
     pixels, _, _ = make_image(seed, image, model.height, model.width, classes)
-    return linear_ops_program(Target.from_config(cfg), model, codes, quantize(pixels, model.format("pixel")), task)
+    return golden_ops_program(Target.from_config(cfg), model, codes, quantize(pixels, model.format("pixel")), task,
+                              **OPERATOR_SETS[ops])

@@ -10,7 +10,8 @@ A :class:`Program` is the memory image (weights, inputs, one region per intermed
 tensor, the descriptor list), the list of operators (:class:`Op`: its descriptor, the regions
 it reads and writes, its MACs) and the expected contents of the regions the caller wants
 checked. :class:`Builder` adds operators one by one; :func:`linear_ops_program` builds the
-program that runs every linear operator of a network on the golden's own inputs.
+program that runs every linear operator of a network on the golden's own inputs,
+:func:`norm_ops_program` every LayerNorm and attention softmax, :func:`golden_ops_program` both.
 """
 
 import json
@@ -22,7 +23,7 @@ import numpy as np
 from hw.arith.fixed import FixedFormat
 from hw.vit import descriptors
 
-from .memory import REGION_ALIGN, MemoryImage, Region, tensor_codes, weight_tiles
+from .memory import REGION_ALIGN, MemoryImage, Region, norm_params, tensor_codes, weight_tiles
 
 PROGRAM_FORMAT = 1
 
@@ -48,6 +49,10 @@ class Target:
     k_max: int
     formats: tuple  # tuple of tuples: the matmul names of each row of the epilogue format table
     gelu: bool
+    layernorm_n_max: int = 0  # longest LAYERNORM row (0: no LAYERNORM engine)
+    softmax_n_max: int = 0  # longest SOFTMAX row (0: no SOFTMAX engine)
+    params_bytes: int = 0  # container of one LayerNorm parameter code
+    attention: dict | None = None  # the attention (manifest parameters.attention: engine, limits), None without
     experts: int = 0  # the route table's queues (0: no mixture of experts: no GATE, gather or scatter)
     tokens: int = 0  # entries per queue
 
@@ -63,11 +68,13 @@ class Target:
 
     @classmethod
     def from_config(cls, cfg) -> "Target":
-        f = cfg.facts
+        f, net = cfg.facts, cfg.network
         return cls(data_width=cfg.memory.data_width, addr_width=cfg.memory.addr_width, act=f.act,
                    act_bytes=f.act_bytes, w_bytes=f.w_bytes, rows=f.rows, cols=f.cols, steps=f.steps,
                    a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=tuple(fmt.names for fmt in f.formats),
-                   gelu=True, **_moe_target(cfg.network))
+                   gelu=True, layernorm_n_max=net.units["layernorm"].n_max, softmax_n_max=net.units["softmax"].n_max,
+                   params_bytes=f.params_bytes, attention=f.attention.to_json() if f.attention is not None else None,
+                   **_moe_target(net))
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "Target":
@@ -77,7 +84,11 @@ class Target:
                    w_bytes=p["w_bytes"], rows=p["linear"]["rows"], cols=p["linear"]["cols"],
                    steps=p["linear"]["steps"], a_rows=p["buffers"]["a_rows"], a_k=p["buffers"]["a_k"],
                    k_max=p["buffers"]["k_max"], formats=tuple(tuple(f["names"]) for f in p["formats"]),
-                   gelu=p["gelu"], experts=p.get("moe", {}).get("experts", 0), tokens=p.get("moe", {}).get("tokens", 0))
+                   gelu=p["gelu"], layernorm_n_max=p.get("rows", {}).get("layernorm", {}).get("n_max", 0),
+                   softmax_n_max=p.get("rows", {}).get("softmax", {}).get("n_max", 0),
+                   params_bytes=p.get("rows", {}).get("layernorm", {}).get("params_bytes", 0),
+                   attention=p.get("attention"), experts=p.get("moe", {}).get("experts", 0),
+                   tokens=p.get("moe", {}).get("tokens", 0))
 
 
 def _moe_target(model) -> dict:
@@ -98,13 +109,15 @@ class Op:
     reads: tuple = ()
     writes: str = ""
     macs: int = 0
+    group: str = ""  # the operators of one attention head share it (per-head counters)
 
     def descriptor(self) -> bytes:
         return descriptors.encode(self.opcode, self.fields, flags=self.flags, fmt=self.fmt)
 
     def to_json(self) -> dict:
         return {"name": self.name, "opcode": self.opcode, "fields": self.fields, "flags": list(self.flags),
-                "fmt": self.fmt, "reads": list(self.reads), "writes": self.writes, "macs": self.macs}
+                "fmt": self.fmt, "reads": list(self.reads), "writes": self.writes, "macs": self.macs,
+                "group": self.group}
 
 
 @dataclass
@@ -175,6 +188,14 @@ class Builder:
         payload = weight_tiles(w, bias, cols=t.cols, container=t.w_bytes, beat_bytes=t.beat_bytes)
         k, n = np.asarray(w).shape
         return self.image.raw(name, payload, kind="weights", k=k, n=n, bias=bias is not None)
+
+    def norm_params(self, name: str, gamma, beta) -> Region:
+        """A LayerNorm's parameter row (``gamma``, ``beta``: codes of the norm format) as the engine reads it."""
+        t = self.target
+        if not t.params_bytes:
+            raise CompileError(f"{name}: the accelerator has no LAYERNORM engine")
+        payload = norm_params(gamma, beta, container=t.params_bytes, beat_bytes=t.beat_bytes)
+        return self.image.raw(name, payload, kind="norm_params", n=int(np.asarray(gamma).size))
 
     def expect(self, region: Region, codes) -> None:
         self.expected[region.name] = np.asarray(codes, dtype=np.int64).reshape(region.rows, region.n)
@@ -280,6 +301,134 @@ class Builder:
         self.ops.append(op)
         return op
 
+    def _head(self, name: str, qkv: Region, dst: Region | None, *, head: int, heads: int, tokens: int | None,
+              engine: str) -> tuple[int, int, int, int]:
+        """Checks of one head of the qkv tensor (and of the heads tensor ``dst``); ``(tokens, hd, column, part)``:
+        the head's column offset and the offset of k from q (and of v from k) in bytes."""
+        t = self.target
+        if t.attention is None or t.attention["engine"] != engine:
+            have = "no attention" if t.attention is None else f"the {t.attention['engine']} attention"
+            raise CompileError(f"{name}: the accelerator has {have}, not the {engine} attention (config section "
+                               f"attention:)")
+        if qkv.n % (3 * heads):
+            raise CompileError(f"{name}: a qkv row of {qkv.n} codes is not 3 x {heads} heads")
+        hd = qkv.n // (3 * heads)
+        tokens = tokens if tokens is not None else qkv.rows
+        if dst is not None and dst.n != heads * hd:
+            raise CompileError(f"{name}: the heads tensor has {dst.n} columns, not {heads} x {hd}")
+        if not 1 <= tokens <= t.attention["t_max"] or hd > t.attention["hd_max"]:
+            raise CompileError(f"{name}: {tokens} tokens of heads of {hd} is beyond the attention (at most "
+                               f"{t.attention['t_max']} tokens, heads of {t.attention['hd_max']})")
+        ab = t.act_bytes
+        column, part = head * hd * ab, heads * hd * ab
+        if column % t.beat_bytes or part % t.beat_bytes:
+            raise CompileError(f"{name}: a head of {hd} codes ({hd * ab} bytes) does not start on a "
+                               f"{t.beat_bytes}-byte beat; the attention reads aligned rows")
+        return tokens, hd, column, part
+
+    def attention(self, name: str, qkv: Region, dst: Region, *, head: int, heads: int, scale: int,
+                  tokens: int | None = None) -> Op:
+        """Head ``head`` of ``heads`` on the dedicated engine: ``dst[:, head*hd:(head+1)*hd] = attention(q, k, v)``
+        of the qkv tensor (row ``t`` = [q | k | v], each ``heads * hd`` codes) for ``tokens`` rows (default: all of
+        qkv); ``scale`` is the code of ``1/sqrt(hd)`` in the weight format."""
+        tokens, hd, column, part = self._head(name, qkv, dst, head=head, heads=heads, tokens=tokens,
+                                              engine="dedicated")
+        fields = {"tokens": tokens, "head_dim": hd, "scale": scale & 0xFFFFFFFF, "q": qkv.addr + column,
+                  "k": qkv.addr + part + column, "v": qkv.addr + 2 * part + column, "dst": dst.addr + column,
+                  "src_stride": qkv.stride, "dst_stride": dst.stride}
+        op = Op(name, "ATTENTION", fields, reads=(qkv.name,), writes=dst.name, macs=2 * tokens * tokens * hd,
+                group=name)
+        self.ops.append(op)
+        return op
+
+    def scores(self, name: str, qkv: Region, scores: Region, *, head: int, heads: int, group: str = "") -> list[Op]:
+        """The unified attention's ``Q K^T`` of head ``head``: ``scores = scale_scores(q k^T)`` (the golden's
+        ``attention_scores``) on the linear engine, K's rows as B^T (``b_transposed``); one descriptor per
+        chunk of at most ``a_rows`` queries and ``a_rows`` keys (the B^T banks hold ``a_rows`` rows)."""
+        t = self.target
+        tokens, hd, column, part = self._head(name, qkv, None, head=head, heads=heads, tokens=None, engine="unified")
+        if scores.rows != tokens or scores.n != tokens:
+            raise CompileError(f"{name}: the scores tensor is {scores.rows} x {scores.n}, not {tokens} x {tokens}")
+        beat_elems = t.beat_bytes // t.act_bytes
+        # chunks after the first start at a column of the scores' rows: on a whole beat
+        keys = tokens if t.a_rows >= tokens else t.a_rows - t.a_rows % beat_elems
+        if keys == 0:
+            raise CompileError(f"{name}: chunks of {t.a_rows} keys (a_rows) do not fill a beat of the scores' rows; "
+                               f"allowed: a_rows >= {tokens} or at least {beat_elems}")
+        ops = []
+        for start in range(0, tokens, keys):
+            n = min(keys, tokens - start)
+            suffix = f"{{{start}:{start + n}}}" if n < tokens else ""
+            ops += self._matmul(name + suffix, a=qkv.addr + column, a_stride=qkv.stride, m=tokens, k=hd, n=n,
+                                b=qkv.addr + part + column + start * qkv.stride, b_stride=qkv.stride,
+                                dst=scores.addr + start * t.act_bytes, dst_stride=scores.stride, matmul="qk",
+                                flag="b_transposed", reads=(qkv.name,), writes=scores.name, group=group)
+        return ops
+
+    def weighted_values(self, name: str, probabilities: Region, qkv: Region, dst: Region, *, head: int,
+                        heads: int, group: str = "") -> list[Op]:
+        """The unified attention's ``A V`` of head ``head``: ``dst[:, head*hd:(head+1)*hd] = probabilities @ v``
+        (the golden's ``matmul(av)``) on the linear engine, V's rows as B (``b_rows``); ``probabilities`` are the
+        softmax unit's output codes in activation containers."""
+        tokens, hd, column, part = self._head(name, qkv, dst, head=head, heads=heads, tokens=None, engine="unified")
+        if probabilities.rows != tokens or probabilities.n != tokens:
+            raise CompileError(f"{name}: the probabilities are {probabilities.rows} x {probabilities.n}, not "
+                               f"{tokens} x {tokens}")
+        return self._matmul(name, a=probabilities.addr, a_stride=probabilities.stride, m=tokens, k=tokens, n=hd,
+                            b=qkv.addr + 2 * part + column, b_stride=qkv.stride, dst=dst.addr + column,
+                            dst_stride=dst.stride, matmul="av", flag="b_rows",
+                            reads=(probabilities.name, qkv.name), writes=dst.name, group=group)
+
+    def _matmul(self, name: str, *, a: int, a_stride: int, m: int, k: int, n: int, b: int, b_stride: int, dst: int,
+                dst_stride: int, matmul: str, flag: str, reads: tuple, writes: str, group: str) -> list[Op]:
+        """``LINEAR`` descriptors of a matmul whose B is an activation tensor (``b_rows`` or ``b_transposed``),
+        one per chunk of at most ``a_rows`` rows of A."""
+        t = self.target
+        if k > min(t.k_max, t.a_k):
+            raise CompileError(f"{name}: K = {k} is beyond the accelerator's buffers (k_max {t.k_max}, a_k {t.a_k})")
+        ops = []
+        for start in range(0, m, t.a_rows):
+            chunk = min(t.a_rows, m - start)
+            fields = {"m": chunk, "k": k, "n": n, "src": a + start * a_stride, "weights": b,
+                      "dst": dst + start * dst_stride, "residual": 0, "src_stride": a_stride, "dst_stride": dst_stride,
+                      "res_stride": 0, "b_stride": b_stride}
+            suffix = f"[{start}:{start + chunk}]" if m > t.a_rows else ""
+            ops.append(Op(name + suffix, "LINEAR", fields, (flag,), t.fmt(matmul), reads=reads, writes=writes,
+                          macs=chunk * k * n, group=group))
+        self.ops += ops
+        return ops
+
+    def _rows_op(self, name: str, opcode: str, n_max: int, src: Region, dst: Region, *, rows: int | None,
+                 src_row: int, dst_row: int, params: Region | None = None) -> Op:
+        rows = rows if rows is not None else src.rows - src_row
+        if src.n != dst.n:
+            raise CompileError(f"{name}: rows of {src.n} elements in, {dst.n} out")
+        if not 1 <= src.n <= n_max:
+            raise CompileError(f"{name}: rows of {src.n} elements; the {opcode} engine takes 1 to {n_max}")
+        fields = {"rows": rows, "n": src.n, "src": src.addr + src_row * src.stride,
+                  "dst": dst.addr + dst_row * dst.stride, "src_stride": src.stride, "dst_stride": dst.stride}
+        reads = (src.name,)
+        if params is not None:
+            if params.meta["n"] != src.n:
+                raise CompileError(f"{name}: {params.meta['n']} parameters for rows of {src.n} elements")
+            fields["params"], reads = params.addr, reads + (params.name,)
+        op = Op(name, opcode, fields, reads=reads, writes=dst.name)
+        self.ops.append(op)
+        return op
+
+    def layernorm(self, name: str, src: Region, params: Region, dst: Region, *, rows: int | None = None,
+                  src_row: int = 0, dst_row: int = 0) -> Op:
+        """``dst[dst_row:] = feature_layernorm(src[src_row:])`` with ``params`` (:meth:`norm_params`), ``rows`` rows."""
+        return self._rows_op(name, "LAYERNORM", self.target.layernorm_n_max, src, dst, rows=rows, src_row=src_row,
+                             dst_row=dst_row, params=params)
+
+    def softmax(self, name: str, src: Region, dst: Region, *, rows: int | None = None, src_row: int = 0,
+                dst_row: int = 0) -> Op:
+        """``dst[dst_row:] = feature_softmax(src[src_row:])``: probabilities, codes of the softmax unit's output
+        format in activation containers (give ``dst`` that format and ``act_bytes``), ``rows`` rows."""
+        return self._rows_op(name, "SOFTMAX", self.target.softmax_n_max, src, dst, rows=rows, src_row=src_row,
+                             dst_row=dst_row)
+
     def finish(self) -> Program:
         """Append ``END`` and the descriptor list; the program."""
         end = descriptors.encode("END")
@@ -309,77 +458,154 @@ def golden_trace(model, codes: dict, pixels: np.ndarray, task: str) -> dict:
     return {name: np.asarray(value)[0] for name, value in trace.items()}
 
 
-def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str) -> Program:
+def linear_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str, *,
+                       base: int = REGION_ALIGN) -> Program:
     """Every linear operator of ``model`` (and the patch gather and position add of the embedding), each fed
-    the golden's own input tensors, with the golden's outputs as expectations.
+    the golden's own input tensors, with the golden's outputs as expectations (:func:`golden_ops_program`)."""
+    return golden_ops_program(target, model, codes, pixels, task, rows=False, base=base)
 
-    Patch embedding (image -> IM2COL -> LINEAR into token rows 1.., the cls row from the compiler ->
-    ADD of the position embedding), per block qkv, proj and, for dense blocks, fc1 + GELU and
-    fc2 + residual, then the task head on the patch tokens. ``codes`` are the weight codes
-    (:func:`sim.golden.moevit.fixed.quantize_params`).
+
+def norm_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str) -> Program:
+    """Every LayerNorm (``ln1``, ``ln2`` of every block, the final norm) and every head's attention softmax of
+    ``model`` on the golden's own inputs, with the golden's outputs as expectations (:func:`golden_ops_program`)."""
+    return golden_ops_program(target, model, codes, pixels, task, linear=False)
+
+
+def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str, *, linear: bool = True,
+                       rows: bool = True, base: int = REGION_ALIGN) -> Program:
+    """The operators of ``model`` the accelerator has, in the network's order, with the golden's outputs as
+    expectations; ``codes`` are the weight codes (:func:`sim.golden.moevit.fixed.quantize_params`).
+
+    ``linear``: the patch embedding (image -> IM2COL -> LINEAR into token rows 1.., the cls row from the
+    compiler -> ADD of the position embedding), per block qkv, the attention of every head (with an
+    ``attention:`` section: one ATTENTION per head on the dedicated engine, or the unified mode's
+    LINEAR ``Q K^T`` into the head's scores, SOFTMAX (with ``rows``; else the golden's probabilities)
+    and LINEAR ``A V`` into the heads tensor; every operator of a head has the head's ``Op.group``),
+    proj and, for dense blocks, fc1 + GELU and fc2 + residual, for mixture-of-experts blocks the MoE
+    layer (:func:`moe_layer`: gate LINEAR, GATE, the experts' gathered fc1 and scattered fc2, ADD of the
+    attention output), then the task head on the patch tokens.
+    ``rows``: per block LAYERNORM ``ln1`` and ``ln2`` and (unless the unified attention chains them)
+    one SOFTMAX per head on the golden's scores, then the final LAYERNORM. An operator reads the
+    region an earlier operator of the program wrote (the LayerNorms feed qkv, fc1, the MoE layer and the
+    head; qkv feeds the attention, the attention proj; the embedding and every block feed the next LayerNorm),
+    otherwise a region holding the golden's tensor (the heads without an attention section). ``base`` is where
+    the image starts (the host driver's buffer address; a multiple of 4 KB); the layout does not depend on
+    ``pixels``.
     """
     from sim.golden.moevit.fixed import convert
 
     trace = golden_trace(model, codes, pixels, task)
-    b = Builder(target)
+    b = Builder(target, base=base)
     act, emb = model.format("activation"), model.format("embedding")
-    c, h, w = pixels.shape
-    image = image_region(b, "image", pixels, model.format("pixel"))
-    patches = b.tensor("embed.patches", rows=model.patches, n=model.patch_inputs, fmt=model.format("pixel"))
-    b.expect(patches, trace["embed.patches"])
-    b.im2col("embed.im2col", image, patches, channels=c, height=h, width=w, patch=model.patch)
-    tokens = b.tensor("embed.tokens", rows=model.tokens, n=model.dim)
-    b.image.put(tokens, np.concatenate([convert(codes["cls"], emb, act, model)[None],
-                                        np.zeros((model.patches, model.dim), dtype=np.int64)]))
-    b.linear("embed.patch_embed", patches, b.weights("patch_embed.w", codes["patch_embed.w"], codes["patch_embed.b"]),
-             tokens, matmul="patch_embed", dst_row=1)
-    b.expect(tokens, trace["embed.tokens"])
-    pos = b.tensor("pos", convert(codes["pos"], emb, act, model))
-    out = b.tensor("embed.out", rows=model.tokens, n=model.dim)
-    b.add("embed.pos", tokens, pos, out)
-    b.expect(out, trace["embed.out"])
+    tokens_n, dim = model.tokens, model.dim
+
+    def source(name: str) -> Region:
+        """The region ``name`` (an earlier operator's output or a golden input), else a golden input."""
+        return b.image.regions.get(name) or b.tensor(name, trace[name])
+
+    def produced(name: str, n: int, **kw) -> Region:
+        region = b.tensor(name, rows=trace[name].shape[0] if name in trace else tokens_n, n=n, **kw)
+        b.expect(region, trace[name])
+        return region
+
+    def layernorm(name: str, x: str, weights: str) -> None:
+        """The LayerNorm ``name`` of tensor ``x`` on the accelerator (without ``rows``, its readers find the
+        golden's output through :func:`source`)."""
+        if not rows:
+            return
+        params = b.norm_params(name + ".params", codes[weights + ".g"], codes[weights + ".b"])
+        b.layernorm(name, source(x), params, produced(name, dim))
+
+    if linear:
+        c, h, w = pixels.shape
+        image = image_region(b, "image", pixels, model.format("pixel"))
+        patches = b.tensor("embed.patches", rows=model.patches, n=model.patch_inputs, fmt=model.format("pixel"))
+        b.expect(patches, trace["embed.patches"])
+        b.im2col("embed.im2col", image, patches, channels=c, height=h, width=w, patch=model.patch)
+        tokens = b.tensor("embed.tokens", rows=tokens_n, n=dim)
+        b.image.put(tokens, np.concatenate([convert(codes["cls"], emb, act, model)[None],
+                                            np.zeros((model.patches, dim), dtype=np.int64)]))
+        b.linear("embed.patch_embed", patches,
+                 b.weights("patch_embed.w", codes["patch_embed.w"], codes["patch_embed.b"]), tokens,
+                 matmul="patch_embed", dst_row=1)
+        b.expect(tokens, trace["embed.tokens"])
+        pos = b.tensor("pos", convert(codes["pos"], emb, act, model))
+        b.add("embed.pos", tokens, pos, produced("embed.out", dim))
+    previous = "embed.out"
+    prob = model.units["softmax"].output.format
+    unified = linear and target.attention is not None and target.attention["engine"] == "unified"
+
+    def softmax(p: str, head: int, scores: Region, group: str = "") -> Region:
+        """SOFTMAX of head ``head``'s scores into its probabilities (the unit's codes in activation containers)."""
+        out = b.tensor(f"{p}probabilities.h{head}", rows=tokens_n, n=tokens_n, fmt=prob, container=target.act_bytes)
+        b.expect(out, trace[p + "probabilities"][head])
+        b.softmax(f"{p}softmax.h{head}", scores, out).group = group
+        return out
+
+    def attention(p: str, qkv: Region, heads: Region) -> None:
+        """Every head of block ``p`` from ``qkv`` into ``heads``, in the accelerator's attention mode."""
+        for head in range(model.heads):
+            group = f"{p}attention.h{head}"
+            if not unified:
+                b.attention(group, qkv, heads, head=head, heads=model.heads, scale=model.score_scale()[0])
+                continue
+            scores = b.tensor(f"{p}scores.h{head}", rows=tokens_n, n=tokens_n)
+            b.expect(scores, trace[p + "scores"][head])
+            b.scores(f"{p}qk.h{head}", qkv, scores, head=head, heads=model.heads, group=group)
+            probabilities = (softmax(p, head, scores, group) if rows else
+                             b.tensor(f"{p}probabilities.h{head}", trace[p + "probabilities"][head], fmt=prob))
+            b.weighted_values(f"{p}av.h{head}", probabilities, qkv, heads, head=head, heads=model.heads, group=group)
     for layer in range(model.layers):
         p = f"blocks.{layer}."
-        y = b.tensor(p + "ln1", trace[p + "ln1"])
-        qkv = b.tensor(p + "qkv", rows=model.tokens, n=3 * model.dim)
-        b.linear(p + "qkv", y, b.weights(p + "attn.qkv.w", codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"]), qkv,
-                 matmul="qkv")
-        b.expect(qkv, trace[p + "qkv"])
-        heads = b.tensor(p + "heads", trace[p + "heads"])
-        proj = b.tensor(p + "proj", rows=model.tokens, n=model.dim)
-        b.linear(p + "proj", heads, b.weights(p + "attn.proj.w", codes[p + "attn.proj.w"], codes[p + "attn.proj.b"]),
-                 proj, matmul="proj")
-        b.expect(proj, trace[p + "proj"])
-        if model.is_moe(layer):
-            moe_layer(b, model, codes, trace, layer, task)
+        layernorm(p + "ln1", previous, p + "ln1")
+        if linear:
+            b.linear(p + "qkv", source(p + "ln1"),
+                     b.weights(p + "attn.qkv.w", codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"]),
+                     produced(p + "qkv", 3 * dim), matmul="qkv")
+        if linear and target.attention is not None:
+            attention(p, source(p + "qkv"), produced(p + "heads", dim))
+        if rows and not unified:
+            for head in range(model.heads):
+                softmax(p, head, b.tensor(f"{p}scores.h{head}", trace[p + "scores"][head]))
+        if linear:
+            b.linear(p + "proj", source(p + "heads"),
+                     b.weights(p + "attn.proj.w", codes[p + "attn.proj.w"], codes[p + "attn.proj.b"]),
+                     produced(p + "proj", dim), matmul="proj")
+        layernorm(p + "ln2", p + "attn", p + "ln2")
+        previous = p + "out"
+        if not linear:
             continue
-        y2 = b.tensor(p + "ln2", trace[p + "ln2"])
-        fc1 = b.tensor(p + "fc1", rows=model.tokens, n=model.hidden)
-        b.linear(p + "fc1", y2, b.weights(p + "mlp.fc1.w", codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"]), fc1,
-                 matmul="fc1", gelu=True)
-        b.expect(fc1, trace[p + "fc1"])
+        if model.is_moe(layer):
+            moe_layer(b, model, codes, trace, layer, task, source(p + "ln2"), source(p + "attn"),
+                      produced(p + "out", dim))
+            continue
+        b.linear(p + "fc1", source(p + "ln2"),
+                 b.weights(p + "mlp.fc1.w", codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"]),
+                 produced(p + "fc1", model.hidden), matmul="fc1", gelu=True)
         hidden = b.tensor(p + "fc1.golden", trace[p + "fc1"])
-        attn = b.tensor(p + "attn", trace[p + "attn"])
-        block_out = b.tensor(p + "out", rows=model.tokens, n=model.dim)
         b.linear(p + "fc2", hidden, b.weights(p + "mlp.fc2.w", codes[p + "mlp.fc2.w"], codes[p + "mlp.fc2.b"]),
-                 block_out, matmul="fc2", residual=attn)
-        b.expect(block_out, trace[p + "out"])
-    norm = b.tensor("norm", trace["norm"])
-    head = b.tensor(f"head.{task}", rows=model.patches, n=trace["head"].shape[-1])
-    b.linear(f"head.{task}", norm, b.weights(f"heads.{task}.w", codes[f"heads.{task}.w"], codes[f"heads.{task}.b"]),
-             head, matmul="head", src_row=1)
-    b.expect(head, trace["head"])
+                 produced(p + "out", dim), matmul="fc2", residual=source(p + "attn"))
+    layernorm("norm", previous, "norm")
+    if linear:
+        head = b.tensor(f"head.{task}", rows=model.patches, n=trace["head"].shape[-1])
+        b.linear(f"head.{task}", source("norm"),
+                 b.weights(f"heads.{task}.w", codes[f"heads.{task}.w"], codes[f"heads.{task}.b"]), head,
+                 matmul="head", src_row=1)
+        b.expect(head, trace["head"])
     return b.finish()
 
 
-def moe_layer(b: Builder, model, codes: dict, trace: dict, layer: int, task: str) -> None:
-    """The mixture of experts of block ``layer`` on the golden's ``ln2`` output, then the block's residual add.
+def moe_layer(b: Builder, model, codes: dict, trace: dict, layer: int, task: str, y2: Region, attn: Region,
+              out: Region) -> None:
+    """The mixture of experts of block ``layer`` on ``y2`` (the block's ``ln2`` output), then the block's
+    residual add of ``attn`` into ``out``.
 
     The gate's logits (``LINEAR`` with the gate's format, no bias), ``GATE`` (the route table), then
     expert by expert in index order (and for a queue longer than the A buffer part by part) fc1 + GELU
-    on the gathered tokens into the expert's hidden rows (compact) and fc2 scattered, score-weighted, into the tokens' rows of ``ffn`` (the first expert of
-    a token writes its row, the others add to it: the golden's order and rounding); ``ADD`` of the
-    attention output. Expectations: the logits, every expert's hidden rows, ``ffn`` and the block output.
+    on the gathered tokens into the expert's hidden rows (compact) and fc2 scattered, score-weighted, into
+    the tokens' rows of ``ffn`` (the first expert of a token writes its row, the others add to it: the
+    golden's order and rounding); ``ADD`` of the attention output. Expectations: the logits, every
+    expert's hidden rows and ``ffn`` (the caller expects ``out``).
     """
     from sim.golden.moevit import fixed
 
@@ -390,7 +616,6 @@ def moe_layer(b: Builder, model, codes: dict, trace: dict, layer: int, task: str
     gate_w = codes[p + f"moe.gate.{task}"]
     logits_codes = fixed.matmul(specs["gate"], y2_codes, gate_w)
     chosen, _ = fixed.gate(fixed.convert(logits_codes, act, u.gate.input, model), u, model.top_k)
-    y2 = b.tensor(p + "ln2", y2_codes)
     logits = b.tensor(p + "gate.logits", rows=model.tokens, n=model.experts)
     b.linear(p + "gate", y2, b.weights(p + f"moe.gate.{task}", gate_w), logits, matmul="gate")
     b.expect(logits, logits_codes)
@@ -414,7 +639,4 @@ def moe_layer(b: Builder, model, codes: dict, trace: dict, layer: int, task: str
             b.linear(p + f"expert{e}.fc2", hidden, w2, ffn, matmul="fc2", residual=ffn, expert=e, scatter=True,
                      queue_from=start, queued=rows.size)
     b.expect(ffn, trace[p + "ffn"])
-    attn = b.tensor(p + "attn", trace[p + "attn"])
-    out = b.tensor(p + "out", rows=model.tokens, n=model.dim)
     b.add(p + "add", attn, ffn, out)
-    b.expect(out, trace[p + "out"])

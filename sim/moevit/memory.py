@@ -9,7 +9,9 @@ rules of docs/accelerator.md ("Memory image") are written once:
   ``container`` bytes holding the code sign-extended (zero-extended when unsigned);
 * a linear layer's weights are ``ceil(N / cols)`` tiles; tile ``t`` holds rows ``k = 0..K-1``,
   row ``k`` = ``W[k, t*cols : t*cols + cols]`` (zeros past ``N``), each padded to whole beats,
-  then with a bias one row of the bias codes shaped the same.
+  then with a bias one row of the bias codes shaped the same;
+* a LayerNorm's parameters are one row of ``n`` pairs, pair ``j`` = ``gamma[j]`` then ``beta[j]``,
+  each in a ``container``-byte container (the engine's ``params_bytes``), padded to whole beats.
 """
 
 from dataclasses import dataclass, field
@@ -172,3 +174,13 @@ def weight_tiles(w: np.ndarray, bias: np.ndarray | None, *, cols: int, container
             b[:n] = np.asarray(bias, dtype=np.int64)
             out[t, k, :cols * container] = pack_codes(b[None, t * cols:(t + 1) * cols], container)[0]
     return out.tobytes()
+
+
+def norm_params(gamma, beta, *, container: int, beat_bytes: int) -> bytes:
+    """A LayerNorm's parameter row: pairs ``(gamma[j], beta[j])`` of ``container``-byte codes, padded to beats."""
+    gamma, beta = np.asarray(gamma, dtype=np.int64), np.asarray(beta, dtype=np.int64)
+    if gamma.shape != beta.shape or gamma.ndim != 1:
+        raise ValueError(f"gamma {gamma.shape} and beta {beta.shape} must be rows of the same length")
+    pairs = np.stack([gamma, beta], axis=1).reshape(1, -1)
+    raw = pack_codes(pairs, container)[0]
+    return raw.tobytes() + bytes(padded(raw.size, beat_bytes) - raw.size)

@@ -1,8 +1,8 @@
 """Testbench of ``kind: moevit_accel``: the accelerator behind cocotbext-axi models.
 
-Host side (:func:`make_vectors`): compiles the linear-operator program of the config's network
-(:func:`sim.moevit.compiler.linear_ops_program`: every linear operator on the golden's own
-inputs) with the network's weights (seeded random ones when it has none) and a synthetic
+Host side (:func:`make_vectors`): compiles the program of the config's network
+(:func:`sim.moevit.compiler.golden_ops_program`: every operator the accelerator has, on the
+golden's own inputs) with the network's weights (seeded random ones when it has none) and a synthetic
 image, and adds one list per bad descriptor with the error code the hardware must report.
 The vectors hold the memory image, the runs in order and the expected regions.
 
@@ -34,7 +34,7 @@ RUN_TIMEOUT = 400_000
 # --------------------------------------------------------------------------- host side
 
 def compile_program(cfg, seed: int):
-    """The linear-operator program of ``cfg``'s network on synthetic image ``seed``."""
+    """The program of ``cfg``'s network (every operator the accelerator has) on synthetic image ``seed``."""
     from sim.moevit.accel_run import program_for
 
     return program_for(cfg, image=seed, seed=seed)
@@ -58,6 +58,18 @@ def bad_lists(program, cfg) -> list[dict]:
         ("add_zero_rows", "ADD", {"rows": 0, "n": 4}, "BAD_SIZE"),
         ("im2col_patch_3", "IM2COL", {"channels": 1, "height": 6, "width": 6, "patch": 3}, "BAD_SIZE"),
     ]
+    rows = {op.opcode: op for op in program.ops if op.opcode in ("LAYERNORM", "SOFTMAX")}
+    if "LAYERNORM" in rows:
+        cases += [("layernorm_beyond_n_max", rows["LAYERNORM"], {"n": t.layernorm_n_max + 1}, "BAD_SIZE"),
+                  ("layernorm_params_misaligned", rows["LAYERNORM"], {"params": rows["LAYERNORM"].fields["params"] + 2},
+                   "BAD_ADDRESS")]
+    if "SOFTMAX" in rows:
+        cases += [("softmax_zero_n", rows["SOFTMAX"], {"n": 0}, "BAD_SIZE"),
+                  ("softmax_flag", rows["SOFTMAX"], {"flags": (0,)}, "BAD_FORMAT")]
+    qk = next((op for op in program.ops if "b_transposed" in op.flags), None)
+    if qk is not None:  # the unified attention's operands
+        cases += [("keys_beyond_banks", qk, {"n": t.a_rows + 1}, "BAD_SIZE"),
+                  ("two_b_sources", qk, {"flags": ("b_transposed", "b_rows")}, "BAD_FORMAT")]
     runs = []
     for name, base, change, error in cases:
         if isinstance(base, bytes):

@@ -33,7 +33,7 @@ from sim.golden.intmath import operand_range
 
 from .harness import BitFlips, CycleLoop, RunFiles, as_unsigned, reset, start_and_reset
 from .stream import StreamSink, StreamSource
-from .tpe_beats import LATENCY_TO, operand_widths, pack_jobs
+from .tpe_beats import LATENCY_TO, beat_rows, operand_widths, pack_jobs, rows_per_result_beat
 
 #: What the vectors are made of (``npuforge sim`` counts ``vectors[VECTOR_UNIT]``).
 VECTOR_UNIT = "jobs"
@@ -242,8 +242,8 @@ class OperandReadyRule:
     Runs before the streams record this cycle's transfers.
     """
 
-    def __init__(self, source: StreamSource, sink: StreamSink, rows: int):
-        self.source, self.sink, self.rows = source, sink, rows
+    def __init__(self, source: StreamSource, sink: StreamSink, beats_per_job: int):
+        self.source, self.sink, self.beats_per_job = source, sink, beats_per_job
         self.violations: list[str] = []
         self._jobs_in = 0
         self._counted = 0
@@ -258,7 +258,7 @@ class OperandReadyRule:
         beat = self.source.offered
         if beat is None:
             return
-        pending = self._jobs_in > len(self.sink.transfers) // self.rows
+        pending = self._jobs_in > len(self.sink.transfers) // self.beats_per_job
         expected = not (beat["last"] and pending)
         ready = bool(as_unsigned(self.source.ready.value))
         if ready != expected and len(self.violations) < 10:
@@ -287,7 +287,8 @@ class GemmTestbench:
         self.flips = agents[0]
         self.rule = None
         if params["flow_control"] == "hold_last_until_drained":
-            self.rule = OperandReadyRule(self.source, self.sink, self.job_format["c_rows"])
+            self.rule = OperandReadyRule(self.source, self.sink,
+                                         self.job_format["c_rows"] // rows_per_result_beat(self.job_format))
             agents.append(self.rule)
         self.loop = CycleLoop(dut, run.manifest, agents + [self.source, self.sink])
 
@@ -297,16 +298,21 @@ class GemmTestbench:
                                           rng=self.junk)
         for beat in beats:
             self.source.send(beat)
-        wanted = sum(len(job["c"]) for job in jobs) if stop_after_beats is None else stop_after_beats
+        wanted = sum(map(self.result_beats_of, jobs)) if stop_after_beats is None else stop_after_beats
         slowest = min(self.source.valid_prob, self.sink.ready_prob)
         if self.data_dependent:
             self.timing = [job_timing(self.run.manifest, job) for job in jobs]
             occupied = [timing["back_to_back"] for timing in self.timing]
         else:
             occupied = [max(count, self.interval) for count in self.job_beats]
-        budget = sum(cycles + self.latency + len(job["c"]) for cycles, job in zip(occupied, jobs, strict=True))
+        budget = sum(cycles + self.latency + self.result_beats_of(job) for cycles, job in zip(occupied, jobs,
+                                                                                              strict=True))
         return await self.loop.run(lambda: len(self.sink.transfers) >= wanted,
                                    max_cycles=int(4 * budget / slowest) + 1000)
+
+    def result_beats_of(self, job: dict) -> int:
+        """Result beats the engine sends for ``job`` (rows of ``C`` / rows per result beat)."""
+        return len(job["c"]) // rows_per_result_beat(self.job_format)
 
     async def drain_quietly(self) -> None:
         """Run long enough for any stray result beat to appear."""
@@ -321,14 +327,14 @@ class GemmTestbench:
         to_last = LATENCY_TO[self.job_format["format"]] == "last"
         start = 0
         for index, job in enumerate(jobs):
-            rows = len(job["c"])
-            group = beats[start:start + rows]
-            if len(group) < rows:
+            count = self.result_beats_of(job)
+            group = beats[start:start + count]
+            if len(group) < count:
                 break
-            start += rows
-            got.append([t.beat["c"] for t in group])
+            start += count
+            got.append([row for t in group for row in beat_rows(self.job_format, t.beat["c"])])
             flags = [t.beat["last"] for t in group]
-            if flags != [0] * (rows - 1) + [1]:
+            if flags != [0] * (count - 1) + [1]:
                 problems.append(f"job {index}: result 'last' flags {flags}, expected only the final beat set")
             firsts.append(group[0].valid_since)
             if index < len(last_operands):

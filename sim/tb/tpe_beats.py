@@ -59,6 +59,30 @@ def pack_jobs(job_format: dict, jobs: list[dict], *, width: int, b_width: int | 
     raise ValueError(f"unknown job format {kind!r}")
 
 
+def rows_per_result_beat(job_format: dict) -> int:
+    """Rows of ``C`` one result beat carries: ``job.result_rows`` (a ``cube`` option), else 1."""
+    return job_format.get("result_rows", 1)
+
+
+def result_beats(job_format: dict, c) -> list[dict]:
+    """The result beats of one job's ``C`` (a list of rows), as the engine sends them.
+
+    Each beat's ``c`` is :func:`rows_per_result_beat` consecutive rows, row ``r`` of
+    the beat at elements ``r*cols ..``; ``last`` is set on the final beat.
+    """
+    per_beat = rows_per_result_beat(job_format)
+    count = len(c) // per_beat
+    return [{"c": [x for row in c[n * per_beat:(n + 1) * per_beat] for x in row], "last": int(n == count - 1)}
+            for n in range(count)]
+
+
+def beat_rows(job_format: dict, c: list) -> list[list]:
+    """The rows of ``C`` in one result beat's ``c`` (the inverse of :func:`result_beats`)."""
+    per_beat = rows_per_result_beat(job_format)
+    cols = len(c) // per_beat
+    return [list(c[r * cols:(r + 1) * cols]) for r in range(per_beat)]
+
+
 def _k_steps(job_format: dict, a, b) -> list[dict]:
     steps, rows = job_format["steps_per_beat"], job_format["c_rows"]
     if len(a) != rows:

@@ -17,7 +17,7 @@ from sim.golden import tpe as golden
 from sim.golden.intmath import operand_range
 
 from .payload import PayloadCodec
-from .tpe_beats import pack_jobs
+from .tpe_beats import pack_jobs, result_beats
 
 
 def gemm_jobs(cfg, *, jobs: int, k: int, seed: int) -> list[dict]:
@@ -53,8 +53,8 @@ def gemm(cfg, manifest: dict, *, jobs: int, k: int, seed: int) -> Workload:
     beats, _ = pack_jobs(manifest["parameters"]["job"], job_list, width=cfg.a_format.width,
                          b_width=cfg.b_format.width, rng=random.Random(seed))
     pack_in, pack_out = PayloadCodec(operands["payload"]), PayloadCodec(results["payload"])
-    expected = [pack_out.pack({"c": row, "last": int(i == len(job["c"]) - 1)})
-                for job in job_list for i, row in enumerate(job["c"])]
+    expected = [pack_out.pack(beat) for job in job_list
+                for beat in result_beats(manifest["parameters"]["job"], job["c"])]
     return Workload(
         name=f"gemm(jobs={jobs}, k={k}, seed={seed})",
         inputs={"operands": tuple(pack_in.pack(beat) for beat in beats)},

@@ -12,10 +12,18 @@
 //   write ADDR VALUE                  an AXI4-Lite write (waits for its response)
 //   read ADDR                         an AXI4-Lite read; prints "csr ADDR VALUE RESP"
 //   run                               clock until irq is high; prints "run CYCLES IRQ" (IRQ 0: timed out)
+//   bandwidth                         prints "bandwidth WINDOW" and per port "RD WR PEAK_RD PEAK_WR" of the last
+//                                     run, on one line: the bytes read and written (strobed, at the W handshake)
+//                                     on the port during the run and the most bytes of any WINDOW consecutive
+//                                     cycles of it
 //   cycles N                          clock N cycles
 //   reset N                           hold rst for N cycles (the memory drops what is in flight)
 //   dump ADDR SIZE PATH               memory [ADDR, ADDR+SIZE) into a file
 //   trace PATH                        (a build with tracing) write a VCD of everything after this line
+//   sync                              prints "sync" (an interactive caller waits for it)
+//
+// `accel SPEC` runs the file; `accel -` reads the same commands from stdin and flushes its output after
+// each one, so a host driver (npuforge.host) can talk to the accelerator register access by register access.
 //
 // At the end it prints "violation ..." for every AXI rule the accelerator broke (and exits 1 if any),
 // "port P READ_BYTES WRITE_BYTES" per port and "total_cycles N".
@@ -26,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -86,12 +95,32 @@ struct LiteOut {
     std::exit(2);
 }
 
+// Bytes per port and direction during one run, with the busiest window of BANDWIDTH_WINDOW cycles.
+constexpr int BANDWIDTH_WINDOW = 64;
+struct Bandwidth {
+    uint64_t start = 0, last = 0, sum = 0, peak = 0;
+    uint64_t ring[BANDWIDTH_WINDOW] = {0};
+    long n = 0;
+    void begin(uint64_t total) { start = last = total; sum = peak = 0; n = 0; std::memset(ring, 0, sizeof ring); }
+    void sample(uint64_t total) {  // once per cycle: the counter's value after the cycle
+        uint64_t moved = total - last;
+        last = total;
+        uint64_t& slot = ring[n++ % BANDWIDTH_WINDOW];
+        sum += moved - slot;
+        slot = moved;
+        if (sum > peak) peak = sum;
+    }
+    uint64_t bytes() const { return last - start; }
+};
+
 struct Harness {
     VerilatedContext context;
     std::unique_ptr<Vtop> top;
     std::unique_ptr<AxiMemory> memory;
     LiteIn lite;
     long cycle = 0;
+    std::vector<Bandwidth> read_bw, write_bw;  // per port, during a `run`
+    bool measuring = false;
     std::vector<std::string> reset_violations;
 #ifdef NPUFORGE_TRACE
     std::unique_ptr<VerilatedVcdC> vcd;
@@ -140,6 +169,12 @@ struct Harness {
         dump(5);
         memory->tick();
         ++cycle;
+        if (measuring) {
+            for (int p = 0; p < N_PORTS; ++p) {
+                read_bw[p].sample(memory->read_bytes(p));
+                write_bw[p].sample(memory->write_beat_bytes(p));
+            }
+        }
     }
 
     LiteOut lite_out() {
@@ -194,9 +229,14 @@ struct Harness {
 };
 
 int main(int argc, char** argv) {
-    if (argc != 2) fail("usage: accel SPEC");
-    std::ifstream spec(argv[1]);
-    if (!spec) fail(std::string("cannot open ") + argv[1]);
+    if (argc != 2) fail("usage: accel SPEC | accel -");
+    bool interactive = std::string(argv[1]) == "-";
+    std::ifstream file;
+    if (!interactive) {
+        file.open(argv[1]);
+        if (!file) fail(std::string("cannot open ") + argv[1]);
+    }
+    std::istream& spec = interactive ? std::cin : static_cast<std::istream&>(file);
     std::string word;
     int version = 0;
     if (!(spec >> word >> version) || word != "npuforge-accel-spec" || version != 1)
@@ -217,7 +257,8 @@ int main(int argc, char** argv) {
         } else if (word == "timeout") {
             spec >> timeout;
         } else if (!started && (word == "load" || word == "write" || word == "read" || word == "run" ||
-                                word == "cycles" || word == "reset" || word == "dump" || word == "trace")) {
+                                word == "cycles" || word == "reset" || word == "dump" || word == "trace" ||
+                                word == "sync" || word == "bandwidth")) {
             if (!size) fail("no memory line before the first command");
             h.memory.reset(new AxiMemory(base, size, N_PORTS, DATA_BYTES, timing));
             CLOCK_PORT(h.top) = 0;
@@ -248,14 +289,30 @@ int main(int argc, char** argv) {
         } else if (word == "run") {
             long start = h.cycle;
             bool irq = false;
+            h.read_bw.assign(N_PORTS, Bandwidth());
+            h.write_bw.assign(N_PORTS, Bandwidth());
+            for (int p = 0; p < N_PORTS; ++p) {
+                h.read_bw[p].begin(h.memory->read_bytes(p));
+                h.write_bw[p].begin(h.memory->write_beat_bytes(p));
+            }
+            h.measuring = true;
             while (h.cycle - start < timeout) {
                 CLOCK_PORT(h.top) = 0;
                 h.top->eval();
                 if (IRQ_PORT(h.top)) { irq = true; break; }
                 h.step();
             }
+            h.measuring = false;
             run_cycles += h.cycle - start;
             std::printf("run %ld %d\n", h.cycle - start, irq ? 1 : 0);
+        } else if (word == "bandwidth") {
+            std::printf("bandwidth %d", BANDWIDTH_WINDOW);
+            for (int p = 0; p < N_PORTS && p < static_cast<int>(h.read_bw.size()); ++p)
+                std::printf(" %llu %llu %llu %llu", static_cast<unsigned long long>(h.read_bw[p].bytes()),
+                            static_cast<unsigned long long>(h.write_bw[p].bytes()),
+                            static_cast<unsigned long long>(h.read_bw[p].peak),
+                            static_cast<unsigned long long>(h.write_bw[p].peak));
+            std::printf("\n");
         } else if (word == "cycles") {
             long n;
             spec >> n;
@@ -282,9 +339,12 @@ int main(int argc, char** argv) {
             std::ofstream out(path, std::ios::binary);
             out.write(reinterpret_cast<const char*>(h.memory->at(addr)), static_cast<std::streamsize>(bytes));
             if (!out) fail("cannot write " + path);
+        } else if (word == "sync") {
+            std::printf("sync\n");
         } else if (word != "memory" && word != "timing" && word != "timeout") {
             fail("unknown command " + word);
         }
+        if (interactive) std::fflush(stdout);
     }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start).count();
     int bad = 0;

@@ -53,6 +53,8 @@ class AxiMemory {
     const std::vector<std::string>& violations() const { return violations_; }
     uint64_t read_bytes(int p) const { return state_[p].read_bytes; }
     uint64_t write_bytes(int p) const { return state_[p].write_bytes; }
+    // Strobed bytes of the W beats taken so far (counted at the handshake, not when the burst is written).
+    uint64_t write_beat_bytes(int p) const { return state_[p].write_beat_bytes; }
 
     // The memory's outputs for this cycle (before the accelerator's outputs settle).
     void drive(int p, AxiMasterIn& in) {
@@ -117,6 +119,8 @@ class AxiMemory {
             std::memcpy(beat.data, out.wdata, sizeof beat.data);
             beat.strb = out.wstrb;
             beat.last = out.wlast;
+            uint64_t strobes = data_bytes_ >= 64 ? out.wstrb : out.wstrb & ((uint64_t{1} << data_bytes_) - 1);
+            s.write_beat_bytes += static_cast<uint64_t>(__builtin_popcountll(strobes));
         }
         if (in.bvalid && out.bready) {
             s.responses.pop_front();
@@ -174,7 +178,7 @@ class AxiMemory {
         AxiMasterIn driven;
         AxiMasterOut last_out;
         bool held_ar = false, held_aw = false, held_w = false;
-        uint64_t read_bytes = 0, write_bytes = 0;
+        uint64_t read_bytes = 0, write_bytes = 0, write_beat_bytes = 0;
     };
 
     double rate() const { return timing_.bytes_per_cycle > 0 ? timing_.bytes_per_cycle : data_bytes_; }

@@ -247,6 +247,12 @@ def feature_layernorm(x, gamma, beta, cfg: MoevitConfig, u: Units) -> np.ndarray
     return convert(layernorm(convert(x, act, spec.input, cfg), gamma, beta, u), spec.output, act, cfg)
 
 
+def feature_softmax(x, cfg: MoevitConfig, u: Units) -> np.ndarray:
+    """Softmax of feature rows (attention scores): into the unit's input format, the unit; the probabilities
+    stay codes of the unit's output format."""
+    return softmax(convert(x, cfg.format("activation"), u.softmax.input, cfg), u)
+
+
 def feature_gelu(x, cfg: MoevitConfig, u: Units) -> np.ndarray:
     """GELU of features: into the unit's input format, the unit, back to features."""
     spec, act = u.gelu, cfg.format("activation")
@@ -258,63 +264,79 @@ def score_scale(cfg: MoevitConfig) -> tuple[int, FixedFormat]:
     return cfg.score_scale()
 
 
-def scale_scores(raw, cfg: MoevitConfig) -> np.ndarray:
-    """Scaled attention scores (features) from the ``qk`` accumulator codes: ``raw * scale`` requantised."""
+def scale_scores(raw, cfg: MoevitConfig, code: int | None = None) -> np.ndarray:
+    """Scaled attention scores (features) from the ``qk`` accumulator codes: ``raw * scale`` requantised
+    (``code``: the scale as a weight-format code; default :func:`score_scale`)."""
     acc, act = cfg.format("accumulator"), cfg.format("activation")
-    code, fmt = score_scale(cfg)
+    default, fmt = score_scale(cfg)
+    code = default if code is None else code
     product = multiply(raw, code)  # int64 when the scores' magnitudes allow it, else Python ints
     return np.asarray(requantize(product, acc.frac + fmt.frac, act, Rounding(cfg.rounding), Overflow(cfg.overflow)),
                       dtype=np.int64)
 
 
-def attention_scores(q, k, cfg: MoevitConfig, specs: dict) -> np.ndarray:
-    """Scaled scores ``q k^T / sqrt(hd)`` (features) of per-head q, k codes ``(..., T, hd)``."""
-    return scale_scores(accumulate(specs["qk"], q, np.swapaxes(k, -1, -2)), cfg)
+def attention_scores(q, k, cfg: MoevitConfig, specs: dict, scale: int | None = None) -> np.ndarray:
+    """Scaled scores ``q k^T / sqrt(hd)`` (features) of per-head q, k codes ``(..., T, hd)`` (``scale``: another
+    scale code than :func:`score_scale`)."""
+    return scale_scores(accumulate(specs["qk"], q, np.swapaxes(k, -1, -2)), cfg, scale)
+
+
+def head_attention(q, k, v, cfg: MoevitConfig, u: Units, specs: dict,
+                   scale: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One head (or a batch of heads) of per-head q, k, v codes ``(..., T, hd)``: ``(scores, probabilities, out)``
+    -- the scaled scores (features), the softmax of each score row converted to the unit's input (the unit's
+    output codes) and ``probabilities @ v`` (features). What one ``ATTENTION`` descriptor computes (``scale``:
+    its scale code, default :func:`score_scale`)."""
+    scores = attention_scores(q, k, cfg, specs, scale)
+    probabilities = feature_softmax(scores, cfg, u)
+    return scores, probabilities, matmul(specs["av"], probabilities, v)
 
 
 def attention(y, qkv_w, qkv_b, proj_w, proj_b, cfg: MoevitConfig, u: Units, specs: dict,
-              trace: dict | None = None, prefix: str = "") -> np.ndarray:
+              trace: dict | None = None, prefix: str = "", hook=None) -> np.ndarray:
     """Multi-head self-attention of normalised features ``y`` (n, T, D): codes in, codes out."""
     n, t, d = y.shape
     h, hd = cfg.heads, cfg.head_dim
-    qkv_out = matmul(specs["qkv"], y, qkv_w, qkv_b)
+    qkv_out = _hooked(hook, prefix + "attn.qkv", "attention", matmul(specs["qkv"], y, qkv_w, qkv_b))
     q, k, v = qkv_out.reshape(n, t, 3, h, hd).transpose(2, 0, 3, 1, 4)  # each (n, h, T, hd)
-    scores = attention_scores(q, k, cfg, specs)
-    probabilities = softmax(convert(scores, cfg.format("activation"), u.softmax.input, cfg), u)
-    heads = matmul(specs["av"], probabilities, v).transpose(0, 2, 1, 3).reshape(n, t, d)
-    out = matmul(specs["proj"], heads, proj_w, proj_b)
+    scores, probabilities, out = head_attention(q, k, v, cfg, u, specs)
+    heads = out.transpose(0, 2, 1, 3).reshape(n, t, d)
+    out = _hooked(hook, prefix + "attn.proj", "attention", matmul(specs["proj"], heads, proj_w, proj_b))
     _record(trace, prefix, qkv=qkv_out, scores=scores, probabilities=probabilities, heads=heads, proj=out)
     return out
 
 
 def mlp(y, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict, trace: dict | None = None,
-        prefix: str = "") -> np.ndarray:
-    """Dense MLP ``fc2(GELU(fc1(y)))`` of features."""
-    hidden = feature_gelu(matmul(specs["fc1"], y, fc1_w, fc1_b), cfg, u)
-    out = matmul(specs["fc2"], hidden, fc2_w, fc2_b)
+        prefix: str = "", hook=None, kind: str = "mlp") -> np.ndarray:
+    """Dense MLP ``fc2(GELU(fc1(y)))`` of features (``kind`` names it to ``hook``: ``mlp`` or ``experts``)."""
+    hidden = _hooked(hook, prefix + "fc1", kind, feature_gelu(matmul(specs["fc1"], y, fc1_w, fc1_b), cfg, u))
+    out = _hooked(hook, prefix + "fc2", kind, matmul(specs["fc2"], hidden, fc2_w, fc2_b))
     _record(trace, prefix, fc1=hidden, fc2=out)
     return out
 
 
-def route(y, gate_w, cfg: MoevitConfig, u: Units, specs: dict) -> tuple[np.ndarray, np.ndarray]:
+def route(y, gate_w, cfg: MoevitConfig, u: Units, specs: dict, hook=None,
+          prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Gate of features ``y`` (tokens, D): ``(experts, scores)`` per token, each ``(tokens, top_k)``."""
-    logits = matmul(specs["gate"], y, gate_w)
+    logits = _hooked(hook, prefix + "gate", "gate", matmul(specs["gate"], y, gate_w))
     return gate(convert(logits, cfg.format("activation"), u.gate.input, cfg), u, cfg.top_k)
 
 
-def moe(y, gate_w, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict) -> np.ndarray:
+def moe(y, gate_w, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, specs: dict, hook=None,
+        prefix: str = "") -> np.ndarray:
     """MoE of features ``y`` (..., D): expert by expert in index order (Edge-MoE's order), each expert's
     output (second bias included) times its score, requantised to features and accumulated."""
     shape = y.shape
     tokens = y.reshape(-1, shape[-1])
-    chosen, scores = route(tokens, gate_w, cfg, u, specs)
+    chosen, scores = route(tokens, gate_w, cfg, u, specs, hook, prefix)
     act, score_fmt = cfg.format("activation"), u.gate.output
     out = np.zeros_like(tokens)
     for e in range(cfg.experts):
         rows, slot = np.nonzero(chosen == e)
         if rows.size == 0:
             continue
-        expert = mlp(tokens[rows], fc1_w[e], fc1_b[e], fc2_w[e], fc2_b[e], cfg, u, specs)
+        expert = mlp(tokens[rows], fc1_w[e], fc1_b[e], fc2_w[e], fc2_b[e], cfg, u, specs, prefix=f"{prefix}expert{e}.",
+                     hook=hook, kind="experts")
         weighted = requantize(expert * scores[rows, slot][:, None], act.frac + score_fmt.frac, act,
                               Rounding(cfg.rounding), Overflow(cfg.overflow))
         out[rows] = add(out[rows], weighted, cfg)
@@ -322,6 +344,13 @@ def moe(y, gate_w, fc1_w, fc1_b, fc2_w, fc2_b, cfg: MoevitConfig, u: Units, spec
 
 
 # ------------------------------------------------------------------ network
+
+def _hooked(hook, name: str, kind: str, codes: np.ndarray) -> np.ndarray:
+    """``hook(name, kind, codes)`` if a caller passed one (``sim/moevit/resilience.py`` flips and clips
+    operator outputs there), else ``codes``. ``kind`` is the layer type: attention, mlp, experts, gate,
+    layernorm."""
+    return codes if hook is None else hook(name, kind, codes)
+
 
 def _record(trace: dict | None, prefix: str, **tensors) -> None:
     """Keep named intermediate tensors when the caller asked for a trace."""
@@ -362,40 +391,42 @@ def embed(codes: dict, pixels, cfg: MoevitConfig, specs: dict, trace: dict | Non
 
 
 def block(codes: dict, x, layer: int, task: str, cfg: MoevitConfig, u: Units, specs: dict,
-          trace: dict | None = None) -> np.ndarray:
+          trace: dict | None = None, hook=None) -> np.ndarray:
     """Transformer block ``layer`` on features."""
     p = f"blocks.{layer}."
-    y = feature_layernorm(x, codes[p + "ln1.g"], codes[p + "ln1.b"], cfg, u)
+    y = _hooked(hook, p + "ln1", "layernorm", feature_layernorm(x, codes[p + "ln1.g"], codes[p + "ln1.b"], cfg, u))
     h = add(x, attention(y, codes[p + "attn.qkv.w"], codes[p + "attn.qkv.b"], codes[p + "attn.proj.w"],
-                         codes[p + "attn.proj.b"], cfg, u, specs, trace, p), cfg)
-    y2 = feature_layernorm(h, codes[p + "ln2.g"], codes[p + "ln2.b"], cfg, u)
+                         codes[p + "attn.proj.b"], cfg, u, specs, trace, p, hook), cfg)
+    y2 = _hooked(hook, p + "ln2", "layernorm", feature_layernorm(h, codes[p + "ln2.g"], codes[p + "ln2.b"], cfg, u))
     if cfg.is_moe(layer):
         f = moe(y2, codes[p + f"moe.gate.{task}"], codes[p + "moe.fc1.w"], codes[p + "moe.fc1.b"],
-                codes[p + "moe.fc2.w"], codes[p + "moe.fc2.b"], cfg, u, specs)
+                codes[p + "moe.fc2.w"], codes[p + "moe.fc2.b"], cfg, u, specs, hook, p + "moe.")
     else:
         f = mlp(y2, codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"], codes[p + "mlp.fc2.w"], codes[p + "mlp.fc2.b"],
-                cfg, u, specs, trace, p)
+                cfg, u, specs, trace, p, hook)
     out = add(h, f, cfg)
     _record(trace, p, input=x, ln1=y, attn=h, ln2=y2, ffn=f, out=out)
     return out
 
 
 def forward_codes(codes: dict, pixels, task: str, cfg: MoevitConfig, approx: dict | None = None,
-                  trace: dict | None = None) -> np.ndarray:
+                  trace: dict | None = None, hook=None) -> np.ndarray:
     """Head output codes (features) of ``task``, ``(n, out, H, W)``, from weight codes and pixel codes.
 
     ``trace``, a dict, receives every operator's output by name (:func:`_record`): ``embed.patches``,
     ``embed.tokens``, ``embed.out``, per block ``blocks.<l>.`` + ``input``, ``ln1``, ``qkv``, ``scores``,
     ``probabilities``, ``heads``, ``proj``, ``attn``, ``ln2``, ``fc1``, ``fc2`` (dense), ``ffn``, ``out``;
     then ``norm`` and ``head`` (the head's token rows, before the pixel shuffle). The accelerator's
-    checks compare against these.
+    checks compare against these. ``hook(name, kind, codes)``, if given, sees each operator output named
+    by its weights (``blocks.<l>.attn.qkv``, ``.attn.proj``, ``.ln1``, ``.ln2``, ``.fc1``, ``.fc2`` (dense MLP),
+    ``.moe.gate``, ``.moe.expert<e>.fc1``/``fc2``, ``norm``) and returns the codes used from there on.
     """
     cfg.task(task)
     u, specs = units(cfg, approx), matmul_specs(cfg)
     x = embed(codes, pixels, cfg, specs, trace)
     for layer in range(cfg.layers):
-        x = block(codes, x, layer, task, cfg, u, specs, trace)
-    x = feature_layernorm(x, codes["norm.g"], codes["norm.b"], cfg, u)
+        x = block(codes, x, layer, task, cfg, u, specs, trace, hook)
+    x = _hooked(hook, "norm", "layernorm", feature_layernorm(x, codes["norm.g"], codes["norm.b"], cfg, u))
     out = matmul(specs["head"], x[:, 1:], codes[f"heads.{task}.w"], codes[f"heads.{task}.b"])
     _record(trace, "", norm=x, head=out)
     return unpatchify(out, cfg.task(task).outputs, cfg.patch, cfg.grid)

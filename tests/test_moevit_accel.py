@@ -4,7 +4,8 @@ The RTL tests build the micro network's accelerator twice and run many checks pe
 the fast harness on a 4x4 output-stationary array with two 64-bit ports
 (``tests/configs/accel_micro_os.yaml``: the program of every operator the accelerator has --
 the linear operators, IM2COL and ADD of the embedding, the LayerNorms feeding them, every
-head's attention softmax -- on the golden's own inputs, bit-exact under random stalls on
+head's attention softmax, the MoE layer (the gate's LINEAR, GATE, gathered and scattered
+experts, ADD) -- on the golden's own inputs, bit-exact under random stalls on
 every AXI channel with the DRAM model checking the AXI rules; a read answered with DECERR;
 a soft reset and a hardware reset in the middle of a run, then a clean run), and the
 cocotbext-axi testbench on a 2x4x2 cube with one 128-bit port
@@ -86,6 +87,25 @@ def test_model_errors_name_the_model():
         parse_config_text("kind: moevit_accel\nname: acc\nmodel: edge_moe.yaml\n",
                           str(ROOT / "configs" / "moevit" / "inline.yaml"))
     assert "accumulator" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_edge_moe_size_config():
+    """configs/moevit/accel_edge_moe.yaml: 448 MAC units, two 256-bit ports, 300 MHz, Edge-MoE's network in the
+    accelerator's formats (edge_moe_exact.yaml: Edge-MoE's sizes and units, exact products)."""
+    from gen.config.moevit import load_moevit
+
+    cfg = load_config(ROOT / "configs" / "moevit" / "accel_edge_moe.yaml")
+    edge = load_moevit(ROOT / "configs" / "moevit" / "edge_moe.yaml")
+    net = cfg.network
+    assert (cfg.facts.macs, cfg.memory.ports, cfg.memory.data_width, cfg.clock_mhz) == (448, 2, 256, 300)
+    same = ("height", "width", "channels", "patch", "dim", "heads", "layers", "mlp_ratio", "moe_layers", "experts",
+            "top_k", "expert_hidden", "tasks", "nonlinear")
+    assert net.name == "edge_moe_exact" and all(getattr(net, key) == getattr(edge, key) for key in same)
+    assert net.weights is None
+    for name in ("weight", "patch_weight", "attn_bias", "bias", "norm", "pixel"):
+        assert net.format(name) == edge.format(name), name
+    acc, act, w = net.format("accumulator"), net.format("activation"), net.format("weight")
+    assert acc.frac >= 2 * act.frac and acc.frac >= act.frac + w.frac  # every product exact, qk's too
 
 
 def test_hash_follows_the_model(tmp_path):
@@ -204,10 +224,10 @@ def _check_bandwidth(manifest, reports):
 
 
 def _check(program, result):
+    """Every operator PASS; returns the reports."""
     reports = compare(program, result)
     assert result.violations == []
-    bad = [f"{r.name}: {r.mismatch}" for r in reports if not r.ok]
-    assert bad == []
+    assert [f"{r.name}: {r.mismatch}" for r in reports if not r.ok] == []
     return reports
 
 
@@ -216,17 +236,33 @@ def _check(program, result):
 def test_harness_runs_every_operator_bit_exact(micro_os, micro_program):
     result = run_program(micro_os.harness, micro_os.manifest, micro_program,
                          timing=MemoryTiming(read_latency=40, stall=0.3, seed=7))
+    # (These stalls once held a scattered fc2's results back long enough for the feeder to reuse a weight half
+    # before its next tile arrived; the Amaranth regression: test_weight_half_fed_once_while_results_wait.)
     reports = _check(micro_program, result)
     # 10 linear-side operators, 4 ATTENTION (2 blocks x 2 heads); 2 blocks x (ln1, ln2, 2 heads' softmax) and the
-    # final norm
-    assert len(reports) == len(micro_program.ops) == 23
+    # final norm; block 1's MoE layer: the gate's LINEAR, GATE, 4 experts x (fc1, fc2), ADD
+    assert len(reports) == len(micro_program.ops) == 23 + 11
     _check_bandwidth(micro_os.manifest, reports)
     for opcode, engine, count in (("LAYERNORM", "BUSY_LAYERNORM", 5), ("SOFTMAX", "BUSY_SOFTMAX", 4)):
         ran = [r for r in reports if r.opcode == opcode]
         assert len(ran) == count
         assert all(r.counters[engine] > 0 and r.counters["MEM_STALL"] > 0 and r.counters["MAC_ACTIVE"] == 0
                    and r.counters["BUSY_LINEAR"] == 0 for r in ran)
-    linear = [r for r in reports if r.opcode == "LINEAR"]
+    # The MoE layer (block 1, after its ln2): the gate's LINEAR, GATE, per expert a gathered fc1 and a scattered
+    # fc2 (their outputs, every expert's hidden rows and the ffn rows, bit-exact above); an expert without tokens
+    # reads no weights and computes nothing.
+    names = [r.name for r in reports]
+    route = names.index("blocks.1.route")
+    assert names[route - 2:route] == ["blocks.1.ln2", "blocks.1.gate"] and reports[route].opcode == "GATE"
+    experts = [r for r in reports if ".expert" in r.name]
+    assert len(experts) == 2 * 4 and any(r.macs == 0 for r in experts) and any(r.macs for r in experts)
+    for r in experts:
+        assert (r.counters["MAC_ACTIVE"] > 0) == (r.macs > 0), r.name
+        if not r.macs:  # only its descriptor and END were read
+            read = sum(v for name, v in r.counters.items() if name.startswith("RD_BYTES"))
+            written = sum(v for name, v in r.counters.items() if name.startswith("WR_BYTES"))
+            assert (read, written) == (2 * descriptors.DESCRIPTOR_BYTES, 0), (r.name, read, written)
+    linear = [r for r in reports if r.opcode == "LINEAR" and r.macs]
     assert all(r.counters["MAC_ACTIVE"] > 0 and r.counters["BUSY_LINEAR"] > 0 for r in linear)
     assert all(r.counters["MEM_STALL"] > 0 for r in linear), "a slow memory shows as memory stalls"
     beats = sum(r.counters["MAC_ACTIVE"] for r in linear)
@@ -235,7 +271,7 @@ def test_harness_runs_every_operator_bit_exact(micro_os, micro_program):
     # Whole list at once: the same outputs, about the sum of the operators' cycles.
     whole = run_program(micro_os.harness, micro_os.manifest, micro_program, per_op=False,
                         timing=MemoryTiming(seed=8))
-    _check(micro_program, whole)
+    _check(micro_program, whole)  # every operator, the MoE layer's too
     assert whole.ops[0].counters["CYCLES"] > 0
 
 

@@ -33,7 +33,7 @@ from hw.vit.regmap import (
     COUNTER_BASE, ID_VALUE, RegisterMap, accel_rdl, c_header, counter_names, elaborate_rdl, html_reference,
 )
 
-DEFAULT_ENGINES = ["fetch", *(e for e in ENGINE_OPCODES if e != "attention")]  # without the optional attention engine
+DEFAULT_ENGINES = ["fetch", *(e for e in ENGINE_OPCODES if e not in ("attention", "gate"))]  # without the optional engines
 CAPS = {"data_bytes_log2": 5, "rows": 16, "cols": 8}
 MASK32 = (1 << 32) - 1
 

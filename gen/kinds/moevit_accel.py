@@ -23,6 +23,8 @@ from . import tpe
 LINEAR_ARCHS = ("systolic_os", "cube", "adder_tree", "matrix2d")
 #: The model's matmuls the linear engine runs, in the order of the format table.
 LINEAR_OPS = ("patch_embed", "qkv", "proj", "fc1", "fc2", "head")
+#: ... and with MoE layers the gate's logits (a LINEAR without bias before GATE).
+MOE_LINEAR_OPS = ("gate",)
 #: Register-map version (major, minor): bump the minor for added registers, the major for moved ones.
 VERSION = (1, 0)
 #: Largest beats one weight tile may take (a request's beat count is 16 bits).
@@ -152,11 +154,22 @@ def container_bytes(fmt: FixedFormat) -> int:
     raise ValueError(f"{fmt.describe()} is wider than 32 bits")
 
 
+def has_moe(model) -> bool:
+    """Does the network have mixture-of-experts layers (then the accelerator has GATE and the route table)?"""
+    return any(model.is_moe(layer) for layer in range(model.layers))
+
+
+def linear_ops(model) -> tuple[str, ...]:
+    """The model's matmuls the linear engine runs (the format table's order)."""
+    return LINEAR_OPS + (MOE_LINEAR_OPS if has_moe(model) else ())
+
+
 def _k_of_ops(model) -> dict[str, int]:
-    moe = any(model.is_moe(layer) for layer in range(model.layers))
+    moe = has_moe(model)
     dense = any(not model.is_moe(layer) for layer in range(model.layers))
     return {"patch_embed": model.patch_inputs, "qkv": model.dim, "proj": model.dim, "fc1": model.dim,
-            "fc2": max([model.hidden] * dense + [model.expert_hidden] * moe), "head": model.dim}
+            "fc2": max([model.hidden] * dense + [model.expert_hidden] * moe), "head": model.dim,
+            **({"gate": model.dim} if moe else {})}
 
 
 class MoevitAccelConfig(KindConfig):
@@ -252,14 +265,15 @@ def derive(cfg: MoevitAccelConfig, model) -> AccelFacts:
     unified = cfg.attention is not None and cfg.attention.engine == "unified"
     # The unified attention's matmuls run on the linear engine too: their formats join the table, their
     # operands the operand width, their K (head_dim for Q K^T, tokens for A V) the buffers' K.
-    ops = LINEAR_OPS + (UNIFIED_ATTENTION_OPS if unified else ())
+    weight_ops = linear_ops(model)  # the matmuls whose B operand is a weight tile
+    ops = weight_ops + (UNIFIED_ATTENTION_OPS if unified else ())
     ks = _k_of_ops(model) | ({"qk": model.head_dim, "av": model.tokens} if unified else {})
     k_need = max(ks.values())
     largest = max(ks, key=ks.get)
     act = model.format("activation")
     act_bytes = container_bytes(act)
     a_formats = {specs[op].a for op in ops}
-    b_formats = {specs[op].b for op in LINEAR_OPS} | {specs[op].bias for op in LINEAR_OPS if specs[op].bias}
+    b_formats = {specs[op].b for op in weight_ops} | {specs[op].bias for op in weight_ops if specs[op].bias}
     operand_width = max(f.width + (0 if f.signed else 1) for f in a_formats | {specs[op].b for op in ops})
     w_bytes = max(container_bytes(f) for f in b_formats)
     for op in ops:
@@ -396,6 +410,7 @@ def attention_engine(model, facts: AttentionFacts, *, addr_width: int, data_widt
 def build(cfg: MoevitAccelConfig):
     """The ``hw`` component for ``cfg``."""
     from hw.arith.fixed import Overflow, Rounding
+    from hw.nonlinear.gate import GateSpec
     from hw.vit.accel import MoevitAccel
 
     from . import gelu as gelu_kind
@@ -404,6 +419,9 @@ def build(cfg: MoevitAccelConfig):
 
     f, mem, net = cfg.facts, cfg.memory, cfg.network
     engine = tpe.build(cfg.tpe_config())
+    moe = {}
+    if has_moe(net):
+        moe = {"gate": GateSpec(softmax_kind.spec(net.units["gate"]), net.top_k), "tokens": net.tokens}
     attention = None
     if f.attention is not None and f.attention.engine == "dedicated":  # unified: the linear engine's B^T operands
         attention = attention_engine(net, f.attention, addr_width=mem.addr_width, data_width=mem.data_width,
@@ -417,7 +435,7 @@ def build(cfg: MoevitAccelConfig):
         layernorm=layernorm_kind.spec(net.units["layernorm"]), softmax=softmax_kind.spec(net.units["softmax"]),
         version=VERSION, attention=attention,
         unified_attention=f.attention is not None and f.attention.engine == "unified",
-        attention_limits=(f.attention.t_max, f.attention.hd_max) if f.attention is not None else None)
+        attention_limits=(f.attention.t_max, f.attention.hd_max) if f.attention is not None else None, **moe)
 
 
 def parameters(cfg: MoevitAccelConfig, component) -> dict:

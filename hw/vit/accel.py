@@ -2,8 +2,8 @@
 
 Wiring (docs/accelerator.md has the picture): the register block (``csr``) takes the host's
 AXI4-Lite accesses; ``CTRL.start`` starts the descriptor processor (``seq``), which runs
-descriptors on the engines (``linear``, ``vector``, ``im2col``, ``layernorm``, ``softmax``); every
-engine's read and
+descriptors on the engines (``linear``, ``vector``, ``im2col``, ``layernorm``, ``softmax``, with an
+``attention:`` section ``attention``, with MoE layers ``gate`` and its route table); every engine's read and
 write clients are assigned to the AXI4 master ports (``port_<p>``) by a fixed table
 (:attr:`MoevitAccel.client_ports`), the weights on their own port when there are two or more.
 
@@ -26,7 +26,9 @@ from .axi import Axi4LiteSignature, Axi4Signature, AxiMasterPort, connect_flat, 
 from .csr import CsrBlock
 from .descriptors import ERROR
 from .im2col import Im2colEngine
-from .linear import LinearEngine
+from .gate import GateEngine
+from .linear import ROUTE_READERS, LinearEngine, MoeSpec
+from .router import RouteTable
 from .rows import RowEngine
 from .sequencer import Sequencer
 from .vector import VectorEngine
@@ -39,12 +41,13 @@ READ_CLIENTS = (("linear", 0, "A rows"), ("linear", 1, "weight tiles"), ("linear
                 ("vector", 0, "x"), ("vector", 1, "x2"), ("seq", 0, "descriptors"), ("im2col", 0, "image rows"),
                 ("layernorm", 0, "rows"), ("layernorm", 1, "gamma and beta"), ("softmax", 0, "scores"),
                 ("attention", 0, "query rows"), ("attention", 1, "key rows"), ("attention", 2, "value rows"),
-                ("linear", 3, "key rows (B^T)"))
+                ("linear", 3, "key rows (B^T)"), ("gate", 0, "gate logits"))
 WRITE_CLIENTS = (("linear", 0, "output"), ("vector", 0, "output"), ("im2col", 0, "patch rows"),
                  ("layernorm", 0, "rows"), ("softmax", 0, "probabilities"), ("attention", 0, "head rows"))
-#: Engines with a BUSY counter (register order) and the opcodes each runs; ``attention`` only when configured.
+#: Engines with a BUSY counter (register order) and the opcodes each runs; ``attention`` only when configured,
+#: ``gate`` (the mixture of experts' GATE) only with MoE layers in the model.
 ENGINE_OPCODES = {"linear": "LINEAR", "vector": "ADD", "im2col": "IM2COL", "layernorm": "LAYERNORM",
-                  "softmax": "SOFTMAX", "attention": "ATTENTION"}
+                  "softmax": "SOFTMAX", "attention": "ATTENTION", "gate": "GATE"}
 CSR_ADDR_WIDTH = 12
 
 
@@ -57,7 +60,9 @@ class MoevitAccel(wiring.Component):
     ``attention``: the engine of ``ATTENTION`` descriptors (:class:`hw.vit.attention.AttentionEngine`),
     or None. ``unified_attention``: the linear engine takes the attention's operands (``b_rows``,
     ``b_transposed``, a B^T reader) and the format table has the ``qk`` and ``av`` rows;
-    ``attention_limits``: ``(t_max, hd_max)`` of the attention, for the manifest.
+    ``attention_limits``: ``(t_max, hd_max)`` of the attention, for the manifest. ``gate`` (a
+    :class:`hw.nonlinear.gate.GateSpec`, or None) adds the mixture of experts: ``GATE``, the route table of
+    ``tokens`` entries per expert, and the linear engine's gather and scatter.
     """
 
     def __init__(self, *, name: str, config_id: int, engine, addr_width: int, data_width: int, ports: int,
@@ -65,15 +70,19 @@ class MoevitAccel(wiring.Component):
                  rounding: Rounding, overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list,
                  gelu: GeluSpec | None, layernorm: LayerNormSpec, softmax: SoftmaxSpec, version: tuple[int, int],
                  id_width: int = 1, attention=None, unified_attention: bool = False,
-                 attention_limits: tuple[int, int] | None = None):
+                 attention_limits: tuple[int, int] | None = None, gate=None, tokens: int = 0):
         self.name, self.addr_width, self.data_width, self.ports = name, addr_width, data_width, ports
         self.max_burst, self.max_reads, self.max_writes, self.id_width = max_burst, max_reads, max_writes, id_width
+        self.moe = None if gate is None else MoeSpec(experts=gate.experts, tokens=tokens, score=gate.softmax.output)
         self.linear = LinearEngine(engine=engine, addr_width=addr_width, data_width=data_width, act=act,
                                    act_bytes=act_bytes, w_bytes=w_bytes, a_rows=a_rows, a_k=a_k, k_max=k_max,
-                                   formats=formats, gelu=gelu, attention=unified_attention)
+                                   formats=formats, gelu=gelu, attention=unified_attention, moe=self.moe)
         if attention is not None and unified_attention:
             raise ValueError("attention: one attention mode, a dedicated engine or the unified linear engine")
         self.unified_attention, self.attention_limits = unified_attention, attention_limits
+        self.gate = None if gate is None else GateEngine(
+            addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes, rounding=rounding,
+            overflow=overflow, spec=gate, tokens=tokens)
         self.vector = VectorEngine(addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
                                    overflow=overflow)
         self.im2col = Im2colEngine(addr_width=addr_width, data_width=data_width, act_bytes=act_bytes)
@@ -81,8 +90,9 @@ class MoevitAccel(wiring.Component):
             RowEngine(spec=spec, addr_width=addr_width, data_width=data_width, act=act, act_bytes=act_bytes,
                       rounding=rounding, overflow=overflow) for spec in (layernorm, softmax))
         self.attention = attention
+        optional = {"attention": attention, "gate": self.gate}
         self.engine_opcodes = {name: op for name, op in ENGINE_OPCODES.items()
-                               if name != "attention" or attention is not None}
+                               if name not in optional or optional[name] is not None}
         self.seq = Sequencer(addr_width=addr_width, data_width=data_width,
                              engines={op: index for index, op in enumerate(self.engine_opcodes.values())})
         self.engine_names = ("fetch",) + tuple(self.engine_opcodes)
@@ -114,6 +124,8 @@ class MoevitAccel(wiring.Component):
                  "softmax": self.softmax, "seq": self.seq}
         if self.attention is not None:
             units["attention"] = self.attention
+        if self.gate is not None:
+            units["gate"] = self.gate
         return units
 
     # ------------------------------------------------------------------ facts for the manifest
@@ -152,6 +164,9 @@ class MoevitAccel(wiring.Component):
             "attention": self._attention_parameters(),
             "engines": list(self.engine_names),
             "clients": self.client_ports,
+            **({"moe": {"experts": self.moe.experts, "tokens": self.moe.tokens, "top_k": self.gate.top_k,
+                        "score": {"width": self.moe.score.width, "frac": self.moe.score.frac,
+                                  "signed": self.moe.score.signed}}} if self.moe is not None else {}),
         }
 
     def _attention_parameters(self) -> dict | None:
@@ -175,6 +190,15 @@ class MoevitAccel(wiring.Component):
         engines = self._units()
         for name, unit in engines.items():
             m.submodules[name] = ResetInserter(soft)(unit)
+        if self.moe is not None:
+            moe = self.moe
+            table = RouteTable(experts=moe.experts, tokens=moe.tokens, score=moe.score, readers=ROUTE_READERS)
+            m.submodules.route_table = ResetInserter(soft)(table)
+            wiring.connect(m, self.gate.push, table.push)
+            m.d.comb += [table.clear.eq(self.gate.clear), self.linear.route_counts.eq(table.counts),
+                         self.linear.route_tokens.eq(self.gate.routed)]
+            for i in range(ROUTE_READERS):
+                wiring.connect(m, self.linear.route[i], table.reads[i])
 
         ports = []
         for p in range(self.ports):

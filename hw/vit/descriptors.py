@@ -15,14 +15,15 @@ DESCRIPTOR_WORDS = DESCRIPTOR_BYTES // 4
 
 #: opcode name -> code. New operators take new codes; 0 ends a list.
 OPCODES: dict[str, int] = {"END": 0, "LINEAR": 1, "ADD": 2, "IM2COL": 3, "LAYERNORM": 4, "SOFTMAX": 5,
-                           "ATTENTION": 6}
+                           "ATTENTION": 6, "GATE": 7}
 
-#: opcode name -> {field name: (first word, bits)}; 64-bit fields span two words.
+#: opcode name -> {field name: (first word, bits)} or (word, bits, first bit in the word); 64-bit fields span
+#: two words.
 FIELDS: dict[str, dict[str, tuple[int, int]]] = {
     "END": {},
     "LINEAR": {"m": (1, 32), "k": (2, 32), "n": (3, 32), "src": (4, 64), "weights": (6, 64), "dst": (8, 64),
                "residual": (10, 64), "src_stride": (12, 32), "dst_stride": (13, 32), "res_stride": (14, 32),
-               "b_stride": (15, 32)},
+               "b_stride": (15, 32), "expert": (0, 8, 24), "queue_from": (15, 32)},
     "ADD": {"rows": (1, 32), "n": (2, 32), "src": (4, 64), "src2": (6, 64), "dst": (8, 64),
             "src_stride": (12, 32), "dst_stride": (13, 32), "src2_stride": (14, 32)},
     "IM2COL": {"channels": (1, 32), "height": (2, 32), "width": (3, 32), "src": (4, 64), "dst": (8, 64),
@@ -35,17 +36,21 @@ FIELDS: dict[str, dict[str, tuple[int, int]]] = {
     # tensor; scale is the code of 1/sqrt(head_dim) in the scale (weight) format, two's complement.
     "ATTENTION": {"tokens": (1, 32), "head_dim": (2, 32), "scale": (3, 32), "q": (4, 64), "k": (6, 64),
                   "dst": (8, 64), "v": (10, 64), "src_stride": (12, 32), "dst_stride": (13, 32)},
+    # The mixture of experts' gate (hw/vit/gate.py): rows of logits -> the route table's expert queues.
+    "GATE": {"rows": (1, 32), "n": (2, 32), "src": (4, 64), "src_stride": (12, 32)},
 }
 
 #: opcode name -> {flag name: bit of the flags byte}.
 FLAGS: dict[str, dict[str, int]] = {
     "END": {},
-    "LINEAR": {"bias": 0, "gelu": 1, "residual": 2, "no_prefetch": 3, "b_rows": 4, "b_transposed": 5},
+    "LINEAR": {"bias": 0, "gelu": 1, "residual": 2, "no_prefetch": 3, "b_rows": 4, "b_transposed": 5,
+               "gather": 6, "scatter": 7},
     "ADD": {},
     "IM2COL": {},
     "LAYERNORM": {},
     "SOFTMAX": {},
     "ATTENTION": {},
+    "GATE": {},
 }
 
 
@@ -77,8 +82,8 @@ class DescriptorError(ValueError):
 
 def field_slice(opcode: str, name: str) -> tuple[int, int]:
     """``(lsb, width)`` of field ``name`` of ``opcode`` in the 512-bit descriptor."""
-    word, bits = FIELDS[opcode][name]
-    return 32 * word, bits
+    word, bits, *shift = FIELDS[opcode][name]
+    return 32 * word + (shift[0] if shift else 0), bits
 
 
 HEADER = {"opcode": (0, 8), "flags": (8, 8), "fmt": (16, 8)}
@@ -97,6 +102,8 @@ def encode(opcode: str, fields: dict[str, int] | None = None, *, flags: tuple[st
         raise DescriptorError(f"fmt {fmt}; allowed: 0 to 255")
     value |= fmt << 16
     for name, field_value in (fields or {}).items():
+        if name == "queue_from" and fields.get("b_stride"):
+            raise DescriptorError("LINEAR.queue_from (gather, scatter) and b_stride share word 15; give one")
         if name not in FIELDS[opcode]:
             raise DescriptorError(f"{opcode} field {name!r}; allowed: {', '.join(FIELDS[opcode])}")
         lsb, width = field_slice(opcode, name)
@@ -132,7 +139,8 @@ def table() -> dict:
         "bytes": DESCRIPTOR_BYTES,
         "header": {name: {"lsb": lsb, "width": width} for name, (lsb, width) in HEADER.items()},
         "opcodes": {name: {"code": code,
-                           "fields": {f: {"word": w, "bits": b} for f, (w, b) in FIELDS[name].items()},
+                           "fields": {f: {"word": w[0], "bits": w[1], **({"lsb": w[2]} if len(w) > 2 else {})}
+                                      for f, w in FIELDS[name].items()},
                            "flags": dict(FLAGS[name])}
                     for name, code in OPCODES.items()},
         "errors": [{"code": e.code, "name": e.name, "cause": e.cause} for e in ERRORS],

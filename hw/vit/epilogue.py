@@ -10,7 +10,11 @@ every rule from :mod:`hw.arith.fixed`:
    ``scale``, ``y = requantize(acc * code, acc.frac + frac, out, ...)``: the attention scores);
 3. with ``gelu``: ``y = requantize(GELU(requantize(y, out.frac, gelu.input)), gelu.output.frac, out)``
    (the golden's ``feature_gelu``);
-4. with ``residual``: ``y = fit(y + r, out, overflow)`` (the golden's ``add``).
+4. with ``weight`` (the experts' ``scatter``, when built with a ``score`` format):
+   ``y = requantize(y * score, out.frac + score.frac, out)`` with the row's gate score (the golden's
+   ``moe``: the expert's output, second bias included, times its score);
+5. with ``residual``: ``y = fit(y + r, out, overflow)`` (the golden's ``add``); with ``weight`` only for
+   rows whose ``accumulate`` is set (a token's first expert starts its sum).
 
 Which arithmetic (formats of ``a``, ``b``, the bias, the accumulator and the output) is a
 run-time choice among the rows of a table fixed at elaboration (:class:`EpilogueFormat`,
@@ -69,13 +73,18 @@ class EpilogueFormat:
                 "scale": None if self.scale is None else {"code": self.scale[0], "frac": self.scale[1]}}
 
 
-def epilogue_input_layout(cols: int, acc_shape, bias_bits: int, out: FixedFormat) -> data.StructLayout:
-    """One result row entering the epilogue: sums, the bias codes (raw, ``bias_bits`` each), residuals."""
-    return data.StructLayout({
+def epilogue_input_layout(cols: int, acc_shape, bias_bits: int, out: FixedFormat,
+                          score: FixedFormat | None = None) -> data.StructLayout:
+    """One result row entering the epilogue: sums, the bias codes (raw, ``bias_bits`` each), residuals; with a
+    ``score`` format also the row's gate ``score`` and ``accumulate`` (add the residual to this row)."""
+    members = {
         "acc": data.ArrayLayout(acc_shape, cols),
         "bias": data.ArrayLayout(unsigned(max(1, bias_bits)), cols),
         "res": data.ArrayLayout(out.shape(), cols),
-    })
+    }
+    if score is not None:
+        members |= {"score": score.shape(), "accumulate": 1}
+    return data.StructLayout(members)
 
 
 class EpilogueLane(wiring.Component):
@@ -86,20 +95,26 @@ class EpilogueLane(wiring.Component):
     enabled cycles earlier.
     """
 
-    def __init__(self, *, formats: list, gelu: GeluSpec | None, acc_shape, bias_bits: int):
+    def __init__(self, *, formats: list, gelu: GeluSpec | None, acc_shape, bias_bits: int,
+                 score: FixedFormat | None = None):
         self.formats, self.gelu_spec = formats, gelu
         self.out_format = formats[0].out
         self.bias_bits = bias_bits
-        super().__init__({
+        self.score_format = score
+        members = {
             "en": In(1), "fmt": In(range(max(2, len(formats)))), "gelu": In(1), "residual": In(1),
             "acc": In(acc_shape), "bias": In(max(1, bias_bits)), "res": In(self.out_format.shape()),
             "y": Out(self.out_format.shape()),
-        })
+        }
+        if score is not None:
+            members |= {"weight": In(1), "score": In(score.shape()), "accumulate": In(1)}
+        super().__init__(members)
 
     @property
     def latency(self) -> int:
         # sum | fit | requantise | (gelu in | the block | gelu out) | residual add
-        return 3 + (2 + GELU_LATENCY[self.gelu_spec.method] if self.gelu_spec is not None else 0) + 1
+        return 3 + (2 + GELU_LATENCY[self.gelu_spec.method] if self.gelu_spec is not None else 0) + \
+            (self.score_format is not None) + 1
 
     def _groups(self):
         """Formats grouped by the part after the sum (accumulator, rounding, overflow): one circuit each."""
@@ -140,7 +155,9 @@ class EpilogueLane(wiring.Component):
         rounding, overflow = self.formats[0].rounding, self.formats[0].overflow
         total = self._sum()
         x = stage(m, en, "sum", total, signed(Shape.cast(total.shape()).width))
-        res = stage(m, en, "res_1", self.res)
+        # The row's residual (and with a score format its score and accumulate bit) waits beside the sum.
+        side = self.res if self.score_format is None else Cat(self.res, self.score, self.accumulate)
+        res = stage(m, en, "res_1", side)
         acc_width = max(acc.width for (acc, _, _, _), _ in groups)
         acc = stage(m, en, "acc_fit", self._by_group(groups, [fit_hw(x, a, o) for (a, _, o, _), _ in groups]),
                     signed(acc_width + 1))
@@ -168,7 +185,18 @@ class EpilogueLane(wiring.Component):
                           out_fmt.shape())
             y = Mux(self.gelu, g_out, bypass)
             res = resid
-        result = stage(m, en, "out", fit_hw(Mux(self.residual, y + res, y), out_fmt, overflow), out_fmt.shape())
+        add_residual = self.residual
+        if self.score_format is not None:
+            score = self.score_format
+            width = out_fmt.width
+            code = res[width:width + score.width]
+            code = code.as_signed() if score.signed else code.as_unsigned()
+            weighted = requantize_hw(y * code, out_fmt.frac + score.frac, out_fmt, rounding, overflow)
+            y = stage(m, en, "weighted", Mux(self.weight, weighted, y), out_fmt.shape())
+            res = stage(m, en, "res_w", res)
+            add_residual = self.residual & (~self.weight | res[-1])
+            res = res[:width].as_signed() if out_fmt.signed else res[:width].as_unsigned()
+        result = stage(m, en, "out", fit_hw(Mux(add_residual, y + res, y), out_fmt, overflow), out_fmt.shape())
         m.d.comb += self.y.eq(result)
         return m
 
@@ -186,7 +214,7 @@ class Epilogue(wiring.Component):
     """
 
     def __init__(self, *, cols: int, acc_shape, formats: list[EpilogueFormat], gelu: GeluSpec | None,
-                 bias_bits: int):
+                 bias_bits: int, score: FixedFormat | None = None):
         if not formats:
             raise ValueError("the epilogue needs at least one format")
         outs = {f.out for f in formats}
@@ -205,15 +233,19 @@ class Epilogue(wiring.Component):
         self.acc_shape = Shape.cast(acc_shape)
         self.gelu_spec = gelu
         self.bias_bits = bias_bits
-        self.lanes = [EpilogueLane(formats=self.formats, gelu=gelu, acc_shape=self.acc_shape, bias_bits=bias_bits)
-                      for _ in range(cols)]
-        super().__init__({
-            "inp": In(stream.Signature(epilogue_input_layout(cols, acc_shape, bias_bits, self.out_format))),
+        self.score_format = score
+        self.lanes = [EpilogueLane(formats=self.formats, gelu=gelu, acc_shape=self.acc_shape, bias_bits=bias_bits,
+                                   score=score) for _ in range(cols)]
+        members = {
+            "inp": In(stream.Signature(epilogue_input_layout(cols, acc_shape, bias_bits, self.out_format, score))),
             "fmt": In(range(max(2, len(formats)))),
             "gelu": In(1),
             "residual": In(1),
             "out": Out(stream.Signature(data.ArrayLayout(self.out_format.shape(), cols))),
-        })
+        }
+        if score is not None:
+            members["weight"] = In(1)  # the experts' scatter: weight by the row's score
+        super().__init__(members)
 
     @property
     def latency(self) -> int:
@@ -230,6 +262,9 @@ class Epilogue(wiring.Component):
                          lane.residual.eq(self.residual), lane.acc.eq(self.inp.payload.acc[j]),
                          lane.bias.eq(self.inp.payload.bias[j]), lane.res.eq(self.inp.payload.res[j]),
                          self.out.payload[j].eq(lane.y)]
+            if self.score_format is not None:
+                m.d.comb += [lane.weight.eq(self.weight), lane.score.eq(self.inp.payload.score),
+                             lane.accumulate.eq(self.inp.payload.accumulate)]
         valid = self.inp.valid
         for depth in range(1, self.latency + 1):
             valid = stage(m, en, f"valid_{depth}", valid)

@@ -17,10 +17,13 @@ The descriptor is checked first (sizes against the buffers, the format table, ev
 against the address space, :class:`hw.vit.engine.TensorCheck`); see docs/accelerator.md.
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal
-from amaranth.lib import wiring
+from dataclasses import dataclass
+
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from hw.arith.divide import ceil_div_const
 from hw.arith.fixed import FixedFormat
@@ -33,12 +36,25 @@ from .feeder import Feeder
 from .operands import ABuffer, WeightBuffer
 from .slices import log2_exact as _log2
 from .rowio import RowReader, RowWriter
+from .router import QueueRows, queue_read_signature, redirect_requests
 from .slices import SliceGeometry
-from .select import equals
+from .select import equals, pick
 from .walk import RowWalk
 
 #: Largest N a LINEAR may have (bounds the tile count's constant division).
 N_MAX = 1 << 20
+#: Route-table read ports of the linear engine: gathered A rows, scattered residual rows, output rows, scores.
+ROUTE_READERS = 4
+
+
+@dataclass(frozen=True)
+class MoeSpec:
+    """What the linear engine's ``gather`` and ``scatter`` need of the route table: its ``experts`` queues of
+    up to ``tokens`` entries and the gate's ``score`` format."""
+
+    experts: int
+    tokens: int
+    score: FixedFormat
 
 
 class LinearEngine(wiring.Component):
@@ -53,7 +69,7 @@ class LinearEngine(wiring.Component):
 
     def __init__(self, *, engine, addr_width: int, data_width: int, act: FixedFormat, act_bytes: int,
                  w_bytes: int, a_rows: int, a_k: int, k_max: int, formats: list[EpilogueFormat],
-                 gelu: GeluSpec | None, attention: bool = False):
+                 gelu: GeluSpec | None, attention: bool = False, moe=None):
         job = engine.job
         if job["format"] != "k_steps":
             raise ValueError(f"the linear engine feeds k_steps engines, not {job['format']}")
@@ -102,8 +118,16 @@ class LinearEngine(wiring.Component):
         if self.b_bank_bits > self.b_bits:
             raise ValueError(f"B codes of {self.b_bank_bits} bits do not fit the engine's {self.b_bits}-bit operands")
         self.bt_words = -(-a_rows // self.cols) * self.pitch if attention else 0
+        # The mixture of experts (``moe``: a :class:`MoeSpec`): A rows gathered through an expert's queue, output
+        # rows scattered back, weighted by the gate score (hw/vit/router.py).
+        self.moe = moe
+        members = {"mac_beat": Out(1)}
+        if moe is not None:
+            members |= {"route": Out(queue_read_signature(moe.experts, moe.tokens, moe.score)).array(ROUTE_READERS),
+                        "route_counts": In(data.ArrayLayout(unsigned(bits_for(moe.tokens)), moe.experts)),
+                        "route_tokens": In(bits_for(moe.tokens))}
         super().__init__(engine_members(addr_width=addr_width, data_width=data_width, read_clients=4 if attention
-                                        else 3, write_clients=1) | {"mac_beat": Out(1)})
+                                        else 3, write_clients=1) | members)
 
     @property
     def a_bits(self) -> int:
@@ -120,6 +144,25 @@ class LinearEngine(wiring.Component):
         field = lambda name: desc_field(desc, "LINEAR", name)  # noqa: E731
         flag = lambda name: desc_flag(desc, "LINEAR", name)  # noqa: E731
         m_rows, k, n_cols = field("m"), field("k"), field("n")
+        # With gather or scatter the rows are a part of an expert's queue: entries ``queue_from`` on, at most
+        # a_rows of them; the descriptor's m is the rows of the tensors they index (for the checks).
+        if self.moe is not None:
+            gather, scatter = flag("gather"), flag("scatter")
+            routed = gather | scatter
+            expert, queue_from = field("expert"), field("queue_from")
+            queued = Signal(bits_for(self.moe.tokens), name="queued")
+            m.d.comb += queued.eq(pick(expert, [self.route_counts[e] for e in range(self.moe.experts)]))
+            left = Signal(bits_for(self.moe.tokens), name="queue_left")
+            m.d.comb += left.eq(Mux(queued > queue_from, queued - queue_from, 0))
+            count = Signal(bits_for(self.moe.tokens), name="queue_count")
+            m.d.comb += count.eq(Mux(left > self.a_rows, self.a_rows, left))
+            empty = routed & ~count.any()
+            desc_rows = m_rows
+            m_rows = Signal(32, name="m_rows_run")
+            m.d.comb += m_rows.eq(Mux(routed, count, desc_rows))
+        else:
+            gather = scatter = routed = empty = Const(0, 1)
+            desc_rows = m_rows
 
         a_buf = m.submodules.a_buf = ABuffer(
             rows=self.rows, data_width=self.data_width, addr_width=self.addr_width, act_bytes=self.act_bytes,
@@ -143,17 +186,19 @@ class LinearEngine(wiring.Component):
         m.submodules.tpe = tpe = self.engine
         acc_shape = Shape.cast(tpe.results.payload.shape().members["c"].elem_shape)
         epi = m.submodules.epilogue = Epilogue(cols=self.cols, acc_shape=acc_shape, formats=self.formats,
-                                               gelu=self.gelu, bias_bits=self.bias_bits)
+                                               gelu=self.gelu, bias_bits=self.bias_bits,
+                                               score=self.moe.score if self.moe else None)
         reader = m.submodules.residual = RowReader(rows=self.rows, cols=self.cols, act=self.act,
                                                    act_bytes=self.act_bytes, data_width=self.data_width,
                                                    addr_width=self.addr_width)
         writer = m.submodules.writer = RowWriter(rows=self.rows, cols=self.cols, act=self.act,
                                                  act_bytes=self.act_bytes, data_width=self.data_width,
                                                  addr_width=self.addr_width)
-        wiring.connect(m, wiring.flipped(self.reads[0]), a_buf.read)
         wiring.connect(m, wiring.flipped(self.reads[1]), w_buf.read)
-        wiring.connect(m, wiring.flipped(self.reads[2]), reader.read)
-        wiring.connect(m, wiring.flipped(self.writes[0]), writer.write)
+        if self.moe is None:
+            wiring.connect(m, wiring.flipped(self.reads[0]), a_buf.read)
+            wiring.connect(m, wiring.flipped(self.reads[2]), reader.read)
+            wiring.connect(m, wiring.flipped(self.writes[0]), writer.write)
 
         # ------------------------------------------------------------ check the descriptor
         n_tiles = Signal(32, name="n_tiles")
@@ -168,10 +213,10 @@ class LinearEngine(wiring.Component):
                    Mux(b_transposed, a_row_bytes, Mux(b_rows, row_span, n_tiles * tile_bytes)))
         checks = {}
         for name, base, rows, stride, row_bytes in (
-                ("src", field("src"), m_rows, field("src_stride"), a_row_bytes),
+                ("src", field("src"), desc_rows, field("src_stride"), a_row_bytes),
                 ("weights", field("weights"), *b_check),
-                ("dst", field("dst"), m_rows, field("dst_stride"), row_span),
-                ("residual", field("residual"), m_rows, field("res_stride"), row_span)):
+                ("dst", field("dst"), desc_rows, field("dst_stride"), row_span),
+                ("residual", field("residual"), desc_rows, field("res_stride"), row_span)):
             check = checks[name] = TensorCheck(addr_width=self.addr_width, align=beat_bytes)
             m.submodules[f"check_{name}"] = check
             m.d.comb += [check.base.eq(base), check.rows.eq(rows), check.stride.eq(stride),
@@ -192,8 +237,14 @@ class LinearEngine(wiring.Component):
                 ~((flag("b_rows") | flag("b_transposed")) & flag("bias"))
         else:
             format_ok = format_ok & ~flag("b_rows") & ~flag("b_transposed")
-        size_ok = (m_rows.any() & k.any() & n_cols.any() & (k <= min(self.k_max, self.a_k))
-                   & (m_rows <= self.a_rows) & (n_cols <= N_MAX))
+        if self.moe is None:
+            format_ok = format_ok & ~flag("gather") & ~flag("scatter")
+        else:  # an expert's queue indexes the descriptor's m rows; every queue fits the A buffer
+            format_ok = format_ok & ~(routed & (flag("b_rows") | flag("b_transposed")))
+        size_ok = (desc_rows.any() & k.any() & n_cols.any() & (k <= min(self.k_max, self.a_k))
+                   & (routed | (desc_rows <= self.a_rows)) & (n_cols <= N_MAX))
+        if self.moe is not None:  # the tensors indexed by the queue hold every routed token
+            size_ok = size_ok & (~routed | ((expert < self.moe.experts) & (self.route_tokens <= desc_rows)))
         if self.attention:  # B^T holds at most a_rows rows (keys)
             size_ok = size_ok & (~flag("b_transposed") | (n_cols <= self.a_rows))
 
@@ -215,12 +266,14 @@ class LinearEngine(wiring.Component):
                      self.busy.eq(control.busy), self.done.eq(control.done), self.error.eq(control.error)]
 
         # ------------------------------------------------------------ run
+        # An expert with an empty queue: nothing to read or write (its weights are not fetched).
         for unit in (a_buf, feeder, reader, writer):
-            m.d.comb += unit.start.eq(go)
-        m.d.comb += [w_buf.start.eq(go & ~b_transposed), w_buf.rows.eq(b_rows), w_buf.b_stride.eq(field("b_stride"))]
+            m.d.comb += unit.start.eq(go & ~empty)
+        m.d.comb += [w_buf.start.eq(go & ~b_transposed & ~empty), w_buf.rows.eq(b_rows),
+                     w_buf.b_stride.eq(field("b_stride"))]
         b_loaded = w_buf.tiles_done
         if self.attention:
-            m.d.comb += [bt_buf.start.eq(go & b_transposed), bt_buf.m_rows.eq(n_cols), bt_buf.k.eq(k),
+            m.d.comb += [bt_buf.start.eq(go & b_transposed & ~empty), bt_buf.m_rows.eq(n_cols), bt_buf.k.eq(k),
                          bt_buf.src.eq(field("weights")), bt_buf.src_stride.eq(field("b_stride")),
                          feeder.transposed.eq(b_transposed), feeder.bt_rows_loaded.eq(bt_buf.rows_loaded),
                          bt_buf.r_en.eq(feeder.bt_r_en), bt_buf.r_addr.eq(feeder.bt_r_addr)]
@@ -228,17 +281,18 @@ class LinearEngine(wiring.Component):
                 m.d.comb += feeder.bt_r_data[j].eq(bt_buf.r_data[j].as_value())
             b_loaded = Mux(b_transposed, bt_buf.loaded, w_buf.tiles_done)
         m.d.comb += [
-            a_buf.m_rows.eq(m_rows), a_buf.k.eq(k), a_buf.src.eq(field("src")), a_buf.src_stride.eq(field("src_stride")),
+            a_buf.m_rows.eq(m_rows), a_buf.k.eq(k), a_buf.src.eq(Mux(gather, 0, field("src"))),
+            a_buf.src_stride.eq(Mux(gather, 0, field("src_stride"))),
             w_buf.k.eq(k), w_buf.n_cols.eq(n_cols), w_buf.weights.eq(field("weights")), w_buf.bias.eq(flag("bias")),
             w_buf.no_prefetch.eq(flag("no_prefetch")),
             feeder.m_rows.eq(m_rows), feeder.k.eq(k), feeder.n_cols.eq(n_cols),
             feeder.rows_loaded.eq(a_buf.rows_loaded), feeder.w_ready.eq(w_buf.ready), w_buf.fed.eq(feeder.w_fed),
             a_buf.r_en.eq(feeder.a_r_en), a_buf.r_addr.eq(feeder.a_r_addr),
             w_buf.r_en.eq(feeder.w_r_en), w_buf.r_addr.eq(feeder.w_r_addr),
-            reader.m_rows.eq(m_rows), reader.n_cols.eq(n_cols), reader.base.eq(field("residual")),
-            reader.stride.eq(field("res_stride")), reader.enable.eq(flag("residual")),
-            writer.m_rows.eq(m_rows), writer.n_cols.eq(n_cols), writer.base.eq(field("dst")),
-            writer.stride.eq(field("dst_stride")),
+            reader.m_rows.eq(m_rows), reader.n_cols.eq(n_cols), reader.base.eq(Mux(scatter, 0, field("residual"))),
+            reader.stride.eq(Mux(scatter, 0, field("res_stride"))), reader.enable.eq(flag("residual")),
+            writer.m_rows.eq(m_rows), writer.n_cols.eq(n_cols), writer.base.eq(Mux(scatter, 0, field("dst"))),
+            writer.stride.eq(Mux(scatter, 0, field("dst_stride"))),
             epi.fmt.eq(fmt), epi.gelu.eq(flag("gelu")), epi.residual.eq(flag("residual")),
         ]
         for i in range(self.rows):
@@ -248,6 +302,12 @@ class LinearEngine(wiring.Component):
         wiring.connect(m, feeder.operands, tpe.operands)
         m.d.comb += self.mac_beat.eq(tpe.operands.valid & tpe.operands.ready)
 
+        if self.moe is not None:
+            score_rows = self._queue_walks(m, a_buf, reader, writer, go=go & ~empty, expert=expert,
+                                           queue_from=queue_from, count=count,
+                                           n_tiles=n_tiles, gather=gather, scatter=scatter, field=field,
+                                           use_res=flag("residual"))
+
         # Results: rows past M are dropped; kept rows enter the epilogue with their bias and residual.
         res = tpe.results
         row_step = Signal(name="row_step")
@@ -256,6 +316,8 @@ class LinearEngine(wiring.Component):
         half = walk.t[0]
         use_res = flag("residual")
         residual_ready = reader.rows.valid | ~use_res
+        if self.moe is not None:  # every scattered row takes its score from the queue
+            residual_ready = residual_ready & (score_rows.rows.valid | ~scatter)
         enter = res.valid & walk.keep & residual_ready & epi.inp.ready
         m.d.comb += [
             epi.inp.valid.eq(res.valid & walk.keep & residual_ready & running),
@@ -263,6 +325,10 @@ class LinearEngine(wiring.Component):
             row_step.eq(res.valid & res.ready),
             reader.rows.ready.eq(enter & use_res & running),
         ]
+        if self.moe is not None:
+            m.d.comb += [score_rows.rows.ready.eq(enter & scatter & running), epi.weight.eq(scatter),
+                         epi.inp.payload.score.eq(score_rows.rows.payload.score),
+                         epi.inp.payload.accumulate.eq(score_rows.rows.payload.accumulate)]
         for j in range(self.cols):
             bias = Mux(flag("bias"), Mux(half, w_buf.bias_rows[1][j], w_buf.bias_rows[0][j]), 0)
             m.d.comb += [epi.inp.payload.acc[j].eq(res.payload.c[j]), epi.inp.payload.bias[j].eq(bias),
@@ -278,7 +344,30 @@ class LinearEngine(wiring.Component):
                      writer.rows.valid.eq(out_queue.r_rdy), writer.rows.payload.as_value().eq(out_queue.r_data),
                      out_queue.r_en.eq(writer.rows.ready)]
 
-        m.d.comb += finished.eq(a_buf.loaded & b_loaded & feeder.done & walk.done & writer.idle)
+        m.d.comb += finished.eq(empty | (a_buf.loaded & b_loaded & feeder.done & walk.done & writer.idle))
         m.d.comb += self.mem_stall.eq(running & (feeder.waiting | writer.waiting |
                                                  (res.valid & walk.keep & use_res & ~reader.rows.valid)))
         return m
+
+    def _queue_walks(self, m, a_buf, reader, writer, *, go, expert, queue_from, count, n_tiles, gather, scatter,
+                     field, use_res):
+        """The walks over the expert's queue: the gathered A rows' addresses (once), and per weight tile the
+        scattered residual rows' and output rows' addresses and the rows' scores (docs/accelerator.md)."""
+        moe = self.moe
+        walks = {}
+        for index, (name, base, stride, repeats) in enumerate((
+                ("a_rows", field("src"), field("src_stride"), Mux(gather, 1, 0)),
+                ("res_rows", field("residual"), field("res_stride"), Mux(scatter & use_res, n_tiles, 0)),
+                ("out_rows", field("dst"), field("dst_stride"), Mux(scatter, n_tiles, 0)),
+                ("score_rows", 0, 0, Mux(scatter, n_tiles, 0)))):
+            walk = m.submodules[name] = QueueRows(experts=moe.experts, tokens=moe.tokens, score=moe.score,
+                                                  addr_width=self.addr_width)
+            m.d.comb += [walk.start.eq(go), walk.expert.eq(expert), walk.first.eq(queue_from), walk.count.eq(count),
+                         walk.repeats.eq(repeats),
+                         walk.base.eq(base), walk.stride.eq(stride)]
+            wiring.connect(m, walk.table, wiring.flipped(self.route[index]))
+            walks[name] = walk
+        redirect_requests(m, a_buf.read, self.reads[0], walks["a_rows"].rows, gather)
+        redirect_requests(m, reader.read, self.reads[2], walks["res_rows"].rows, scatter)
+        redirect_requests(m, writer.write, self.writes[0], walks["out_rows"].rows, scatter)
+        return walks["score_rows"]

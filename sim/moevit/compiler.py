@@ -53,6 +53,8 @@ class Target:
     softmax_n_max: int = 0  # longest SOFTMAX row (0: no SOFTMAX engine)
     params_bytes: int = 0  # container of one LayerNorm parameter code
     attention: dict | None = None  # the attention (manifest parameters.attention: engine, limits), None without
+    experts: int = 0  # the route table's queues (0: no mixture of experts: no GATE, gather or scatter)
+    tokens: int = 0  # entries per queue
 
     @property
     def beat_bytes(self) -> int:
@@ -71,7 +73,8 @@ class Target:
                    act_bytes=f.act_bytes, w_bytes=f.w_bytes, rows=f.rows, cols=f.cols, steps=f.steps,
                    a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max, formats=tuple(fmt.names for fmt in f.formats),
                    gelu=True, layernorm_n_max=net.units["layernorm"].n_max, softmax_n_max=net.units["softmax"].n_max,
-                   params_bytes=f.params_bytes, attention=f.attention.to_json() if f.attention is not None else None)
+                   params_bytes=f.params_bytes, attention=f.attention.to_json() if f.attention is not None else None,
+                   **_moe_target(net))
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "Target":
@@ -84,7 +87,14 @@ class Target:
                    gelu=p["gelu"], layernorm_n_max=p.get("rows", {}).get("layernorm", {}).get("n_max", 0),
                    softmax_n_max=p.get("rows", {}).get("softmax", {}).get("n_max", 0),
                    params_bytes=p.get("rows", {}).get("layernorm", {}).get("params_bytes", 0),
-                   attention=p.get("attention"))
+                   attention=p.get("attention"), experts=p.get("moe", {}).get("experts", 0),
+                   tokens=p.get("moe", {}).get("tokens", 0))
+
+
+def _moe_target(model) -> dict:
+    from gen.kinds.moevit_accel import has_moe
+
+    return {"experts": model.experts, "tokens": model.tokens} if has_moe(model) else {}
 
 
 @dataclass
@@ -193,8 +203,21 @@ class Builder:
     # ------------------------------------------------------------------ operators
     def linear(self, name: str, src: Region, weights: Region, dst: Region, *, matmul: str, gelu: bool = False,
                residual: Region | None = None, prefetch: bool = True, src_row: int = 0, dst_row: int = 0,
-               rows: int | None = None) -> Op:
-        """``dst[dst_row:] = epilogue(src[src_row:] @ W)`` for ``rows`` rows (default: all of src after src_row)."""
+               rows: int | None = None, expert: int | None = None, gather: bool = False, scatter: bool = False,
+               queue_from: int = 0, queued: int | None = None) -> Op:
+        """``dst[dst_row:] = epilogue(src[src_row:] @ W)`` for ``rows`` rows (default: all of src after src_row).
+
+        With ``expert``: the rows are that expert's queue of the route table (``GATE``): ``gather`` reads
+        A's rows of the queued tokens (``src`` has a row per token), ``scatter`` writes each result row,
+        weighted by the token's score, to its token's row of ``dst`` (adding ``residual``, which is then
+        ``dst``, except for the token's first expert); the other side is compact (row ``i``: entry
+        ``queue_from + i``). One descriptor: the queue's entries ``queue_from`` on, at most ``a_rows``
+        (a longer queue takes one descriptor per part). ``queued``, the queue's length under the
+        golden's routing, only counts the MACs."""
+        if expert is not None:
+            return self._routed(name, src, weights, dst, matmul=matmul, gelu=gelu, residual=residual,
+                                expert=expert, gather=gather, scatter=scatter, queue_from=queue_from,
+                                queued=queued, prefetch=prefetch)
         t = self.target
         k, n, has_bias = weights.meta["k"], weights.meta["n"], weights.meta["bias"]
         m = rows if rows is not None else src.rows - src_row
@@ -219,6 +242,44 @@ class Builder:
                     reads=(src.name, weights.name) + ((residual.name,) if residual else ()), writes=dst.name,
                     macs=chunk * k * n)
             self.ops.append(op)
+        return op
+
+    def _routed(self, name, src, weights, dst, *, matmul, gelu, residual, expert, gather, scatter, queue_from,
+                queued, prefetch) -> Op:
+        t = self.target
+        if not t.experts:
+            raise CompileError(f"{name}: the accelerator has no route table (its model has no MoE layers)")
+        if not 0 <= expert < t.experts or not (gather or scatter):
+            raise CompileError(f"{name}: expert {expert} of {t.experts}, gather {gather}, scatter {scatter}")
+        k, n, has_bias = weights.meta["k"], weights.meta["n"], weights.meta["bias"]
+        if src.n != k:
+            raise CompileError(f"{name}: A has {src.n} columns, the weights {k} rows")
+        flags = tuple(f for f, on in (("bias", has_bias), ("gelu", gelu), ("residual", residual is not None),
+                                      ("no_prefetch", not prefetch), ("gather", gather), ("scatter", scatter)) if on)
+        rows = max(src.rows, dst.rows)
+        part = max(0, min(t.a_rows, (queued if queued is not None else t.tokens) - queue_from))
+        fields = {"m": rows, "k": k, "n": n, "src": src.addr, "weights": weights.addr, "dst": dst.addr,
+                  "residual": residual.addr if residual else 0, "src_stride": src.stride,
+                  "dst_stride": dst.stride, "res_stride": residual.stride if residual else 0,
+                  "expert": expert, "queue_from": queue_from}
+        suffix = f"[{queue_from}:]" if t.tokens > t.a_rows else ""
+        op = Op(name + suffix, "LINEAR", fields, flags, t.fmt(matmul),
+                reads=(src.name, weights.name) + ((residual.name,) if residual else ()), writes=dst.name,
+                macs=part * k * n)
+        self.ops.append(op)
+        return op
+
+    def gate(self, name: str, logits: Region) -> Op:
+        """``GATE``: the top-k experts of every row of ``logits`` into the route table's queues."""
+        t = self.target
+        if not t.experts:
+            raise CompileError(f"{name}: the accelerator has no route table (its model has no MoE layers)")
+        if logits.rows > t.tokens or logits.n > t.experts:
+            raise CompileError(f"{name}: {logits.rows} x {logits.n} logits; the route table takes {t.tokens} "
+                               f"tokens of {t.experts} experts")
+        op = Op(name, "GATE", {"rows": logits.rows, "n": logits.n, "src": logits.addr, "src_stride": logits.stride},
+                reads=(logits.name,))
+        self.ops.append(op)
         return op
 
     def add(self, name: str, x: Region, y: Region, dst: Region, *, rows: int | None = None, x_row: int = 0,
@@ -420,11 +481,13 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
     ``attention:`` section: one ATTENTION per head on the dedicated engine, or the unified mode's
     LINEAR ``Q K^T`` into the head's scores, SOFTMAX (with ``rows``; else the golden's probabilities)
     and LINEAR ``A V`` into the heads tensor; every operator of a head has the head's ``Op.group``),
-    proj and, for dense blocks, fc1 + GELU and fc2 + residual, then the task head on the patch tokens.
+    proj and, for dense blocks, fc1 + GELU and fc2 + residual, for mixture-of-experts blocks the MoE
+    layer (:func:`moe_layer`: gate LINEAR, GATE, the experts' gathered fc1 and scattered fc2, ADD of the
+    attention output), then the task head on the patch tokens.
     ``rows``: per block LAYERNORM ``ln1`` and ``ln2`` and (unless the unified attention chains them)
     one SOFTMAX per head on the golden's scores, then the final LAYERNORM. An operator reads the
-    region an earlier operator of the program wrote (the LayerNorms feed qkv, fc1 and the head; qkv
-    feeds the attention, the attention proj; the embedding and dense blocks feed the next LayerNorm),
+    region an earlier operator of the program wrote (the LayerNorms feed qkv, fc1, the MoE layer and the
+    head; qkv feeds the attention, the attention proj; the embedding and every block feed the next LayerNorm),
     otherwise a region holding the golden's tensor (the heads without an attention section). ``base`` is where
     the image starts (the host driver's buffer address; a multiple of 4 KB); the layout does not depend on
     ``pixels``.
@@ -510,8 +573,12 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
                      produced(p + "proj", dim), matmul="proj")
         layernorm(p + "ln2", p + "attn", p + "ln2")
         previous = p + "out"
-        if model.is_moe(layer) or not linear:
-            continue  # the experts are the mixture-of-experts engine's (issue III)
+        if not linear:
+            continue
+        if model.is_moe(layer):
+            moe_layer(b, model, codes, trace, layer, task, source(p + "ln2"), source(p + "attn"),
+                      produced(p + "out", dim))
+            continue
         b.linear(p + "fc1", source(p + "ln2"),
                  b.weights(p + "mlp.fc1.w", codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"]),
                  produced(p + "fc1", model.hidden), matmul="fc1", gelu=True)
@@ -526,3 +593,50 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
                  matmul="head", src_row=1)
         b.expect(head, trace["head"])
     return b.finish()
+
+
+def moe_layer(b: Builder, model, codes: dict, trace: dict, layer: int, task: str, y2: Region, attn: Region,
+              out: Region) -> None:
+    """The mixture of experts of block ``layer`` on ``y2`` (the block's ``ln2`` output), then the block's
+    residual add of ``attn`` into ``out``.
+
+    The gate's logits (``LINEAR`` with the gate's format, no bias), ``GATE`` (the route table), then
+    expert by expert in index order (and for a queue longer than the A buffer part by part) fc1 + GELU
+    on the gathered tokens into the expert's hidden rows (compact) and fc2 scattered, score-weighted, into
+    the tokens' rows of ``ffn`` (the first expert of a token writes its row, the others add to it: the
+    golden's order and rounding); ``ADD`` of the attention output. Expectations: the logits, every
+    expert's hidden rows and ``ffn`` (the caller expects ``out``).
+    """
+    from sim.golden.moevit import fixed
+
+    p = f"blocks.{layer}."
+    u, specs = fixed.units(model), fixed.matmul_specs(model)
+    act = model.format("activation")
+    y2_codes = trace[p + "ln2"]
+    gate_w = codes[p + f"moe.gate.{task}"]
+    logits_codes = fixed.matmul(specs["gate"], y2_codes, gate_w)
+    chosen, _ = fixed.gate(fixed.convert(logits_codes, act, u.gate.input, model), u, model.top_k)
+    logits = b.tensor(p + "gate.logits", rows=model.tokens, n=model.experts)
+    b.linear(p + "gate", y2, b.weights(p + f"moe.gate.{task}", gate_w), logits, matmul="gate")
+    b.expect(logits, logits_codes)
+    b.gate(p + "route", logits)
+    ffn = b.tensor(p + "ffn", rows=model.tokens, n=model.dim)
+    for e in range(model.experts):
+        rows = np.nonzero((chosen == e).any(axis=-1))[0]
+        part_rows = min(model.tokens, b.target.a_rows)
+        hidden = b.tensor(p + f"expert{e}.hidden", rows=part_rows, n=model.expert_hidden)
+        want = np.zeros((part_rows, model.expert_hidden), dtype=np.int64)  # each part overwrites the first rows
+        for start in range(0, rows.size, part_rows):
+            part = rows[start:start + part_rows]
+            want[:part.size] = fixed.feature_gelu(fixed.matmul(specs["fc1"], y2_codes[part], codes[p + "moe.fc1.w"][e],
+                                                               codes[p + "moe.fc1.b"][e]), model, u)
+        b.expect(hidden, want)
+        w1 = b.weights(p + f"moe.fc1.{e}", codes[p + "moe.fc1.w"][e], codes[p + "moe.fc1.b"][e])
+        w2 = b.weights(p + f"moe.fc2.{e}", codes[p + "moe.fc2.w"][e], codes[p + "moe.fc2.b"][e])
+        for start in range(0, model.tokens, part_rows):
+            b.linear(p + f"expert{e}.fc1", y2, w1, hidden, matmul="fc1", gelu=True, expert=e, gather=True,
+                     queue_from=start, queued=rows.size)
+            b.linear(p + f"expert{e}.fc2", hidden, w2, ffn, matmul="fc2", residual=ffn, expert=e, scatter=True,
+                     queue_from=start, queued=rows.size)
+    b.expect(ffn, trace[p + "ffn"])
+    b.add(p + "add", attn, ffn, out)

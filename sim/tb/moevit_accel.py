@@ -44,6 +44,7 @@ def bad_lists(program, cfg) -> list[dict]:
     """Descriptor lists the hardware must refuse, each with its error code (added to the program's image)."""
     t, image = program.target, program.image
     first_linear = next(op for op in program.ops if op.opcode == "LINEAR")
+    first_add = next(op for op in program.ops if op.opcode == "ADD")
     beyond = 1 << t.addr_width
     cases = [
         ("bad_opcode", bytes([0x7E]) + bytes(descriptors.DESCRIPTOR_BYTES - 1), None, "BAD_OPCODE"),
@@ -52,7 +53,8 @@ def bad_lists(program, cfg) -> list[dict]:
         ("k_beyond_buffers", first_linear, {"k": t.k_max + 1}, "BAD_SIZE"),
         ("zero_rows", first_linear, {"m": 0}, "BAD_SIZE"),
         ("format_beyond_table", first_linear, {"fmt": 200}, "BAD_FORMAT"),
-        ("unknown_flag", first_linear, {"flags": ("bias", 7)}, "BAD_FORMAT"),
+        # (Every bit of LINEAR's flags byte names a flag now, gather and scatter the last two; ADD takes none.)
+        ("unknown_flag", first_add, {"flags": (0,)}, "BAD_FORMAT"),
         ("add_zero_rows", "ADD", {"rows": 0, "n": 4}, "BAD_SIZE"),
         ("im2col_patch_3", "IM2COL", {"channels": 1, "height": 6, "width": 6, "patch": 3}, "BAD_SIZE"),
     ]

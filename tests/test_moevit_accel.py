@@ -398,6 +398,77 @@ def test_host_driver_runs_the_network_bit_exact(micro_os):
     assert all(read > 0 for read, _ in end.port_bytes)
 
 
+def _micro_image(model, index: int = 4):
+    from sim.golden.moevit.fixed import quantize
+    from sim.moevit.data import make_image
+
+    return quantize(make_image(0, index, model.height, model.width, 3)[0], model.format("pixel"))
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_os")
+def test_whole_network_from_one_descriptor_list(micro_os):
+    """Both tasks as one descriptor list each: the image in, every operator reading what an earlier one wrote
+    (the only tensors the host writes are the image and the position embedding), under stalls; every
+    intermediate tensor and the head bit-exact, the head equal to the golden's whole forward pass."""
+    from sim.golden.moevit.fixed import forward_codes, quantize_params, unpatchify
+    from sim.golden.moevit.params import seeded_params
+    from sim.moevit.compiler import CompileError, Target, golden_ops_program, network_program
+
+    cfg = load_config(MICRO_OS)
+    model, target = cfg.network, Target.from_config(cfg)
+    codes = quantize_params(seeded_params(model), model)
+    pixels = _micro_image(model)
+    for seed, task in enumerate(model.task_names):
+        program = network_program(target, model, codes, pixels, task)
+        written = {op.writes for op in program.ops if op.writes}
+        host = {name for name, r in program.image.regions.items() if r.kind == "tensor" and name not in written}
+        assert host == {"image", "pos"}, host
+        assert {op.opcode for op in program.ops} == {"IM2COL", "LINEAR", "ADD", "LAYERNORM", "ATTENTION", "GATE"}
+        assert [op.name for op in program.ops][-2:] == ["norm", f"head.{task}"]
+        result = run_program(micro_os.harness, micro_os.manifest, program, per_op=False,
+                             timing=MemoryTiming(read_latency=30, stall=0.2, seed=20 + seed))
+        _check(program, result)
+        assert {f"blocks.{layer}.attn" for layer in range(model.layers)} <= set(result.outputs)
+        golden = forward_codes(codes, pixels[None], task, model)[0]
+        head = unpatchify(result.outputs[f"head.{task}"][None], model.task(task).outputs, model.patch, model.grid)[0]
+        np.testing.assert_array_equal(head, golden, err_msg=task)
+    with pytest.raises(CompileError, match="network"):
+        golden_ops_program(target, model, codes, pixels, "seg", rows=False, network=True)
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_os")
+def test_eval_rtl_backend_reports_the_goldens_metrics(micro_os):
+    """``npuforge eval --backend rtl``'s report: the accelerator's metrics (every image, both tasks, the whole
+    network) equal the fixed-point golden's, no image differs."""
+    from sim.golden.moevit.params import seeded_params
+    from sim.moevit.evaluate import evaluate
+
+    cfg = load_config(MICRO_OS)
+    report = evaluate(cfg.network, images=2, names=["fixed-hw"], params=seeded_params(cfg.network), accel=cfg,
+                      build_root=BUILD_ROOT)
+    assert report["rtl_mismatches"] == []
+    assert report["variants"]["rtl"] == report["variants"]["fixed-hw"]
+    assert report["accelerator"]["config"] == cfg.name
+
+
+@pytest.mark.parametrize("argv,piece", [
+    (["--accel", "MICRO_OS"], "--accel, --build-dir: allowed only with --backend rtl"),
+    (["--backend", "rtl"], "--accel: not given"),
+    (["--backend", "rtl", "--accel", "MODEL"], "kind: 'moevit'"),
+    (["--backend", "rtl", "--accel", "TINY_ACCEL"], "runs model 'tiny_moevit'"),
+])
+def test_eval_rtl_argument_errors_are_one_line(argv, piece, capsys):
+    from npuforge.cli import main
+
+    paths = {"MICRO_OS": str(MICRO_OS), "MODEL": str(MODEL),
+             "TINY_ACCEL": str(ROOT / "configs" / "moevit" / "accel_tiny.yaml")}
+    assert main(["eval", str(MODEL), *[paths.get(a, a) for a in argv]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert piece in err and "\n" not in err, err
+
+
 # --------------------------------------------------------------------------- cocotbext-axi
 
 @pytest.mark.rtl

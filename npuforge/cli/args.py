@@ -47,6 +47,8 @@ def add_program_choice(parser) -> None:
     parser.add_argument("--image", type=int_in(0, 1_000_000), default=0, metavar="N",
                         help="synthetic image N of the evaluation set (default 0)")
     parser.add_argument("--task", default=None, metavar="NAME", help="task whose head runs (default: the first)")
-    parser.add_argument("--ops", choices=("all", "linear", "rows"), default="all",
-                        help="operators: all (default), linear (the linear operators and the embedding) or rows "
-                             "(the LayerNorms and the attention softmaxes)")
+    parser.add_argument("--ops", choices=("all", "network", "linear", "rows"), default="all",
+                        help="operators: all (default: every operator, each fed by its producer where the network "
+                             "has one), network (the network as one chain, image to head, no golden input), "
+                             "linear (the linear operators and the embedding) or rows (the LayerNorms and the "
+                             "attention softmaxes)")

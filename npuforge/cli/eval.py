@@ -29,6 +29,33 @@ def add_arguments(parser) -> None:
                              "fixed-<function>[-<method>])")
     parser.add_argument("--weights", type=Path, default=None, metavar="FILE",
                         help="weights .npz (default: the config's weights)")
+    parser.add_argument("--backend", choices=("golden", "rtl"), default="golden",
+                        help="golden (default): the numpy models; rtl: also the generated accelerator running "
+                             "every image in the fast harness (variant 'rtl'), beside the fixed-point golden")
+    parser.add_argument("--accel", type=Path, default=None, metavar="ACCEL_CONFIG",
+                        help="with --backend rtl: the kind: moevit_accel config to run (default: accel_<name>.yaml "
+                             "beside CONFIG)")
+    parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR",
+                        help="with --backend rtl: build root of the accelerator (default build/)")
+
+
+def accelerator_for(args, cfg):
+    """The accelerator config ``--backend rtl`` runs: ``--accel`` or ``accel_<stem>.yaml`` beside CONFIG; its
+    ``model:`` must be CONFIG's network."""
+    from gen.config import load_config
+    from gen.errors import UsageError
+
+    path = args.accel or Path(args.config).with_name(f"accel_{Path(args.config).stem}.yaml")
+    if args.accel is None and not path.is_file():
+        raise UsageError(f"--accel: not given and {path} does not exist; allowed: a kind: moevit_accel config "
+                         "whose model: is CONFIG")
+    accel = load_config(path)
+    if accel.kind != "moevit_accel":
+        raise UsageError(f"--accel: {path} has kind: '{accel.kind}'; allowed: 'moevit_accel'")
+    if accel.network.config_hash() != cfg.config_hash():
+        raise UsageError(f"--accel: {path} runs model '{accel.network.name}', not {args.config} ('{cfg.name}'); "
+                         "allowed: an accelerator whose model: is CONFIG")
+    return accel
 
 
 class _Bar:
@@ -128,6 +155,7 @@ def print_report(report: dict, cfg) -> None:
 def run(args) -> int:
     from gen.errors import ConfigError, UsageError
     from sim.golden.moevit.params import load_params
+    from sim import runner
     from sim.moevit.evaluate import evaluate, variants
 
     cfg = load_moevit(args.config)
@@ -139,15 +167,25 @@ def run(args) -> int:
             names = list(variants(cfg, list(dict.fromkeys(args.variant))))
         except ConfigError as error:  # an unknown name: the flag is at fault
             raise UsageError(f"--variant: {error}") from None
+    if args.backend == "golden" and (args.accel is not None or args.build_dir is not None):
+        raise UsageError("--accel, --build-dir: allowed only with --backend rtl")
+    accel = accelerator_for(args, cfg) if args.backend == "rtl" else None
+    if accel is not None and names is None:
+        names = ["fixed-hw"]  # the golden the accelerator is checked against
     params = load_params(cfg, args.weights)
     bar = _Bar()
     try:
         report = evaluate(cfg, images=args.images, names=names, params=params, on_start=bar.start,
-                          on_batch=bar.advance)
+                          on_batch=bar.advance, accel=accel, build_root=args.build_dir or runner.DEFAULT_BUILD_ROOT)
     finally:
         bar.stop()
     print_report(report, cfg)
+    if accel is not None:
+        bad = report["rtl_mismatches"]
+        print(f"rtl      {accel.name}: {args.images} images x {len(cfg.tasks)} tasks, whole network per image in "
+              f"the fast harness: " + ("bit-exact against the fixed-point golden (every operator)" if not bad else
+                                       f"{len(bad)} differ from the golden; first: {bad[0]}"))
     if args.json is not None:
         write_json(args.json, report)
         print(f"wrote    {args.json}")
-    return 0
+    return 1 if report.get("rtl_mismatches") else 0

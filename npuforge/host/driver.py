@@ -23,7 +23,7 @@ import numpy as np
 
 from gen.errors import NpuforgeError
 from hw.vit import descriptors
-from sim.moevit.compiler import CompileError, Program, Target, linear_ops_program
+from sim.moevit.compiler import CompileError, Program, Target, network_program
 from sim.moevit.memory import REGION_ALIGN, tensor_codes
 from sim.moevit.registers import Registers
 
@@ -185,11 +185,13 @@ class Accelerator:
         self._loaded = _Loaded(model=cfg, codes=quantize_params(params, cfg))
 
     def compile(self, pixels: np.ndarray, task: str, base: int = REGION_ALIGN) -> Program:
-        """The program of one image (pixel codes ``(C, H, W)``) and task at ``base``."""
+        """The whole network for one image (pixel codes ``(C, H, W)``) and task, one descriptor list at ``base``
+        (:func:`~sim.moevit.compiler.network_program`; it also runs the golden, whose tensors are the
+        program's expectations: on a board that is the slowest step, see docs/fpga.md)."""
         if self._loaded is None:
             raise AcceleratorError("no network: call load(model, weights) first")
         try:
-            return linear_ops_program(self.target, self._loaded.model, self._loaded.codes, pixels, task, base=base)
+            return network_program(self.target, self._loaded.model, self._loaded.codes, pixels, task, base=base)
         except CompileError as error:
             raise AcceleratorError(str(error)) from None
 

@@ -276,15 +276,16 @@ def prepare(cfg, build_root: Path) -> Prepared:
 
 
 #: ``--ops`` choices: which of the network's operators a program runs (:func:`program_for`).
-OPERATOR_SETS = {"all": {"linear": True, "rows": True}, "linear": {"linear": True, "rows": False},
-                 "rows": {"linear": False, "rows": True}}
+OPERATOR_SETS = {"all": {"linear": True, "rows": True}, "network": {"linear": True, "rows": True, "network": True},
+                 "linear": {"linear": True, "rows": False}, "rows": {"linear": False, "rows": True}}
 
 
 def program_for(cfg, *, image: int = 0, task: str | None = None, seed: int = 0, ops: str = "all", model=None):
     """The golden-operator program of ``cfg``'s network (or of ``model``, a network the same hardware runs,
     e.g. fewer blocks) on synthetic image ``image`` (the network's weights, or seeded random ones when it has
-    none): ``ops`` ``all`` (every operator the accelerator has), ``linear`` (the linear operators and the
-    embedding) or ``rows`` (the LayerNorms and the attention softmaxes)."""
+    none): ``ops`` ``all`` (every operator the accelerator has), ``network`` (the network as one chain, image
+    to head, no golden input: :func:`~sim.moevit.compiler.network_program`), ``linear`` (the linear operators
+    and the embedding) or ``rows`` (the LayerNorms and the attention softmaxes)."""
     from gen.errors import UsageError
     from sim.golden.moevit.fixed import quantize, quantize_params
     from sim.golden.moevit.params import seeded_params

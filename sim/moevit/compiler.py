@@ -472,7 +472,7 @@ def norm_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, tas
 
 
 def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str, *, linear: bool = True,
-                       rows: bool = True, base: int = REGION_ALIGN) -> Program:
+                       rows: bool = True, network: bool = False, base: int = REGION_ALIGN) -> Program:
     """The operators of ``model`` the accelerator has, in the network's order, with the golden's outputs as
     expectations; ``codes`` are the weight codes (:func:`sim.golden.moevit.fixed.quantize_params`).
 
@@ -491,7 +491,13 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
     otherwise a region holding the golden's tensor (the heads without an attention section). ``base`` is where
     the image starts (the host driver's buffer address; a multiple of 4 KB); the layout does not depend on
     ``pixels``.
+    ``network`` (with ``linear`` and ``rows``): the network as one chain from the image to the head, no
+    golden tensor read anywhere -- proj adds the block input as its residual (writing the block's ``attn``),
+    fc2 reads fc1's output, and the dedicated engine's extra SOFTMAX checks are left out (see
+    :func:`network_program`).
     """
+    if network and not (linear and rows):
+        raise CompileError("a network program needs the linear and the row operators (linear=True, rows=True)")
     from sim.golden.moevit.fixed import convert
 
     trace = golden_trace(model, codes, pixels, task)
@@ -564,10 +570,14 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
                      produced(p + "qkv", 3 * dim), matmul="qkv")
         if linear and target.attention is not None:
             attention(p, source(p + "qkv"), produced(p + "heads", dim))
-        if rows and not unified:
+        if rows and not unified and not network:
             for head in range(model.heads):
                 softmax(p, head, b.tensor(f"{p}scores.h{head}", trace[p + "scores"][head]))
-        if linear:
+        if network:  # the block's residual add in proj's epilogue: attn = x + proj(heads)
+            b.linear(p + "proj", source(p + "heads"),
+                     b.weights(p + "attn.proj.w", codes[p + "attn.proj.w"], codes[p + "attn.proj.b"]),
+                     produced(p + "attn", dim), matmul="proj", residual=source(previous))
+        elif linear:
             b.linear(p + "proj", source(p + "heads"),
                      b.weights(p + "attn.proj.w", codes[p + "attn.proj.w"], codes[p + "attn.proj.b"]),
                      produced(p + "proj", dim), matmul="proj")
@@ -582,7 +592,7 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
         b.linear(p + "fc1", source(p + "ln2"),
                  b.weights(p + "mlp.fc1.w", codes[p + "mlp.fc1.w"], codes[p + "mlp.fc1.b"]),
                  produced(p + "fc1", model.hidden), matmul="fc1", gelu=True)
-        hidden = b.tensor(p + "fc1.golden", trace[p + "fc1"])
+        hidden = source(p + "fc1") if network else b.tensor(p + "fc1.golden", trace[p + "fc1"])
         b.linear(p + "fc2", hidden, b.weights(p + "mlp.fc2.w", codes[p + "mlp.fc2.w"], codes[p + "mlp.fc2.b"]),
                  produced(p + "out", dim), matmul="fc2", residual=source(p + "attn"))
     layernorm("norm", previous, "norm")
@@ -593,6 +603,15 @@ def golden_ops_program(target: Target, model, codes: dict, pixels: np.ndarray, t
                  matmul="head", src_row=1)
         b.expect(head, trace["head"])
     return b.finish()
+
+
+def network_program(target: Target, model, codes: dict, pixels: np.ndarray, task: str, *,
+                    base: int = REGION_ALIGN) -> Program:
+    """The whole network for one image and ``task``: the image in, every operator reading what an earlier one
+    wrote, the task head's output last (:func:`golden_ops_program` with ``network``); every intermediate
+    tensor still has the golden's codes as its expectation, so a mismatch names the first operator that
+    differs."""
+    return golden_ops_program(target, model, codes, pixels, task, network=True, base=base)
 
 
 def moe_layer(b: Builder, model, codes: dict, trace: dict, layer: int, task: str, y2: Region, attn: Region,

@@ -23,6 +23,7 @@ from .metrics import PRIMARY, multitask_delta, task_metrics, trivial_outputs
 
 #: Images of the training stream the trivial baseline's majority class and mean depth come from.
 TRIVIAL_TRAIN_IMAGES = 500
+BUILD_ROOT = Path("build")  # sim.runner.DEFAULT_BUILD_ROOT's default; the CLI passes that
 FLOAT = "float"
 
 
@@ -72,6 +73,39 @@ def run_variant(cfg: MoevitConfig, params: dict, images: np.ndarray, task: str, 
     return np.concatenate(outputs)
 
 
+#: The variant name of the accelerator's outputs (``npuforge eval --backend rtl``).
+RTL = "rtl"
+
+
+def rtl_outputs(accel, params: dict, images: np.ndarray, task: str, *, build_root: Path,
+                on_image=lambda count: None) -> tuple[np.ndarray, list[str]]:
+    """Outputs of ``task`` on float ``images`` (n, C, H, W) from the accelerator ``accel`` (a
+    ``kind: moevit_accel`` config): per image the whole network as one descriptor list
+    (:func:`sim.moevit.compiler.network_program`) in the fast harness, the head's codes read back from
+    its memory and decoded as :func:`sim.golden.moevit.fixed.forward` decodes the golden's. Also every
+    image's first difference from the golden (empty when every image is bit-exact)."""
+    from sim.golden.moevit.fixed import quantize, quantize_params, unpatchify
+
+    from .accel_run import compare, prepare, run_program
+    from .compiler import Target, network_program
+
+    model = accel.network
+    prepared = prepare(accel, build_root)
+    codes, target = quantize_params(params, model), Target.from_config(accel)
+    outputs, problems = [], []
+    for index, image in enumerate(images):
+        pixels = quantize(image, model.format("pixel"))
+        program = network_program(target, model, codes, pixels, task)
+        result = run_program(prepared.harness, prepared.manifest, program, per_op=False)
+        [report] = compare(program, result)
+        if not report.ok:
+            problems.append(f"image {index}, task {task}: {report.mismatch}")
+        head = result.outputs[f"head.{task}"]
+        outputs.append(unpatchify(head[None], model.task(task).outputs, model.patch, model.grid))
+        on_image(1)
+    return model.format("activation").to_float(np.concatenate(outputs)), problems
+
+
 def cost_against(result: dict, base: dict, kinds: dict) -> dict:
     """Per task the loss of the primary metric against ``base``: mIoU points, RMSE in percent."""
     cost = {}
@@ -85,9 +119,13 @@ def cost_against(result: dict, base: dict, kinds: dict) -> dict:
 
 
 def evaluate(cfg: MoevitConfig, images: int = 32, names: list[str] | None = None, params: dict | None = None,
-             seed: int = HELD_OUT_SEED, on_start=lambda total: None, on_batch=lambda count: None) -> dict:
+             seed: int = HELD_OUT_SEED, on_start=lambda total: None, on_batch=lambda count: None,
+             accel=None, build_root: Path | None = None) -> dict:
     """The evaluation report (a JSON-ready dict) of ``cfg``'s weights (or ``params``) on ``images`` scenes.
 
+    ``accel`` (a ``kind: moevit_accel`` config running ``cfg``'s network): also the variant ``rtl``, the
+    accelerator's outputs (:func:`rtl_outputs`, built under ``build_root``), and ``rtl_mismatches``, each
+    image and task whose outputs differ from the golden's (empty when the accelerator is bit-exact).
     ``on_start(total)`` is called once with the number of image-passes to come, ``on_batch(count)``
     after each batch (the progress bar)."""
     from sim.golden.moevit import params as params_module
@@ -106,19 +144,30 @@ def evaluate(cfg: MoevitConfig, images: int = 32, names: list[str] | None = None
     except ValueError as error:  # e.g. more classes than the scenes have shapes
         raise ConfigError(f"{cfg.source_name}: the synthetic scenes cannot serve this config: {error}") from None
     chosen = variants(cfg, names)
-    on_start(len(chosen) * len(kinds) * images)
+    on_start((len(chosen) + (accel is not None)) * len(kinds) * images)
 
     results = {}
     for name, approx in chosen.items():
         results[name] = {task: task_metrics(kinds[task], run_variant(cfg, params, data.images, task, approx,
                                                                      on_batch=on_batch), data)
                          for task in kinds}
+    mismatches: list[str] = []
+    if accel is not None:
+        results[RTL] = {}
+        for task in kinds:
+            outputs, problems = rtl_outputs(accel, params, data.images, task, build_root=build_root or BUILD_ROOT,
+                                            on_image=on_batch)
+            results[RTL][task] = task_metrics(kinds[task], outputs, data)
+            mismatches += problems
     train = make_dataset(TRIVIAL_TRAIN_IMAGES, TRAIN_SEED, **scene)
     trivial = {task: task_metrics(kinds[task], trivial_outputs(kinds[task], train, images, classes.get(task, 0)),
                                   data) for task in kinds}
 
     report = {"config": cfg.name, "data": {"seed": seed, "images": images}, "variants": results,
               "trivial": trivial, "macs": reference.activated_macs(cfg)}
+    if accel is not None:
+        report["accelerator"] = {"config": accel.name, "hash": accel.config_hash()}
+        report["rtl_mismatches"] = mismatches
     if FLOAT in results:
         report["cost_vs_float"] = {name: cost_against(result, results[FLOAT], kinds)
                                    for name, result in results.items() if name != FLOAT}

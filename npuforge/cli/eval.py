@@ -52,7 +52,7 @@ def accelerator_for(args, cfg):
     accel = load_config(path)
     if accel.kind != "moevit_accel":
         raise UsageError(f"--accel: {path} has kind: '{accel.kind}'; allowed: 'moevit_accel'")
-    if accel.network.config_hash() != cfg.config_hash():
+    if accel.network.model_dump(mode="json") != cfg.model_dump(mode="json"):
         raise UsageError(f"--accel: {path} runs model '{accel.network.name}', not {args.config} ('{cfg.name}'); "
                          "allowed: an accelerator whose model: is CONFIG")
     return accel

@@ -21,11 +21,11 @@ models whose Verilog changed. Builds of the same config from parallel processes
 import hashlib
 import json
 import os
-from importlib import metadata
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
@@ -148,7 +148,6 @@ def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool
                 # verilator or make exits non-zero (e.g. on a lint warning): one line, exit code 3.
                 raise ToolError(f"verilator: the build of {cfg.name} failed ({_first_error(log) or error}); "
                                 f"see {log}") from None
-
             if not make_args:
                 verilator_runtime.keep(shared, sim_dir, RUNTIME_OBJECTS)
             stamp.write_text(json.dumps({"key": key, "config_hash": cfg.config_hash()}) + "\n")

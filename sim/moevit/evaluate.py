@@ -23,7 +23,6 @@ from .metrics import PRIMARY, multitask_delta, task_metrics, trivial_outputs
 
 #: Images of the training stream the trivial baseline's majority class and mean depth come from.
 TRIVIAL_TRAIN_IMAGES = 500
-BUILD_ROOT = Path("build")  # sim.runner.DEFAULT_BUILD_ROOT's default; the CLI passes that
 FLOAT = "float"
 
 
@@ -153,9 +152,11 @@ def evaluate(cfg: MoevitConfig, images: int = 32, names: list[str] | None = None
                          for task in kinds}
     mismatches: list[str] = []
     if accel is not None:
+        from sim.runner import DEFAULT_BUILD_ROOT
+
         results[RTL] = {}
         for task in kinds:
-            outputs, problems = rtl_outputs(accel, params, data.images, task, build_root=build_root or BUILD_ROOT,
+            outputs, problems = rtl_outputs(accel, params, data.images, task, build_root=build_root or DEFAULT_BUILD_ROOT,
                                             on_image=on_batch)
             results[RTL][task] = task_metrics(kinds[task], outputs, data)
             mismatches += problems

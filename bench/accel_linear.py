@@ -7,10 +7,10 @@ off: cycles, the MACs' peak (MACs / units), MAC utilisation (MACs / (cycles x un
 cycle per port, and the fast harness's simulated cycles per second. Every run is checked
 bit-exact against the golden.
 
-The network is Edge-MoE's (configs/moevit/edge_moe.yaml) with the tiny model's formats
-(configs/moevit/tiny.yaml: 24-bit features, exact 56-bit accumulators): Edge-MoE's own
-accumulator truncates every product, which the linear engine does not do (it sums exact
-products). Run: ``python bench/accel_linear.py [--quick]`` (in the venv); results go to
+The network is configs/moevit/edge_moe_exact.yaml: Edge-MoE's with 24-bit features and exact
+56-bit accumulators (Edge-MoE's own accumulator truncates every product, which the linear engine
+does not do: it sums exact products); the 448-MAC array is configs/moevit/accel_edge_moe.yaml.
+Run: ``python bench/accel_linear.py [--quick] [--array RxC] [--build quick]`` (in the venv); results go to
 ``bench/results/accel_linear.json``. One Verilator build per array (several minutes each).
 """
 
@@ -40,21 +40,20 @@ ARRAYS = [("256 MACs (8x32)", 8, 32), ("256 MACs (16x16)", 16, 16), ("448 MACs (
 PORT_BYTES = 32  # per cycle and direction: two 256-bit ports
 
 
-def model_file(work: Path) -> Path:
-    edge = yaml.safe_load((ROOT / "configs" / "moevit" / "edge_moe.yaml").read_text())
-    tiny = yaml.safe_load((ROOT / "configs" / "moevit" / "tiny.yaml").read_text())
-    # Edge-MoE's nonlinear units (its LayerNorm input fits dim 192), the tiny model's exact formats.
-    edge.update(name="edge_moe_exact", formats=tiny["formats"], rounding=tiny["rounding"], overflow=tiny["overflow"],
-                weights=None)
-    path = work / "edge_moe_exact.yaml"
-    path.write_text(yaml.safe_dump(edge, sort_keys=False))
-    return path
+#: Edge-MoE's network in the formats the linear engine computes (its own accumulator truncates every
+#: product; the engine sums exact products); the 448-MAC array is the Edge-MoE-size accelerator itself.
+MODEL = ROOT / "configs" / "moevit" / "edge_moe_exact.yaml"
+EDGE_MOE_ACCEL = ROOT / "configs" / "moevit" / "accel_edge_moe.yaml"
 
 
-def accel_file(work: Path, model: Path, rows: int, cols: int) -> Path:
+def accel_file(work: Path, rows: int, cols: int) -> Path:
+    """The accelerator of a ``rows`` x ``cols`` array: configs/moevit/accel_edge_moe.yaml at 7x64 (one build
+    for both benches), else the same memory system around another array."""
+    if (rows, cols) == (7, 64):
+        return EDGE_MOE_ACCEL
     path = work / f"accel_{rows}x{cols}.yaml"
     path.write_text(yaml.safe_dump({
-        "kind": "moevit_accel", "name": f"bench_{rows}x{cols}", "model": str(model),
+        "kind": "moevit_accel", "name": f"bench_{rows}x{cols}", "model": str(MODEL),
         "linear": {"arch": "systolic_os", "rows": rows, "cols": cols},
         "memory": {"data_width": 256, "addr_width": 32, "ports": 2, "max_burst": 16, "max_reads": 8,
                    "max_writes": 8}}, sort_keys=False))
@@ -85,19 +84,21 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="only the 256-MAC 8x32 array")
     parser.add_argument("--array", default=None, metavar="RxC", help="only this array, e.g. 7x64")
     parser.add_argument("--build-root", type=Path, default=ROOT / "build" / "bench")
+    parser.add_argument("--build", choices=("run", "quick"), default="run",
+                        help="the harness build (sim.fault.harness.ACCEL_BUILDS): quick compiles a large array "
+                             "several times faster and simulates about half as fast; cycles are the same")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "accel_linear.json")
     args = parser.parse_args()
     rows_out = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = model_file(work)
         arrays = ARRAYS[:1] if args.quick else ARRAYS
         if args.array:
             arrays = [a for a in ARRAYS if f"{a[1]}x{a[2]}" == args.array]
         for label, rows, cols in arrays:
-            cfg = load_config(accel_file(work, model, rows, cols))
+            cfg = load_config(accel_file(work, rows, cols))
             started = time.monotonic()
-            prepared = prepare(cfg, args.build_root)
+            prepared = prepare(cfg, args.build_root, build=args.build)
             build_s = time.monotonic() - started
             print(f"{label}: harness ready in {build_s:.0f} s ({prepared.harness})", flush=True)
             units = rows * cols
@@ -116,7 +117,8 @@ def main() -> int:
                                "read": report.counters[f"RD_BYTES_P{p}"] / cycles,
                                "write": report.counters[f"WR_BYTES_P{p}"] / cycles} for p in range(2)},
                            "mem_stall": report.counters["MEM_STALL"],
-                           "harness_cycles_per_s": result.total_cycles / max(result.seconds, 1e-9)}
+                           "harness_cycles_per_s": result.total_cycles / max(result.seconds, 1e-9),
+                           "harness_build": args.build, "harness_build_s": round(build_s)}
                     rows_out.append(row)
                     ports = "  ".join(f"p{p} rd {row['bytes_per_cycle'][f'port{p}']['read']:5.1f} "
                                       f"wr {row['bytes_per_cycle'][f'port{p}']['write']:4.1f}" for p in range(2))

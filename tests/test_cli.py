@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,20 @@ def test_sim_command_passes_and_summarises(config_name):
     assert "latency 4 cycles (documented 4)" in out  # cols + 3 with two result buffers
     assert "useful MACs / (1 MAC units x " in out
     assert f"{BUILD_ROOT}/tpe_1x1_w4-" in out
+
+
+@per_config("tpe_1x1_w4")
+def test_sim_with_a_relative_build_root(built, config_name, tmp_path):
+    """The default build root is ``build`` in the working directory: every path a build hands to a tool
+    (the model's control file among them) still resolves."""
+    built(config_name)  # Verilator's runtime objects, as the suite's builds keep them: copied, the model
+    for shared in (BUILD_ROOT / "verilator-runtime").glob("cocotb-*"):  # compiles in seconds
+        shutil.copytree(shared, tmp_path / "relative" / "build" / "verilator-runtime" / shared.name)
+    done = subprocess.run([str(Path(sys.executable).parent / "npuforge"), "sim", str(RTL_CONFIGS[config_name]),
+                           "--vectors", "2", "--build-dir", "relative/build"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "relative" / "build").is_dir()
 
 
 def test_generate_and_validate_commands(tmp_path):

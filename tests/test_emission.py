@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RTL_CONFIGS
+from conftest import BUILD_ROOT, ROOT, RTL_CONFIGS, per_config
 
 from npuforge.cli import main
 from gen.config import load_config
 from gen.emit import generate
 from gen.lint import lint
-from gen.manifest import MANIFEST_NAME
+from gen.manifest import MANIFEST_NAME, verilog_filename
+from sim.runner import generated
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +38,19 @@ def test_same_config_gives_identical_bytes_across_processes(tmp_path, small_cfg)
     assert sorted(_files(first)) == ["manifest.json", "tpe_3x5_w8.v"]
 
 
-@pytest.mark.parametrize("name", sorted(RTL_CONFIGS))
-def test_no_machine_paths_in_outputs(tmp_path, name):
-    out = generate(load_config(RTL_CONFIGS[name]), tmp_path / "out").out_dir
-    forbidden = {str(ROOT), str(tmp_path), sys.prefix, os.path.expanduser("~"), "/home/", "/tmp/",
+@per_config()
+def test_lint_clean_and_free_of_machine_paths(config_name):
+    """Every test config's files (generated once, where the simulation tests build them): Verilator's lint
+    finds nothing, and no file names this machine."""
+    cfg = load_config(RTL_CONFIGS[config_name])
+    out, _ = generated(cfg, BUILD_ROOT)
+    assert lint(out / verilog_filename(cfg.name), cfg.name) == []
+    forbidden = {str(ROOT), str(BUILD_ROOT), sys.prefix, os.path.expanduser("~"), "/home/", "/tmp/",
                  "site-packages", ".py:"}
     for file_name, data in _files(out).items():
         text = data.decode()
         for needle in forbidden:
             assert needle not in text, f"{file_name} contains {needle!r}"
-
-
-@pytest.mark.parametrize("name", sorted(RTL_CONFIGS))
-def test_verilator_lint_clean(tmp_path, name):
-    cfg = load_config(RTL_CONFIGS[name])
-    result = generate(cfg, tmp_path)
-    assert lint(result.files[0], cfg.name) == []
 
 
 def test_lint_would_report_a_problem(tmp_path):

@@ -89,6 +89,15 @@ def test_model_errors_name_the_model():
     assert "accumulator" in str(error.value) and "\n" not in str(error.value)
 
 
+def test_unknown_harness_build_is_one_line(monkeypatch):
+    from gen.errors import UsageError
+
+    monkeypatch.setenv("NPUFORGE_ACCEL_BUILD", "fastest")
+    with pytest.raises(UsageError) as error:
+        prepare(load_config(MICRO_OS), BUILD_ROOT)
+    assert str(error.value) == "NPUFORGE_ACCEL_BUILD: got 'fastest'; allowed: one of run, quick"
+
+
 def test_edge_moe_size_config():
     """configs/moevit/accel_edge_moe.yaml: 448 MAC units, two 256-bit ports, 300 MHz, Edge-MoE's network in the
     accelerator's formats (edge_moe_exact.yaml: Edge-MoE's sizes and units, exact products)."""

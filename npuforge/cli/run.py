@@ -36,6 +36,9 @@ def add_arguments(parser) -> None:
                         help="chance per cycle that an AXI channel stalls (default 0)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=1, help="seed of the stalls (default 1)")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
+    parser.add_argument("--harness", choices=("run", "quick"), default=None,
+                        help="the harness build: run simulates fastest, quick compiles about 3x faster and simulates "
+                             "at about half the speed (default $NPUFORGE_ACCEL_BUILD, else run)")
 
 
 def run(args) -> int:
@@ -52,7 +55,7 @@ def run(args) -> int:
         raise UsageError(f"--dump: got '{args.dump}', which is a file; allowed: a directory")
     print(f"design   {cfg.name}: {cfg.describe()} (config hash {cfg.config_hash()[:12]})", flush=True)
     with Console(stderr=True).status("generating and building the harness"):
-        prepared = prepare(cfg, args.build_dir or runner.DEFAULT_BUILD_ROOT)
+        prepared = prepare(cfg, args.build_dir or runner.DEFAULT_BUILD_ROOT, build=args.harness)
     print(f"harness  {prepared.harness}")
     program = program_for(cfg, image=args.image, task=args.task, ops=args.ops)
     timing = MemoryTiming(read_latency=args.latency, bytes_per_cycle=float(args.bytes_per_cycle), stall=args.stall,

@@ -25,7 +25,6 @@ from functools import lru_cache
 import numpy as np
 
 from hw.arith import operand_range
-from hw.arith.digits import effectual_terms, ent_digits
 
 #: The ``mac`` options whose cycles depend on the operands.
 DATA_DEPENDENT = ("opt3", "opt4c", "laconic")
@@ -36,6 +35,10 @@ LATENCY = 2
 @lru_cache(maxsize=None)
 def _counts(encoding: str, width: int, signed: bool) -> np.ndarray:
     """Nonzero digits (``"ent"``) or effectual terms (``"terms"``) of every operand value, from the lowest."""
+    # Imported here: hw.arith.digits also holds the Amaranth encoders, and every cocotb testbench of a TPE
+    # imports this module (Amaranth's import is 0.7 s of a small simulation's start-up).
+    from hw.arith.digits import effectual_terms, ent_digits
+
     encode = ent_digits if encoding == "ent" else effectual_terms
     lo, hi = operand_range(width, signed)
     counts = [sum(1 for digit in encode(value, width, signed) if digit) for value in range(lo, hi + 1)]

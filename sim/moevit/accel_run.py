@@ -7,6 +7,7 @@ the program expects from the dump and reports, per operator, PASS/FAIL with the 
 element.
 """
 
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -242,6 +243,10 @@ def head_reports(reports: list) -> list[HeadReport]:
 
 # --------------------------------------------------------------------------- the whole job
 
+#: The environment variable that picks the harness build of :func:`prepare` (``run`` or ``quick``).
+ACCEL_BUILD_ENV = "NPUFORGE_ACCEL_BUILD"
+
+
 @dataclass
 class Prepared:
     """A generated accelerator and its compiled harness."""
@@ -253,8 +258,10 @@ class Prepared:
     build_dir: Path
 
 
-def prepare(cfg, build_root: Path) -> Prepared:
-    """Generate ``cfg``'s Verilog into ``<build_root>/<name>-<hash>/rtl`` and build (or reuse) its fast harness.
+def prepare(cfg, build_root: Path, *, build: str | None = None) -> Prepared:
+    """Generate ``cfg``'s Verilog into ``<build_root>/<name>-<hash>/rtl`` and build (or reuse) its fast harness
+    (``build``: ``run``, or ``quick`` for short simulations, :data:`sim.fault.harness.ACCEL_BUILDS`; by default
+    the environment's ``NPUFORGE_ACCEL_BUILD``, else ``run``; the test suite sets ``quick``).
 
     The Verilog is generated again when the generator's sources or the config changed
     (:func:`gen.emit.generate_once`); the harness is rebuilt only when the Verilog differs from the one
@@ -264,14 +271,18 @@ def prepare(cfg, build_root: Path) -> Prepared:
     from gen.locking import locked
     from gen.manifest import verilog_filename
 
-    from sim.fault.harness import build_accel_harness
+    from gen.errors import UsageError
+    from sim.fault.harness import ACCEL_BUILDS, build_accel_harness
 
+    build = build or os.environ.get(ACCEL_BUILD_ENV) or "run"
+    if build not in ACCEL_BUILDS:
+        raise UsageError(f"{ACCEL_BUILD_ENV}: got {build!r}; allowed: one of {', '.join(ACCEL_BUILDS)}")
     root = Path(build_root) / cfg.build_name()
     rtl = root / "rtl"
     with locked(root.with_name(root.name + ".lock")):
         manifest = generate_once(cfg, rtl)
     verilog = rtl / verilog_filename(cfg.name)
-    harness = build_accel_harness(verilog, manifest, build_root)
+    harness = build_accel_harness(verilog, manifest, build_root, build=build)
     return Prepared(cfg=cfg, manifest=manifest, verilog=verilog, harness=harness, build_dir=root)
 
 

@@ -31,6 +31,13 @@ PORT_WORDS = Path(__file__).with_name("port_words.h")
 MODEL_HEADERS = {"Vtop__Syms.h", "Vtop___024root.h", "Vtop__Dpi.h", "Vtop__pch.h"}
 #: C++ optimisation of the model and harness (Verilator's makefiles default to -Os).
 CXX_OPT = "-O2"
+#: How the accelerator's harness is compiled, by purpose: (C++ optimisation, Verilator flags).
+#: ``run`` (the default: benches, ``npuforge run`` and ``eval``) simulates fastest. ``quick`` builds in
+#: about a third of the time for short simulations (tests): Verilator's conditional merging
+#: (V3MergeCond) is superlinear in the size of the accelerator's one evaluation function (57 of the
+#: micro accelerator's 66 verilation seconds, 6 s without it), but without it the model runs at half
+#: speed (the tiny network, 698,301 cycles: 28 s at -O2, 55 s without merging at -O1 or -O2).
+ACCEL_BUILDS = {"run": (CXX_OPT, ()), "quick": ("-O1", ("-fno-merge-cond",))}
 
 
 def _words(width: int) -> int:
@@ -160,14 +167,14 @@ def build_harness(verilog: Path, manifest: dict, build_root: Path) -> Path:
 
 
 def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, main: Path, headers: dict,
-             vlt: str, extra: tuple = (), flags: tuple = ()) -> Path:
+             vlt: str, extra: tuple = (), flags: tuple = (), opt: str = CXX_OPT) -> Path:
     """Build ``main`` (+ ``extra`` sources, generated ``headers``) with the Verilated design, once per
     everything it depends on: the directory name holds the hash, a ``stamp`` written last marks a
     finished build, parallel builders wait on a lock."""
     extra = (PORT_WORDS, *extra)
     verilog = Path(verilog)
     text = verilog.read_text()
-    key = _key(text, manifest, main, headers, vlt, extra, flags)
+    key = _key(text, manifest, main, headers, vlt, extra, flags, opt)
     home = Path(build_root) / family / f"{manifest['top']}-{key[:16]}"
     binary = home / "harness"
     stamp = home / "stamp"
@@ -186,9 +193,9 @@ def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, ma
             shutil.copyfile(source, home / Path(source).name)
         shutil.copyfile(main, home / "harness.cpp")
         env = verilator_env()
-        env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} OPT_FAST={CXX_OPT} OPT_GLOBAL={CXX_OPT}"
+        env["MAKEFLAGS"] = f"{env['MAKEFLAGS']} OPT_FAST={opt} OPT_GLOBAL={opt}"
         log = home / "build.log"
-        shared = verilator_runtime.shared_dir(build_root, "harness", {"opt": CXX_OPT, "args": verilator_args(""),
+        shared = verilator_runtime.shared_dir(build_root, "harness", {"opt": opt, "args": verilator_args(""),
                                                                        "flags": list(flags)})
         make_args = verilator_runtime.seed(shared, home, RUNTIME_OBJECTS)
         command = ["verilator", *verilator_args(manifest["top"]), *flags,
@@ -207,7 +214,8 @@ def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, ma
     return binary
 
 
-def _key(text: str, manifest: dict, main: Path, headers: dict, vlt: str, extra: tuple, flags: tuple = ()) -> str:
+def _key(text: str, manifest: dict, main: Path, headers: dict, vlt: str, extra: tuple, flags: tuple = (),
+         opt: str = CXX_OPT) -> str:
     facts = {
         "flags": list(flags),
         "verilog": hashlib.sha256(text.encode()).hexdigest(),
@@ -217,7 +225,7 @@ def _key(text: str, manifest: dict, main: Path, headers: dict, vlt: str, extra: 
         "vlt": hashlib.sha256(vlt.encode()).hexdigest(),
         "verilator": verilator_version(),
         "args": verilator_args(manifest["top"]),
-        "opt": CXX_OPT,
+        "opt": opt,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
@@ -286,11 +294,14 @@ def accel_design_header(manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_accel_harness(verilog: Path, manifest: dict, build_root: Path, *, trace: bool = False) -> Path:
+def build_accel_harness(verilog: Path, manifest: dict, build_root: Path, *, trace: bool = False,
+                        build: str = "run") -> Path:
     """Compile (or reuse) the accelerator's fast harness (``accel.cpp`` + the DRAM model). No variable
     is made public: Verilator optimises the whole design (injection builds add the fault sites).
-    ``trace``: a separate build that can write a VCD (the script's ``trace PATH``; slower)."""
-    flags = ("--trace", "-CFLAGS", "-DNPUFORGE_TRACE") if trace else ()
+    ``trace``: a separate build that can write a VCD (the script's ``trace PATH``; slower).
+    ``build``: a key of :data:`ACCEL_BUILDS` (``quick`` for short simulations)."""
+    opt, speed_flags = ACCEL_BUILDS[build]
+    flags = (*speed_flags, *(("--trace", "-CFLAGS", "-DNPUFORGE_TRACE") if trace else ()))
     return _compile(verilog, manifest, build_root, family="accel-harness-trace" if trace else "accel-harness",
                     main=ACCEL_SOURCE, headers={"accel_design.h": accel_design_header(manifest)},
-                    vlt="`verilator_config\n", extra=(AXI_MEMORY,), flags=flags)
+                    vlt="`verilator_config\n", extra=(AXI_MEMORY,), flags=flags, opt=opt)

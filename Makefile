@@ -1,6 +1,8 @@
 # The two commands a newcomer needs:
 #   make demo   generate, simulate and check the default config (configs/os_8x8.yaml), then
-#               inject 400 soft errors into it and write the ISO 26262 report (HTML)
+#               inject 400 soft errors into it and write the ISO 26262 report (HTML); then run
+#               one image through the whole trained tiny MoE-ViT on its generated accelerator
+#               (configs/moevit/accel_tiny.yaml), every operator checked against the golden
 #   make test   run the whole test suite
 # Both create or refresh .venv from pyproject.toml first (a no-op when it is up to date).
 
@@ -12,6 +14,7 @@ DEMO_CONFIG ?= configs/os_8x8.yaml
 DEMO_CAMPAIGN ?= configs/campaigns/os_8x8_demo.yaml
 DEMO_DB     := build/campaigns/os_8x8_demo.sqlite
 DEMO_REPORT := build/campaigns/os_8x8_demo.html
+DEMO_ACCEL  ?= configs/moevit/accel_tiny.yaml
 # Two workers on CI's two cores; loadgroup keeps each config's RTL tests on one worker,
 # so every Verilator model is built once.
 PYTEST_ARGS ?= -n 2 --dist loadgroup
@@ -25,6 +28,8 @@ demo: $(STAMP)
 	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	$(BIN)/npuforge inject $(DEMO_CAMPAIGN) --db $(DEMO_DB)
 	$(BIN)/npuforge report $(DEMO_DB) --html $(DEMO_REPORT)
+	@# The quick harness build: a few minutes to compile, then the image in under a minute.
+	$(BIN)/npuforge run $(DEMO_ACCEL) --ops network --harness quick
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

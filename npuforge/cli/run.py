@@ -37,8 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=1, help="seed of the stalls (default 1)")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
     parser.add_argument("--harness", choices=("run", "quick"), default=None,
-                        help="the harness build: run simulates fastest, quick compiles about 3x faster and simulates "
-                             "at about half the speed (default $NPUFORGE_ACCEL_BUILD, else run)")
+                        help="the harness build: run simulates fastest, quick compiles in about half the time (much "
+                             "less for large arrays) and simulates at about half the speed (default "
+                             "$NPUFORGE_ACCEL_BUILD, else run)")
 
 
 def run(args) -> int:

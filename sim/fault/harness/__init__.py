@@ -33,10 +33,12 @@ MODEL_HEADERS = {"Vtop__Syms.h", "Vtop___024root.h", "Vtop__Dpi.h", "Vtop__pch.h
 CXX_OPT = "-O2"
 #: How the accelerator's harness is compiled, by purpose: (C++ optimisation, Verilator flags).
 #: ``run`` (the default: benches, ``npuforge run`` and ``eval``) simulates fastest. ``quick`` builds in
-#: about a third of the time for short simulations (tests): Verilator's conditional merging
+#: about half the time, for short simulations (tests, ``make demo``): Verilator's conditional merging
 #: (V3MergeCond) is superlinear in the size of the accelerator's one evaluation function (57 of the
-#: micro accelerator's 66 verilation seconds, 6 s without it), but without it the model runs at half
-#: speed (the tiny network, 698,301 cycles: 28 s at -O2, 55 s without merging at -O1 or -O2).
+#: micro accelerator's 66 verilation seconds, 6 s without it; the tiny test accelerator: 141 s of
+#: Verilator and C++ against 77 s), but without it the model runs at half speed (the tiny network,
+#: 698,301 cycles: 28 s at -O2, 55 s without merging at -O1 or -O2). The 448-MAC accelerator builds
+#: in 6 minutes quick (it did not finish in 55 minutes with merging, on a loaded machine).
 ACCEL_BUILDS = {"run": (CXX_OPT, ()), "quick": ("-O1", ("-fno-merge-cond",))}
 
 

@@ -18,7 +18,7 @@ BUILD_ROOT = ROOT / "build" / "tests"
 # unoptimised (halves a small model's build, 12.1 s -> 6.7 s measured). The fault and energy
 # harnesses append their own OPT_* after this, and the last definition wins.
 os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0").strip()
-# The accelerator's harnesses too, in their own way (sim.fault.harness.ACCEL_BUILDS: a third of the build
+# The accelerator's harnesses too, in their own way (sim.fault.harness.ACCEL_BUILDS: about half the build
 # time, half the simulation speed); a test that needs the run build asks for it.
 os.environ.setdefault("NPUFORGE_ACCEL_BUILD", "quick")
 

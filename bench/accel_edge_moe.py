@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from gen.config import load_config  # noqa: E402
 from gen.config.moevit import MoevitConfig, MoevitHwConfig, load_moevit, load_moevit_hw  # noqa: E402
+from sim.fault.harness import ACCEL_BUILDS  # noqa: E402
 from sim.moevit.accel_run import MemoryTiming, compare, prepare, program_for, run_program  # noqa: E402
 from sim.perf import moevit as perf  # noqa: E402
 
@@ -70,7 +71,7 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=None, help="compile only the first N blocks (default all)")
     parser.add_argument("--detail", type=int, default=2, help="blocks printed operator by operator (default 2)")
     parser.add_argument("--build-root", type=Path, default=ROOT / "build" / "bench")
-    parser.add_argument("--build", choices=("run", "quick"), default="run",
+    parser.add_argument("--build", choices=tuple(ACCEL_BUILDS), default="run",
                         help="the harness build (sim.fault.harness.ACCEL_BUILDS): quick compiles several times "
                              "faster and simulates about half as fast; cycles are the same")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "accel_edge_moe.json")

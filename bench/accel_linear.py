@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from gen.config import load_config  # noqa: E402
 from sim.golden.moevit import fixed as golden  # noqa: E402
+from sim.fault.harness import ACCEL_BUILDS  # noqa: E402
 from sim.moevit.accel_run import MemoryTiming, compare, prepare, run_program  # noqa: E402
 from sim.moevit.compiler import Builder, Target  # noqa: E402
 
@@ -84,7 +85,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="only the 256-MAC 8x32 array")
     parser.add_argument("--array", default=None, metavar="RxC", help="only this array, e.g. 7x64")
     parser.add_argument("--build-root", type=Path, default=ROOT / "build" / "bench")
-    parser.add_argument("--build", choices=("run", "quick"), default="run",
+    parser.add_argument("--build", choices=tuple(ACCEL_BUILDS), default="run",
                         help="the harness build (sim.fault.harness.ACCEL_BUILDS): quick compiles a large array "
                              "several times faster and simulates about half as fast; cycles are the same")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "accel_linear.json")

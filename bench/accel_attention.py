@@ -17,9 +17,9 @@ that ran it)), bytes per cycle per port (mean over the head and the busiest 64-c
 fast harness's DRAM model), and the engine's own counters (MAC_ACTIVE, MEM_STALL). The ratio line
 holds each dedicated p against the unified mode measured in the same run.
 
-Run: ``python bench/accel_attention.py [--quick]`` (in the venv; ``--quick``: p = 4 and the unified mode
-only); results go to ``bench/results/accel_attention.json``. One Verilator build per configuration
-(several minutes each).
+Run: ``python bench/accel_attention.py [--quick] [--build quick]`` (in the venv; ``--quick``: p = 4 and the
+unified mode only); results go to ``bench/results/accel_attention.json``. One Verilator build per
+configuration (several minutes each; ``--build quick`` compiles in about half the time, simulates slower).
 """
 
 import argparse
@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from accel_linear import model_file  # noqa: E402
 
 from gen.config import load_config  # noqa: E402
+from sim.fault.harness import ACCEL_BUILDS  # noqa: E402
 from sim.golden.moevit import fixed as golden  # noqa: E402
 from sim.moevit.accel_run import MemoryTiming, compare, head_reports, prepare, run_program  # noqa: E402
 from sim.moevit.compiler import Builder, Target  # noqa: E402
@@ -127,6 +128,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="p = 4 (one Edge-MoE engine) and the unified mode")
     parser.add_argument("--build-root", type=Path, default=ROOT / "build" / "bench")
+    parser.add_argument("--build", choices=tuple(ACCEL_BUILDS), default="run",
+                        help="the harness build (sim.fault.harness.ACCEL_BUILDS): quick compiles faster")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "accel_attention.json")
     args = parser.parse_args()
     rows = []
@@ -137,7 +140,7 @@ def main() -> int:
         for mode, p in runs:
             cfg = load_config(accel_file(work, model, mode, p))
             started = time.monotonic()
-            prepared = prepare(cfg, args.build_root)
+            prepared = prepare(cfg, args.build_root, build=args.build)
             label = "unified (8x32 array)" if mode == "unified" else f"dedicated p = {p}"
             print(f"{label}: harness ready in {time.monotonic() - started:.0f} s", flush=True)
             rows.append(measure(cfg, prepared, label, seed=len(rows)))
@@ -148,7 +151,8 @@ def main() -> int:
               f"({row['macs']} against {rows[0]['macs']} MACs)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"runs": rows, "port_bytes_per_cycle": PORT_BYTES, "read_latency": READ_LATENCY,
-                                     "lanes": LANES, "linear": LINEAR, "softmax_counted": False},
+                                     "lanes": LANES, "linear": LINEAR, "softmax_counted": False,
+                                     "build": args.build},
                                     indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0 if all(r["bit_exact"] for r in rows) else 1

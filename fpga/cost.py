@@ -2,15 +2,16 @@
 directory, synthesise it there, cached; and the generic-synthesis cost other floors compare.
 
 ``npuforge synth``, ``npuforge characterize``, ``npuforge protect`` and the benches share it.
-Layout (see ``docs/synth.md``): ``<build root>/<name>-<hash12>/synth/rtl/`` holds the Verilog,
-``synth/<target>/`` the cached result of :func:`fpga.synth.synthesize`.
+Layout (see ``docs/synth.md``): the Verilog is the config's build directory's, ``<build
+root>/<name>-<hash12>/rtl/`` (generated once: :func:`gen.emit.generate_in_build`, shared with ``npuforge
+sim``, ``run`` and ``fpga``); ``synth/<target>/`` holds the cached result of :func:`fpga.synth.synthesize`.
 """
 
 from collections.abc import Callable
 from pathlib import Path
 
 from gen.config.base import KindConfig
-from gen.emit import generate
+from gen.emit import generate_in_build
 from gen.manifest import verilog_filename
 
 from .synth import SynthResult, synthesize
@@ -21,13 +22,13 @@ COST_KEYS = ("transistors", "cells", "ff", "logic_depth")
 
 def synthesize_config(cfg: KindConfig, target: str, *, build_root: Path, seed: int = 1, out_of_context: bool = False,
                       on_step: Callable[[str], object] = lambda message: None) -> SynthResult:
-    """Generate ``cfg``'s Verilog under ``<build_root>/<build name>/synth/rtl`` and synthesise it for
-    ``target`` (cached in ``synth/<target>``); the errors of :func:`fpga.synth.synthesize`."""
-    root = Path(build_root) / cfg.build_name() / "synth"
+    """Synthesise ``cfg``'s Verilog (generated into ``<build_root>/<build name>/rtl`` unless it is there
+    already) for ``target`` (cached in ``synth/<target>``); the errors of :func:`fpga.synth.synthesize`."""
     on_step(f"generating {cfg.name}")
-    rtl = generate(cfg, root / "rtl").out_dir
+    rtl, _ = generate_in_build(cfg, build_root)
     return synthesize(rtl / verilog_filename(cfg.name), cfg.name, target, config_hash=cfg.config_hash(),
-                      cache_dir=root / target, seed=seed, out_of_context=out_of_context, on_step=on_step)
+                      cache_dir=rtl.parent / "synth" / target, seed=seed, out_of_context=out_of_context,
+                      on_step=on_step)
 
 
 def generic_cost(cfg: KindConfig, build_root: Path, on_step: Callable[[str], object] = lambda message: None) -> dict:

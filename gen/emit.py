@@ -11,6 +11,7 @@ from pathlib import Path
 from .config.base import KindConfig
 from .elaborate import Elaboration, elaborate
 from .errors import UsageError
+from .locking import locked
 from .manifest import MANIFEST_NAME, build_manifest, dump_manifest, verilog_filename
 from .toolchain import tool_versions
 
@@ -127,3 +128,13 @@ def generate_once(cfg: KindConfig, out_dir: Path) -> dict:
     manifest = generate(cfg, out_dir).manifest
     stamp.write_text(fingerprint)
     return manifest
+
+
+def generate_in_build(cfg: KindConfig, build_root: Path) -> tuple[Path, dict]:
+    """``cfg``'s generated files in its build directory, ``<build_root>/<name>-<hash12>/rtl``
+    (:func:`generate_once` under the directory's lock): the directory and the manifest. Every command
+    that needs a config's Verilog (``sim``, ``run``, ``synth``, ``fpga``) reads it from here, so a
+    design is elaborated once per generator and config however many commands use it."""
+    root = Path(build_root) / cfg.build_name()
+    with locked(root.with_name(root.name + ".lock")):
+        return root / "rtl", generate_once(cfg, root / "rtl")

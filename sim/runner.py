@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 
 from gen.config.base import KindConfig
-from gen.emit import generate_once
+from gen.emit import generate_in_build, generate_once
 from gen.errors import ToolError
 from gen.lint import SUPPRESSED_WARNINGS
 from gen.locking import locked
@@ -90,9 +90,7 @@ def build_dir_for(cfg: KindConfig, build_root: Path = DEFAULT_BUILD_ROOT) -> Pat
 def generated(cfg: KindConfig, build_root: Path = DEFAULT_BUILD_ROOT) -> tuple[Path, dict]:
     """``cfg``'s generated files in its build directory (``rtl/``, generated at most once for this generator:
     :func:`gen.emit.generate_once`) and its manifest, without compiling a model."""
-    root = build_dir_for(cfg, build_root)
-    with locked(root.with_name(root.name + ".lock")):
-        return root / "rtl", generate_once(cfg, root / "rtl")
+    return generate_in_build(cfg, build_root)
 
 
 @dataclass
@@ -145,6 +143,66 @@ def _verilator_runner(make_args: list[str] = (), public: Path | None = None):
     return _Runner()
 
 
+def _compile_model(source: Path, top: str, sim_dir: Path, build_root: Path, waves: bool, public: Path | None) -> None:
+    """cocotb's Verilator build of ``source`` into ``sim_dir`` (which exists), with Verilator's runtime objects
+    from the shared set (:mod:`sim.verilator_runtime`); ``public``: see :func:`_verilator_runner`. A failed
+    build is a one-line :class:`ToolError`."""
+    log = sim_dir / "build.log"
+    facts = {"cocotb": metadata.version("cocotb"), "cxx_opt": COCOTB_CXX_OPT, "waves": waves, "args": build_args()}
+    shared = verilator_runtime.shared_dir(build_root, "cocotb", facts)
+    make_args = verilator_runtime.seed(shared, sim_dir, RUNTIME_OBJECTS)
+    shared_pch = verilator_runtime.shared_dir(build_root, "cocotb-pch", facts)
+    pch_args = verilator_runtime.pch_args(shared_pch, one_optimisation=True)  # -O0 everywhere
+    runner = _verilator_runner(make_args + pch_args, public)  # also sets the environment (apply_verilator_env)
+    try:
+        runner.build(sources=[source], hdl_toplevel=top, build_dir=sim_dir, build_args=build_args(), waves=waves,
+                     log_file=log)
+    except (SystemExit, RuntimeError, subprocess.CalledProcessError) as error:
+        # cocotb's runner raises RuntimeError("Command failed with return code: N") when
+        # verilator or make exits non-zero (e.g. on a lint warning): one line, exit code 3.
+        raise ToolError(f"verilator: the build of {top} failed ({_first_error(log) or error}); see {log}") from None
+    if not make_args:
+        verilator_runtime.keep(shared, sim_dir, RUNTIME_OBJECTS)
+    if not pch_args:
+        verilator_runtime.keep_pch(shared_pch, sim_dir, dict(os.environ))
+
+
+def build_verilog(source: Path, top: str, sim_dir: Path, *, build_root: Path = DEFAULT_BUILD_ROOT) -> Path:
+    """A cocotb model of a Verilog file that is no config's (a test's wrapper around one building block), built
+    as a config's model is (:data:`COCOTB_CXX_OPT`, the shared runtime objects of ``build_root``) but with every
+    signal public; always rebuilt. ``sim_dir``, made absolute."""
+    sim_dir = Path(sim_dir).resolve()
+    require_build_tools()
+    shutil.rmtree(sim_dir, ignore_errors=True)
+    sim_dir.mkdir(parents=True)
+    _compile_model(Path(source).resolve(), top, sim_dir, build_root, False, None)
+    return sim_dir
+
+
+def run_cocotb_module(test_module: str, top: str, sim_dir: Path, run_dir: Path, extra_env: dict) -> tuple[int, int]:
+    """Run the cocotb tests of ``test_module`` on the model in ``sim_dir`` (:func:`build_verilog`); files in
+    ``run_dir`` (``sim.log``, ``results.xml``). ``(tests, failed)`` from ``results.xml``; a simulator that
+    crashes or writes no results is a one-line :class:`ToolError`."""
+    from cocotb_tools.runner import get_results
+
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    xml = run_dir / "results.xml"
+    env = {REWRITE_ENV: os.environ.get(REWRITE_ENV, REWRITE_FILES), **extra_env}
+    try:
+        _verilator_runner().test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                                 build_dir=Path(sim_dir).resolve(), test_dir=run_dir, extra_env=env,
+                                 log_file=run_dir / "sim.log", results_xml=str(xml))
+    except SystemExit:
+        pass  # cocotb's runner exits on failed tests under pytest: results.xml says which
+    except RuntimeError as error:
+        raise ToolError(f"verilator: the simulation of {top} failed ({error}); see {run_dir / 'sim.log'}") from None
+    try:
+        return get_results(xml)
+    except (RuntimeError, OSError):
+        raise ToolError(f"cocotb wrote no results.xml; see {run_dir / 'sim.log'}") from None
+
+
 def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool = False) -> Build:
     """Generate and compile ``cfg``, or reuse the model already built for it."""
     started = time.monotonic()
@@ -166,28 +224,9 @@ def build(cfg: KindConfig, *, build_root: Path = DEFAULT_BUILD_ROOT, waves: bool
             stamp.unlink(missing_ok=True)
             shutil.rmtree(sim_dir, ignore_errors=True)
             sim_dir.mkdir(parents=True)
-            log = sim_dir / "build.log"
-            shared = verilator_runtime.shared_dir(build_root, "cocotb", {
-                "cocotb": metadata.version("cocotb"), "cxx_opt": COCOTB_CXX_OPT, "waves": waves})
-            make_args = verilator_runtime.seed(shared, sim_dir, RUNTIME_OBJECTS)
             public = sim_dir / "public.vlt"
             public.write_text(public_control_file(manifest))
-            try:
-                _verilator_runner(make_args, public).build(
-                    sources=[rtl_dir / verilog_filename(cfg.name)],
-                    hdl_toplevel=cfg.name,
-                    build_dir=sim_dir,
-                    build_args=build_args(),
-                    waves=waves,
-                    log_file=log,
-                )
-            except (SystemExit, RuntimeError, subprocess.CalledProcessError) as error:
-                # cocotb's runner raises RuntimeError("Command failed with return code: N") when
-                # verilator or make exits non-zero (e.g. on a lint warning): one line, exit code 3.
-                raise ToolError(f"verilator: the build of {cfg.name} failed ({_first_error(log) or error}); "
-                                f"see {log}") from None
-            if not make_args:
-                verilator_runtime.keep(shared, sim_dir, RUNTIME_OBJECTS)
+            _compile_model(rtl_dir / verilog_filename(cfg.name), cfg.name, sim_dir, build_root, waves, public)
             stamp.write_text(json.dumps({"key": key, "config_hash": cfg.config_hash()}) + "\n")
     return Build(config=cfg, root=root, rtl_dir=rtl_dir, sim_dir=sim_dir, manifest=manifest,
                  waves=waves, reused=reused, seconds=time.monotonic() - started)

@@ -1,6 +1,7 @@
 """``npuforge fpga``: the board project of an accelerator, checked without Vivado.
 
-One elaboration of the micro accelerator (32-bit addresses, two 64-bit ports) for both boards:
+The micro accelerator (``tests/configs/accel_micro_os.yaml``: 32-bit addresses, two 64-bit ports) for
+both boards, from the elaboration the harness tests use (the shared build directory, one worker):
 every generated Vivado script runs in tclsh with Vivado's commands stubbed (``fpga/tcl/vivado_stub.tcl``)
 and the recorded calls are held to the design's ports and address map (``fpga/tcl_check.py``);
 so is the project script Edalize writes from the FuseSoC core (``fusesoc run --setup``), and
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import BUILD_ROOT, ROOT
 
 from fpga import tcl_check
 from fpga.boards import BOARDS
@@ -25,11 +26,11 @@ from fpga.integrate import board_files
 from fpga.resources import check_fit, resource_table
 from gen.errors import ConfigError
 
-#: One worker runs the module, so its fixture generates the accelerator once.
-pytestmark = pytest.mark.xdist_group("fpga_board")
+#: The worker of the micro accelerator's harness tests runs the module: one elaboration for both
+#: (``gen.emit.generate_in_build`` in the shared build root).
+pytestmark = pytest.mark.xdist_group("accel_micro_os")
 
-MICRO = (ROOT / "tests" / "configs" / "accel_micro_os.yaml").read_text()
-BOARD_CONFIG = MICRO.replace("addr_width: 24", "addr_width: 32").replace("name: accel_micro_os", "name: accel_board")
+MICRO = ROOT / "tests" / "configs" / "accel_micro_os.yaml"
 FUSESOC = Path(sys.executable).with_name("fusesoc")
 #: The micro accelerator's synth_xilinx counts (docs/fpga.md), in the shape fpga.synth returns.
 MICRO_XCUP = {"lut": 15_590, "ff": 14_555, "carry": 2_136, "dsp": 63, "bram": 2, "cell_types": {"RAM64M8": 28},
@@ -55,14 +56,13 @@ def projects(tmp_path_factory):
     from npuforge.cli import main
 
     root = tmp_path_factory.mktemp("fpga")
-    config = root / "accel_board.yaml"
-    config.write_text(BOARD_CONFIG.replace("model: moevit/", f"model: {ROOT}/tests/configs/moevit/"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fpga.cost, "synthesize_config", lambda cfg, target, **kw: SimpleNamespace(data=MICRO_XCUP))
-        assert main(["fpga", str(config), "--board", "zcu104", "-o", str(root / "zcu104")]) == 0
+        assert main(["fpga", str(MICRO), "--board", "zcu104", "-o", str(root / "zcu104"),
+                     "--build-dir", str(BUILD_ROOT)]) == 0
     assert json.loads((root / "zcu104" / "resources.json").read_text())["table"][0]["used"] == 15_590 + 8 * 28
     generated = {p.name: p.read_text() for p in (root / "zcu104").iterdir()
-                 if p.name == "manifest.json" or p.name.startswith("accel_board") and not p.name.endswith(".core")}
+                 if p.name == "manifest.json" or p.name.startswith("accel_micro_os") and not p.name.endswith(".core")}
     manifest = json.loads(generated["manifest.json"])
     (root / "zcu102").mkdir()
     for name, text in board_files(manifest, generated, BOARDS["zcu102"], 300.0).items():
@@ -96,11 +96,11 @@ def test_stubbed_vivado_scripts_match_the_design(projects, board, tmp_path):
 @pytest.mark.parametrize("board", ["zcu102", "zcu104"])
 def test_fusesoc_core_lists_every_file_and_edalize_project_checks(projects, board, tmp_path):
     out, manifest = projects[board], projects["manifest"]
-    core_text = (out / "accel_board.core").read_text()
+    core_text = (out / "accel_micro_os.core").read_text()
     listed = set(re.findall(r'"([\w.]+\.\w+)"', core_text.split('"targets"')[0]))
     assert listed == {p.name for p in out.iterdir() if p.suffix != ".core"}
     assert ("resources.json" in listed) == (board == "zcu104")
-    vlnv = "npuforge:accel:accel_board:0.1.0"
+    vlnv = "npuforge:accel:accel_micro_os:0.1.0"
     shown = subprocess.run([str(FUSESOC), "--cores-root", str(out), "core", "show", vlnv], capture_output=True,
                            text=True, cwd=tmp_path)
     assert shown.returncode == 0 and vlnv in shown.stdout and board in shown.stdout, shown.stderr
@@ -108,7 +108,7 @@ def test_fusesoc_core_lists_every_file_and_edalize_project_checks(projects, boar
     setup = subprocess.run([str(FUSESOC), "--cores-root", str(out), "run", "--no-export", "--setup", "--work-root",
                             str(work), "--target", board, vlnv], capture_output=True, text=True, cwd=tmp_path)
     assert setup.returncode == 0, setup.stderr
-    calls = tcl_check.run_stubbed(work / "npuforge_accel_accel_board_0.1.0.tcl", work)
+    calls = tcl_check.run_stubbed(work / "npuforge_accel_accel_micro_os_0.1.0.tcl", work)
     assert tcl_check.check_ip(calls, manifest) + tcl_check.check_block_design(calls, manifest, BOARDS[board], 300.0) == []
     assert ("board_part", BOARDS[board].board_part) == next(c.args[:2] for c in calls if c.name == "set_property"
                                                              and c.args[0] == "board_part")
@@ -126,7 +126,7 @@ def test_build_sh_without_vivado_is_one_line(projects, tmp_path):
 def test_outputs_are_deterministic_and_path_free(projects):
     manifest = projects["manifest"]
     generated = {p.name: p.read_text() for p in projects["zcu102"].iterdir()
-                 if p.name == "manifest.json" or p.name.startswith("accel_board") and not p.name.endswith(".core")}
+                 if p.name == "manifest.json" or p.name.startswith("accel_micro_os") and not p.name.endswith(".core")}
     again = board_files(manifest, generated, BOARDS["zcu102"], 300.0)
     for name, text in again.items():
         assert (projects["zcu102"] / name).read_text() == text, name
@@ -148,7 +148,7 @@ def test_resource_table_refuses_what_does_not_fit():
 
 
 @pytest.mark.parametrize("args,piece", [
-    (["tests/configs/accel_micro_os.yaml", "--board", "zcu104", "-o", "{tmp}/o"], "memory.addr_width: got 24"),
+    (["tests/configs/accel_micro_cube.yaml", "--board", "zcu104", "-o", "{tmp}/o"], "memory.addr_width: got 20"),
     (["tests/configs/os_2x3_u6_opt1.yaml", "--board", "zcu104", "-o", "{tmp}/o"], "kind: got 'tpe'"),
     (["tests/configs/accel_micro_os.yaml", "--board", "zcu106", "-o", "{tmp}/o"], "--board"),
     (["tests/configs/accel_micro_os.yaml", "--board", "zcu104", "-o", "{tmp}/file"], "-o: got"),
@@ -174,8 +174,7 @@ def test_cli_refuses_a_design_over_the_board_before_writing(tmp_path, capsys, mo
 
     import fpga.cost
 
-    config = tmp_path / "accel_board.yaml"
-    config.write_text(BOARD_CONFIG.replace("model: moevit/", f"model: {ROOT}/tests/configs/moevit/"))
+    config = MICRO
     numbers = {**MICRO_XCUP, "dsp": 2_000}
     calls = []
     monkeypatch.setattr(fpga.cost, "synthesize_config",

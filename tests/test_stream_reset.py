@@ -8,11 +8,12 @@ stretches of traffic, and reports any handshake signal high in a reset cycle.
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from conftest import RTL_CONFIGS, per_config
+from conftest import BUILD_ROOT, RTL_CONFIGS, per_config
 
 import gen.elaborate
 from gen.config import load_config
 from gen.registry import KINDS
+from sim import verilator_runtime
 from sim.runner import build, check_reset_handshakes
 
 #: One config of every kind (the TPE's two beat formats and the digit-serial matrix2d that once raised
@@ -50,6 +51,11 @@ def _ungated(self, platform):
 def test_the_check_sees_an_engine_ready_in_reset(monkeypatch, tmp_path):
     """Without the gating, the systolic array's operands.ready is high in reset cycles: the check says so."""
     monkeypatch.setattr(gen.elaborate._PassThroughTop, "elaborate", _ungated)
+    # The patched generator needs a build root of its own; Verilator's runtime objects and precompiled header
+    # are the suite's (compiling them again is 19 of this test's 30 s).
+    shared_dir = verilator_runtime.shared_dir
+    monkeypatch.setattr(verilator_runtime, "shared_dir",
+                        lambda root, family, facts: shared_dir(BUILD_ROOT, family, facts))
     model = build(load_config(RTL_CONFIGS["tpe_1x1_w4"]), build_root=tmp_path / "build")
     problems = check_reset_handshakes(model, tmp_path / "run")
     assert any("operands__ready is high" in problem for problem in problems), problems

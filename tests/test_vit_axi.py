@@ -26,6 +26,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from axi_slave import NO_STALLS, PAGE, RANDOM_STALLS, AxiSlave, Stalls
+from conftest import BUILD_ROOT
 from sim_pins import Pins
 
 from hw.vit.axi import (
@@ -855,10 +856,7 @@ RTL_CONFIG = Config(128, 2, 2, max_burst=8, max_reads=3, max_writes=3)
 @pytest.mark.rtl
 def test_against_cocotbext_axi_ram(tmp_path):
     """The converted port behind flat ``m_axi`` ports passes a real AXI model with random pauses."""
-    from cocotb_tools.runner import get_results, get_runner
-
-    from gen.toolchain import apply_verilator_env
-    from sim.runner import build_args
+    from sim.runner import build_verilog, run_cocotb_module
 
     cfg = RTL_CONFIG
     text = verilog.convert(_Top(cfg, prefix="m_axi"), name="axi_top", emit_src=False)
@@ -871,21 +869,11 @@ def test_against_cocotbext_axi_ram(tmp_path):
                 "max_burst": cfg.max_burst, "memory": MEMORY_BYTES, "seed": 12,
                 "results": str(tmp_path / "results.json")}
     (tmp_path / "stimulus.json").write_text(json.dumps(stimulus))
-    apply_verilator_env()
-    runner = get_runner("verilator")
-    runner.build(sources=[tmp_path / "axi_top.v"], hdl_toplevel="axi_top", build_dir=tmp_path / "sim",
-                 build_args=build_args(), log_file=tmp_path / "build.log")
+    sim_dir = build_verilog(tmp_path / "axi_top.v", "axi_top", tmp_path / "sim", build_root=BUILD_ROOT)
     here = Path(__file__).resolve().parent
     env = {"PYTHONPATH": os.pathsep.join([str(here.parent), str(here), os.environ.get("PYTHONPATH", "")]),
            "AXI_STIMULUS": str(tmp_path / "stimulus.json")}
-    xml = tmp_path / "results.xml"
-    try:
-        runner.test(test_module="vit_axi_cocotb", hdl_toplevel="axi_top", hdl_toplevel_lang="verilog",
-                    build_dir=tmp_path / "sim", test_dir=tmp_path, extra_env=env, log_file=tmp_path / "sim.log",
-                    results_xml=str(xml))
-    except SystemExit:
-        pass
-    tests, failed = get_results(xml)
+    tests, failed = run_cocotb_module("vit_axi_cocotb", "axi_top", sim_dir, tmp_path, env)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["problems"] == [], (results["problems"][:10], tmp_path / "sim.log")
     assert (tests, failed) == (1, 0), tmp_path / "sim.log"

@@ -23,10 +23,9 @@ from amaranth.hdl import ClockDomain, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
-from conftest import ROOT
+from conftest import BUILD_ROOT, ROOT
 
 from gen.lint import lint
-from gen.toolchain import apply_verilator_env
 from hw.vit.accel import ENGINE_OPCODES
 from hw.vit.csr import OKAY, SLVERR, CsrBlock, port_name
 from hw.vit.regmap import (
@@ -720,9 +719,7 @@ class CsrTop(wiring.Component):
 
 @pytest.mark.rtl
 def test_csr_with_cocotbext_axi(tmp_path):
-    from cocotb_tools.runner import get_results, get_runner
-
-    from sim.runner import build_args
+    from sim.runner import build_verilog, run_cocotb_module
 
     text = make_rdl(ports=2)
     regmap, _ = elaborate_rdl(text)
@@ -730,17 +727,7 @@ def test_csr_with_cocotbext_axi(tmp_path):
     source = tmp_path / "csr_top.v"
     source.write_text(verilog.convert(CsrTop(regmap), name="csr_top", emit_src=False))
     assert lint(source, "csr_top") == []
-    apply_verilator_env()
-    runner = get_runner("verilator")
-    runner.build(sources=[source], hdl_toplevel="csr_top", build_dir=tmp_path / "sim", build_args=build_args(),
-                 log_file=tmp_path / "build.log")
-    xml = tmp_path / "results.xml"
-    try:
-        runner.test(test_module="vit_csr_cocotb", hdl_toplevel="csr_top", build_dir=tmp_path / "sim",
-                    test_dir=tmp_path, results_xml=str(xml), log_file=tmp_path / "sim.log",
-                    extra_env={"NPUFORGE_CSR_RDL": str(tmp_path / "regs.rdl"),
-                               "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])})
-    except SystemExit:
-        pass  # a failed cocotb test: results.xml says which
-    tests, failed = get_results(xml)
+    sim_dir = build_verilog(source, "csr_top", tmp_path / "sim", build_root=BUILD_ROOT)
+    tests, failed = run_cocotb_module("vit_csr_cocotb", "csr_top", sim_dir, tmp_path, {
+        "NPUFORGE_CSR_RDL": str(tmp_path / "regs.rdl"), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])})
     assert (tests, failed) == (1, 0), (tmp_path / "sim.log").read_text()[-3000:]

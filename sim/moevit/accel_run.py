@@ -267,8 +267,7 @@ def prepare(cfg, build_root: Path, *, build: str | None = None) -> Prepared:
     (:func:`gen.emit.generate_once`); the harness is rebuilt only when the Verilog differs from the one
     it was built from.
     """
-    from gen.emit import generate_once
-    from gen.locking import locked
+    from gen.emit import generate_in_build
     from gen.manifest import verilog_filename
 
     from gen.errors import UsageError
@@ -277,13 +276,10 @@ def prepare(cfg, build_root: Path, *, build: str | None = None) -> Prepared:
     build = build or os.environ.get(ACCEL_BUILD_ENV) or "run"
     if build not in ACCEL_BUILDS:
         raise UsageError(f"{ACCEL_BUILD_ENV}: got {build!r}; allowed: one of {', '.join(ACCEL_BUILDS)}")
-    root = Path(build_root) / cfg.build_name()
-    rtl = root / "rtl"
-    with locked(root.with_name(root.name + ".lock")):
-        manifest = generate_once(cfg, rtl)
+    rtl, manifest = generate_in_build(cfg, build_root)
     verilog = rtl / verilog_filename(cfg.name)
     harness = build_accel_harness(verilog, manifest, build_root, build=build)
-    return Prepared(cfg=cfg, manifest=manifest, verilog=verilog, harness=harness, build_dir=root)
+    return Prepared(cfg=cfg, manifest=manifest, verilog=verilog, harness=harness, build_dir=rtl.parent)
 
 
 #: ``--ops`` choices: which of the network's operators a program runs (:func:`program_for`).

@@ -17,7 +17,10 @@
 //                                     on the port during the run and the most bytes of any WINDOW consecutive
 //                                     cycles of it
 //   cycles N                          clock N cycles
-//   reset N                           hold rst for N cycles (the memory drops what is in flight)
+//   reset N                           hold rst for N cycles (the memory drops what is in flight); the design
+//                                     sees rst through a register (registered_reset_top in sim/fault/harness:
+//                                     it keeps the reset out of Verilator's input logic), so this takes N + 1
+//                                     cycles, the design in reset for the last N
 //   dump ADDR SIZE PATH               memory [ADDR, ADDR+SIZE) into a file
 //   trace PATH                        (a build with tracing) write a VCD of everything after this line
 //   sync                              prints "sync" (an interactive caller waits for it)
@@ -133,7 +136,7 @@ struct Harness {
         lite_drive(top.get(), lite);
         top->eval();
         dump(0);
-        bool in_reset = RESET_PORT(top) == RESET_ACTIVE;
+        bool in_reset = DESIGN_RESET_PORT(top) == RESET_ACTIVE;  // the reset the design sees
         for (int p = 0; p < N_PORTS; ++p) {
             AxiMasterOut out;
             axi_sample(top.get(), p, out);
@@ -172,6 +175,7 @@ struct Harness {
         lite = LiteIn();
         for (int i = 0; i < n; ++i) step();
         RESET_PORT(top) = !RESET_ACTIVE;
+        step();  // the reset register lets go: the design was in reset for the last n cycles, and is out now
         memory->drop_in_flight();
     }
 

@@ -163,7 +163,7 @@ def _compile_model(source: Path, top: str, sim_dir: Path, build_root: Path, wave
         raise ToolError(f"verilator: the build of {top} failed ({_first_error(log) or error}); see {log}") from None
     if not make_args:
         verilator_runtime.keep(shared, sim_dir, RUNTIME_OBJECTS)
-    if not pch_args:
+    elif not pch_args:  # the second build of this flag set: more will follow (verilator_runtime.keep_pch)
         verilator_runtime.keep_pch(shared_pch, sim_dir, dict(os.environ))
 
 

@@ -12,7 +12,8 @@ The same goes for the precompiled header. Verilator precompiles one per model (`
 runtime headers and the model's own two), twice (for the fast and the slow objects): at -O0 that is
 2 x 2.8 s of a small cocotb model's 10.6 s of C++ (``os_3x4_s8_opt1``), for a header whose model
 part is a few lines. :func:`keep_pch` compiles a header of only the runtime headers (:data:`PCH_TEXT`)
-with the flags of the first model built; later models include it instead (:func:`pch_args`) and
+with the flags of the second model built (a build root that only ever sees one model of a flag set,
+such as a fresh Dask worker's, does not pay for it); later models include it instead (:func:`pch_args`) and
 parse their own headers as text: 4.9 s instead of 10.6 s for that model. cocotb models, all at one
 optimisation level, include it in every compile: single-file models and cocotb's main included
 (each 1.6 -> 0.5 s).

@@ -223,7 +223,7 @@ def _compile(verilog: Path, manifest: dict, build_root: Path, *, family: str, ma
                             "checkpoints copy only the root object")
         if not make_args:
             verilator_runtime.keep(shared, home, RUNTIME_OBJECTS)
-        if not pch_args:
+        elif not pch_args:  # the second build of this flag set: more will follow (verilator_runtime.keep_pch)
             verilator_runtime.keep_pch(shared_pch, home, env)
         stamp.write_text(key + "\n")
     return binary

@@ -37,7 +37,8 @@ CXX_OPT = "-O2"
 #: (V3MergeCond) is superlinear in the size of the accelerator's one evaluation function (57 of the
 #: micro accelerator's 66 verilation seconds, 6 s without it; the tiny test accelerator: 141 s of
 #: Verilator and C++ against 77 s), but without it the model runs at half speed (the tiny network,
-#: 698,301 cycles: 28 s at -O2, 55 s without merging at -O1 or -O2). The 448-MAC accelerator builds
+#: 698,301 cycles: 28 s at -O2, 55 s without merging at -O1 or -O2, both measured before
+#: :func:`registered_reset_top`, after which quick takes 34 s). The 448-MAC accelerator builds
 #: in 6 minutes quick (it did not finish in 55 minutes with merging, on a loaded machine).
 ACCEL_BUILDS = {"run": (CXX_OPT, ()), "quick": ("-O1", ("-fno-merge-cond",))}
 #: C++ optimisation of the code Verilator runs once (constructors, initial values).

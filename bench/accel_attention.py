@@ -1,7 +1,7 @@
 """Attention on the accelerator at Edge-MoE size: the dedicated engine per p against the unified mode.
 
-One layer's multi-head attention of Edge-MoE (129 tokens, 3 heads of 64, configs/moevit/edge_moe.yaml
-with the tiny model's exact formats, as bench/accel_linear.py) on two 256-bit AXI4 ports (32 bytes per
+One layer's multi-head attention of Edge-MoE (129 tokens, 3 heads of 64, configs/moevit/edge_moe_exact.yaml,
+as bench/accel_linear.py) on two 256-bit AXI4 ports (32 bytes per
 cycle and direction each, a DRAM read latency of 24 cycles), every head's output checked bit-exact
 against the golden (:func:`sim.golden.moevit.fixed.head_attention`):
 
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from accel_linear import model_file  # noqa: E402
+from accel_linear import MODEL  # noqa: E402
 
 from gen.config import load_config  # noqa: E402
 from sim.fault.harness import ACCEL_BUILDS  # noqa: E402
@@ -136,7 +136,7 @@ def main() -> int:
     runs = [("unified", None)] + [("dedicated", p) for p in ((4,) if args.quick else PS)]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = model_file(work)
+        model = MODEL
         for mode, p in runs:
             cfg = load_config(accel_file(work, model, mode, p))
             started = time.monotonic()

@@ -3,7 +3,7 @@
 Hypothesis draws from each kind's config space (``gen/config_space.py``, small sizes) afresh
 every run (no example database, no fixed seed): draws that validation rejects are
 discarded, not counted (``assume``), and every one that passes is elaborated and linted
-with Verilator: six per kind and one simulated per run of the suite (fresh draws each run, so CI
+with Verilator: ten per kind and two simulated per run of the suite (fresh draws each run, so CI
 covers new configs every time). A failure names the config as one line of YAML, to reproduce with
 ``npuforge generate CONFIG --lint``; ``bench/config_fuzz.py`` checks 200 per kind.
 """
@@ -56,7 +56,7 @@ def draw_valid(data, kind: str):
 
 
 @pytest.mark.parametrize("kind", sorted(SPACES))
-@settings(FRESH, max_examples=6)
+@settings(FRESH, max_examples=10)
 @given(data=st.data())
 def test_random_valid_configs_lint_clean(kind, data):
     cfg, text = draw_valid(data, kind)
@@ -67,10 +67,10 @@ def test_random_valid_configs_lint_clean(kind, data):
 
 
 @pytest.mark.rtl
-@settings(FRESH, max_examples=1)
+@settings(FRESH, max_examples=2)
 @given(data=st.data())
 def test_random_valid_configs_simulate_bit_exact(data):
-    """A random small config (any kind) built and run through the ``npuforge sim`` path."""
+    """Two random small configs (any kinds) built and run through the ``npuforge sim`` path."""
     kind = data.draw(st.sampled_from(sorted(SPACES)))
     cfg, text = draw_valid(data, kind)
     flow = data.draw(st.sampled_from(((1.0, 1.0), (0.6, 0.5))))

@@ -24,6 +24,8 @@ def _stall(text: str) -> float:
 
 
 def add_arguments(parser) -> None:
+    from sim.fault.harness import ACCEL_BUILDS
+
     add_config(parser)
     add_program_choice(parser)
     parser.add_argument("--dump", type=Path, default=None, metavar="DIR",
@@ -36,7 +38,7 @@ def add_arguments(parser) -> None:
                         help="chance per cycle that an AXI channel stalls (default 0)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=1, help="seed of the stalls (default 1)")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
-    parser.add_argument("--harness", choices=("run", "quick"), default=None,
+    parser.add_argument("--harness", choices=tuple(ACCEL_BUILDS), default=None,
                         help="the harness build: run simulates fastest, quick compiles in about half the time (much "
                              "less for large arrays) and simulates at about half the speed (default "
                              "$NPUFORGE_ACCEL_BUILD, else run)")

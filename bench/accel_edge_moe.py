@@ -1,12 +1,14 @@
 """The Edge-MoE-size accelerator (configs/moevit/accel_edge_moe.yaml) on one image, in the fast harness.
 
-What runs: the linear operator set (``--ops linear``) of the network (the patch embedding's
-IM2COL + LINEAR + position ADD, per block qkv and proj, the dense MLP's fc1 + GELU and fc2 +
-residual, the MoE layer's gate LINEAR, GATE, every active expert's gathered fc1 + GELU and
-scattered, score-weighted fc2, the block's ADD, and the task head), each fed the golden's own
-input tensors (the LayerNorms and softmaxes, which the accelerator also runs, are left out; this
-config has no ``attention:`` section) and
-checked bit-exact against the golden (configs/moevit/edge_moe_exact.yaml, seeded random weights).
+What runs (``--ops network``, the default): the whole network as one descriptor chain, image to
+head (``sim.moevit.compiler.network_program``): IM2COL, the patch embedding's LINEAR and the position
+ADD; per block LAYERNORM, qkv, the attention of every head on the linear engine (``Q K^T``,
+``SOFTMAX``, ``A V``: ``attention: {engine: unified}``), proj with the residual, LAYERNORM, the dense
+MLP (fc1 + GELU, fc2 + residual) or the MoE layer (gate LINEAR, GATE, every active expert's gathered
+fc1 + GELU and scattered, score-weighted fc2, the block's ADD); the final LAYERNORM and the task head.
+Every operator reads what an earlier one wrote and is checked bit-exact against the golden
+(configs/moevit/edge_moe_exact.yaml, seeded random weights). ``--ops linear`` runs the linear
+operator set instead, each fed the golden's own inputs (the table of earlier measurements).
 
 Printed: per operator (for the first ``--detail`` blocks, then per operator kind over the whole
 run): cycles, MACs, MAC utilisation (MACs / (cycles x 448)), bytes per cycle over both ports,
@@ -15,9 +17,9 @@ the cycles of ``npuforge perf``'s roofline for the same operator on this hardwar
 whole descriptor list in one run beside Edge-MoE's schedule of the whole image (5.20M cycles)
 and the 448-MAC bound of the whole image (1.75M); and the harness's simulated cycles per second.
 
-Run: ``python bench/accel_edge_moe.py [--layers N]`` (in the venv; the Verilator build of the
-7x64 array takes several minutes). ``--layers`` compiles only the first N blocks (default: all 12);
-results go to ``bench/results/accel_edge_moe.json``.
+Run: ``python bench/accel_edge_moe.py [--layers N] [--ops network|linear] [--build quick]`` (in the
+venv; the Verilator build of the 7x64 array takes several minutes). ``--layers`` compiles only the
+first N blocks (default: all 12); results go to ``bench/results/accel_edge_moe.json``.
 """
 
 import argparse
@@ -44,17 +46,21 @@ EDGE_HW = ROOT / "configs" / "moevit" / "edge_moe_hw.yaml"
 TIMING = MemoryTiming(read_latency=24)  # a full 32-byte beat per cycle and direction on each port
 #: Our operator kinds -> the kinds of ``npuforge perf`` (sim/perf/moevit.py).
 PERF_KIND = {"patch_embed": "patch_embed", "qkv": "qkv", "proj": "proj", "fc1": "fc1", "fc2": "fc2",
-             "gate": "gate", "expert.fc1": "expert_fc1", "expert.fc2": "expert_fc2"}
+             "gate": "gate", "expert.fc1": "expert_fc1", "expert.fc2": "expert_fc2", "qk": "qk", "av": "av",
+             "ln1": "ln1", "ln2": "ln2", "norm": "norm"}
 
 
 def kind_of(name: str) -> str:
-    """``blocks.3.expert7.fc2`` -> ``expert.fc2``; ``embed.patch_embed`` -> ``patch_embed``."""
-    last = name.split(".")[-1]
+    """``blocks.3.expert7.fc2`` -> ``expert.fc2``; ``embed.patch_embed`` -> ``patch_embed``; an attention
+    head's operators ``blocks.0.qk.h1{0:64}[0:129]`` -> ``qk``."""
+    parts = re.sub(r"[\[{].*$", "", name).split(".")
+    if parts[-1].startswith("h") and parts[-1][1:].isdigit():
+        parts = parts[:-1]
     if ".expert" in name:
-        return f"expert.{last}"
+        return f"expert.{parts[-1]}"
     if name.startswith("head."):
         return "head"
-    return last
+    return parts[-1]
 
 
 def hardware(cfg) -> MoevitHwConfig:
@@ -74,6 +80,9 @@ def main() -> int:
     parser.add_argument("--build", choices=tuple(ACCEL_BUILDS), default="run",
                         help="the harness build (sim.fault.harness.ACCEL_BUILDS): quick compiles several times "
                              "faster and simulates about half as fast; cycles are the same")
+    parser.add_argument("--ops", choices=("network", "linear"), default="network",
+                        help="network: the whole image as one chain (default); linear: the linear operators, "
+                             "each fed the golden's inputs")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "accel_edge_moe.json")
     args = parser.parse_args()
 
@@ -91,7 +100,7 @@ def main() -> int:
 
     started = time.monotonic()
     task = model.task_names[0]
-    program = program_for(cfg, image=0, model=model, ops="linear")  # the linear set: perf's operators
+    program = program_for(cfg, image=0, model=model, ops=args.ops)
     print(f"compiled {len(program.ops)} operators of {model.layers} blocks ({task}) in "
           f"{time.monotonic() - started:.0f} s", flush=True)
 
@@ -167,14 +176,15 @@ def main() -> int:
           f"{'bit-exact' if exact else 'MISMATCH: ' + '; '.join(bad[:3])}")
     print(f"  the same operators: roofline {roof_same:,.0f} cycles, 448-MAC bound {macs / units:,.0f}, "
           f"Edge-MoE's schedule {edge_same:,} (ratio {edge_same / total:.2f}x)")
-    print(f"  the whole image (attention, LayerNorm not run here): Edge-MoE's schedule "
+    print(f"  the whole image{' (attention, LayerNorm not run here)' if args.ops == 'linear' else ''}: "
+          f"Edge-MoE's schedule "
           f"{edge_totals['edge_moe_cycles']:,} cycles, the 448-MAC bound {image_bound:,.0f} "
           f"({edge_totals['macs']:,} MACs)" + ("" if args.layers is None else "; (all 12 blocks)"))
     print(f"  harness: {speed:,.0f} simulated cycles per second ({whole.seconds:.1f} s)")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "config": cfg.name, "macs_per_cycle": units, "layers": model.layers, "task": task,
+        "config": cfg.name, "ops": args.ops, "macs_per_cycle": units, "layers": model.layers, "task": task,
         "timing": {"read_latency": TIMING.read_latency, "port_bytes_per_cycle": cfg.memory.data_width // 8},
         "total_cycles": total, "macs": macs, "bit_exact": exact, "harness_cycles_per_s": speed,
         "harness_build": args.build, "harness_build_s": round(build_s),

@@ -107,6 +107,7 @@ def test_edge_moe_size_config():
     edge = load_moevit(ROOT / "configs" / "moevit" / "edge_moe.yaml")
     net = cfg.network
     assert (cfg.facts.macs, cfg.memory.ports, cfg.memory.data_width, cfg.clock_mhz) == (448, 2, 256, 300)
+    assert cfg.facts.attention.engine == "unified"  # the whole image: attention on the 448 MACs too
     same = ("height", "width", "channels", "patch", "dim", "heads", "layers", "mlp_ratio", "moe_layers", "experts",
             "top_k", "expert_hidden", "tasks", "nonlinear")
     assert net.name == "edge_moe_exact" and all(getattr(net, key) == getattr(edge, key) for key in same)
@@ -282,6 +283,32 @@ def test_harness_runs_every_operator_bit_exact(micro_os, micro_program):
                         timing=MemoryTiming(seed=8))
     _check(micro_program, whole)  # every operator, the MoE layer's too
     assert whole.ops[0].counters["CYCLES"] > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("accel_micro_os")
+def test_perf_prediction_follows_the_measured_cycles(micro_os):
+    """``npuforge perf``'s schedule of the accelerator (sim/perf/accel.py) against the counters, operator by
+    operator, on the whole network (every opcode this design runs; SOFTMAX is inside its dedicated attention
+    engine). The micro operators are latency-bound, so the model's fill, latency and turnaround terms carry
+    them."""
+    from sim.perf.accel import Memory, predict
+
+    program = program_for(load_config(MICRO_OS), image=1, ops="network")
+    result = run_program(micro_os.harness, micro_os.manifest, program, timing=MemoryTiming(read_latency=24))
+    reports = _check(program, result)
+    predicted = predict(micro_os.manifest["parameters"], program.ops, Memory(read_latency=24))
+    assert {r.opcode for r in reports} == {"IM2COL", "LINEAR", "ADD", "LAYERNORM", "ATTENTION", "GATE"}
+    errors = {r.name: (p.cycles - r.cycles) / r.cycles for r, p in zip(reports, predicted)}
+    assert max(abs(e) for e in errors.values()) <= 0.15, errors
+    total = sum(p.cycles for p in predicted) / sum(r.cycles for r in reports) - 1
+    assert abs(total) <= 0.06, total
+    # A slower memory: every prediction moves with it (the latency terms are not constants).
+    slow = run_program(micro_os.harness, micro_os.manifest, program, timing=MemoryTiming(read_latency=60))
+    slow_predicted = predict(micro_os.manifest["parameters"], program.ops, Memory(read_latency=60))
+    total_slow = sum(p.cycles for p in slow_predicted) / sum(r.cycles for r in compare(program, slow)) - 1
+    assert abs(total_slow) <= 0.10, total_slow
+    assert sum(r.cycles for r in compare(program, slow)) > 1.3 * sum(r.cycles for r in reports)
 
 
 @pytest.mark.rtl

@@ -113,3 +113,25 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text(yaml.safe_dump(yaml.safe_load((CONFIGS / "edge_moe_hw.yaml").read_text()) | {"port_bits": 0}))
     with pytest.raises(ConfigError, match="port_bits: got 0"):
         load_moevit_hw(bad)
+
+
+def test_cli_predicts_an_accelerators_own_schedule(tmp_path, capsys):
+    """``npuforge perf`` of a ``kind: moevit_accel`` config: sim/perf/accel.py's cycles per operator of the
+    compiled network (tests/test_moevit_accel.py holds them against the harness's counters)."""
+    accel = ROOT / "tests" / "configs" / "accel_micro_os.yaml"
+    out = tmp_path / "accel.json"
+    assert main(["perf", str(accel), "--json", str(out), "--latency", "40"]) == 0
+    text = capsys.readouterr().out
+    for expected in ("ATTENTION", "expert.fc2", "route", "predicted "):
+        assert expected in text
+    data = json.loads(out.read_text())
+    assert data["latency"] == 40 and data["total_cycles"] == sum(op["cycles"] for op in data["operators"])
+    assert {op["opcode"] for op in data["operators"]} == {"IM2COL", "LINEAR", "ADD", "LAYERNORM", "ATTENTION", "GATE"}
+    assert main(["perf", str(accel), "--latency", "24", "--json", str(out)]) == 0
+    faster = json.loads(out.read_text())["total_cycles"]
+    assert faster < data["total_cycles"]  # the latency terms follow the memory
+    capsys.readouterr()
+    assert main(["perf", str(accel), "--hw", str(CONFIGS / "edge_moe_hw.yaml")]) == 2
+    assert main(["perf", str(accel), "--task", "normals"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--hw" in err[0] and "--task: got 'normals'" in err[1]

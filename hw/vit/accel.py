@@ -165,6 +165,8 @@ class MoevitAccel(wiring.Component):
             "engines": list(self.engine_names),
             "clients": self.client_ports,
             **({"moe": {"experts": self.moe.experts, "tokens": self.moe.tokens, "top_k": self.gate.top_k,
+                        "gate": {"lanes": self.gate.lanes, "banks": self.gate.spec.softmax.banks,
+                                 "latency": self.gate.gate.latency},
                         "score": {"width": self.moe.score.width, "frac": self.moe.score.frac,
                                   "signed": self.moe.score.signed}}} if self.moe is not None else {}),
         }

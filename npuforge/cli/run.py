@@ -49,6 +49,7 @@ def run(args) -> int:
 
     from sim import runner
     from sim.moevit.accel_run import MemoryTiming, compare, head_reports, prepare, program_for, run_program
+    from sim.perf.accel import Memory, predict
 
     cfg = load_config(args.config)
     if cfg.kind != "moevit_accel":
@@ -72,9 +73,13 @@ def run(args) -> int:
     attention = params.get("attention") or {}
     engine_macs = {"ATTENTION": attention["macs"]} if attention.get("engine") == "dedicated" else {}
     macs_per_cycle = params["linear"]["macs"] + sum(engine_macs.values())
-    print(f"{'operator':<24} {'cycles':>9} {'MAC util':>9} {'read B':>9} {'written B':>9}  result")
+    # npuforge perf's prediction of each operator (sim/perf/accel.py; it does not model seeded stalls)
+    predicted = predict(params, program.ops, Memory(read_latency=args.latency, write_latency=timing.write_latency,
+                                                    bytes_per_cycle=float(args.bytes_per_cycle)))
+    print(f"{'operator':<24} {'cycles':>9} {'predicted':>10} {'MAC util':>9} {'read B':>9} {'written B':>9}  result")
     failed = 0
-    for report in reports:
+    errors = []
+    for report, guess in zip(reports, predicted):
         read = sum(v for k, v in report.counters.items() if k.startswith("RD_BYTES"))
         written = sum(v for k, v in report.counters.items() if k.startswith("WR_BYTES"))
         units = engine_macs.get(report.opcode, params["linear"]["macs"])
@@ -82,12 +87,19 @@ def run(args) -> int:
         verdict = "PASS" if report.ok else f"FAIL {report.mismatch}"
         failed += not report.ok
         util_text = f"{util:>8.1%}" if report.macs else f"{'-':>8}"
-        print(f"{report.name:<24} {report.cycles:>9} {util_text} {read:>9} {written:>9}  {verdict}")
+        error = (guess.cycles - report.cycles) / report.cycles if report.cycles > 0 else 0.0
+        errors.append(abs(error))
+        print(f"{report.name:<24} {report.cycles:>9} {guess.cycles:>9} {util_text} {read:>9} {written:>9}  {verdict}"
+              f"{'' if abs(error) <= 0.1 else f'  (predicted {error:+.0%})'}")
     total = sum(r.cycles for r in reports if r.cycles > 0)
     macs = sum(r.macs for r in reports)
     print(f"total    {total} cycles, {macs} MACs ({macs / (total * macs_per_cycle):.1%} of {macs_per_cycle} MACs "
           f"per cycle), {result.seconds:.2f} s in the harness ({result.total_cycles / max(result.seconds, 1e-9):,.0f} "
           "cycles/s)")
+    if errors:
+        print(f"perf     predicted {sum(g.cycles for g in predicted)} cycles ({sum(g.cycles for g in predicted) / total - 1:+.1%})"
+              f"; per operator within 10%: {sum(e <= 0.1 for e in errors)} of {len(errors)}, largest deviation "
+              f"{max(errors):.1%}" + (" (seeded stalls are not in the prediction)" if args.stall else ""))
     heads = head_reports(reports)
     if heads:
         print(f"{'attention head':<24} {'cycles':>9} {'MAC util':>9}  bytes/cycle read, written per port "

@@ -1,0 +1,351 @@
+"""The generated accelerator's own schedule (``kind: moevit_accel``): predicted cycles per operator.
+
+:mod:`sim.perf.moevit` bounds a network on an abstract machine (MACs per cycle, bytes per
+cycle). This model predicts what the generated accelerator does with a compiled descriptor
+list: per operator, the cycles from ``start`` to ``done`` of a run of that one descriptor
+(the ``CYCLES`` counter of ``npuforge run``, operator by operator), from
+
+* the engines' sizes in the manifest (``parameters``: the TPE's rows, columns, reduction steps,
+  latency and job interval, the row units' lanes, latency and row buffers, the attention
+  engine's slots and lanes, the memory's data width, ``max_burst`` and reads in flight);
+* the memory model of the fast harness (``MemoryTiming``: read and write latency, a beat per
+  cycle and direction on each port unless ``bytes_per_cycle`` is set);
+* the overlap the design has, written down engine by engine as docs/accelerator.md states it
+  ("Timing in words"): the linear engine loads weight tile ``t + 1`` while tile ``t`` computes
+  and writes a job's rows while the next job computes; the vector, row and im2col engines
+  stream with their requests issued ahead; the attention engine steps one key row at a time.
+
+Read streams follow one rule (:func:`stream_cycles`): a port keeps ``max_reads`` bursts in flight,
+so a stream of short requests is bound by the latency (Little's law), a stream of long ones by the
+beats. The model is an estimate in closed form, not a simulation: it does not see two engines'
+clients meeting on one port inside an operator, nor the DRAM model's stalls.
+
+:func:`predict` gives one :class:`Prediction` per operator (the cycles and the term that bounds
+them); ``npuforge perf`` prints them beside the measured counters when asked to run the harness.
+"""
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The DRAM behind every port, as the fast harness models it (``sim.moevit.accel_run.MemoryTiming``)."""
+
+    read_latency: int = 24
+    write_latency: int = 12
+    bytes_per_cycle: float = 0.0  # per port and direction; 0: a full beat every cycle
+
+
+@dataclass
+class Prediction:
+    """One operator: predicted cycles from ``start`` to ``done`` of its own run, and what bounds them."""
+
+    name: str
+    opcode: str
+    cycles: int
+    bound: str  # "compute", "weights", "reads", "writes", "latency", "checks"
+    terms: dict = field(default_factory=dict)
+
+
+class Hardware:
+    """The facts of one accelerator the model needs, read from its manifest's ``parameters``."""
+
+    def __init__(self, params: dict, memory: Memory = Memory()):
+        self.p = params
+        self.memory = memory
+        self.beat = params["data_width"] // 8
+        self.act_bytes, self.w_bytes = params["act_bytes"], params["w_bytes"]
+        self.max_reads, self.max_writes, self.max_burst = params["max_reads"], params["max_writes"], params["max_burst"]
+        lin = params["linear"]
+        self.rows, self.cols, self.steps = lin["rows"], lin["cols"], lin["steps"]
+        self.tpe_latency, self.job_interval = lin["latency"], lin["job_interval"]
+        # Beats per cycle a port moves: a whole beat, or the DRAM model's bytes per cycle.
+        self.beat_rate = 1.0 if not memory.bytes_per_cycle else min(1.0, memory.bytes_per_cycle / self.beat)
+
+    def beats(self, elements: int, container: int) -> int:
+        return -(-elements * container // self.beat)
+
+    def stream(self, requests: int, beats: int) -> float:
+        """:func:`stream_cycles` of reads on this memory."""
+        return stream_cycles(requests, beats, latency=self.memory.read_latency, in_flight=self.max_reads,
+                             max_burst=self.max_burst, rate=self.beat_rate)
+
+    def read_channel(self) -> "Channel":
+        return Channel(slots=self.max_reads, latency=self.memory.read_latency, max_burst=self.max_burst,
+                       rate=self.beat_rate)
+
+    def write_channel(self) -> "Channel":
+        return Channel(slots=self.max_writes, latency=self.memory.write_latency, max_burst=self.max_burst,
+                       rate=self.beat_rate, write=True)
+
+    def client_port(self, engine: str, what: str) -> int:
+        """The port of an engine's read client (``parameters.clients``)."""
+        for client in self.p["clients"]["reads"]:
+            if client["engine"] == engine and client["what"] == what:
+                return client["port"]
+        raise ValueError(f"no read client {what!r} of engine {engine!r}")
+
+    def write_stream(self, requests: int, beats: int) -> float:
+        """:func:`stream_cycles` of writes: a write holds its slot until its response."""
+        return stream_cycles(requests, beats, latency=self.memory.write_latency, in_flight=self.max_writes,
+                             max_burst=self.max_burst, rate=self.beat_rate)
+
+
+def stream_cycles(requests: int, beats: int, *, latency: int, in_flight: int, max_burst: int,
+                  rate: float = 1.0) -> float:
+    """Cycles to read ``requests`` requests of ``beats`` beats each on one port, from the first request to
+    the last beat: the first burst's latency, then the larger of the beats (``rate`` per cycle) and the
+    bursts the port can keep in flight (``in_flight`` bursts of at most ``max_burst`` beats, each
+    occupying its slot for the latency and its beats)."""
+    if requests <= 0 or beats <= 0:
+        return 0.0
+    bursts = -(-beats // max_burst)
+    per_burst = beats / bursts
+    slot = latency + ROUND_TRIP + per_burst / rate
+    per_request = max(beats / rate, bursts * slot / in_flight)
+    return latency + per_request * requests
+
+
+#: Cycles a burst holds its slot beyond the DRAM's latency and its beats: the address handshake, the
+#: port's arbiter and the response path back to the client.
+ROUND_TRIP = 2
+
+
+# --- engines -----------------------------------------------------------------------------------------------
+
+#: Cycles of each engine's descriptor checks (``EngineControl(check_cycles=...)`` in hw/vit/).
+CHECKS = {"LINEAR": 4, "ADD": 4, "IM2COL": 7, "LAYERNORM": 4, "SOFTMAX": 4, "ATTENTION": 4, "GATE": 4}
+
+
+class Channel:
+    """One direction of one AXI port, as the DRAM model serves it: ``slots`` bursts in flight, bursts of at most
+    ``max_burst`` beats, one data beat per cycle (times ``rate``) on a bus shared by every burst; a read burst's
+    data starts ``latency`` cycles after its request, a write's response ``latency`` cycles after its last
+    beat. Requests are served in the order they are made (each engine's clients issue in order)."""
+
+    def __init__(self, *, slots: int, latency: int, max_burst: int, rate: float, write: bool = False):
+        self.free = [0.0] * slots
+        self.latency, self.max_burst, self.rate, self.write = latency, max_burst, rate, write
+        self.bus = 0.0
+
+    def request(self, at: float, beats: int) -> float:
+        """Make a request of ``beats`` beats at ``at``: the time its last beat arrives (a read) or its response
+        does (a write)."""
+        done = at
+        while beats > 0:
+            n = min(self.max_burst, beats)
+            beats -= n
+            slot = heapq.heappop(self.free)
+            issue = max(at, slot)
+            begin = max(issue + (0 if self.write else self.latency), self.bus)
+            self.bus = begin + n / self.rate
+            done = self.bus + (self.latency if self.write else 0)
+            heapq.heappush(self.free, done + (WRITE_TRIP if self.write else ROUND_TRIP))
+        return done
+
+
+def _linear(hw: Hardware, op) -> tuple[float, str, dict]:
+    """The linear engine, job by job: A rows, weight tiles (two halves), the TPE's jobs, the epilogue taking
+    result rows (with their residual slices), the out queue and the writer (docs/accelerator.md)."""
+    f, flags = op.fields, set(op.flags)
+    k, n = f["k"], f["n"]
+    m = op.macs // (k * n) if ("gather" in flags or "scatter" in flags) and k and n else f["m"]
+    if m == 0:  # an empty expert queue ends after the checks
+        return 0.0, "checks", {}
+    rows, cols = hw.rows, hw.cols
+    tiles, m_tiles = -(-n // cols), -(-m // rows)
+    beats = -(-k // hw.steps)
+    a_row = hw.beats(k, hw.act_bytes)
+    slice_beats = hw.beats(cols, hw.act_bytes)
+    port = [hw.read_channel(), hw.read_channel()]
+    writes = hw.write_channel()
+    a_port = hw.client_port("linear", "A rows")
+    w_port = hw.client_port("linear", "weight tiles")
+    r_port = hw.client_port("linear", "residual")
+    # A rows (and for Q K^T the B^T rows, K's rows, alternating with them): one request per row, from the start.
+    a_ready, bt_ready = [], []
+    transposed = "b_transposed" in flags
+    bt_port = hw.client_port("linear", "key rows (B^T)") if transposed else a_port
+    early = []  # the first tile's residual slices: their reader starts with the A rows, on the same port
+    for r in range(max(m, n if transposed else 0)):
+        if r < m:
+            a_ready.append(port[a_port].request(0, a_row))
+            if "residual" in flags:
+                early.append(port[r_port].request(0, slice_beats))
+        if transposed and r < n:
+            bt_ready.append(port[bt_port].request(0, a_row))
+    for r in range(1, len(a_ready)):
+        a_ready[r] = max(a_ready[r], a_ready[r - 1])
+    for r in range(1, len(bt_ready)):
+        bt_ready[r] = max(bt_ready[r], bt_ready[r - 1])
+
+    def load(tile: int, at: float) -> float:
+        if transposed:
+            return bt_ready[min(n, (tile + 1) * cols) - 1]
+        if "b_rows" in flags:
+            done = at
+            for _ in range(k):
+                done = port[w_port].request(at, slice_beats)
+            return done
+        return port[w_port].request(at, (k + ("bias" in flags)) * hw.beats(cols, hw.w_bytes))
+
+    half_free = [0.0, 0.0]
+    queue = hw.rows * 2 + 2  # the out queue's rows
+    issued = []  # per kept result row: when the writer took it from the out queue
+    taken = []  # per kept result row: when the epilogue took it
+    job_start = -math.inf
+    job_taken = []  # per job: when the epilogue took its last row
+    interval = max(beats, hw.job_interval)
+    w_ready = None
+    compute = 0
+    for t in range(tiles):
+        if w_ready is None or not transposed:
+            at = half_free[t % 2] if "no_prefetch" not in flags or t == 0 else taken[-1]
+            w_ready = load(t, at + (LOAD_ISSUE if t >= 2 or ("no_prefetch" in flags and t) else 0))
+        for i in range(m_tiles):
+            kept = min(rows, m - i * rows)
+            job = t * m_tiles + i
+            start = max(job_start + interval, a_ready[min(m, (i + 1) * rows) - 1], w_ready) + FEEDER_STAGES
+            if job >= 2:  # the array's two result buffers: a job's results wait for those of two jobs back
+                start = max(start, job_taken[job - 2] - hw.tpe_latency - beats)
+            job_start = start
+            compute += beats
+            end = start + beats + hw.tpe_latency
+            for r in range(kept):
+                ready = end + r
+                if "residual" in flags and t == 0:
+                    ready = max(ready, early[i * rows + r])
+                elif "residual" in flags:  # later tiles' slices: the reader runs a few rows ahead of the epilogue
+                    ahead = len(taken) - hw.max_reads
+                    ready = max(ready, port[r_port].request(taken[ahead] if ahead >= 0 else 0, slice_beats))
+                if len(issued) >= queue:  # the out queue is full: the epilogue holds the row
+                    ready = max(ready, issued[-queue] - EPILOGUE_STAGES)
+                take = max(ready, taken[-1] + 1 if taken else ready)
+                taken.append(take)
+                out = take + EPILOGUE_STAGES
+                write_at = max(out, issued[-1] + slice_beats + WRITER_ROW if issued else out)
+                issued.append(write_at)
+                last_response = writes.request(write_at, slice_beats)
+            job_taken.append(taken[-1])
+        half_free[t % 2] = taken[-1]
+    body = last_response + LINEAR_TAIL
+    bound = "compute" if compute * 1.1 >= body else "memory"
+    return body, bound, {"tiles": tiles, "m_tiles": m_tiles, "beats": beats, "compute": compute}
+
+
+#: Register stages of the feeder (address, memory data) before a beat reaches the TPE.
+FEEDER_STAGES = 2
+#: Register stages from the TPE's result row to the out queue (epilogue: shift and bias, fit, requantise,
+#: GELU, residual, score).
+EPILOGUE_STAGES = 16
+#: Cycles from a weight half's release to its loader's next request.
+LOAD_ISSUE = 20
+#: Cycles from the last write response to ``done``.
+LINEAR_TAIL = 10
+#: Cycles the writer spends per row beyond its beats (it takes a row, issues its address, then its beats).
+WRITER_ROW = 4
+#: Cycles a write burst holds its slot beyond its beats and the response latency.
+WRITE_TRIP = 2
+
+
+def _add(hw: Hardware, op) -> tuple[float, str, dict]:
+    rows, n = op.fields["rows"], op.fields["n"]
+    b = hw.beats(n, hw.act_bytes)
+    reads = hw.stream(rows, b)
+    cycles = reads + 1 + hw.memory.write_latency + 2
+    return cycles, "reads" if reads > rows * b + hw.memory.read_latency else "beats", {"reads": round(reads)}
+
+
+def _rows(hw: Hardware, op, unit: str) -> tuple[float, str, dict]:
+    rows, n = op.fields["rows"], op.fields["n"]
+    spec = hw.p["rows"][unit]
+    lanes, latency, banks = spec["lanes"], spec["latency"], spec["banks"]
+    e = hw.beat // hw.act_bytes
+    per_row = max(-(-n // e), -(-n // lanes))
+    paced = max(per_row, (2 * per_row + latency) / banks)
+    reads = hw.stream(rows, hw.beats(n, hw.act_bytes))
+    params = hw.stream(1, hw.beats(2 * n, spec["params_bytes"])) + -(-n // lanes) if unit == "layernorm" else 0
+    body = max(params + rows * paced, reads)
+    cycles = body + latency + per_row + 2 + hw.memory.write_latency
+    bound = "unit" if rows * paced >= reads else "reads"
+    return cycles, bound, {"per_row": per_row, "paced": paced, "reads": round(reads), "params": round(params)}
+
+
+def _im2col(hw: Hardware, op) -> tuple[float, str, dict]:
+    f = op.fields
+    c, h, w, patch = f["channels"], f["height"], f["width"], f["patch"]
+    seg = patch * hw.act_bytes
+    # One write request per segment (a patch's row of one channel): whole beats, or one strobed beat.
+    segments, seg_beats = c * h * (w // patch), max(1, seg // hw.beat)
+    writes = stream_cycles(segments, seg_beats, latency=hw.memory.write_latency, in_flight=hw.max_writes,
+                           max_burst=hw.max_burst, rate=hw.beat_rate)
+    reads = hw.stream(c * h, -(-w // hw.beat))
+    cycles = max(writes, reads + segments * seg_beats) + 2
+    return cycles, "writes" if writes >= reads else "reads", {"writes": round(writes), "reads": round(reads)}
+
+
+def _gate(hw: Hardware, op) -> tuple[float, str, dict]:
+    rows, n = op.fields["rows"], op.fields["n"]
+    moe = hw.p["moe"]
+    unit = moe["gate"]
+    # Each token's logits pass the gate's softmax like a row through a row unit (its row buffers hold a row for
+    # its input, the unit's latency and its output), then its top_k pushes, one per cycle.
+    per_row = -(-n // unit["lanes"])
+    paced = max(per_row + moe["top_k"], (per_row + unit["latency"]) / unit["banks"])
+    reads = hw.stream(rows, hw.beats(n, hw.act_bytes))
+    cycles = max(reads, rows * paced) + unit["latency"] + per_row + moe["top_k"]
+    return cycles, "reads" if reads > rows * paced else "unit", {"paced": paced, "reads": round(reads)}
+
+
+def _attention(hw: Hardware, op) -> tuple[float, str, dict]:
+    att = hw.p["attention"]
+    t, hd = op.fields["tokens"], op.fields["head_dim"]
+    p, lanes = att["p"], att["lanes"]
+    limit = t + p - 1
+    steps = limit // p * t + limit % p
+    row = hw.beats(hd, hw.act_bytes)
+    per_step = max(-(-hd // lanes), row)
+    # Each matmul steps one key (value) row at a time, one request per step: chunks or the rows' latency.
+    matmul = max(steps * per_step, hw.stream(steps, row))
+    softmax = hw.p["rows"]["softmax"]["latency"]
+    cycles = 2 * matmul + softmax + row + hw.memory.write_latency
+    return cycles, "compute" if matmul == steps * per_step else "reads", {"steps": steps, "per_step": per_step,
+                                                                          "matmul": round(matmul)}
+
+
+_ENGINES = {"LINEAR": _linear, "ADD": _add, "IM2COL": _im2col, "GATE": _gate, "ATTENTION": _attention,
+            "LAYERNORM": lambda hw, op: _rows(hw, op, "layernorm"),
+            "SOFTMAX": lambda hw, op: _rows(hw, op, "softmax")}
+
+
+def fetch_cycles(hw: Hardware) -> int:
+    """Cycles from ``start`` until the engine starts, in a run of one descriptor: the descriptor's fetch (the
+    read latency and its beats) and the processor's request and dispatch stages."""
+    return hw.memory.read_latency + 64 // hw.beat + FETCH_STAGES
+
+
+#: The descriptor processor's stages around a fetch (request, gather, queue, dispatch).
+FETCH_STAGES = 8
+#: Cycles from the engine's ``done`` to the run's end (the processor pops ``END``, the CSR sees it).
+END_STAGES = 3
+
+
+def predict(params: dict, ops, memory: Memory = Memory()) -> list[Prediction]:
+    """Per operator of ``ops`` (``sim.moevit.compiler.Op``: opcode, fields, flags, MACs), the predicted
+    ``CYCLES`` of a run of that one descriptor (and ``END``) on the accelerator of manifest ``params``."""
+    hw = Hardware(params, memory)
+    fetch = fetch_cycles(hw)
+    # The END descriptor is fetched right behind the operator's: a short operator waits for it.
+    end_fetch = 2 * fetch - FETCH_STAGES - 1
+    out = []
+    for op in ops:
+        engine = _ENGINES.get(op.opcode)
+        if engine is None:
+            raise ValueError(f"no timing model for opcode {op.opcode!r}")
+        body, bound, terms = engine(hw, op)
+        busy = CHECKS[op.opcode] + body
+        cycles = END_STAGES + max(fetch + busy, end_fetch + CHECKS[op.opcode] + 2)
+        out.append(Prediction(op.name, op.opcode, math.ceil(cycles), bound, terms))
+    return out

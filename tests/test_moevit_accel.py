@@ -52,6 +52,7 @@ BAD_CONFIGS = [  # (extra YAML, a piece of the one-line error)
     ("buffers: {a_rows: 0}", "buffers.a_rows"),
     ("memory: {data_width: 96}", "memory.data_width"),
     ("memory: {ports: 5}", "memory.ports"),
+    ("memory: {max_burst: 16, read_queue: 8}", "memory.read_queue: got 8"),
     ("linear: {arch: systolic_os, depth: 2}", "depth"),
     ("linear: {mac: opt3}", "mac"),
     ("linear: {arch: cube, rows: 2, cols: 4, depth: 3}\nmemory: {data_width: 256}", "linear.depth"),
@@ -116,6 +117,20 @@ def test_edge_moe_size_config():
         assert net.format(name) == edge.format(name), name
     acc, act, w = net.format("accumulator"), net.format("activation"), net.format("weight")
     assert acc.frac >= 2 * act.frac and acc.frac >= act.frac + w.frac  # every product exact, qk's too
+
+
+def test_dense_tiny_vit_configs():
+    """The dense tiny ViT (configs/moevit/tiny_dense.yaml: every block a dense MLP, seeded weights) and its two
+    accelerators, one per attention mode, compile to one chain from image to head."""
+    for name, attention in (("accel_tiny_dense", {"LINEAR", "SOFTMAX"}), ("accel_tiny_dense_edge", {"ATTENTION"})):
+        cfg = load_config(ROOT / "configs" / "moevit" / f"{name}.yaml")
+        net = cfg.network
+        assert net.moe_layers == "none" and net.weights is None and (net.dim, net.layers, net.tokens) == (64, 4, 65)
+        program = program_for(cfg, image=0, ops="network")
+        opcodes = {op.opcode for op in program.ops}
+        assert "GATE" not in opcodes and attention <= opcodes, (name, opcodes)
+        assert ("ATTENTION" in opcodes) == (cfg.facts.attention.engine == "dedicated")
+        assert program.ops[0].opcode == "IM2COL" and program.ops[-1].name.startswith("head.")
 
 
 def test_hash_follows_the_model(tmp_path):
@@ -300,7 +315,7 @@ def test_perf_prediction_follows_the_measured_cycles(micro_os):
     predicted = predict(micro_os.manifest["parameters"], program.ops, Memory(read_latency=24))
     assert {r.opcode for r in reports} == {"IM2COL", "LINEAR", "ADD", "LAYERNORM", "ATTENTION", "GATE"}
     errors = {r.name: (p.cycles - r.cycles) / r.cycles for r, p in zip(reports, predicted)}
-    assert max(abs(e) for e in errors.values()) <= 0.15, errors
+    assert max(abs(e) for e in errors.values()) <= 0.12, errors
     total = sum(p.cycles for p in predicted) / sum(r.cycles for r in reports) - 1
     assert abs(total) <= 0.06, total
     # A slower memory: every prediction moves with it (the latency terms are not constants).

@@ -70,6 +70,12 @@ class MemoryConfig(StrictModel):
     max_burst: int = Field(default=16, ge=1, le=256, description="Longest burst (beats).")
     max_reads: int = Field(default=4, ge=1, le=32, description="Read bursts in flight per port.")
     max_writes: int = Field(default=4, ge=1, le=32, description="Write bursts in flight per port.")
+    read_queue: int | None = Field(
+        default=None, ge=3, le=1024,
+        description="Beats of read data each read client's receive FIFO holds (default 2 x max_burst): a burst "
+                    "goes out only when its beats fit, so one client keeps about read_queue / max_burst bursts in "
+                    "flight; read_queue >= the DRAM's read latency + max_burst lets one client stream a beat per "
+                    "cycle. At least max_burst.")
 
 
 #: Attention engines: ``dedicated`` (Edge-MoE's p query rows and p x lanes MACs, hw/vit/attention.py) and
@@ -207,6 +213,10 @@ class MoevitAccelConfig(KindConfig):
         except ConfigError as error:
             raise ValueError(f"model: {self.model!r} is not a usable kind: moevit config: {error}") from None
         self._network, self._model_path = network, path
+        mem = self.memory
+        if mem.read_queue is not None and mem.read_queue < mem.max_burst:
+            raise ValueError(f"memory.read_queue: got {mem.read_queue}; allowed: at least memory.max_burst "
+                             f"({mem.max_burst}), the beats of one burst")
         self._facts = derive(self, network)
         return self
 
@@ -429,7 +439,7 @@ def build(cfg: MoevitAccelConfig):
     return MoevitAccel(
         name=cfg.name, config_id=int(cfg.config_hash()[:4], 16), engine=engine, addr_width=mem.addr_width,
         data_width=mem.data_width, ports=mem.ports, max_burst=mem.max_burst, max_reads=mem.max_reads,
-        max_writes=mem.max_writes, act=f.act, act_bytes=f.act_bytes, w_bytes=f.w_bytes,
+        max_writes=mem.max_writes, read_queue=mem.read_queue, act=f.act, act_bytes=f.act_bytes, w_bytes=f.w_bytes,
         rounding=Rounding(net.rounding), overflow=Overflow(net.overflow), a_rows=f.a_rows, a_k=f.a_k, k_max=f.k_max,
         formats=list(f.formats), gelu=gelu_kind.spec(net.units["gelu"]),
         layernorm=layernorm_kind.spec(net.units["layernorm"]), softmax=softmax_kind.spec(net.units["softmax"]),

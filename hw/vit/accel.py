@@ -70,8 +70,11 @@ class MoevitAccel(wiring.Component):
                  rounding: Rounding, overflow: Overflow, a_rows: int, a_k: int, k_max: int, formats: list,
                  gelu: GeluSpec | None, layernorm: LayerNormSpec, softmax: SoftmaxSpec, version: tuple[int, int],
                  id_width: int = 1, attention=None, unified_attention: bool = False,
-                 attention_limits: tuple[int, int] | None = None, gate=None, tokens: int = 0):
+                 attention_limits: tuple[int, int] | None = None, gate=None, tokens: int = 0,
+                 read_queue: int | None = None):
         self.name, self.addr_width, self.data_width, self.ports = name, addr_width, data_width, ports
+        # Every read client's receive FIFO, in beats (hw/vit/axi.py's default: two bursts).
+        self.read_queue = read_queue if read_queue is not None else max(2 * max_burst, 4)
         self.max_burst, self.max_reads, self.max_writes, self.id_width = max_burst, max_reads, max_writes, id_width
         self.moe = None if gate is None else MoeSpec(experts=gate.experts, tokens=tokens, score=gate.softmax.output)
         self.linear = LinearEngine(engine=engine, addr_width=addr_width, data_width=data_width, act=act,
@@ -148,6 +151,7 @@ class MoevitAccel(wiring.Component):
         return {
             "data_width": self.data_width, "addr_width": self.addr_width, "ports": self.ports,
             "max_burst": self.max_burst, "max_reads": self.max_reads, "max_writes": self.max_writes,
+            "read_fifo_depth": self.read_queue,
             "linear": {"rows": lin.rows, "cols": lin.cols, "steps": lin.steps, "macs": lin.rows * lin.cols * lin.steps,
                        "a_bits": lin.a_bits, "b_bits": lin.b_bits, "latency": lin.engine.latency,
                        "job_interval": lin.engine.job_interval},
@@ -208,7 +212,8 @@ class MoevitAccel(wiring.Component):
             writes = [c for c in self.client_ports["writes"] if c["port"] == p]
             port = AxiMasterPort(addr_width=self.addr_width, data_width=self.data_width, id_width=self.id_width,
                                  read_clients=len(reads), write_clients=len(writes), max_burst=self.max_burst,
-                                 max_reads=self.max_reads, max_writes=self.max_writes)
+                                 max_reads=self.max_reads, max_writes=self.max_writes,
+                                 read_fifo_depth=self.read_queue)
             m.submodules[f"port_{p}"] = port
             ports.append(port)
             connect_flat(m, f"m_axi{p}", self, port.axi)

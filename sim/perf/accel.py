@@ -58,6 +58,8 @@ class Hardware:
         self.beat = params["data_width"] // 8
         self.act_bytes, self.w_bytes = params["act_bytes"], params["w_bytes"]
         self.max_reads, self.max_writes, self.max_burst = params["max_reads"], params["max_writes"], params["max_burst"]
+        # Each read client's receive FIFO (hw/vit/axi.py: a burst is issued only when it has room).
+        self.read_fifo = params.get("read_fifo_depth", max(2 * self.max_burst, 4))
         lin = params["linear"]
         self.rows, self.cols, self.steps = lin["rows"], lin["cols"], lin["steps"]
         self.tpe_latency, self.job_interval = lin["latency"], lin["job_interval"]
@@ -70,11 +72,11 @@ class Hardware:
     def stream(self, requests: int, beats: int) -> float:
         """:func:`stream_cycles` of reads on this memory."""
         return stream_cycles(requests, beats, latency=self.memory.read_latency, in_flight=self.max_reads,
-                             max_burst=self.max_burst, rate=self.beat_rate)
+                             max_burst=self.max_burst, rate=self.beat_rate, queue=self.read_fifo)
 
     def read_channel(self) -> "Channel":
         return Channel(slots=self.max_reads, latency=self.memory.read_latency, max_burst=self.max_burst,
-                       rate=self.beat_rate)
+                       rate=self.beat_rate, queue=self.read_fifo)
 
     def write_channel(self) -> "Channel":
         return Channel(slots=self.max_writes, latency=self.memory.write_latency, max_burst=self.max_burst,
@@ -94,7 +96,7 @@ class Hardware:
 
 
 def stream_cycles(requests: int, beats: int, *, latency: int, in_flight: int, max_burst: int,
-                  rate: float = 1.0) -> float:
+                  rate: float = 1.0, queue: int | None = None) -> float:
     """Cycles to read ``requests`` requests of ``beats`` beats each on one port, from the first request to
     the last beat: the first burst's latency, then the larger of the beats (``rate`` per cycle) and the
     bursts the port can keep in flight (``in_flight`` bursts of at most ``max_burst`` beats, each
@@ -103,6 +105,8 @@ def stream_cycles(requests: int, beats: int, *, latency: int, in_flight: int, ma
         return 0.0
     bursts = -(-beats // max_burst)
     per_burst = beats / bursts
+    if queue:  # the client's receive FIFO bounds its bursts in flight
+        in_flight = min(in_flight, max(1, int(queue // per_burst)))
     slot = latency + ROUND_TRIP + per_burst / rate
     per_request = max(beats / rate, bursts * slot / in_flight)
     return latency + per_request * requests
@@ -123,27 +127,49 @@ class Channel:
     """One direction of one AXI port, as the DRAM model serves it: ``slots`` bursts in flight, bursts of at most
     ``max_burst`` beats, one data beat per cycle (times ``rate``) on a bus shared by every burst; a read burst's
     data starts ``latency`` cycles after its request, a write's response ``latency`` cycles after its last
-    beat. Requests are served in the order they are made (each engine's clients issue in order)."""
+    beat. A read client also has its receive FIFO of ``queue`` beats (``hw/vit/axi.py``): a burst goes out
+    only when its beats fit beside those still due, so one client keeps about ``queue / max_burst`` bursts in
+    flight. Requests are served in the order they are made (each engine's clients issue in order)."""
 
-    def __init__(self, *, slots: int, latency: int, max_burst: int, rate: float, write: bool = False):
+    def __init__(self, *, slots: int, latency: int, max_burst: int, rate: float, write: bool = False,
+                 queue: int | None = None):
         self.free = [0.0] * slots
-        self.latency, self.max_burst, self.rate, self.write = latency, max_burst, rate, write
+        self.latency, self.max_burst, self.rate, self.write, self.queue = latency, max_burst, rate, write, queue
         self.bus = 0.0
+        self.due: dict = {}  # client -> [(time its beats have left the receive FIFO, beats)]
 
-    def request(self, at: float, beats: int) -> float:
-        """Make a request of ``beats`` beats at ``at``: the time its last beat arrives (a read) or its response
-        does (a write)."""
+    def request(self, at: float, beats: int, client=None) -> float:
+        """Make a request of ``beats`` beats at ``at`` for ``client``: the time its last beat arrives (a read) or
+        its response does (a write)."""
         done = at
+        due = self.due.setdefault(client, []) if self.queue and not self.write else None
         while beats > 0:
             n = min(self.max_burst, beats)
             beats -= n
             slot = heapq.heappop(self.free)
             issue = max(at, slot)
+            if due is not None:  # room in the client's receive FIFO: a beat frees its place as it arrives
+                issue = self._room(due, issue, n)
             begin = max(issue + (0 if self.write else self.latency), self.bus)
             self.bus = begin + n / self.rate
             done = self.bus + (self.latency if self.write else 0)
             heapq.heappush(self.free, done + (WRITE_TRIP if self.write else ROUND_TRIP))
+            if due is not None:
+                due.append((begin, self.bus, n))
         return done
+
+    def _room(self, due: list, t: float, n: int) -> float:
+        """The first time from ``t`` on when ``n`` beats fit in a receive FIFO with bursts ``due`` still
+        arriving (``(first beat, last beat, beats)``)."""
+        due[:] = [d for d in due if d[1] > t]
+        while True:
+            waiting = sum(b - min(b, max(0.0, (t - start) * self.rate)) for start, _, b in due)
+            short = waiting + n - self.queue
+            if short <= 0:
+                return t
+            ahead = [start for start, _, _ in due if start > t]
+            flowing = any(start <= t < end for start, end, _ in due)
+            t = t + short / self.rate if flowing or not ahead else min(ahead)
 
 
 def _linear(hw: Hardware, op) -> tuple[float, str, dict]:
@@ -168,14 +194,17 @@ def _linear(hw: Hardware, op) -> tuple[float, str, dict]:
     a_ready, bt_ready = [], []
     transposed = "b_transposed" in flags
     bt_port = hw.client_port("linear", "key rows (B^T)") if transposed else a_port
-    early = []  # the first tile's residual slices: their reader starts with the A rows, on the same port
+    # The residual reader runs ahead of the epilogue by its receive FIFO (the port's credits): its first slices go
+    # out with the A rows, on the same port, the later ones as the epilogue takes rows.
+    ahead = max(1, hw.read_fifo // slice_beats) if "residual" in flags else 0
+    early = []
     for r in range(max(m, n if transposed else 0)):
         if r < m:
-            a_ready.append(port[a_port].request(0, a_row))
-            if "residual" in flags:
-                early.append(port[r_port].request(0, slice_beats))
+            a_ready.append(port[a_port].request(0, a_row, "A"))
+            if len(early) < min(ahead, m * tiles):
+                early.append(port[r_port].request(0, slice_beats, "residual"))
         if transposed and r < n:
-            bt_ready.append(port[bt_port].request(0, a_row))
+            bt_ready.append(port[bt_port].request(0, a_row, "B^T"))
     for r in range(1, len(a_ready)):
         a_ready[r] = max(a_ready[r], a_ready[r - 1])
     for r in range(1, len(bt_ready)):
@@ -187,9 +216,9 @@ def _linear(hw: Hardware, op) -> tuple[float, str, dict]:
         if "b_rows" in flags:
             done = at
             for _ in range(k):
-                done = port[w_port].request(at, slice_beats)
+                done = port[w_port].request(at, slice_beats, "B")
             return done
-        return port[w_port].request(at, (k + ("bias" in flags)) * hw.beats(cols, hw.w_bytes))
+        return port[w_port].request(at, (k + ("bias" in flags)) * hw.beats(cols, hw.w_bytes), "B")
 
     half_free = [0.0, 0.0]
     queue = hw.rows * 2 + 2  # the out queue's rows
@@ -215,11 +244,13 @@ def _linear(hw: Hardware, op) -> tuple[float, str, dict]:
             end = start + beats + hw.tpe_latency
             for r in range(kept):
                 ready = end + r
-                if "residual" in flags and t == 0:
-                    ready = max(ready, early[i * rows + r])
-                elif "residual" in flags:  # later tiles' slices: the reader runs a few rows ahead of the epilogue
-                    ahead = len(taken) - hw.max_reads
-                    ready = max(ready, port[r_port].request(taken[ahead] if ahead >= 0 else 0, slice_beats))
+                if "residual" in flags:
+                    index = len(taken)
+                    if index < len(early):
+                        ready = max(ready, early[index])
+                    else:
+                        at = taken[index - ahead] if index >= ahead else 0
+                        ready = max(ready, port[r_port].request(at, slice_beats, "residual"))
                 if len(issued) >= queue:  # the out queue is full: the epilogue holds the row
                     ready = max(ready, issued[-queue] - EPILOGUE_STAGES)
                 take = max(ready, taken[-1] + 1 if taken else ready)
@@ -247,7 +278,7 @@ LINEAR_TAIL = 10
 #: Cycles the writer spends per row beyond its beats (it takes a row, issues its address, then its beats).
 WRITER_ROW = 4
 #: Cycles a write burst holds its slot beyond its beats and the response latency.
-WRITE_TRIP = 2
+WRITE_TRIP = 6
 
 
 def _add(hw: Hardware, op) -> tuple[float, str, dict]:
@@ -282,7 +313,9 @@ def _im2col(hw: Hardware, op) -> tuple[float, str, dict]:
     writes = stream_cycles(segments, seg_beats, latency=hw.memory.write_latency, in_flight=hw.max_writes,
                            max_burst=hw.max_burst, rate=hw.beat_rate)
     reads = hw.stream(c * h, -(-w // hw.beat))
-    cycles = max(writes, reads + segments * seg_beats) + 2
+    # The gearbox cuts image beats into write beats as they arrive: the slower of the two streams, then the
+    # last image row's segments.
+    cycles = max(writes, reads) + (w // patch) * seg_beats + 2
     return cycles, "writes" if writes >= reads else "reads", {"writes": round(writes), "reads": round(reads)}
 
 

@@ -39,6 +39,7 @@ from gen.config.moevit import MoevitConfig, MoevitHwConfig, load_moevit, load_mo
 from sim.fault.harness import ACCEL_BUILDS  # noqa: E402
 from sim.moevit.accel_run import MemoryTiming, compare, prepare, program_for, run_program  # noqa: E402
 from sim.perf import moevit as perf  # noqa: E402
+from sim.perf.accel import operator_kind as kind_of  # noqa: E402
 
 CONFIG = ROOT / "configs" / "moevit" / "accel_edge_moe.yaml"
 EDGE_MODEL = ROOT / "configs" / "moevit" / "edge_moe.yaml"
@@ -48,19 +49,6 @@ TIMING = MemoryTiming(read_latency=24)  # a full 32-byte beat per cycle and dire
 PERF_KIND = {"patch_embed": "patch_embed", "qkv": "qkv", "proj": "proj", "fc1": "fc1", "fc2": "fc2",
              "gate": "gate", "expert.fc1": "expert_fc1", "expert.fc2": "expert_fc2", "qk": "qk", "av": "av",
              "ln1": "ln1", "ln2": "ln2", "norm": "norm"}
-
-
-def kind_of(name: str) -> str:
-    """``blocks.3.expert7.fc2`` -> ``expert.fc2``; ``embed.patch_embed`` -> ``patch_embed``; an attention
-    head's operators ``blocks.0.qk.h1{0:64}[0:129]`` -> ``qk``."""
-    parts = re.sub(r"[\[{].*$", "", name).split(".")
-    if parts[-1].startswith("h") and parts[-1][1:].isdigit():
-        parts = parts[:-1]
-    if ".expert" in name:
-        return f"expert.{parts[-1]}"
-    if name.startswith("head."):
-        return "head"
-    return parts[-1]
 
 
 def hardware(cfg) -> MoevitHwConfig:

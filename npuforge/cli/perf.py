@@ -109,7 +109,7 @@ def run_accel(args) -> int:
     from gen.errors import UsageError
     from gen.kinds.moevit_accel import build
     from sim.moevit.accel_run import program_for
-    from sim.perf.accel import Memory, predict
+    from sim.perf.accel import Memory, operator_kind, predict
 
     if args.hw is not None:
         raise UsageError("--hw: a moevit_accel config is its own hardware; allowed: no --hw with it")
@@ -126,7 +126,7 @@ def run_accel(args) -> int:
                           "bound: what limits it (sim/perf/accel.py)")
     groups: dict[str, dict] = {}
     for op, row in zip(program.ops, rows):
-        key = op.name if args.per_layer else _op_kind(op.name)
+        key = op.name if args.per_layer else operator_kind(op.name)
         group = groups.setdefault(key, {"opcode": op.opcode, "count": 0, "macs": 0, "cycles": 0, "bounds": {}})
         group["count"] += 1
         group["macs"] += op.macs
@@ -155,16 +155,3 @@ def run_accel(args) -> int:
         print(f"wrote {args.json}")
     return 0
 
-
-def _op_kind(name: str) -> str:
-    """``blocks.3.expert7.fc2`` -> ``expert.fc2``; ``blocks.0.qk.h1{0:64}`` -> ``qk``; ``head.seg`` -> ``head``."""
-    import re
-
-    parts = re.sub(r"[\[{].*$", "", name).split(".")
-    if parts[-1].startswith("h") and parts[-1][1:].isdigit():
-        parts = parts[:-1]
-    if ".expert" in name:
-        return f"expert.{parts[-1]}"
-    if name.startswith("head."):
-        return "head"
-    return parts[-1]

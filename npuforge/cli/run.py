@@ -97,8 +97,9 @@ def run(args) -> int:
           f"per cycle), {result.seconds:.2f} s in the harness ({result.total_cycles / max(result.seconds, 1e-9):,.0f} "
           "cycles/s)")
     if errors:
-        print(f"perf     predicted {sum(g.cycles for g in predicted)} cycles ({sum(g.cycles for g in predicted) / total - 1:+.1%})"
-              f"; per operator within 10%: {sum(e <= 0.1 for e in errors)} of {len(errors)}, largest deviation "
+        guessed = sum(g.cycles for g in predicted)
+        print(f"perf     predicted {guessed} cycles ({guessed / total - 1:+.1%}); per operator within 10%:"
+              f" {sum(e <= 0.1 for e in errors)} of {len(errors)}, largest deviation "
               f"{max(errors):.1%}" + (" (seeded stalls are not in the prediction)" if args.stall else ""))
     heads = head_reports(reports)
     if heads:

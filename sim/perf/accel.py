@@ -26,6 +26,7 @@ them); ``npuforge perf`` prints them beside the measured counters when asked to 
 
 import heapq
 import math
+import re
 from dataclasses import dataclass, field
 
 
@@ -351,6 +352,20 @@ def _attention(hw: Hardware, op) -> tuple[float, str, dict]:
 _ENGINES = {"LINEAR": _linear, "ADD": _add, "IM2COL": _im2col, "GATE": _gate, "ATTENTION": _attention,
             "LAYERNORM": lambda hw, op: _rows(hw, op, "layernorm"),
             "SOFTMAX": lambda hw, op: _rows(hw, op, "softmax")}
+
+
+def operator_kind(name: str) -> str:
+    """The kind of a compiled operator, its name without the block, head and chunk: ``blocks.3.expert7.fc2`` ->
+    ``expert.fc2``; ``blocks.0.qk.h1{0:64}[0:129]`` -> ``qk``; ``embed.patch_embed`` -> ``patch_embed``;
+    ``head.seg`` -> ``head``."""
+    parts = re.sub(r"[\[{].*$", "", name).split(".")
+    if parts[-1].startswith("h") and parts[-1][1:].isdigit():
+        parts = parts[:-1]
+    if ".expert" in name:
+        return f"expert.{parts[-1]}"
+    if name.startswith("head."):
+        return "head"
+    return parts[-1]
 
 
 def fetch_cycles(hw: Hardware) -> int:

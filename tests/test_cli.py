@@ -102,6 +102,9 @@ def test_sim_k_runs_jobs_of_one_shape(monkeypatch, capsys, tmp_path):
     assert [(len(job["a"]), len(job["b"])) for job in jobs] == [(3, 2)] * 4  # systolic_ws: rows rows of A
     with pytest.raises(ValueError, match="allowed: 1 to 3"):
         tpe_tb.make_vectors(cfg, seed=2, n_random=1, k=4)
+    cube = load_config(ROOT / "configs" / "cube_8x8x8_r4.yaml")  # the K = 16 config of docs/tpe.md
+    assert cube.result_rows == 4 and cube.rows == 8
+    assert {len(job["b"]) for job in tpe_tb.make_vectors(cube, seed=1, n_random=2, k=16)["jobs"]} == {16}
 
 
 @pytest.mark.parametrize("config,k,part", [

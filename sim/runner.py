@@ -365,16 +365,19 @@ class Simulation:
 
 def simulate(cfg: KindConfig, testbench: ModuleType, *, seed: int = 1, n_random: int = 20, valid_prob: float = 1.0,
              ready_prob: float = 1.0, waves: bool = False, build_root: Path = DEFAULT_BUILD_ROOT,
-             run_dir: Path | None = None, on_step=lambda message: None) -> Simulation:
+             run_dir: Path | None = None, on_step=lambda message: None, k: int | None = None) -> Simulation:
     """Build (or reuse) the model of ``cfg``, make vectors with ``testbench``, run them.
 
-    ``on_step(message)`` is called before each step (for progress display).
+    ``on_step(message)`` is called before each step (for progress display). ``k``, when
+    given, goes to ``make_vectors`` (a testbench whose jobs have a reduction length: every
+    job that long, no edge cases).
     """
     on_step(f"building {cfg.name} (elaboration, then Verilator if the Verilog changed)")
     built = build(cfg, build_root=build_root, waves=waves)
     on_step(f"simulating {cfg.name}")
+    shape = {} if k is None else {"k": k}
     vectors = testbench.make_vectors(cfg, seed=seed, n_random=n_random,
-                                               valid_prob=valid_prob, ready_prob=ready_prob)
+                                     valid_prob=valid_prob, ready_prob=ready_prob, **shape)
     if run_dir is None:
-        run_dir = built.root / "runs" / f"seed{seed}-n{n_random}{'-waves' if waves else ''}"
+        run_dir = built.root / "runs" / f"seed{seed}-n{n_random}{f'-k{k}' if k else ''}{'-waves' if waves else ''}"
     return Simulation(build=built, run=run(built, testbench, vectors, run_dir))

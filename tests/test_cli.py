@@ -76,6 +76,47 @@ def test_sim_reports_first_mismatch_and_exits_1(monkeypatch, capsys, tmp_path):
     assert f"log      {tmp_path / 'sim.log'}" in out
 
 
+def test_sim_k_runs_jobs_of_one_shape(monkeypatch, capsys, tmp_path):
+    """``--k K``: every job has reduction length K, no edge cases (what the MAC utilisation of K back to back is
+    measured on, docs/tpe.md); the shape reaches the testbench's vectors."""
+    from gen.config import load_config
+    from sim.tb import tpe as tpe_tb
+
+    seen = {}
+
+    def fake_simulate(cfg, testbench, **kwargs):
+        seen.update(kwargs)
+        vectors = testbench.make_vectors(cfg, seed=kwargs["seed"], n_random=kwargs["n_random"], k=kwargs["k"])
+        result = runner.RunResult(run_dir=tmp_path, vectors=vectors, results={}, mismatch=None,
+                                  cocotb_failed=False, seconds=0.0)
+        model = runner.Build(config=cfg, root=tmp_path, rtl_dir=tmp_path, sim_dir=tmp_path,
+                             manifest={"top": cfg.name, "parameters": {}}, waves=False, reused=True, seconds=0.0)
+        return runner.Simulation(build=model, run=result)
+
+    monkeypatch.setattr(runner, "simulate", fake_simulate)
+    assert cli.main(["sim", str(RTL_CONFIGS["tpe_3x5_w8"]), "--vectors", "3", "--k", "7"]) == 0
+    assert seen["k"] == 7
+    assert "vectors  3 jobs (0 edge cases + 3 random, every one K=7, seed 1)" in capsys.readouterr().out
+    cfg = load_config(RTL_CONFIGS["ws_3x4_s8"])
+    jobs = tpe_tb.make_vectors(cfg, seed=2, n_random=4, k=2)["jobs"]
+    assert [(len(job["a"]), len(job["b"])) for job in jobs] == [(3, 2)] * 4  # systolic_ws: rows rows of A
+    with pytest.raises(ValueError, match="allowed: 1 to 3"):
+        tpe_tb.make_vectors(cfg, seed=2, n_random=1, k=4)
+    cube = load_config(ROOT / "configs" / "cube_8x8x8_r4.yaml")  # the K = 16 config of docs/tpe.md
+    assert cube.result_rows == 4 and cube.rows == 8
+    assert {len(job["b"]) for job in tpe_tb.make_vectors(cube, seed=1, n_random=2, k=16)["jobs"]} == {16}
+
+
+@pytest.mark.parametrize("config,k,part", [
+    (RTL_CONFIGS["tpe_1x1_w4"], "17", "--k: got 17; allowed: an integer from 1 to 16 (the longest K of tpe_1x1_w4)"),
+    (RTL_CONFIGS["exp_s10"], "4", "--k: got 4; allowed: only for kinds whose jobs have a reduction length"),
+], ids=["above_k_max", "not_tpe"])
+def test_sim_k_out_of_range_or_kind_is_one_line(config, k, part, capsys):
+    assert cli.main(["sim", str(config), "--k", k]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and part in err, err
+
+
 def test_missing_config_file_is_one_line(capsys):
     assert cli.main(["sim", "no/such.yaml"]) == 2
     err = capsys.readouterr().err

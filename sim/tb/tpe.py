@@ -144,18 +144,31 @@ def _sparse_edge_jobs(cfg, rng) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 def make_vectors(cfg, *, seed: int, n_random: int, valid_prob: float = 1.0,
-                 ready_prob: float = 1.0, edge_cases: bool = True) -> dict:
+                 ready_prob: float = 1.0, edge_cases: bool = True, k: int | None = None) -> dict:
     """Jobs for one run: edge cases (shortest and longest K) then ``n_random`` random jobs.
 
     Random jobs draw K (and, for ``systolic_ws``, the rows of A) with a third
     of them at the ends, and operands uniformly over the whole range of their
     format (``A``'s and ``B``'s). Every job carries its golden ``c``.
+
+    ``k`` (``npuforge sim --k``): no edge cases, and every random job has that ``K``
+    (``systolic_ws``: and ``rows`` rows of ``A``), so at full rate the run is jobs of
+    one shape back to back and the summary's MAC utilisation is that of the shape.
+    Raises ``ValueError`` unless ``1 <= k <=`` the config's longest ``K``.
     """
     rng = np.random.default_rng(seed)
     a_lo, a_hi = operand_range(cfg.a_format.width, cfg.a_format.signed)
     b_lo, b_hi = operand_range(cfg.b_format.width, cfg.b_format.signed)
     model = golden.for_config(cfg)
     edges, draw = _shapes(cfg)
+    if k is not None:
+        if not 1 <= k <= cfg.k_bound:
+            raise ValueError(f"got {k}; allowed: 1 to {cfg.k_bound} (the longest K of {cfg.name})")
+        edge_cases = False
+        shape = (cfg.rows if cfg.arch == "systolic_ws" else cfg.c_rows, k)
+
+        def draw(rng):
+            return shape
 
     jobs = _edge_jobs(edges, cfg.cols, cfg.a_format, cfg.b_format) if edge_cases else []
     if edge_cases and cfg.mac in tpe_cycles.DATA_DEPENDENT:

@@ -41,14 +41,13 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Rounding, fit_hw, requantize_hw
+from ..arith.tree import balanced
 from ..mem import address_shape, one_word_memory
 from .interface import INPUT_STREAM, OUTPUT_STREAM, element_layout
-from .pipeline import stage
+from .pipeline import delayed, split_product, stage
 from .reciprocal import Reciprocal, ReciprocalSpec
 from .rowstore import OutputRegister, RowUnit, check_row_spec, equals, pick, read_tag
 from .rsqrt import Rsqrt, RsqrtSpec
-from ..arith.tree import balanced
-from .pipeline import delayed, split_product
 from .softmax import lane_mask
 
 #: Name of the stream that loads gamma and beta.
@@ -240,8 +239,8 @@ class LayerNorm(RowUnit):
         count_shape = spec.count_format.shape()
 
         # d = x - r, r the row's first element (lane 0 of its first beat): registered with the beat's control.
-        # The reference register is written on the first beat's edge, so from the next cycle on it holds the row's
-        # r for every beat of the row still in the pipeline (a new row's first beat overwrites it only after them).
+        # The reference register is written on the first beat's edge; reference_s copies it one cycle after each
+        # beat, when it holds that beat's row's r (the next row's first beat can only have moved in that cycle).
         reference = Signal(spec.input.shape(), name="reference")
         reference_now = Mux(store.first, beat.data[0], reference)
         with m.If(accept & store.first):
@@ -297,7 +296,8 @@ class LayerNorm(RowUnit):
                                                             spec.var_format, spec.rounding, sat),
                     spec.var_format.shape())
         tag_now = Signal(data.StructLayout({"done": 1, "bank": row_bank.shape(), "reference": spec.input.shape()}))
-        m.d.comb += [tag_now.done.eq(waited.done), tag_now.bank.eq(waited.bank), tag_now.reference.eq(waited.reference)]
+        m.d.comb += [tag_now.done.eq(waited.done), tag_now.bank.eq(waited.bank),
+                     tag_now.reference.eq(waited.reference)]
         tag_p = delayed(m, always, tag_now, 2, "mean_tag")
 
         # The mean; the exact E[d]^2, then its requantisation; then var + eps.
@@ -311,7 +311,8 @@ class LayerNorm(RowUnit):
         ex2_b = stage(m, always, "mean_square_b", ex2_a)
         difference = Signal(signed(spec.var_format.width + 1))
         m.d.comb += difference.eq(ex2_b - squared_mean)
-        var_eps = stage(m, always, "var_eps", Mux(difference[-1], 0, difference) + spec.eps, spec.var_eps_format.shape())
+        var_eps = stage(m, always, "var_eps", Mux(difference[-1], 0, difference) + spec.eps,
+                        spec.var_eps_format.shape())
         mean_v = delayed(m, always, mean, 2, "mean_v")
         tag_v = delayed(m, always, tag_p, 3, "var_tag")
 

@@ -31,8 +31,8 @@ from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..arith.tree import balanced
 from ..arith.fixed import FixedFormat, Overflow, Rounding, requantize_hw, shift_round_hw
+from ..arith.tree import balanced
 from .exp import Exp, ExpSpec
 from .interface import INPUT_STREAM, OUTPUT_STREAM, element_layout
 from .pipeline import delayed, stage

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-from amaranth.hdl import Const, Module, Mux, unsigned
+from amaranth.hdl import Const, Module, Mux, signed, unsigned
 from amaranth.utils import bits_for
 
 from ..arith.fixed import (MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Rounding, requantize_hw,
@@ -122,7 +122,7 @@ class ExpSpec:
 
     @property
     def latency(self) -> int:
-        return 4 if self.interpolate else 3
+        return 6 if self.interpolate else 4
 
 
 class Exp(ElementBlock):
@@ -141,13 +141,15 @@ class Exp(ElementBlock):
         en = self.en
         dropped = spec.frac_bits - spec.table_bits  # fraction bits of t below the table index
 
-        # Stage 1: t = -x * log2(e), rounded to frac_bits fraction bits.
-        magnitude = Mux(self.x[-1], -self.x, 0).as_unsigned()[:spec.input.width]
-        product = magnitude * Const(spec.log2e_code, unsigned(spec.log2e_width))
+        # Stages 1-2: the exact product -x * log2(e), then t, rounded to frac_bits fraction bits.
+        # (-x) * L written x * (-L): the negation folds into the multiplier's sum of partial products.
+        width = spec.input.width + spec.log2e_width
+        negated = (self.x * Const(-spec.log2e_code, signed(spec.log2e_width + 1))).as_unsigned()[:width]
+        product = stage(m, en, "product", Mux(self.x[-1], negated, 0), unsigned(width))
         t = stage(m, en, "t", shift_round_hw(product, spec.t_shift, INTERNAL_ROUNDING)[:spec.t_width],
                   unsigned(spec.t_width))
 
-        # Stage 2: split t into the clamped shift q and the fraction f; read the table.
+        # Stage 3: split t into the clamped shift q and the fraction f; read the table.
         integer = t >> spec.frac_bits
         q_now = Mux(integer > spec.q_max, spec.q_max, integer)[:bits_for(spec.q_max)]
         q = stage(m, en, "q", q_now, unsigned(bits_for(spec.q_max)))
@@ -162,11 +164,13 @@ class Exp(ElementBlock):
             drop_shape = unsigned(bits_for(max(a - b for a, b in zip(entries, entries[1:]))))
             drop = stage(m, en, "drop", (below - above)[:drop_shape.width], drop_shape)
             offset = stage(m, en, "offset", fraction[:dropped])
-            # Stage 3: r = base - drop * offset / 2**dropped, rounded half-even.
-            line = (base << dropped) - drop * offset
+            # Stages 4-5: the exact slope drop * offset, then r = base - slope / 2**dropped, rounded half-even.
+            slope = stage(m, en, "slope", drop * offset)
+            base_s, q_s = stage(m, en, "base_s", base), stage(m, en, "q_s", q)
+            line = (base_s << dropped) - slope
             r = stage(m, en, "r", shift_round_hw(line, dropped, INTERNAL_ROUNDING)[:spec.entry_format.width],
                       entry_shape)
-            q_out = stage(m, en, "q_r", q)
+            q_out = stage(m, en, "q_r", q_s)
         else:
             nearest = shift_round_hw(fraction, dropped, INTERNAL_ROUNDING)
             r = stage(m, en, "r", rom(m, nearest, entries, "entry", entry_shape))

@@ -7,15 +7,18 @@ output pass produces them in expert order); :class:`TopK` keeps the
 as (expert index, score) pairs.
 """
 
+import operator
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arith.fixed import FixedFormat
+from ..arith.tree import balanced
 from .interface import INPUT_STREAM, OUTPUT_STREAM, element_layout
+from .rowstore import equals
 from .softmax import Softmax, SoftmaxSpec
 
 
@@ -30,7 +33,8 @@ class TopK(wiring.Component):
     A row of ``n`` scores gives ``min(k, n)`` beats on ``out`` (:func:`pair_layout`),
     largest score first; among equal scores the lower index first (the list
     only lets a later element ahead of a strictly smaller score). Lanes of a
-    beat are inserted in lane order, all in one cycle.
+    beat are merged in one cycle, as if inserted in lane order: every element
+    (list entry or lane) is ranked by comparing all pairs in parallel.
 
     Timing: ``inp.ready`` is low only when the beat on offer is a row's last
     while the previous row's pairs are still being emitted. The pairs of a
@@ -70,25 +74,34 @@ class TopK(wiring.Component):
             pop.eq(out.valid & out.ready),
         ]
 
-        # Insert the beat's lanes one after the other (combinational chain).
-        merged = [Signal(entry, name=f"merged_{j}") for j in range(k)]
-        current = best
+        # The beat merged into the list, as if its lanes were inserted one after the other (a later element goes
+        # ahead only of a strictly smaller score), without that chain: the elements (the list's entries, then the
+        # lanes: index order) are ranked by (valid first, larger score, earlier element), every pair compared once
+        # in parallel; slot j takes the element of rank j.
+        elements = list(best)
         for lane in range(lanes):
             candidate = Signal(entry, name=f"candidate_{lane}")
             present = inp.payload.count > lane if lanes > 1 else 1
             m.d.comb += [candidate.valid.eq(present), candidate.index.eq(base + lane),
                          candidate.score.eq(inp.payload.data[lane])]
-            ahead = [candidate.valid & (~e.valid | (candidate.score > e.score)) for e in current]
-            after = []
-            for j in range(k):
-                slot = Signal(entry, name=f"insert_{lane}_{j}")
-                earlier = ahead[j - 1] if j else 0
-                m.d.comb += slot.eq(Mux(ahead[j], Mux(earlier, current[j - 1] if j else candidate, candidate),
-                                        current[j]))
-                after.append(slot)
-            current = after
+            elements.append(candidate)
+        size = len(elements)
+        before = {}  # (i, j): element i goes before element j
+        for i in range(size):
+            for j in range(i + 1, size):
+                a, b = elements[i], elements[j]
+                first = Signal(name=f"before_{i}_{j}")
+                m.d.comb += first.eq((a.valid & (~b.valid | (a.score >= b.score))) | ~(a.valid | b.valid))
+                before[i, j], before[j, i] = first, ~first
+        ranks = []
+        for i in range(size):
+            rank = Signal(range(size), name=f"rank_{i}")
+            m.d.comb += rank.eq(balanced(operator.add, [before[j, i] for j in range(size) if j != i]))
+            ranks.append(rank)
+        merged = [Signal(entry, name=f"merged_{j}") for j in range(k)]
         for j in range(k):
-            m.d.comb += merged[j].eq(current[j])
+            m.d.comb += merged[j].eq(balanced(operator.or_, [Mux(equals(ranks[i], j), Value.cast(elements[i]), 0)
+                                                              for i in range(size)]))
 
         with m.If(pop):
             for j in range(k - 1):

@@ -31,6 +31,7 @@ through the ``params`` stream: per-channel parameters are the same for every
 row (token) of a layer, so loading them once costs no row bandwidth.
 """
 
+import operator
 from dataclasses import dataclass
 
 from amaranth.hdl import Const, Mux, Signal, signed, unsigned
@@ -40,13 +41,14 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Rounding, fit_hw, requantize_hw
+from ..arith.tree import balanced
 from ..mem import address_shape, one_word_memory
 from .interface import INPUT_STREAM, OUTPUT_STREAM, element_layout
-from .pipeline import stage
+from .pipeline import delayed, split_product, stage
 from .reciprocal import Reciprocal, ReciprocalSpec
 from .rowstore import OutputRegister, RowUnit, check_row_spec, equals, pick, read_tag
 from .rsqrt import Rsqrt, RsqrtSpec
-from .softmax import delayed, lane_mask
+from .softmax import lane_mask
 
 #: Name of the stream that loads gamma and beta.
 PARAMS_STREAM = "params"
@@ -213,11 +215,12 @@ class LayerNorm(RowUnit):
     def latency(self) -> int:
         """Cycles from a row's last input beat moving to its first output beat being valid (idle output pass).
 
-        Row totals (1), 1/n (R1), mean and E[d^2] (1), variance and rsqrt (R2),
-        store the statistics (1), read the row (1), normalise (1), scale and
-        shift into the output register (1).
+        Differences (1), squares and beat sum (1), row totals (1), 1/n (R1), the exact products with 1/n (1),
+        E[d] and E[d^2] (1), the mean and the two halves of E[d]^2 (1), E[d]^2 (1), var + eps (1), rsqrt
+        (R2), store the statistics (1), read the row (1), centre (1), the two halves of the product with
+        rstd (1), normalise (1), the exact y * gamma + beta (1), requantise into the output register (1).
         """
-        return 6 + self.spec.reciprocal.latency + self.spec.rsqrt.latency
+        return 15 + self.spec.reciprocal.latency + self.spec.rsqrt.latency
 
     def statistics(self) -> dict:
         """Per row: the mean and ``rstd``."""
@@ -235,31 +238,42 @@ class LayerNorm(RowUnit):
         sum_shape, square_shape = signed(spec.sum_width), unsigned(spec.square_sum_width)
         count_shape = spec.count_format.shape()
 
-        # d = x - r, r the row's first element (lane 0 of its first beat).
+        # d = x - r, r the row's first element (lane 0 of its first beat): registered with the beat's control.
+        # The reference register is written on the first beat's edge; reference_s copies it one cycle after each
+        # beat, when it holds that beat's row's r (the next row's first beat can only have moved in that cycle).
         reference = Signal(spec.input.shape(), name="reference")
         reference_now = Mux(store.first, beat.data[0], reference)
         with m.If(accept & store.first):
             m.d.sync += reference.eq(beat.data[0])
-        diffs = [Mux(valid[l], beat.data[l] - reference_now, 0) for l in range(lanes)]
-        squares = [d * d for d in diffs]
+        always = Const(1, 1)
+        difference = signed(spec.difference_width)
+        diffs = [stage(m, always, f"diff_{l}", Mux(valid[l], beat.data[l] - reference_now, 0), difference)
+                 for l in range(lanes)]
+        tag_fields = {"valid": 1, "first": 1, "last": 1, "bank": store.write_bank.shape(),
+                      "count": spec.count_format.shape()}
+        tag_now = Signal(data.StructLayout(tag_fields))
+        m.d.comb += [tag_now.valid.eq(accept), tag_now.first.eq(store.first), tag_now.last.eq(beat.last),
+                     tag_now.bank.eq(store.write_bank), tag_now.count.eq(beat.count if lanes > 1 else 1)]
+        # Then the squares and the beat's sum of differences; then the running sums (one adder tree each, closing
+        # the per-beat loop).
+        squares = [stage(m, always, f"square_{l}", diffs[l] * diffs[l], unsigned(2 * spec.difference_width - 2))
+                   for l in range(lanes)]
+        beat_sum = stage(m, always, "beat_sum", balanced(operator.add, diffs), sum_shape)
+        reference_s = stage(m, always, "reference_s", reference)
+        tag = delayed(m, always, tag_now, 2, "beat_tag")
         running_sum = Signal(sum_shape, name="running_sum")
         running_squares = Signal(square_shape, name="running_squares")
         running_count = Signal(count_shape, name="running_count")
-        beat_count = beat.count if lanes > 1 else 1
-        sum_now = Signal(sum_shape)
-        squares_now = Signal(square_shape)
-        count_now = Signal(count_shape)
-        m.d.comb += [
-            sum_now.eq(Mux(store.first, 0, running_sum) + sum(diffs[1:], diffs[0])),
-            squares_now.eq(Mux(store.first, 0, running_squares) + sum(squares[1:], squares[0])),
-            count_now.eq(Mux(store.first, 0, running_count) + beat_count),
-        ]
-        always = Const(1, 1)
-        row_done = Signal(name="row_done")
-        row_bank = Signal(store.write_bank.shape(), name="row_bank")
-        m.d.sync += [row_done.eq(accept & beat.last), row_bank.eq(store.write_bank)]
-        with m.If(accept):
-            m.d.sync += [running_sum.eq(sum_now), running_squares.eq(squares_now), running_count.eq(count_now)]
+        row_reference = Signal(spec.input.shape(), name="row_reference")
+        with m.If(tag.valid):
+            m.d.sync += [
+                running_sum.eq(Mux(tag.first, 0, running_sum) + beat_sum),
+                running_squares.eq(Mux(tag.first, 0, running_squares) + balanced(operator.add, squares)),
+                running_count.eq(Mux(tag.first, 0, running_count) + tag.count),
+                row_reference.eq(reference_s),
+            ]
+        row_done = stage(m, always, "row_done", tag.valid & tag.last)
+        row_bank = stage(m, always, "row_bank", tag.bank)
 
         # 1/n (the running registers hold the row's totals in the cycle after its last beat).
         m.submodules.inv_n = inv_n = Reciprocal(spec.reciprocal)
@@ -267,38 +281,47 @@ class LayerNorm(RowUnit):
         r1 = spec.reciprocal.latency
         totals = Signal(data.StructLayout({"done": 1, "bank": row_bank.shape(), "reference": spec.input.shape(),
                                            "sum": sum_shape, "squares": square_shape}))
-        m.d.comb += [totals.done.eq(row_done), totals.bank.eq(row_bank), totals.reference.eq(reference),
+        m.d.comb += [totals.done.eq(row_done), totals.bank.eq(row_bank), totals.reference.eq(row_reference),
                      totals.sum.eq(running_sum), totals.squares.eq(running_squares)]
-        waited = delayed(m, always, totals, r1, "totals") if r1 else totals
+        waited = delayed(m, always, totals, r1, "totals")
 
-        # E[d], the mean and E[d^2].
+        # E[d] and E[d^2]: the exact products, then their requantisations.
         x_frac, inv_frac = spec.input.frac, spec.inv_n_format.frac
         sat = Overflow.SATURATE
-        offset = stage(m, always, "offset", requantize_hw(waited.sum * inv_n.y, x_frac + inv_frac, spec.offset_format,
+        sum_product = stage(m, always, "sum_product", waited.sum * inv_n.y)
+        square_product = stage(m, always, "square_product", waited.squares * inv_n.y)
+        offset = stage(m, always, "offset", requantize_hw(sum_product, x_frac + inv_frac, spec.offset_format,
                                                           spec.rounding, sat), spec.offset_format.shape())
-        reference_p = stage(m, always, "reference_p", waited.reference)
-        ex2 = stage(m, always, "mean_square", requantize_hw(waited.squares * inv_n.y, 2 * x_frac + inv_frac,
+        ex2 = stage(m, always, "mean_square", requantize_hw(square_product, 2 * x_frac + inv_frac,
                                                             spec.var_format, spec.rounding, sat),
                     spec.var_format.shape())
-        tag_now = Signal(data.StructLayout({"done": 1, "bank": row_bank.shape()}))
-        m.d.comb += [tag_now.done.eq(waited.done), tag_now.bank.eq(waited.bank)]
-        tag_p = delayed(m, always, tag_now, 1, "mean_tag")
-        mean = fit_hw((reference_p << (spec.stat_frac - x_frac)) + offset, spec.mean_format, sat)
+        tag_now = Signal(data.StructLayout({"done": 1, "bank": row_bank.shape(), "reference": spec.input.shape()}))
+        m.d.comb += [tag_now.done.eq(waited.done), tag_now.bank.eq(waited.bank),
+                     tag_now.reference.eq(waited.reference)]
+        tag_p = delayed(m, always, tag_now, 2, "mean_tag")
 
-        # var + eps.
-        squared_mean = requantize_hw(offset * offset, 2 * spec.stat_frac, spec.var_format, spec.rounding, sat)
+        # The mean; the exact E[d]^2, then its requantisation; then var + eps.
+        mean = stage(m, always, "mean", fit_hw((tag_p.reference << (spec.stat_frac - x_frac)) + offset,
+                                               spec.mean_format, sat), spec.mean_format.shape())
+        offset_square = split_product(m, always, "offset_square", offset, offset)
+        ex2_a = stage(m, always, "mean_square_a", ex2)
+        squared_mean = stage(m, always, "squared_mean", requantize_hw(offset_square, 2 * spec.stat_frac,
+                                                                      spec.var_format, spec.rounding, sat),
+                             spec.var_format.shape())
+        ex2_b = stage(m, always, "mean_square_b", ex2_a)
         difference = Signal(signed(spec.var_format.width + 1))
-        m.d.comb += difference.eq(ex2 - squared_mean)
-        var_eps = Signal(spec.var_eps_format.shape(), name="var_eps")  # straight into the rsqrt's first stage
-        m.d.comb += var_eps.eq(Mux(difference[-1], 0, difference) + spec.eps)
-        mean_v, tag_v = mean, tag_p
+        m.d.comb += difference.eq(ex2_b - squared_mean)
+        var_eps = stage(m, always, "var_eps", Mux(difference[-1], 0, difference) + spec.eps,
+                        spec.var_eps_format.shape())
+        mean_v = delayed(m, always, mean, 2, "mean_v")
+        tag_v = delayed(m, always, tag_p, 3, "var_tag")
 
         # rstd, then store the row's statistics.
         m.submodules.rsqrt = rsqrt = Rsqrt(spec.rsqrt)
         m.d.comb += [rsqrt.x.eq(var_eps), rsqrt.en.eq(1)]
         r2 = spec.rsqrt.latency
-        mean_r = delayed(m, always, mean_v, r2, "mean_r") if r2 else mean_v
-        tag_r = delayed(m, always, tag_v, r2, "rstd_tag") if r2 else tag_v
+        mean_r = delayed(m, always, mean_v, r2, "mean_r")
+        tag_r = delayed(m, always, tag_v, r2, "rstd_tag")
         with m.If(tag_r.done):
             for b in range(spec.banks):
                 with m.If(equals(tag_r.bank, b)):
@@ -344,22 +367,26 @@ class LayerNorm(RowUnit):
         mean = pick(m, read.bank, stats["mean"], "read_mean", spec.mean_format.shape())
         rstd = pick(m, read.bank, stats["rstd"], "read_rstd", spec.rsqrt.output.shape())
 
-        # Normalise: y = (x - mean) * rstd.
+        # Normalise: y = (x - mean) * rstd: the centred value, the exact product, its requantisation.
         shift = spec.stat_frac - spec.input.frac
         tag_now = read_tag(m, read, lanes)
-        tag = delayed(m, en, tag_now, 1, "norm_tag")
+        tag = delayed(m, en, tag_now, 4, "norm_tag")
+        rstd_c = stage(m, en, "rstd_c", rstd)
         normalised, gammas, betas = [], [], []
         for l in range(lanes):
-            centered = (read.beat.data[l] << shift) - mean
-            y = requantize_hw(centered * rstd, spec.stat_frac + spec.rsqrt.output.frac, spec.norm, spec.rounding,
+            centered = stage(m, en, f"centered_{l}", (read.beat.data[l] << shift) - mean,
+                             signed(spec.centered_width))
+            product = split_product(m, en, f"norm_product_{l}", centered, rstd_c)
+            y = requantize_hw(product, spec.stat_frac + spec.rsqrt.output.frac, spec.norm, spec.rounding,
                               Overflow.SATURATE)
             normalised.append(stage(m, en, f"norm_{l}", y, spec.norm.shape()))
-            gammas.append(stage(m, en, f"gamma_{l}", fetch.data.gamma[l], spec.gamma.shape()))
-            betas.append(stage(m, en, f"beta_{l}", fetch.data.beta[l], spec.beta.shape()))
+            gammas.append(delayed(m, en, fetch.data.gamma[l], 3, f"gamma_{l}"))
+            betas.append(delayed(m, en, fetch.data.beta[l], 3, f"beta_{l}"))
 
-        # Scale and shift into the output register.
+        # Scale and shift (the exact y * gamma + beta), then requantise into the output register.
         product_shift = spec.scaled_frac - spec.norm.frac - spec.gamma.frac
         beta_shift = spec.scaled_frac - spec.beta.frac
-        output.load(tag, [requantize_hw(((normalised[l] * gammas[l]) << product_shift) + (betas[l] << beta_shift),
-                                        spec.scaled_frac, spec.output, spec.rounding, spec.overflow)
+        scaled = [stage(m, en, f"scaled_{l}", ((normalised[l] * gammas[l]) << product_shift)
+                        + (betas[l] << beta_shift)) for l in range(lanes)]
+        output.load(tag, [requantize_hw(scaled[l], spec.scaled_frac, spec.output, spec.rounding, spec.overflow)
                           for l in range(lanes)])

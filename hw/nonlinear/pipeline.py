@@ -39,6 +39,26 @@ def stage(m: Module, en: Value, name: str, value, shape=None) -> Signal:
     return reg
 
 
+def delayed(m: Module, en: Value, value, stages: int, name: str):
+    """``value`` after ``stages`` registers ``<name>_<k>`` loading while ``en`` is high (``value`` itself for 0)."""
+    value = Value.cast(value) if not hasattr(value, "shape") else value
+    shape = value.shape()  # keeps a view's layout
+    for k in range(stages):
+        value = stage(m, en, f"{name}_{k}", value, shape)
+    return value
+
+
+def split_product(m: Module, en: Value, name: str, a, b) -> Value:
+    """``a * b`` as two registered partial products, ``<name>_high = a * (b >> k)`` and ``<name>_low = a * b[:k]``
+    (``k`` half of ``b``'s width): two multipliers of half the depth of one. Returns their exact sum for the next
+    stage, ``(high << k) + low`` (combinational)."""
+    a, b = Value.cast(a), Value.cast(b)
+    k = b.shape().width // 2
+    high = stage(m, en, f"{name}_high", a * (b >> k))
+    low = stage(m, en, f"{name}_low", a * b[:k])
+    return (high << k) + low
+
+
 def leading_zeros(m: Module, value: Value, name: str) -> Signal:
     """Combinational count of leading zero bits of ``value`` (its width when it is zero)."""
     value = Value.cast(value)

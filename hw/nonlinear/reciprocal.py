@@ -25,7 +25,7 @@ from typing import ClassVar
 from amaranth.hdl import Const, Module, Mux, unsigned
 
 from ..arith.fixed import MAX_INTERMEDIATE_BITS, FixedFormat, Overflow, Rounding, requantize_hw, shift_round_hw
-from .pipeline import ElementBlock, leading_zeros, rom, stage
+from .pipeline import ElementBlock, delayed, leading_zeros, rom, stage
 
 #: Quantisation of every internal rounding step (seed table, Newton products).
 INTERNAL_ROUNDING = Rounding.HALF_EVEN
@@ -99,20 +99,21 @@ class ReciprocalSpec(NewtonSpec):
 
     @property
     def latency(self) -> int:
-        return 3 + 2 * self.newton_steps
+        return 4 + 4 * self.newton_steps
 
 
 class NormalisingBlock(ElementBlock):
     """What the reciprocal and rsqrt pipelines share: normalisation, seed index, mantissa, output stage."""
 
     def normalise(self, m: Module):
-        """Stage 1: ``(lz, zero, normal)`` -- the combinational leading-zero count of ``x``, and registers
-        holding whether ``x`` is 0 and ``x << lz``."""
+        """Stages 1-2: ``(lz, zero, normal)``, registered: the leading-zero count of ``x`` (``lz``, with ``x``
+        held in ``held`` and whether it is 0 in ``zero``), then ``x << lz`` (``normal``, ``lz_n``, ``zero_n``)."""
         width = self.spec.input.width
-        count = leading_zeros(m, self.x, "lz_now")
+        count = stage(m, self.en, "lz", leading_zeros(m, self.x, "lz_now"))
+        held = stage(m, self.en, "held", self.x)
         zero = stage(m, self.en, "zero", ~self.x.any())
-        normal = stage(m, self.en, "normal", (self.x << count)[:width], unsigned(width))
-        return count, zero, normal
+        normal = stage(m, self.en, "normal", (held << count)[:width], unsigned(width))
+        return stage(m, self.en, "lz_n", count), stage(m, self.en, "zero_n", zero), normal
 
     def seed_index(self, normal):
         """The ``table_bits`` bits below the top bit of the normalised input."""
@@ -147,27 +148,26 @@ class Reciprocal(NormalisingBlock):
         frac = spec.frac_bits
         value = unsigned(frac + 2)  # mantissas, seeds and products: values below 4
 
-        # Stage 1: normalise.
-        count, zero, normal = self.normalise(m)
-        lz = stage(m, en, "lz", count)
+        # Stages 1-2: normalise.
+        lz, zero, normal = self.normalise(m)
 
-        # Stage 2: seed from the bits below the top bit; the mantissa to frac_bits.
+        # Stage 3: seed from the bits below the top bit; the mantissa to frac_bits.
         seed = stage(m, en, "seed_0", rom(m, self.seed_index(normal), spec.table(), "seed_entry", value))
         mantissa = stage(m, en, "mantissa_0", self.mantissa(normal), value)
         lz, zero = stage(m, en, "lz_0", lz), stage(m, en, "zero_0", zero)
 
-        # Newton steps, two stages each: c = 2 - m * s, then s = s * c.
+        # Newton steps, four stages each: the exact m * s; c = 2 - round(m * s); the exact s * c; round(s * c).
         for n in range(spec.newton_steps):
-            product = shift_round_hw(mantissa * seed, frac, INTERNAL_ROUNDING)
-            correction = stage(m, en, f"correction_{n}", (Const(2 << frac, frac + 3) - product)[:frac + 2], value)
-            seed_held = stage(m, en, f"seed_held_{n}", seed)
-            lz, zero = stage(m, en, f"lz_{n}a", lz), stage(m, en, f"zero_{n}a", zero)
-            last = n == spec.newton_steps - 1
-            if not last:
-                mantissa = stage(m, en, f"mantissa_{n + 1}", stage(m, en, f"mantissa_{n}a", mantissa))
-            seed = stage(m, en, f"seed_{n + 1}",
-                         shift_round_hw(seed_held * correction, frac, INTERNAL_ROUNDING)[:frac + 2], value)
-            lz, zero = stage(m, en, f"lz_{n + 1}", lz), stage(m, en, f"zero_{n + 1}", zero)
+            product = stage(m, en, f"product_{n}", mantissa * seed)
+            seed_a = stage(m, en, f"seed_{n}a", seed)
+            correction = stage(m, en, f"correction_{n}", (Const(2 << frac, frac + 3) - shift_round_hw(
+                product, frac, INTERNAL_ROUNDING))[:frac + 2], value)
+            seed_held = stage(m, en, f"seed_held_{n}", seed_a)
+            scaled = stage(m, en, f"scaled_{n}", seed_held * correction)
+            seed = stage(m, en, f"seed_{n + 1}", shift_round_hw(scaled, frac, INTERNAL_ROUNDING)[:frac + 2], value)
+            if n < spec.newton_steps - 1:
+                mantissa = delayed(m, en, mantissa, 4, f"mantissa_{n + 1}")
+            lz, zero = delayed(m, en, lz, 4, f"lz_{n + 1}"), delayed(m, en, zero, 4, f"zero_{n + 1}")
 
         self.output(m, seed << lz, zero)
         return m

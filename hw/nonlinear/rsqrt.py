@@ -28,7 +28,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, signed, unsigned
 from amaranth.utils import bits_for
 
 from ..arith.fixed import shift_round_hw
-from .pipeline import rom, stage
+from .pipeline import delayed, rom, stage
 from .reciprocal import INTERNAL_ROUNDING, NewtonSpec, NormalisingBlock
 
 
@@ -67,7 +67,7 @@ class RsqrtSpec(NewtonSpec):
 
     @property
     def latency(self) -> int:
-        return 3 + 3 * self.newton_steps
+        return 4 + 6 * self.newton_steps
 
 
 class Rsqrt(NormalisingBlock):
@@ -86,36 +86,37 @@ class Rsqrt(NormalisingBlock):
         width, frac = spec.input.width, spec.frac_bits
         value = unsigned(frac + 3)  # M below 4, seeds and products below 4
 
-        # Stage 1: normalise; exponent e = exponent_top - lz, its parity and floor(e / 2).
+        # Stages 1-2: normalise; exponent e = exponent_top - lz, its parity and floor(e / 2).
         count, zero, normal = self.normalise(m)
         exponent_bits = bits_for(max(abs(spec.exponent_top), abs(spec.exponent_top - width)), True) + 1
         exponent = Const(spec.exponent_top, signed(exponent_bits)) - count
-        odd = stage(m, en, "odd", exponent[0])
-        shift_now = (Const(spec.h_max, signed(exponent_bits)) - (exponent >> 1))[:bits_for(width)]
-        shift = stage(m, en, "shift", shift_now, unsigned(bits_for(width)))
+        odd = exponent[0]
+        shift = (Const(spec.h_max, signed(exponent_bits)) - (exponent >> 1))[:bits_for(width)]
 
-        # Stage 2: seed from the parity and the bits below the top bit; M to frac_bits.
+        # Stage 3: seed from the parity and the bits below the top bit; M to frac_bits.
         seed = stage(m, en, "seed_0", rom(m, Cat(self.seed_index(normal), odd), spec.table(), "seed_entry", value))
         mantissa = self.mantissa(normal)
         big = stage(m, en, "big_m_0", Mux(odd, mantissa << 1, mantissa), value)
-        shift, zero = stage(m, en, "shift_0", shift), stage(m, en, "zero_0", zero)
+        shift, zero = stage(m, en, "shift_0", shift, unsigned(bits_for(width))), stage(m, en, "zero_0", zero)
 
-        # Newton steps, three stages each: s**2, then c = 3 - M * s**2, then s = s * c / 2.
+        # Newton steps, six stages each: the exact s**2, rounded; the exact M * s**2, c = 3 - its rounding;
+        # the exact s * c, rounded and halved.
         for n in range(spec.newton_steps):
-            last = n == spec.newton_steps - 1
-            square = stage(m, en, f"square_{n}", shift_round_hw(seed * seed, frac, INTERNAL_ROUNDING)[:frac + 3],
-                           value)
-            seed_a, big_a = stage(m, en, f"seed_{n}a", seed), stage(m, en, f"big_m_{n}a", big)
-            shift, zero = stage(m, en, f"shift_{n}a", shift), stage(m, en, f"zero_{n}a", zero)
-            scaled = shift_round_hw(big_a * square, frac, INTERNAL_ROUNDING)
-            correction = stage(m, en, f"correction_{n}", (Const(3 << frac, frac + 4) - scaled)[:frac + 3], value)
+            square = stage(m, en, f"square_product_{n}", seed * seed)
+            square = stage(m, en, f"square_{n}", shift_round_hw(square, frac, INTERNAL_ROUNDING)[:frac + 3], value)
+            seed_a = delayed(m, en, seed, 2, f"seed_{n}a")
+            big_a = delayed(m, en, big, 2, f"big_m_{n}a")
+            scaled = stage(m, en, f"scaled_{n}", big_a * square)
             seed_b = stage(m, en, f"seed_{n}b", seed_a)
-            if not last:
-                big = stage(m, en, f"big_m_{n + 1}", stage(m, en, f"big_m_{n}b", big_a))
-            shift, zero = stage(m, en, f"shift_{n}b", shift), stage(m, en, f"zero_{n}b", zero)
-            seed = stage(m, en, f"seed_{n + 1}",
-                         shift_round_hw(seed_b * correction, frac + 1, INTERNAL_ROUNDING)[:frac + 3], value)
-            shift, zero = stage(m, en, f"shift_{n + 1}", shift), stage(m, en, f"zero_{n + 1}", zero)
+            correction = stage(m, en, f"correction_{n}", (Const(3 << frac, frac + 4) - shift_round_hw(
+                scaled, frac, INTERNAL_ROUNDING))[:frac + 3], value)
+            seed_c = stage(m, en, f"seed_{n}c", seed_b)
+            product = stage(m, en, f"product_{n}", seed_c * correction)
+            seed = stage(m, en, f"seed_{n + 1}", shift_round_hw(product, frac + 1, INTERNAL_ROUNDING)[:frac + 3],
+                         value)
+            if n < spec.newton_steps - 1:
+                big = delayed(m, en, big_a, 4, f"big_m_{n + 1}")
+            shift, zero = delayed(m, en, shift, 6, f"shift_{n + 1}"), delayed(m, en, zero, 6, f"zero_{n + 1}")
 
         # Last stage: denormalise exactly, requantise; zero saturates.
         self.output(m, seed << shift, zero)

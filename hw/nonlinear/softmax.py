@@ -23,6 +23,7 @@ model ``sim/golden/softmax.py`` repeats exactly:
 and ``spec.overflow``; the output beats mirror the input beats.
 """
 
+import operator
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -31,9 +32,10 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arith.fixed import FixedFormat, Overflow, Rounding, requantize_hw, shift_round_hw
+from ..arith.tree import balanced
 from .exp import Exp, ExpSpec
 from .interface import INPUT_STREAM, OUTPUT_STREAM, element_layout
-from .pipeline import stage
+from .pipeline import delayed, stage
 from .reciprocal import Reciprocal, ReciprocalSpec
 from .rowstore import OutputRegister, RowUnit, check_row_spec, equals, pick, read_tag
 
@@ -121,14 +123,6 @@ def lane_mask(m: Module, beat, lanes: int, name: str) -> Signal:
     return mask
 
 
-def delayed(m: Module, en, value, stages: int, name: str):
-    """``value`` after ``stages`` registers ``<name>_<k>`` loading while ``en`` is high."""
-    shape = value.shape()  # keeps a view's layout
-    for k in range(stages):
-        value = stage(m, en, f"{name}_{k}", value, shape)
-    return value
-
-
 class Softmax(RowUnit):
     """Softmax of each row on ``inp`` to ``out`` (see the module docstring for the arithmetic).
 
@@ -164,11 +158,12 @@ class Softmax(RowUnit):
     def latency(self) -> int:
         """Cycles from a row's last input beat moving to its first output beat being valid (idle output pass).
 
-        Exp of the beat (E), update the sum (1), reciprocal (R) and store ``1/s``
-        (1), read the row buffer (1), exp (E), multiply and requantise into the
-        output register (1).
+        Beat max (1), exp arguments (1), exp of the beat (E), beat sum and merge scale (1), the beat side's
+        product (1) and its rounding (1), update the sum (1), add its pending rounding (1), reciprocal (R),
+        store ``1/s`` (1), read the row buffer (1), exp argument (1), exp (E), product (1), requantise into
+        the output register (1).
         """
-        return 4 + 2 * self.exp_latency + self.reciprocal_latency
+        return 12 + 2 * self.exp_latency + self.reciprocal_latency
 
     @property
     def exp_units(self) -> int:
@@ -189,77 +184,110 @@ class Softmax(RowUnit):
         accept = Signal()
         m.d.comb += accept.eq(store.inp.valid & store.inp.ready)
         valid = lane_mask(m, beat, lanes, "in_lanes")
+        always = Const(1, 1)
 
+        # Cycle of the accepted beat: its max b (over the valid lanes), registered with the beat.
+        beat_fields = {"valid": 1, "first": 1, "last": 1, "bank": store.write_bank.shape(),
+                       "data": data.ArrayLayout(spec.input.shape(), lanes), "max": spec.input.shape(), "lanes": lanes}
+        beat_now = Signal(data.StructLayout(beat_fields))
+        m.d.comb += [beat_now.valid.eq(accept), beat_now.first.eq(store.first), beat_now.last.eq(beat.last),
+                     beat_now.bank.eq(store.write_bank), beat_now.data.eq(beat.data), beat_now.lanes.eq(valid),
+                     beat_now.max.eq(lane_max([beat.data[l] for l in range(lanes)], valid))]
+        held = delayed(m, always, beat_now, 1, "stats_beat")
+
+        # Next cycle: merge b into the running max m (a subtraction and a multiplexer close this loop); the exp
+        # arguments m - b (or b - m) and x - b, registered.
         running_max = Signal(spec.input.shape(), name="running_max")
-        beat_max = Signal(spec.input.shape())
         gap = Signal(diff)  # m - b
         new_max = Signal()
         max_now = Signal(spec.input.shape())
         m.d.comb += [
-            beat_max.eq(lane_max([beat.data[l] for l in range(lanes)], valid)),
-            gap.eq(running_max - beat_max),
-            new_max.eq(store.first | gap[-1]),
-            max_now.eq(Mux(new_max, beat_max, running_max)),
+            gap.eq(running_max - held.max),
+            new_max.eq(held.first | gap[-1]),
+            max_now.eq(Mux(new_max, held.max, running_max)),
         ]
-        with m.If(accept):
+        with m.If(held.valid):
             m.d.sync += running_max.eq(max_now)
-            with m.If(beat.last):
+            with m.If(held.last):
                 for b in range(banks):
-                    with m.If(equals(store.write_bank, b)):
+                    with m.If(equals(held.bank, b)):
                         m.d.sync += row_max[b].eq(max_now)
-
-        # The exps start on the accepted beat (their first stage registers it); the tags wait for them.
-        always = Const(1, 1)
         tag_fields = {"valid": 1, "first": 1, "new_max": 1, "last": 1, "bank": store.write_bank.shape(),
                       "merge_zero": 1}
         if spec.lane_exps:
             tag_fields.update(lanes=lanes, zero=lanes)
         tag_now = Signal(data.StructLayout(tag_fields))
         m.d.comb += [
-            tag_now.valid.eq(accept), tag_now.first.eq(store.first), tag_now.new_max.eq(new_max),
-            tag_now.last.eq(beat.last), tag_now.bank.eq(store.write_bank),
-            tag_now.merge_zero.eq(~gap.any()),
+            tag_now.valid.eq(held.valid), tag_now.first.eq(held.first), tag_now.new_max.eq(new_max),
+            tag_now.last.eq(held.last), tag_now.bank.eq(held.bank), tag_now.merge_zero.eq(~gap.any()),
         ]
         if spec.lane_exps:
-            m.d.comb += [tag_now.lanes.eq(valid),
-                         tag_now.zero.eq(Cat(*[beat.data[l] == beat_max for l in range(lanes)]))]
+            m.d.comb += [tag_now.lanes.eq(held.lanes),
+                         tag_now.zero.eq(Cat(*[held.data[l] == held.max for l in range(lanes)]))]
+        merge_arg = stage(m, always, "merge_arg", Mux(gap[-1], gap, -gap)[:diff.width], diff)
+        lane_args = [stage(m, always, f"lane_arg_{l}", (held.data[l] - held.max)[:diff.width], diff)
+                     for l in range(spec.lane_exps)]
+        tag_a = delayed(m, always, tag_now, 1, "stats_arg_tag")
+
+        # The exps (E cycles); then the beat sum t and the merge scale E(+-d), registered.
         m.submodules.merge_exp = merge_exp = Exp(spec.exp)
-        m.d.comb += [merge_exp.x.eq(Mux(gap[-1], gap, -gap)[:diff.width]), merge_exp.en.eq(1)]
+        m.d.comb += [merge_exp.x.eq(merge_arg), merge_exp.en.eq(1)]
         lane_exps = []
         for l in range(spec.lane_exps):
             m.submodules[f"stats_exp_{l}"] = unit = Exp(spec.exp)
-            m.d.comb += [unit.x.eq((beat.data[l] - beat_max)[:diff.width]), unit.en.eq(1)]
+            m.d.comb += [unit.x.eq(lane_args[l]), unit.en.eq(1)]
             lane_exps.append(unit.y)
-
-        # E cycles later: merge the beat into the running sum.
-        tag_c = delayed(m, always, tag_now, self.exp_latency, "stats_tag")
+        tag_e = delayed(m, always, tag_a, self.exp_latency, "stats_tag")
         one = Const(spec.one, spec.exp_format.shape())
-        if spec.lane_exps:
-            terms = [Mux(tag_c.lanes[l], Mux(tag_c.zero[l], one, lane_exps[l]), 0) for l in range(lanes)]
-            beat_sum = sum(terms[1:], terms[0])
-        else:
-            beat_sum = one
         sum_shape = spec.sum_format.shape()
-        running_sum = Signal(sum_shape, name="running_sum")
-        scale = Signal(spec.exp_format.shape())
-        kept = Signal(sum_shape)
-        scaled = Signal(sum_shape)  # the side that moves to the new max
-        fixed = Signal(sum_shape)
-        m.d.comb += [
-            scale.eq(Mux(tag_c.merge_zero, one, merge_exp.y)),
-            kept.eq(Mux(tag_c.first, 0, running_sum)),
-            scaled.eq(Mux(tag_c.new_max, kept, beat_sum)),
-            fixed.eq(Mux(tag_c.new_max, beat_sum, kept)),
-        ]
-        product = shift_round_hw(scaled * scale, spec.exp_format.frac, spec.rounding)
-        with m.If(tag_c.valid):
-            m.d.sync += running_sum.eq((fixed + product)[:sum_shape.width])
+        if spec.lane_exps:
+            terms = [Mux(tag_e.lanes[l], Mux(tag_e.zero[l], one, lane_exps[l]), 0) for l in range(lanes)]
+            beat_sum_now = balanced(operator.add, terms)
+        else:
+            beat_sum_now = one
+        beat_sum = stage(m, always, "beat_sum", beat_sum_now, sum_shape)
+        scale = stage(m, always, "merge_scale", Mux(tag_e.merge_zero, one, merge_exp.y), spec.exp_format.shape())
+        tag_s = delayed(m, always, tag_e, 1, "merge_tag")
 
-        # The row's final sum goes to the reciprocal; 1/s is stored per bank.
-        done = stage(m, always, "sum_done", tag_c.valid & tag_c.last)
-        done_bank = stage(m, always, "sum_bank", tag_c.bank)
+        # Without a new max the beat's side moves: round(t * E(-d)), the exact product, then its rounding.
+        frac = spec.exp_format.frac
+        beat_product = stage(m, always, "beat_product", beat_sum * scale)
+        scale_p, beat_sum_p = stage(m, always, "merge_scale_p", scale), stage(m, always, "beat_sum_p", beat_sum)
+        tag_p = delayed(m, always, tag_s, 1, "merge_tag_p")
+        moved = stage(m, always, "beat_moved", shift_round_hw(beat_product, frac, spec.rounding)[:sum_shape.width],
+                      sum_shape)
+        # (the first beat's scale is 0: s = round(0 * E) + t = t).
+        scale_m = stage(m, always, "merge_scale_m", Mux(tag_p.first, 0, scale_p))
+        beat_sum_m = stage(m, always, "beat_sum_m", beat_sum_p)
+        tag_c = delayed(m, always, tag_p, 1, "merge_tag_m")
+
+        # The merge, the loop of the running sum, kept as s = running_sum + running_up (a pending rounding
+        # increment, so that no incrementer closes the loop): a new max (or the first beat) s = round(s * E(d)) + t
+        # as one multiply-add Q = running_sum * E(d) + running_up * E(d) + t * 2**F, its floor floor(Q / 2**F)
+        # and the rounding's increment from Q's low bits (those of s * E(d); its bit F is Q's xor t's lowest);
+        # otherwise s = s + round(t * E(-d)), one adder.
+        running_sum = Signal(sum_shape, name="running_sum")
+        running_up = Signal(name="running_up")
+        total = running_sum * scale_m + Mux(running_up, scale_m, 0) + (beat_sum_m << frac)
+        if spec.rounding is Rounding.TRUNCATE:
+            up = Const(0, 1)
+        else:
+            up = total[frac - 1]  # frac >= 1; every value is positive (half away: a half rounds up)
+            if spec.rounding is Rounding.HALF_EVEN:
+                below = total[:frac - 1].any() if frac > 1 else Const(0, 1)
+                up = up & (below | (total[frac] ^ beat_sum_m[0]))
+        with m.If(tag_c.valid):
+            with m.If(tag_c.new_max):
+                m.d.sync += [running_sum.eq((total >> frac)[:sum_shape.width]), running_up.eq(up)]
+            with m.Else():
+                m.d.sync += [running_sum.eq((running_sum + moved + running_up)[:sum_shape.width]), running_up.eq(0)]
+
+        # The row's final sum s (the pending increment added) goes to the reciprocal; 1/s is stored per bank.
+        row_sum = stage(m, always, "row_sum", (running_sum + running_up)[:sum_shape.width], sum_shape)
+        done = delayed(m, always, tag_c.valid & tag_c.last, 2, "sum_done")
+        done_bank = delayed(m, always, tag_c.bank, 2, "sum_bank")
         m.submodules.reciprocal = reciprocal = Reciprocal(spec.reciprocal)
-        m.d.comb += [reciprocal.x.eq(running_sum), reciprocal.en.eq(1)]
+        m.d.comb += [reciprocal.x.eq(row_sum), reciprocal.en.eq(1)]
         inv_done = delayed(m, always, done, self.reciprocal_latency, "inv_done")
         inv_bank = delayed(m, always, done_bank, self.reciprocal_latency, "inv_bank")
         with m.If(inv_done):
@@ -274,17 +302,21 @@ class Softmax(RowUnit):
         lanes = spec.lanes
         diff = difference_format(spec.input).shape()
         output = OutputRegister(m, getattr(self, OUTPUT_STREAM), store, spec.output, lanes)
+        en = output.en
         read = store.read
         maximum = pick(m, read.bank, stats["max"], "read_max", spec.input.shape())
         tag_now = read_tag(m, read, lanes, zero=(lanes, Cat(*[read.beat.data[l] == maximum for l in range(lanes)])))
+        # x - m, registered; the exps; the exact products E(x - m) * (1/s); their requantisation.
         exps = []
         for l in range(lanes):
             m.submodules[f"out_exp_{l}"] = unit = Exp(spec.exp)
-            m.d.comb += [unit.x.eq((read.beat.data[l] - maximum)[:diff.width]), unit.en.eq(output.en)]
+            argument = stage(m, en, f"out_arg_{l}", (read.beat.data[l] - maximum)[:diff.width], diff)
+            m.d.comb += [unit.x.eq(argument), unit.en.eq(en)]
             exps.append(unit.y)
-        tag = delayed(m, output.en, tag_now, self.exp_latency, "out_tag")
+        tag = delayed(m, en, tag_now, 1 + self.exp_latency, "out_tag")
         inv = pick(m, tag.bank, stats["inv"], "out_inv", spec.reciprocal.output.shape())
         one = Const(spec.one, spec.exp_format.shape())
-        output.load(tag, [requantize_hw(Mux(tag.zero[l], one, exps[l]) * inv,
-                                        spec.exp_format.frac + spec.reciprocal.output.frac,
-                                        spec.output, spec.rounding, spec.overflow) for l in range(lanes)])
+        products = [stage(m, en, f"out_product_{l}", Mux(tag.zero[l], one, exps[l]) * inv) for l in range(lanes)]
+        tag_p = delayed(m, en, tag, 1, "out_tag_p")
+        output.load(tag_p, [requantize_hw(products[l], spec.exp_format.frac + spec.reciprocal.output.frac,
+                                          spec.output, spec.rounding, spec.overflow) for l in range(lanes)])

@@ -295,12 +295,14 @@ def _rows(hw: Hardware, op, unit: str) -> tuple[float, str, dict]:
     spec = hw.p["rows"][unit]
     lanes, latency, banks = spec["lanes"], spec["latency"], spec["banks"]
     e = hw.beat // hw.act_bytes
-    per_row = max(-(-n // e), -(-n // lanes))
-    paced = max(per_row, (2 * per_row + latency) / banks)
+    per_row = max(-(-n // e), -(-n // lanes))  # a row's beats in (and out), at the slower of beat and lanes
+    # A row buffer holds a row from its first beat in, through the unit's latency, to its last beat out of
+    # the unit (lanes per cycle); rows follow each other at the larger of that over the buffers and a row.
+    paced = max(per_row, (per_row + latency + -(-n // lanes)) / banks)
     reads = hw.stream(rows, hw.beats(n, hw.act_bytes))
     params = hw.stream(1, hw.beats(2 * n, spec["params_bytes"])) + -(-n // lanes) if unit == "layernorm" else 0
-    body = max(params + rows * paced, reads)
-    cycles = body + latency + per_row + 2 + hw.memory.write_latency
+    body = max(params + (rows - 1) * paced, reads) + per_row + latency
+    cycles = body + per_row + 2 + hw.memory.write_latency
     bound = "unit" if rows * paced >= reads else "reads"
     return cycles, bound, {"per_row": per_row, "paced": paced, "reads": round(reads), "params": round(params)}
 

@@ -15,13 +15,14 @@ list: per operator, the cycles from ``start`` to ``done`` of a run of that one d
   and writes a job's rows while the next job computes; the vector, row and im2col engines
   stream with their requests issued ahead; the attention engine steps one key row at a time.
 
-Read streams follow one rule (:func:`stream_cycles`): a port keeps ``max_reads`` bursts in flight,
-so a stream of short requests is bound by the latency (Little's law), a stream of long ones by the
-beats. The model is an estimate in closed form, not a simulation: it does not see two engines'
-clients meeting on one port inside an operator, nor the DRAM model's stalls.
+Memory follows one rule (:class:`Channel`, and :func:`stream_cycles` in closed form): a port keeps
+``max_reads`` (``max_writes``) bursts in flight and a read client its receive FIFO's beats, so a
+stream of short requests is bound by the latency (Little's law), a stream of long ones by the beats
+or the FIFO. The linear engine is followed job by job (its requests in the order it makes them);
+the other engines are closed forms. The model does not see the DRAM model's seeded stalls.
 
-:func:`predict` gives one :class:`Prediction` per operator (the cycles and the term that bounds
-them); ``npuforge perf`` prints them beside the measured counters when asked to run the harness.
+:func:`predict` gives one :class:`Prediction` per operator (the cycles and what bounds them);
+``npuforge perf`` prints them for an accelerator config, ``npuforge run`` beside the measured counters.
 """
 
 import heapq
@@ -313,8 +314,7 @@ def _im2col(hw: Hardware, op) -> tuple[float, str, dict]:
     seg = patch * hw.act_bytes
     # One write request per segment (a patch's row of one channel): whole beats, or one strobed beat.
     segments, seg_beats = c * h * (w // patch), max(1, seg // hw.beat)
-    writes = stream_cycles(segments, seg_beats, latency=hw.memory.write_latency, in_flight=hw.max_writes,
-                           max_burst=hw.max_burst, rate=hw.beat_rate)
+    writes = hw.write_stream(segments, seg_beats)
     reads = hw.stream(c * h, -(-w // hw.beat))
     # The gearbox cuts image beats into write beats as they arrive: the slower of the two streams, then the
     # last image row's segments.

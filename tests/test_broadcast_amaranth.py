@@ -15,6 +15,7 @@ and signedness, ``mac`` baseline and ``opt1``, one of them the ``adder_tree`` of
 
 import math
 import random
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -266,7 +267,9 @@ def _random_ks(arch: Arch, rng: random.Random, n: int) -> list[int]:
 @pytest.mark.parametrize("flow", [(0.7, 0.6), (0.9, 0.25)], ids=["mixed", "slow_sink"])
 @pytest.mark.parametrize("arch", ARCHS + MIXED, ids=str)
 def test_random_jobs_random_flow(arch, flow):
-    rng = random.Random(hash((arch.name, flow)) & 0xFFFF)
+    # A stable seed: Python's hash() of a str changes from process to process (PYTHONHASHSEED), which once
+    # drew a slow-sink run that never stalled the grid.
+    rng = random.Random(zlib.crc32(f"{arch.name}/{flow}".encode()))
     jobs = [random_job(arch, k, rng) for k in _random_ks(arch, rng, 8)]
     trace = stream(arch, jobs, valid_prob=flow[0], ready_prob=flow[1], seed=rng.getrandbits(32))
     assert not trace.problems

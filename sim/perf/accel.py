@@ -15,7 +15,7 @@ list: per operator, the cycles from ``start`` to ``done`` of a run of that one d
   and writes a job's rows while the next job computes; the vector, row and im2col engines
   stream with their requests issued ahead; the attention engine steps one key row at a time.
 
-Memory follows one rule (:class:`Channel`, and :func:`stream_cycles` in closed form): a port keeps
+Memory follows one rule (:class:`Channel`, for every engine): a port keeps
 ``max_reads`` (``max_writes``) bursts in flight and a read client its receive FIFO's beats, so a
 stream of short requests is bound by the latency (Little's law), a stream of long ones by the beats
 or the FIFO. The linear engine is followed job by job (its requests in the order it makes them);
@@ -72,9 +72,12 @@ class Hardware:
         return -(-elements * container // self.beat)
 
     def stream(self, requests: int, beats: int) -> float:
-        """:func:`stream_cycles` of reads on this memory."""
-        return stream_cycles(requests, beats, latency=self.memory.read_latency, in_flight=self.max_reads,
-                             max_burst=self.max_burst, rate=self.beat_rate, queue=self.read_fifo)
+        """Cycles to read ``requests`` requests of ``beats`` beats for one client, all made at once: the time
+        the last beat arrives (a :class:`Channel` of its own)."""
+        channel, done = self.read_channel(), 0.0
+        for _ in range(requests):
+            done = channel.request(0, beats, "client")
+        return done
 
     def read_channel(self) -> "Channel":
         return Channel(slots=self.max_reads, latency=self.memory.read_latency, max_burst=self.max_burst,
@@ -92,26 +95,11 @@ class Hardware:
         raise ValueError(f"no read client {what!r} of engine {engine!r}")
 
     def write_stream(self, requests: int, beats: int) -> float:
-        """:func:`stream_cycles` of writes: a write holds its slot until its response."""
-        return stream_cycles(requests, beats, latency=self.memory.write_latency, in_flight=self.max_writes,
-                             max_burst=self.max_burst, rate=self.beat_rate)
-
-
-def stream_cycles(requests: int, beats: int, *, latency: int, in_flight: int, max_burst: int,
-                  rate: float = 1.0, queue: int | None = None) -> float:
-    """Cycles to read ``requests`` requests of ``beats`` beats each on one port, from the first request to
-    the last beat: the first burst's latency, then the larger of the beats (``rate`` per cycle) and the
-    bursts the port can keep in flight (``in_flight`` bursts of at most ``max_burst`` beats, each
-    occupying its slot for the latency and its beats)."""
-    if requests <= 0 or beats <= 0:
-        return 0.0
-    bursts = -(-beats // max_burst)
-    per_burst = beats / bursts
-    if queue:  # the client's receive FIFO bounds its bursts in flight
-        in_flight = min(in_flight, max(1, int(queue // per_burst)))
-    slot = latency + ROUND_TRIP + per_burst / rate
-    per_request = max(beats / rate, bursts * slot / in_flight)
-    return latency + per_request * requests
+        """Cycles to write ``requests`` requests of ``beats`` beats made at once: the last response."""
+        channel, done = self.write_channel(), 0.0
+        for _ in range(requests):
+            done = channel.request(0, beats)
+        return done
 
 
 #: Cycles a burst holds its slot beyond the DRAM's latency and its beats: the address handshake, the
@@ -229,12 +217,10 @@ def _linear(hw: Hardware, op) -> tuple[float, str, dict]:
     job_start = -math.inf
     job_taken = []  # per job: when the epilogue took its last row
     interval = max(beats, hw.job_interval)
-    w_ready = None
     compute = 0
     for t in range(tiles):
-        if w_ready is None or not transposed:
-            at = half_free[t % 2] if "no_prefetch" not in flags or t == 0 else taken[-1]
-            w_ready = load(t, at + (LOAD_ISSUE if t >= 2 or ("no_prefetch" in flags and t) else 0))
+        at = half_free[t % 2] if "no_prefetch" not in flags or t == 0 else taken[-1]
+        w_ready = load(t, at + (LOAD_ISSUE if t >= 2 or ("no_prefetch" in flags and t) else 0))
         for i in range(m_tiles):
             kept = min(rows, m - i * rows)
             job = t * m_tiles + i
@@ -280,7 +266,7 @@ LINEAR_TAIL = 10
 #: Cycles the writer spends per row beyond its beats (it takes a row, issues its address, then its beats).
 WRITER_ROW = 4
 #: Cycles a write burst holds its slot beyond its beats and the response latency.
-WRITE_TRIP = 6
+WRITE_TRIP = 4
 
 
 def _add(hw: Hardware, op) -> tuple[float, str, dict]:

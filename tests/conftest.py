@@ -84,6 +84,7 @@ RTL_CONFIGS = {
     # LayerNorm (tests/test_layernorm.py)
     "layernorm_l1_n8": _TESTS / "layernorm_l1_n8.yaml",
     "layernorm_l3_n13": _TESTS / "layernorm_l3_n13.yaml",
+    "layernorm_w32_n24": _TESTS / "layernorm_w32_n24.yaml",
     # the NPU tile (tests/test_npu_tile.py)
     "npu_tile_2x3": _TESTS / "npu_tile_2x3.yaml",
     "npu_tile_2x3_prot": _TESTS / "npu_tile_2x3_prot.yaml",

@@ -144,11 +144,31 @@ def test_synth_command_writes_json(tmp_path):
 @pytest.mark.parametrize("argv,part", [
     (["--target", "ice40"], "--target: invalid choice: 'ice40'"),
     (["--seed", "-3"], "--seed: got '-3'"),
+    (["--timeout", "0"], "--timeout: got '0'; allowed: an integer from 1 to 172800"),
 ])
 def test_synth_bad_arguments_are_one_line(argv, part, capsys):
     assert cli.main(["synth", str(RTL_CONFIGS["tpe_1x1_w4"]), *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and part in err, err
+
+
+def test_synth_timeout_reaches_the_tools(monkeypatch, tmp_path):
+    """A whole accelerator needs hours for xcup: --timeout replaces the 30-minute default of every tool run."""
+    import fpga.cost
+    from fpga.synth import SynthResult
+
+    seen = {}
+
+    def fake(verilog, top, target, **options):
+        seen.update(options)
+        return SynthResult(data={"target": target, "lut": 1}, cached=False, path=tmp_path / "r.json", log=tmp_path)
+
+    monkeypatch.setattr(fpga.cost, "synthesize", fake)
+    assert cli.main(["synth", str(RTL_CONFIGS["tpe_1x1_w4"]), "--target", "xcup", "--timeout", "7200",
+                     "--build-dir", str(tmp_path / "b")]) == 0
+    assert seen["timeout"] == 7200
+    assert cli.main(["synth", str(RTL_CONFIGS["tpe_1x1_w4"]), "--build-dir", str(tmp_path / "b")]) == 0
+    assert seen["timeout"] == 1800
 
 
 def test_synth_json_to_a_directory_is_refused(tmp_path, capsys):

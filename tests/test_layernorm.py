@@ -10,7 +10,7 @@ from gen.errors import ConfigError
 from sim.golden import layernorm as golden
 from sim.runner import check_fault_sites
 
-LAYERNORM_CONFIGS = ("layernorm_l1_n8", "layernorm_l3_n13")
+LAYERNORM_CONFIGS = ("layernorm_l1_n8", "layernorm_l3_n13", "layernorm_w32_n24")
 
 
 def _cfg(**fields):
@@ -79,6 +79,7 @@ def test_lanes_do_not_change_results():
     ({"stat_frac": 4}, "stat_frac .* must be at least input.frac"),
     ({"rstd": {"width": 30, "frac": 20, "signed": False}}, "rstd must be unsigned with at most 26 bits"),
     ({"input": {"width": 32, "frac": 10, "signed": True}, "n_max": 4096}, "intermediates fit the hardware"),
+    ({"input": {"width": 24, "frac": 16, "signed": True}}, "intermediate products would need 66 bits .*use fewer stat_frac"),
 ])
 def test_config_errors_name_the_problem(fields, message):
     with pytest.raises(ConfigError, match=message):

@@ -110,8 +110,13 @@ def test_edge_moe_size_config():
     assert (cfg.facts.macs, cfg.memory.ports, cfg.memory.data_width, cfg.clock_mhz) == (448, 2, 256, 300)
     assert cfg.facts.attention.engine == "unified"  # the whole image: attention on the 448 MACs too
     same = ("height", "width", "channels", "patch", "dim", "heads", "layers", "mlp_ratio", "moe_layers", "experts",
-            "top_k", "expert_hidden", "tasks", "nonlinear")
+            "top_k", "expert_hidden", "tasks")
     assert net.name == "edge_moe_exact" and all(getattr(net, key) == getattr(edge, key) for key in same)
+    # The same units; LayerNorm takes each model's activation format as it is (issue 18: no narrowing).
+    assert {k: v for k, v in net.nonlinear.items() if k != "layernorm"} == \
+        {k: v for k, v in edge.nonlinear.items() if k != "layernorm"}
+    for model in (net, edge):
+        assert model.units["layernorm"].input.format == model.format("activation"), model.name
     assert net.weights is None
     for name in ("weight", "patch_weight", "attn_bias", "bias", "norm", "pixel"):
         assert net.format(name) == edge.format(name), name

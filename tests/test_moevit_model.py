@@ -97,7 +97,7 @@ def test_config_errors_are_one_line(tmp_path, change, expected):
     ("layernorm", {"gamma": {"width": 8, "frac": 4, "signed": True}}, "no gamma in nonlinear.layernorm"),
     ("gelu", {"method": "cubic"}, "nonlinear.gelu.method: got 'cubic'"),
     ("softmax", {"exp_frac": 99}, "nonlinear.softmax.exp_frac: got 99"),
-    ("layernorm", {"input": {"width": 32, "frac": 22, "signed": True}}, "nonlinear.layernorm.stat_frac (20) must be at least"),
+    ("layernorm", {"input": {"width": 32, "frac": 26, "signed": True}}, "nonlinear.layernorm.stat_frac (24) must be at least"),
 ])
 def test_unit_errors_name_the_unit(tmp_path, unit, change, expected):
     data = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())

@@ -91,6 +91,14 @@ def eps_code(eps: float, frac: int) -> int:
     return max(1, int(FixedFormat(62, frac, False).from_float(eps)))
 
 
+def _rsqrt_frac_bits(cfg: LayerNormConfig, variance: FixedFormat) -> int:
+    """The rsqrt block's default (output width + 2, at most 28), narrowed where a wide variance needs it."""
+    wanted = min(28, cfg.rstd.width + 2)
+    room = MAX_INTERMEDIATE_BITS - 3 - RsqrtSpec(input=variance, output=cfg.rstd.format,
+                                                 table_bits=cfg.table_bits, frac_bits=cfg.table_bits).denormalise_shift
+    return max(cfg.table_bits, min(wanted, room))
+
+
 def spec(cfg: LayerNormConfig) -> LayerNormSpec:
     """The hardware spec of ``cfg`` (shared by the generator and the golden model)."""
     fin, n_max = cfg.input.format, cfg.n_max
@@ -111,10 +119,7 @@ def spec(cfg: LayerNormConfig) -> LayerNormSpec:
                                   output=FixedFormat(cfg.inv_n_frac + 1, cfg.inv_n_frac, False),
                                   table_bits=cfg.table_bits, newton_steps=cfg.newton_steps),
         rsqrt=RsqrtSpec(input=variance, output=cfg.rstd.format, table_bits=cfg.table_bits,
-                        newton_steps=cfg.newton_steps,
-                        # the block's default (output width + 2), narrowed where a wide variance needs it
-                        frac_bits=max(cfg.table_bits,
-                                      min(cfg.rstd.width + 2, MAX_INTERMEDIATE_BITS - 3 - variance.width))),
+                        newton_steps=cfg.newton_steps, frac_bits=_rsqrt_frac_bits(cfg, variance)),
         rounding=cfg.rounding,
         overflow=cfg.overflow,
         banks=cfg.row_buffers,

@@ -120,12 +120,13 @@ class LayerNormSpec:
             raise ValueError(f"the rsqrt must take {self.var_eps_format} and give an unsigned format")
         if not self.norm.signed:
             raise ValueError("the normalised value's format must be signed")
-        widest = max(self.sum_width + self.inv_n_format.width, self.square_sum_width + self.inv_n_format.width,
-                     2 * self.offset_format.width, self.centered_width + self.rsqrt.output.width + 1,
-                     self.scaled_width + 2)
+        # Per element (the output pass, the golden's int64 arrays): at most MAX_INTERMEDIATE_BITS.
+        widest = max(self.centered_width + self.rsqrt.output.width + 1, self.scaled_width + 2)
         if widest > MAX_INTERMEDIATE_BITS:
             raise ValueError(f"intermediate products would need {widest} bits (at most {MAX_INTERMEDIATE_BITS}): "
-                             "use fewer fraction bits or a smaller n_max")
+                             "use fewer stat_frac, rstd or output bits")
+        # Per row (the exact sums and their products with 1/n) the hardware sizes its registers and the golden
+        # uses Python integers beyond 62 bits: at most about 104 bits, as the variance format is within 62.
 
     # formats and widths (shared by the generator and the golden model)
     @property
@@ -135,6 +136,12 @@ class LayerNormSpec:
     @property
     def inv_n_format(self) -> FixedFormat:
         return self.reciprocal.output
+
+    @property
+    def statistics_width(self) -> int:
+        """Widest per-row intermediate: ``S * inv_n``, ``Q * inv_n``, ``E[d]**2``."""
+        return max(self.sum_width + self.inv_n_format.width, self.square_sum_width + self.inv_n_format.width,
+                   2 * self.offset_format.width, 2 * self.difference_width)
 
     @property
     def difference_width(self) -> int:
@@ -288,8 +295,10 @@ class LayerNorm(RowUnit):
         # E[d] and E[d^2]: the exact products, then their requantisations.
         x_frac, inv_frac = spec.input.frac, spec.inv_n_format.frac
         sat = Overflow.SATURATE
-        sum_product = stage(m, always, "sum_product", waited.sum * inv_n.y)
-        square_product = stage(m, always, "square_product", waited.squares * inv_n.y)
+        # Each product as two registered halves (split on 1/n): half the multiplier depth per stage, the
+        # same latency (the halves are summed inside the requantisation's stage).
+        sum_product = split_product(m, always, "sum_product", waited.sum, inv_n.y)
+        square_product = split_product(m, always, "square_product", waited.squares, inv_n.y)
         offset = stage(m, always, "offset", requantize_hw(sum_product, x_frac + inv_frac, spec.offset_format,
                                                           spec.rounding, sat), spec.offset_format.shape())
         ex2 = stage(m, always, "mean_square", requantize_hw(square_product, 2 * x_frac + inv_frac,

@@ -70,13 +70,19 @@ class NewtonSpec:
             object.__setattr__(self, "frac_bits", min(28, max(self.table_bits + 2, self.output.width + 2)))
         if not self.table_bits <= self.frac_bits <= 28:
             raise ValueError(f"frac_bits must be from table_bits ({self.table_bits}) to 28, not {self.frac_bits}")
-        widest = self.frac_bits + 3 + self.input.width
+        widest = self.frac_bits + 3 + self.denormalise_shift
         if widest > MAX_INTERMEDIATE_BITS:
             raise ValueError(f"intermediate values would need {widest} bits (at most {MAX_INTERMEDIATE_BITS})")
 
     @property
     def seed_format(self) -> FixedFormat:
         return FixedFormat(self.frac_bits + 2, self.frac_bits, False)
+
+    @property
+    def denormalise_shift(self) -> int:
+        """Bound on the left shift that denormalises the seed (the reciprocal's ``lz``: below the input's
+        width), which sets the widest intermediate, ``frac_bits + 3`` more bits."""
+        return self.input.width
 
 
 @dataclass(frozen=True)

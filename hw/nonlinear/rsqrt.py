@@ -28,7 +28,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, signed, unsigned
 from amaranth.utils import bits_for
 
 from ..arith.fixed import shift_round_hw
-from .pipeline import delayed, rom, stage
+from .pipeline import delayed, rom, split_product, stage
 from .reciprocal import INTERNAL_ROUNDING, NewtonSpec, NormalisingBlock
 
 
@@ -59,6 +59,12 @@ class RsqrtSpec(NewtonSpec):
     @property
     def h_max(self) -> int:
         return self.exponent_top // 2
+
+    @property
+    def denormalise_shift(self) -> int:
+        """``h_max - floor(e / 2)`` at the smallest exponent ``e = -input.frac`` (``x = 1``): about half the
+        reciprocal's shift, so a wide input (LayerNorm's variance) leaves the Newton steps more fraction bits."""
+        return self.h_max + (self.input.frac + 1) // 2
 
     @property
     def out_frac(self) -> int:
@@ -100,18 +106,19 @@ class Rsqrt(NormalisingBlock):
         shift, zero = stage(m, en, "shift_0", shift, unsigned(bits_for(width))), stage(m, en, "zero_0", zero)
 
         # Newton steps, six stages each: the exact s**2, rounded; the exact M * s**2, c = 3 - its rounding;
-        # the exact s * c, rounded and halved.
+        # the exact s * c, rounded and halved. Each product is two registered halves (split_product), summed in
+        # the rounding's stage: with 28 fraction bits (LayerNorm's rstd) a whole product is deeper than a TPE.
         for n in range(spec.newton_steps):
-            square = stage(m, en, f"square_product_{n}", seed * seed)
+            square = split_product(m, en, f"square_product_{n}", seed, seed)
             square = stage(m, en, f"square_{n}", shift_round_hw(square, frac, INTERNAL_ROUNDING)[:frac + 3], value)
             seed_a = delayed(m, en, seed, 2, f"seed_{n}a")
             big_a = delayed(m, en, big, 2, f"big_m_{n}a")
-            scaled = stage(m, en, f"scaled_{n}", big_a * square)
+            scaled = split_product(m, en, f"scaled_{n}", big_a, square)
             seed_b = stage(m, en, f"seed_{n}b", seed_a)
             correction = stage(m, en, f"correction_{n}", (Const(3 << frac, frac + 4) - shift_round_hw(
                 scaled, frac, INTERNAL_ROUNDING))[:frac + 3], value)
             seed_c = stage(m, en, f"seed_{n}c", seed_b)
-            product = stage(m, en, f"product_{n}", seed_c * correction)
+            product = split_product(m, en, f"product_{n}", seed_c, correction)
             seed = stage(m, en, f"seed_{n + 1}", shift_round_hw(product, frac + 1, INTERNAL_ROUNDING)[:frac + 3],
                          value)
             if n < spec.newton_steps - 1:

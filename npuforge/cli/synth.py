@@ -35,6 +35,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=1, help="placer seed for ecp5 (default 1)")
     parser.add_argument("--out-of-context", action="store_true",
                         help="ecp5: place as a core without I/O cells (for ports wider than the device's 365 I/O)")
+    parser.add_argument("--timeout", type=int_in(1, 48 * 3600), default=1800, metavar="SECONDS",
+                        help="stop a tool that runs longer than this (default 1800; a whole accelerator "
+                             "needs hours for xcup)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the result as JSON")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
 
@@ -50,7 +53,8 @@ def run(args) -> int:
     print(f"design   {cfg.name}: {cfg.describe()} (config hash {cfg.config_hash()[:12]})", flush=True)
     with Console(stderr=True).status("generating Verilog") as status:
         result = synthesize_config(cfg, args.target, build_root=args.build_dir or DEFAULT_BUILD_ROOT,
-                                   seed=args.seed, out_of_context=args.out_of_context, on_step=status.update)
+                                   seed=args.seed, out_of_context=args.out_of_context, on_step=status.update,
+                                   timeout=args.timeout)
     data = result.data
     tools = ", ".join(f"{name} {version}" for name, version in sorted(data.get("tools", {}).items()))
     how = "cached" if result.cached else f"ran in {data.get('seconds', 0):.1f} s"

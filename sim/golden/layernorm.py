@@ -10,13 +10,16 @@ the generic testbench (``sim/tb/nonlinear.py``) and of ``npuforge
 characterize`` are at the end: ``gamma`` and ``beta`` travel as the run's
 ``context`` and are loaded through the ``params`` stream before the rows.
 
-Integer widths: :class:`~hw.nonlinear.layernorm.LayerNormSpec` refuses formats
-whose sums and products need more than 62 bits, so int64 arithmetic is exact here.
+Integer widths: :class:`~hw.nonlinear.layernorm.LayerNormSpec` keeps every
+per-element intermediate within 62 bits, so the output pass is exact in int64.
+The per-row statistics may be wider (24- and 32-bit inputs over hundreds of
+channels): they are computed in Python integers (object arrays) whenever the
+spec says they could exceed 62 bits.
 """
 
 import numpy as np
 
-from hw.arith.fixed import Overflow, fit, requantize
+from hw.arith.fixed import MAX_INTERMEDIATE_BITS, Overflow, fit, requantize
 from hw.nonlinear.layernorm import PARAMS_STREAM, LayerNormSpec
 
 from .reciprocal import reciprocal
@@ -33,14 +36,20 @@ def statistics(spec: LayerNormSpec, x) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"a row has 1..{spec.n_max} elements, not {n}")
     reference = x[..., 0]
     d = x - reference[..., None]
+    wide = spec.statistics_width > MAX_INTERMEDIATE_BITS
+
+    def exact(values):  # Python integers where int64 could overflow: exact at any width, slower
+        return np.asarray(values).astype(object) if wide else values
+
+    d = exact(d)
     total, squares = d.sum(axis=-1), (d * d).sum(axis=-1)
-    inv_n = reciprocal(spec.reciprocal, np.array([n], dtype=np.int64))[0]  # the same n for every row
+    inv_n = int(reciprocal(spec.reciprocal, np.array([n], dtype=np.int64))[0])  # the same n for every row
     f, fi, fm = spec.input.frac, spec.inv_n_format.frac, spec.stat_frac
     sat = Overflow.SATURATE
     offset = requantize(total * inv_n, f + fi, spec.offset_format, spec.rounding, sat)
     mean = fit((reference << (fm - f)) + offset, spec.mean_format, sat)
     ex2 = requantize(squares * inv_n, 2 * f + fi, spec.var_format, spec.rounding, sat)
-    squared_mean = requantize(offset * offset, 2 * fm, spec.var_format, spec.rounding, sat)
+    squared_mean = requantize(exact(offset) * exact(offset), 2 * fm, spec.var_format, spec.rounding, sat)
     var_eps = np.maximum(0, ex2 - squared_mean) + spec.eps
     return mean, np.asarray(rsqrt(spec.rsqrt, var_eps), dtype=np.int64)
 

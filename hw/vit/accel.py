@@ -293,6 +293,12 @@ class MoevitAccel(wiring.Component):
             events[f"rd_bytes_p{p}"] = port.read_beat * beat_bytes
             events[f"wr_bytes_p{p}"] = port.write_bytes
         for name, increment in events.items():
+            if name == "mem_stall":
+                # Every engine's wait logic ORed: registered first (its counter runs one cycle behind), so the
+                # counter's adder does not sit on that path.
+                event = Signal(name=f"event_{name}")
+                m.d.sync += event.eq(increment)
+                increment = event
             counter = Signal(64, name=f"count_{name}")
             with m.If(starting | soft_request):
                 m.d.sync += counter.eq(0)

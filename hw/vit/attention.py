@@ -436,8 +436,11 @@ class AttentionEngine(wiring.Component):
         t = {"valid": valid, "key_word": s2["key_word"], "key_lane": s2["key_lane"],
              "complete": Cat(*s2["complete"]).any(), "live": s2["live"], "parity": s2["parity"]}
         codes = totals
+        # The product with the scale is registered before its requantisation (one stage held both: the
+        # deepest path of the accelerator outside its TPE).
         steps = [lambda x: fit_hw(x << qk.product_shift, qk.acc, ovf),
-                 lambda x: requantize_hw(x * run["scale"], qk.acc.frac + self.scale.frac, qk.out, rnd, ovf),
+                 lambda x: x * run["scale"],
+                 lambda x: requantize_hw(x, qk.acc.frac + self.scale.frac, qk.out, rnd, ovf),
                  lambda x: requantize_hw(x, qk.out.frac, sm.input, rnd, ovf)]
         for stage, step in enumerate(steps, start=1):
             t = {"valid": tag(stage, "valid", t["valid"]), "key_word": tag(stage, "key_word", t["key_word"]),

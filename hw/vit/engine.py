@@ -23,9 +23,11 @@ Memory: ``reads[i]`` / ``writes[i]`` are the engine's read and write clients
 engine view); the top assigns each to a port.
 """
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Const, Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from hw.nonlinear.pipeline import split_product
 
 from .axi import ReadClientSignature, WriteClientSignature, read_request_layout
 from .descriptors import DESCRIPTOR_BYTES, ERROR_BITS
@@ -98,17 +100,20 @@ class TensorCheck(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         low = self._align.bit_length() - 1
-        base, rows, stride, row_bytes = (Signal(64, name="base_q"), Signal(32, name="rows_q"),
-                                         Signal(32, name="stride_q"), Signal(32, name="row_bytes_q"))
+        # Sampled: rows - 1 (and whether rows is 0) rather than rows, so that the next stage holds only the multiply.
+        base, rows_less, stride, row_bytes = (Signal(64, name="base_q"), Signal(32, name="rows_less_q"),
+                                              Signal(32, name="stride_q"), Signal(32, name="row_bytes_q"))
+        no_rows = Signal(name="no_rows_q")
         with m.If(self.sample):
-            m.d.sync += [base.eq(self.base), rows.eq(self.rows), stride.eq(self.stride),
-                         row_bytes.eq(self.row_bytes)]
-        span = Signal(64, name="span")  # (rows - 1) * stride
+            m.d.sync += [base.eq(self.base), rows_less.eq(self.rows - 1), no_rows.eq(~self.rows.any()),
+                         stride.eq(self.stride), row_bytes.eq(self.row_bytes)]
+        # (rows - 1) * stride as two registered half products (split on the stride): a whole 32 x 32 multiply
+        # was the deepest path of the accelerator outside its TPE.
+        span = split_product(m, Const(1, 1), "span", rows_less, stride)
         shape_ok = Signal(name="shape_ok")
-        m.d.sync += [span.eq((rows - 1) * stride),
-                     shape_ok.eq(rows.any() & ~(base[:low] | stride[:low]).any() if low else rows.any())]
+        m.d.sync += shape_ok.eq(~no_rows & ~(base[:low] | stride[:low]).any() if low else ~no_rows)
         end = Signal(66, name="end")
-        m.d.sync += end.eq(base + span + row_bytes)
+        m.d.sync += end.eq(base + span + row_bytes)  # the sampled registers hold until the next sample
         ok_q = Signal(name="ok_q")
         m.d.sync += ok_q.eq(shape_ok & (end <= (1 << self._addr_width)))
         # The result registers load every cycle; the owner reads ok `latency` cycles after sample.

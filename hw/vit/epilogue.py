@@ -111,10 +111,16 @@ class EpilogueLane(wiring.Component):
         super().__init__(members)
 
     @property
+    def scaled(self) -> bool:
+        """Whether a format multiplies the accumulator by a scale (a stage of its own)."""
+        return any(f.scale is not None for f in self.formats)
+
+    @property
     def latency(self) -> int:
-        # sum | fit | requantise | (gelu in | the block | gelu out) | residual add
-        return 3 + (2 + GELU_LATENCY[self.gelu_spec.method] if self.gelu_spec is not None else 0) + \
-            (self.score_format is not None) + 1
+        # sum | fit | (scale product) | requantise | (gelu in | the block | gelu out) | (score product | weighted)
+        # | residual add
+        return 3 + self.scaled + (2 + GELU_LATENCY[self.gelu_spec.method] if self.gelu_spec is not None else 0) + \
+            2 * (self.score_format is not None) + 1
 
     def _groups(self):
         """Formats grouped by the part after the sum (accumulator, rounding, overflow): one circuit each."""
@@ -162,14 +168,23 @@ class EpilogueLane(wiring.Component):
         acc = stage(m, en, "acc_fit", self._by_group(groups, [fit_hw(x, a, o) for (a, _, o, _), _ in groups]),
                     signed(acc_width + 1))
         res = stage(m, en, "res_2", res)
+        # A scale (the attention scores' 1/sqrt(head_dim)) is an exact product registered before its
+        # requantisation: both in one stage were among the accelerator's deepest paths.
+        scaled = {}
+        if self.scaled:
+            for g, ((_, _, _, scale), _) in enumerate(groups):
+                if scale is not None:
+                    scaled[g] = stage(m, en, f"scaled_{g}", acc * scale[0])
+            acc = stage(m, en, "acc_s", acc)
+            res = stage(m, en, "res_s", res)
 
-        def output(a, r, o, scale):
+        def output(g, a, r, o, scale):
             if scale is None:
                 return requantize_hw(acc, a.frac, out_fmt, r, o)
-            code, frac = scale
-            return requantize_hw(acc * code, a.frac + frac, out_fmt, r, o)
+            return requantize_hw(scaled[g], a.frac + scale[1], out_fmt, r, o)
 
-        y = stage(m, en, "act", self._by_group(groups, [output(*key) for key, _ in groups]), out_fmt.shape())
+        y = stage(m, en, "act", self._by_group(groups, [output(g, *key) for g, (key, _) in enumerate(groups)]),
+                  out_fmt.shape())
         res = stage(m, en, "res_3", res)
         if self.gelu_spec is not None:
             spec = self.gelu_spec
@@ -191,7 +206,11 @@ class EpilogueLane(wiring.Component):
             width = out_fmt.width
             code = res[width:width + score.width]
             code = code.as_signed() if score.signed else code.as_unsigned()
-            weighted = requantize_hw(y * code, out_fmt.frac + score.frac, out_fmt, rounding, overflow)
+            # The product with the score registered before its requantisation (as the scale's).
+            product = stage(m, en, "weight_product", y * code)
+            y = stage(m, en, "weight_bypass", y)
+            res = stage(m, en, "res_p", res)
+            weighted = requantize_hw(product, out_fmt.frac + score.frac, out_fmt, rounding, overflow)
             y = stage(m, en, "weighted", Mux(self.weight, weighted, y), out_fmt.shape())
             res = stage(m, en, "res_w", res)
             add_residual = self.residual & (~self.weight | res[-1])

@@ -13,7 +13,7 @@ when its output is empty or taken, so beats flow at one per cycle while the engi
 them and stall in place when it does not.
 """
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,6 +67,9 @@ class Feeder(wiring.Component):
         b_valid = Signal(name="b_valid")
         b_k0 = Signal(32, name="b_k0")
         b_last = Signal(name="b_last")
+        # Which steps of the beat lie below K, decided at issue: a 32-bit compare in the beat's path put the
+        # TPE's accumulators 9 cells deeper inside the accelerator than alone.
+        b_live = Signal(steps, name="b_live")
         advance = Signal(name="advance")
         m.d.comb += advance.eq(~b_valid | ops.ready)
 
@@ -85,7 +88,8 @@ class Feeder(wiring.Component):
             self.waiting.eq(issuing & ~can_issue & ~self.start),
         ]
         with m.If(advance):
-            m.d.sync += [b_valid.eq(can_issue), b_k0.eq(k0), b_last.eq(last_step)]
+            m.d.sync += [b_valid.eq(can_issue), b_k0.eq(k0), b_last.eq(last_step),
+                         b_live.eq(Cat(*[k0 + s < k for s in range(steps)]))]
             with m.If(can_issue):
                 with m.If(~last_step):
                     m.d.sync += k0.eq(k0 + steps)
@@ -108,7 +112,7 @@ class Feeder(wiring.Component):
         b_shape = Shape.cast(self.operand_layout.members["b"].elem_shape)
         m.d.comb += [ops.valid.eq(b_valid), ops.payload.last.eq(b_last)]
         for s in range(steps):
-            live = b_k0 + s < k
+            live = b_live[s]
             for i in range(rows):
                 word = self.a_r_data[i]
                 lanes = [word[e * self.a_bits:(e + 1) * self.a_bits] for e in range(self.word_elems)]

@@ -8,9 +8,9 @@ groups of the engine's ``steps`` per beat, and offers one ``k_steps`` beat per c
 (``rows_loaded``) and a tile's beats until its half is ``ready``; ``w_fed`` pulses ``1 << half``
 when a tile's last beat is read (the half then waits for its next tile, not the old one).
 
-Timing: a two-stage pipeline (address, then the memories' registered data) that advances
-when its output is empty or taken, so beats flow at one per cycle while the engine takes
-them and stall in place when it does not.
+Timing: a three-stage pipeline (address; the memories' registered data; the beat, registered)
+that advances when its output is empty or taken, so beats flow at one per cycle while the
+engine takes them and stall in place when it does not.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
@@ -67,11 +67,15 @@ class Feeder(wiring.Component):
         b_valid = Signal(name="b_valid")
         b_k0 = Signal(32, name="b_k0")
         b_last = Signal(name="b_last")
-        # Which steps of the beat lie below K, decided at issue: a 32-bit compare in the beat's path put the
-        # TPE's accumulators 9 cells deeper inside the accelerator than alone.
+        # Which steps of the beat lie below K, decided at issue: keeps a 32-bit compare out of the beat's path.
         b_live = Signal(steps, name="b_live")
         advance = Signal(name="advance")
-        m.d.comb += advance.eq(~b_valid | ops.ready)
+        # Stage C: the beat itself, registered, so that the TPE's first multipliers start from a register and
+        # not from the memories' lane selection (which put its accumulators 9 cells deeper than alone).
+        c_valid = Signal(name="c_valid")
+        c_beat = Signal(self.operand_layout, name="c_beat")
+        take = Signal(name="take")
+        m.d.comb += [take.eq(~c_valid | ops.ready), advance.eq(~b_valid | take)]
 
         rows_in = (self.rows_loaded >= row0 + rows) | (self.rows_loaded >= m_rows)
         b_in = pick(half, [self.w_ready[0], self.w_ready[1]])
@@ -110,7 +114,12 @@ class Feeder(wiring.Component):
         group = b_k0[:_log2(self.word_elems)] if self.word_elems > 1 else Const(0, 1)
         a_shape = Shape.cast(self.operand_layout.members["a"].elem_shape)
         b_shape = Shape.cast(self.operand_layout.members["b"].elem_shape)
-        m.d.comb += [ops.valid.eq(b_valid), ops.payload.last.eq(b_last)]
+        beat = Signal(self.operand_layout, name="beat")  # stage B's beat, into stage C
+        with m.If(take):
+            m.d.sync += [c_valid.eq(b_valid), c_beat.eq(beat)]
+        with m.If(self.start):
+            m.d.sync += c_valid.eq(0)
+        m.d.comb += [ops.valid.eq(c_valid), ops.payload.eq(c_beat)]
         for s in range(steps):
             live = b_live[s]
             for i in range(rows):
@@ -119,7 +128,7 @@ class Feeder(wiring.Component):
                 options = lanes[s::steps]  # the lane of step s in each group
                 value = pick(group >> _log2(steps) if steps > 1 else group, options)
                 code = value.as_signed() if a_shape.signed else value.as_unsigned()
-                m.d.comb += ops.payload.a[s * rows + i].eq(Mux(live, code, 0))
+                m.d.comb += beat.a[s * rows + i].eq(Mux(live, code, 0))
             for j in range(cols):
                 value = self.w_r_data[s][j * self.b_bits:(j + 1) * self.b_bits]
                 if self.bt_words:
@@ -128,8 +137,8 @@ class Feeder(wiring.Component):
                     transposed = pick(group >> _log2(steps) if steps > 1 else group, lanes[s::steps])
                     value = Mux(self.transposed, transposed, value)
                 code = value.as_signed() if b_shape.signed else value.as_unsigned()
-                m.d.comb += ops.payload.b[s * cols + j].eq(Mux(live, code, 0))
-        m.d.comb += self.done.eq(~issuing & ~b_valid)
+                m.d.comb += beat.b[s * cols + j].eq(Mux(live, code, 0))
+        m.d.comb += [beat.last.eq(b_last), self.done.eq(~issuing & ~b_valid & ~c_valid)]
         if self.bt_words:
             m.d.comb += [self.bt_r_en.eq(advance), self.bt_r_addr.eq(bt_base + (k0 >> _log2(self.word_elems)))]
         return m

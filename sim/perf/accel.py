@@ -254,8 +254,8 @@ def _linear(hw: Hardware, op) -> tuple[float, str, dict]:
     return body, bound, {"tiles": tiles, "m_tiles": m_tiles, "beats": beats, "compute": compute}
 
 
-#: Register stages of the feeder (address, memory data) before a beat reaches the TPE.
-FEEDER_STAGES = 2
+#: Register stages of the feeder (address, memory data, the beat) before a beat reaches the TPE.
+FEEDER_STAGES = 3
 #: Register stages from the TPE's result row to the out queue (epilogue: shift and bias, fit, requantise,
 #: GELU, residual, score).
 EPILOGUE_STAGES = 16

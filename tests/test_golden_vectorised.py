@@ -84,8 +84,8 @@ def _ref_gate_row(spec, top_k, x):
 def _ref_layernorm_statistics(spec, x):
     x = np.asarray(x, dtype=np.int64)
     reference = int(x[0])
-    d = x - reference
-    total, squares = int(d.sum()), int((d * d).sum())
+    d = [int(v) - reference for v in x]  # Python integers: the statistics may pass 64 bits (32-bit inputs)
+    total, squares = sum(d), sum(v * v for v in d)
     inv_n = int(reciprocal(spec.reciprocal, np.array([x.size], dtype=np.int64))[0])
     f, fi, fm = spec.input.frac, spec.inv_n_format.frac, spec.stat_frac
     sat = Overflow.SATURATE

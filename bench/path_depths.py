@@ -19,7 +19,6 @@ Cost: the flow's own time (about 20 minutes for ``tests/configs/accel_micro_os.y
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fpga import yosys  # noqa: E402
+from fpga.process import run_logged  # noqa: E402
+from fpga.synth import YOSYS_LOG  # noqa: E402
 from gen.config import load_config  # noqa: E402
 from gen.emit import generate_in_build  # noqa: E402
 from gen.manifest import verilog_filename  # noqa: E402
@@ -38,13 +39,13 @@ from gen.manifest import verilog_filename  # noqa: E402
 SEQUENTIAL = re.compile(r"^\$(_DFF|_SDFF|_DFFE|_SDFFE|_ALDFF|_DLATCH|mem|memrd|memwr|meminit|dff|adff|sdff)")
 
 
-def netlist(verilog: Path, top: str, work: Path) -> Path:
+def netlist(verilog: Path, top: str, work: Path, timeout: float) -> Path:
     """Run the generic flow on ``verilog`` in ``work``, with a JSON netlist written after it."""
     script = yosys.generic_script(top, yosys.wants_kept_flops(verilog.read_bytes()))
     script = script.replace(f"tee -o {yosys.LTP} ltp -noff", f"tee -o {yosys.LTP} ltp -noff\nwrite_json net.json")
     (work / yosys.DESIGN).write_bytes(verilog.read_bytes())
     (work / "flow.ys").write_text(script)
-    subprocess.run([yosys.find_yosys(), "-q", "-s", "flow.ys"], cwd=work, check=True, stdout=subprocess.DEVNULL)
+    run_logged("yosys", [str(yosys.find_yosys()), "-s", "flow.ys"], cwd=work, log=work / YOSYS_LOG, timeout=timeout)
     return work / "net.json"
 
 
@@ -110,12 +111,13 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=60, help="at most this many lines")
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
     parser.add_argument("--json", type=Path, default=None, help="also write every register's depth")
+    parser.add_argument("--timeout", type=float, default=3 * 3600, help="Yosys's time limit in seconds")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     rtl, _ = generate_in_build(cfg, args.build_dir)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="depths-") as work:
-        net = netlist(rtl / verilog_filename(cfg.name), cfg.name, Path(work))
+        net = netlist(rtl / verilog_filename(cfg.name), cfg.name, Path(work), args.timeout)
         ltp = yosys.parse_ltp((Path(work) / yosys.LTP).read_text())
         flow = time.monotonic() - started
         per_register, deepest = depths(net)

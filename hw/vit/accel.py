@@ -280,6 +280,8 @@ class MoevitAccel(wiring.Component):
         # ------------------------------------------------------------ counters
         counting = seq.running
         beat_bytes = self.data_width // 8
+        stall = Signal(name="event_mem_stall")
+        m.d.sync += stall.eq(Cat(*[engines[name].mem_stall for name in self.engine_opcodes]).any())
         events = {
             "cycles": counting,
             "busy_fetch": counting & seq.waiting_fetch,
@@ -287,18 +289,14 @@ class MoevitAccel(wiring.Component):
             # one operator runs at a time: the MAC beats of whichever engine has them
             "mac_active": Cat(*[engines[name].mac_beat for name in self.engine_opcodes
                                 if hasattr(engines[name], "mac_beat")]).any(),
-            "mem_stall": Cat(*[engines[name].mem_stall for name in self.engine_opcodes]).any(),
+            # every engine's wait logic ORed, registered first (the counter runs one cycle behind), so that the
+            # counter's adder does not sit on that path
+            "mem_stall": stall,
         }
         for p, port in enumerate(ports):
             events[f"rd_bytes_p{p}"] = port.read_beat * beat_bytes
             events[f"wr_bytes_p{p}"] = port.write_bytes
         for name, increment in events.items():
-            if name == "mem_stall":
-                # Every engine's wait logic ORed: registered first (its counter runs one cycle behind), so the
-                # counter's adder does not sit on that path.
-                event = Signal(name=f"event_{name}")
-                m.d.sync += event.eq(increment)
-                increment = event
             counter = Signal(64, name=f"count_{name}")
             with m.If(starting | soft_request):
                 m.d.sync += counter.eq(0)

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+from fpga.process import DEFAULT_TIMEOUT
 from gen.config import load_config
 from gen.errors import UsageError
 
@@ -35,9 +36,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=1, help="placer seed for ecp5 (default 1)")
     parser.add_argument("--out-of-context", action="store_true",
                         help="ecp5: place as a core without I/O cells (for ports wider than the device's 365 I/O)")
-    parser.add_argument("--timeout", type=int_in(1, 48 * 3600), default=1800, metavar="SECONDS",
-                        help="stop a tool that runs longer than this (default 1800; a whole accelerator "
-                             "needs hours for xcup)")
+    parser.add_argument("--timeout", type=int_in(1, 48 * 3600), default=int(DEFAULT_TIMEOUT), metavar="SECONDS",
+                        help=f"stop a tool that runs longer than this (default {DEFAULT_TIMEOUT:g}; a whole "
+                             "accelerator needs hours for xcup)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the result as JSON")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR", help="build root (default build/)")
 

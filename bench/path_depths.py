@@ -1,6 +1,6 @@
 """The logic depth in front of every register of a design, not only the longest path.
 
-Usage (in the venv): ``python bench/path_depths.py CONFIG [--over N] [--top K] [--build-dir DIR]``
+Usage (in the venv): ``python bench/path_depths.py CONFIG [--over N] [--top K] [--paths] [--build-dir DIR]``
 
 ``npuforge synth --target generic`` reports one number, Yosys' ``ltp -noff``: the longest path
 of the flattened netlist. Pipelining a whole accelerator needs the list behind it: which
@@ -10,7 +10,9 @@ legalised to ``$_DFF_P_``), writes the netlist as JSON, and counts for every fli
 cells on the deepest path from a register output, a memory read port or a module input (the
 measure ``ltp -noff`` takes the maximum of). It prints the registers (named by the net on their
 output, bits grouped) whose depth is at least ``--over`` (default: the TPE's, given with
-``--tpe-depth``, else 0), deepest first, and ``ltp``'s figure from the same run as a check.
+``--tpe-depth``, else 0), deepest first, and ``ltp``'s figure from the same run as a check. With
+``--paths``, each listed register also gets the named nets along its deepest path, from the
+registers (or inputs) it starts at: where a deep path comes from, not only where it ends.
 
 Cost: the flow's own time (about 20 minutes for ``tests/configs/accel_micro_os.yaml`` on this
 2-core machine) plus a minute of Python for a million cells.
@@ -49,8 +51,12 @@ def netlist(verilog: Path, top: str, work: Path, timeout: float) -> Path:
     return work / "net.json"
 
 
-def depths(path: Path) -> tuple[dict[str, int], int]:
-    """Per register (output net name, bits grouped): the deepest path into its inputs, in cells."""
+def depths(path: Path, trace_over: int | None = None) -> tuple[dict[str, int], int, dict[str, list[str]]]:
+    """Per register (output net name, bits grouped): the deepest path into its inputs, in cells.
+
+    With ``trace_over``, also the named nets along the deepest path into every register at least
+    that deep (start first), so a deep register says where its path comes from.
+    """
     design = json.loads(path.read_text())
     (module,) = [m for m in design["modules"].values() if m.get("attributes", {}).get("top")] or \
         list(design["modules"].values())[:1]
@@ -93,14 +99,35 @@ def depths(path: Path) -> tuple[dict[str, int], int]:
         for bit in info["bits"]:
             if isinstance(bit, int):
                 bit_name.setdefault(bit, net)
+    def chain(bits: list[int]) -> list[str]:
+        """The named nets on the deepest path into ``bits``, from its start to its end."""
+        names = []
+        while True:
+            deep = [b for b in bits if b in driver]
+            if not deep:  # the path's start: the registers (or inputs) feeding its first cell
+                starts = sorted({bit_name[b] for b in bits if b in bit_name})
+                if starts:
+                    names.append(" | ".join(starts))
+                break
+            bit = max(deep, key=lambda b: memo[driver[b]])
+            label = bit_name.get(bit)
+            if label is not None and (not names or names[-1] != label):
+                names.append(label)
+            bits = inputs_of[driver[bit]]
+        return names[::-1]
+
     per_register = defaultdict(int)
+    paths = {}
     deepest = 0
     for name, ins, outs in endpoints:
         depth = max((depth_of_cell(driver[b]) for b in ins if b in driver), default=0)
         deepest = max(deepest, depth)
         label = next((bit_name[b] for b in outs if b in bit_name), name)
-        per_register[label] = max(per_register[label], depth)
-    return dict(per_register), deepest
+        if depth > per_register[label] or label not in per_register:
+            per_register[label] = depth
+            if trace_over is not None and depth >= trace_over:
+                paths[label] = chain(ins)
+    return dict(per_register), deepest, paths
 
 
 def main(argv=None) -> int:
@@ -111,6 +138,7 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=60, help="at most this many lines")
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
     parser.add_argument("--json", type=Path, default=None, help="also write every register's depth")
+    parser.add_argument("--paths", action="store_true", help="print the named nets on each listed path")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="Yosys's time limit in seconds")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
@@ -120,14 +148,16 @@ def main(argv=None) -> int:
         net = netlist(rtl / verilog_filename(cfg.name), cfg.name, Path(work), args.timeout)
         ltp = yosys.parse_ltp((Path(work) / yosys.LTP).read_text())
         flow = time.monotonic() - started
-        per_register, deepest = depths(net)
-    over = args.over if args.over is not None else args.tpe_depth
+        over = args.over if args.over is not None else args.tpe_depth
+        per_register, deepest, paths = depths(net, over if args.paths else None)
     listed = sorted(((d, r) for r, d in per_register.items() if d >= over), reverse=True)
     print(f"{cfg.name} (config hash {cfg.config_hash()[:12]}): {len(per_register):,} registers, deepest input "
           f"{deepest} cells (ltp -noff: {ltp}); flow {flow:.0f} s, total {time.monotonic() - started:.0f} s")
     print(f"registers at depth >= {over}: {len(listed)}")
     for d, r in listed[:args.top]:
         print(f"  {d:4}  {r}")
+        if r in paths:
+            print("        " + " -> ".join(paths[r]))
     if args.json is not None:
         args.json.write_text(json.dumps({"config": str(args.config), "ltp": ltp, "deepest": deepest,
                                          "registers": per_register}, indent=0, sort_keys=True) + "\n")

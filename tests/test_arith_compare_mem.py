@@ -9,7 +9,7 @@ from amaranth.lib import memory
 from amaranth.sim import Simulator
 
 from hw.arith import compare
-from hw.mem import Buffer, address_shape, one_word_memory
+from hw.mem import Buffer, Skid, address_shape, one_word_memory
 
 RULES = {"below": lambda x, b: x < b, "above": lambda x, b: x > b, "at_least": lambda x, b: x >= b,
          "at_most": lambda x, b: x <= b}
@@ -110,3 +110,52 @@ def test_a_one_word_buffer_stores_and_reads_back():
     sim.add_testbench(bench)
     sim.run()
     assert got == [0, 0x5A, 0x5A, 0xC3]  # the read register loads only with r_en
+
+
+@pytest.mark.parametrize("pattern", ["random", "always", "stall_bursts"])
+def test_a_skid_passes_every_beat_in_order_with_a_registered_ready(pattern):
+    """Random producer and consumer: every beat arrives once and in order; ``i.ready`` never follows
+    ``o.ready`` in the same cycle (it is a register); with both sides always willing, one beat per cycle."""
+    import random
+
+    skid = Skid(unsigned(12))
+    rng = random.Random(pattern)
+    beats = [rng.getrandbits(12) for _ in range(300)]
+    got, readies = [], []
+    cycles = 0
+
+    def willing(cycle):
+        if pattern == "always":
+            return 1
+        if pattern == "stall_bursts":
+            return int(cycle % 7 not in (3, 4, 5))
+        return rng.getrandbits(1)
+
+    async def bench(ctx):
+        nonlocal cycles
+        sent = 0
+        cycle = 0
+        while len(got) < len(beats):
+            assert cycle < 3000, "the skid stopped moving"
+            offer = sent < len(beats) and (pattern == "always" or rng.random() < 0.7)
+            ctx.set(skid.i.valid, offer)
+            ctx.set(skid.i.payload, beats[sent] if offer else 0)
+            ready_before = ctx.get(skid.i.ready)
+            ctx.set(skid.o.ready, willing(cycle))
+            readies.append((ready_before, ctx.get(skid.i.ready)))
+            if offer and ctx.get(skid.i.ready):
+                sent += 1
+            if ctx.get(skid.o.valid) and ctx.get(skid.o.ready):
+                got.append(ctx.get(skid.o.payload))
+            await ctx.tick()
+            cycle += 1
+        cycles = cycle
+
+    sim = Simulator(skid)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == beats
+    assert all(before == after for before, after in readies)  # o.ready does not reach i.ready combinationally
+    if pattern == "always":
+        assert cycles == len(beats) + 1  # one cycle of latency, then a beat per cycle

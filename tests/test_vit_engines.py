@@ -100,7 +100,8 @@ def tensor_ok(t: Tensor, addr_width: int, align: int) -> bool:
 def test_tensor_check_latency_and_bound():
     """``ok`` is the rule from ``latency`` cycles after ``start`` (one cycle earlier it is not always), holds
     until the next ``start`` although the inputs change, and the bound is exact: a tensor ending at
-    ``2**addr_width`` passes, one byte more fails; misalignment of base or stride, rows 0 fail."""
+    ``2**addr_width`` passes, one byte more fails; misalignment of base or stride, rows 0 fail.
+    ``row_bytes`` counts only ``row_bytes_delay`` cycles after ``start`` (random in every other cycle)."""
     aw, align = 16, 16
     top = 1 << aw
     edges = [
@@ -128,15 +129,18 @@ def test_tensor_check_latency_and_bound():
     async def bench(ctx):
         for t, expected in cases:
             assert tensor_ok(t, aw, align) == expected, t
-            for name in ("base", "rows", "stride", "row_bytes"):
+            for name in ("base", "rows", "stride"):
                 ctx.set(getattr(dut, name), getattr(t, name))
+            ctx.set(dut.row_bytes, rng.getrandbits(32))
             ctx.set(dut.sample, 1)
             await ctx.tick()
             ctx.set(dut.sample, 0)
-            for name in ("base", "rows", "stride", "row_bytes"):  # sampled at start: later inputs do not count
+            for name in ("base", "rows", "stride"):  # sampled at start: later inputs do not count
                 ctx.set(getattr(dut, name), rng.getrandbits(len(getattr(dut, name))))
             history = []
-            for _ in range(TensorCheck.latency + 3):
+            for cycle in range(1, TensorCheck.latency + 4):
+                late = cycle == TensorCheck.row_bytes_delay
+                ctx.set(dut.row_bytes, t.row_bytes if late else rng.getrandbits(32))
                 history.append(ctx.get(dut.ok))  # history[k]: k + 1 cycles after start
                 await ctx.tick()
             seen.append((t, expected, history))

@@ -2,5 +2,6 @@
 
 from .buffer import Buffer
 from .one_word import address_shape, one_word_memory
+from .skid import Skid
 
-__all__ = ["Buffer", "address_shape", "one_word_memory"]
+__all__ = ["Buffer", "Skid", "address_shape", "one_word_memory"]

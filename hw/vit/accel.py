@@ -154,7 +154,7 @@ class MoevitAccel(wiring.Component):
             "read_fifo_depth": self.read_queue,
             "linear": {"rows": lin.rows, "cols": lin.cols, "steps": lin.steps, "macs": lin.rows * lin.cols * lin.steps,
                        "a_bits": lin.a_bits, "b_bits": lin.b_bits, "latency": lin.engine.latency,
-                       "job_interval": lin.engine.job_interval},
+                       "job_interval": lin.engine.job_interval, "epilogue_latency": lin.epilogue_latency},
             "act": {"width": lin.act.width, "frac": lin.act.frac, "signed": lin.act.signed},
             "act_bytes": lin.act_bytes, "w_bytes": lin.w_bytes,
             "buffers": {"a_rows": lin.a_rows, "a_k": lin.a_k, "k_max": lin.k_max, "a_words": lin.a_words,

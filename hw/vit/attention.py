@@ -365,7 +365,6 @@ class AttentionEngine(wiring.Component):
         Returns ``(rows_scored, av_rows_done)``."""
         p, lanes, act = self.p, self.lanes, self.act
         sl = self.softmax.lanes
-        product_shape = signed(self.a_shape.width + act.width)
 
         def reg(name, value, shape=None):
             sig = Signal(shape if shape is not None else value.shape(), name=f"s2_{name}")
@@ -375,7 +374,11 @@ class AttentionEngine(wiring.Component):
         s2 = {name: reg(name, s1[name]) for name in ("valid", "last", "chunk", "key_word", "key_lane")}
         for flag in ("live", "load", "complete", "parity"):
             s2[flag] = [reg(f"{flag}_{i}", s1[flag][i], 1) for i in range(p)]
-        products = []
+        # Each product as two registered half products (split on the B operand): behind the operand muxes
+        # on the memories' outputs, a whole product was 44 cells deep, 2 more than the TPE. Their users add
+        # the halves (terms of the Q K^T tree; before + high + low for A V).
+        split = act.width // 2
+        products = []  # per slot, per lane: (high, low), the product = (high << split) + low
         for i in range(p):
             prob = pick(s1["key_lane"], [s1["prob"][i][w] for w in range(sl)]) if sl > 1 else s1["prob"][i][0]
             row = []
@@ -383,7 +386,8 @@ class AttentionEngine(wiring.Component):
                 query = Mux(s1["load"][i], s1["q"][l], s1["stored_q"][i][l])
                 a = Signal(self.a_shape, name=f"a_{i}_{l}")
                 m.d.comb += a.eq(Mux(av_phase, prob, query))
-                row.append(reg(f"product_{i}_{l}", a * s1["b"][l], product_shape))
+                b = s1["b"][l]
+                row.append((reg(f"product_{i}_{l}_high", a * (b >> split)), reg(f"product_{i}_{l}_low", a * b[:split])))
             products.append(row)
 
         # ---- Q K^T: each slot's exact dot product over the chunks, then its score unit
@@ -393,7 +397,8 @@ class AttentionEngine(wiring.Component):
         for i in range(p):
             dot = Signal(signed(self.qk_bits), name=f"qk_sum_{i}")
             total = Signal(signed(self.qk_bits), name=f"qk_total_{i}")
-            m.d.comb += total.eq(Mux(first_chunk, 0, dot) + tree_sum(products[i]))
+            terms = [high << split for high, _ in products[i]] + [low for _, low in products[i]]
+            m.d.comb += total.eq(Mux(first_chunk, 0, dot) + tree_sum(terms))
             with m.If(s2["valid"] & ~av_phase):
                 m.d.sync += dot.eq(total)
             totals.append(total)
@@ -417,7 +422,8 @@ class AttentionEngine(wiring.Component):
                          write.addr.eq(s2["parity"][i] * self.chunks_max + s2["chunk"])]
             for l in range(lanes):
                 before = Mux(s2["load"][i], 0, read.data[l].as_signed())
-                m.d.comb += write.data[l].eq(before + products[i][l])
+                high, low = products[i][l]
+                m.d.comb += write.data[l].eq(before + (high << split) + low)
             self._acc_rows.append(rows)
         return rows_scored, av_rows_done
 

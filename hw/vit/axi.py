@@ -23,6 +23,7 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import Flow, In, Out
 
 from hw.arith.tree import balanced
+from hw.mem.skid import Skid
 
 from .select import equals
 
@@ -531,15 +532,22 @@ class AxiMasterPort(wiring.Component):
             fifo = SyncFIFOBuffered(width=layout.size, depth=depth)
             m.submodules[f"read_fifo_{c}"] = ResetInserter(flush)(fifo)
             fifo_in = layout(fifo.w_data)
+            # A skid after the FIFO: the client's `ready` may be a deep path (an engine's back-pressure), and
+            # the FIFO's level, the credits and the arbiter would add to it. The skid's two beats are outside
+            # the credits (a beat leaves the FIFO only when the skid has room for it).
+            skid = m.submodules[f"read_skid_{c}"] = ResetInserter(flush)(Skid(layout))
             popped = Signal(name=f"read_popped_{c}")
             m.d.comb += [
                 fifo.w_en.eq(r_valid & equals(owner_out.client, c)),  # flush resets the FIFO: beats are dropped
                 fifo_in.data.eq(beat.data),
                 fifo_in.last.eq(beat.last & owner_out.final),
-                client.data.valid.eq(fifo.r_rdy & ~flush),
-                client.data.payload.eq(fifo.r_data),
-                fifo.r_en.eq(client.data.ready & ~flush),
-                popped.eq(client.data.valid & client.data.ready),
+                skid.i.valid.eq(fifo.r_rdy & ~flush),
+                skid.i.payload.eq(fifo.r_data),
+                fifo.r_en.eq(skid.i.ready & ~flush),
+                popped.eq(skid.i.valid & skid.i.ready),
+                client.data.valid.eq(skid.o.valid & ~flush),
+                client.data.payload.eq(skid.o.payload),
+                skid.o.ready.eq(client.data.ready & ~flush),
             ]
             # Both outcomes from registers, in parallel with the arbiter; its grant only selects.
             chosen = space[c] + popped - splitters[c].burst.payload.len - 1

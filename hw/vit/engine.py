@@ -23,7 +23,7 @@ Memory: ``reads[i]`` / ``writes[i]`` are the engine's read and write clients
 engine view); the top assigns each to a port.
 """
 
-from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -82,13 +82,18 @@ class TensorCheck(wiring.Component):
     """Is a tensor of ``rows`` rows of ``row_bytes`` bytes, ``stride`` apart from ``base``, addressable?
 
     ``ok`` = ``base`` and ``stride`` are multiples of ``align`` bytes, ``rows >= 1``,
-    and ``base + (rows - 1) * stride + row_bytes <= 2**addr_width``. The inputs are
-    sampled in the cycle ``sample`` is high; ``ok`` is valid from :attr:`latency`
-    cycles later until the next ``sample`` (a pipelined multiply: the check costs
-    a few cycles once per descriptor instead of a long combinational path).
+    and ``base + (rows - 1) * stride + row_bytes <= 2**addr_width``. ``base``, ``rows``
+    and ``stride`` are sampled in the cycle ``sample`` is high; ``row_bytes`` is read
+    two cycles later (:attr:`row_bytes_delay`), so an owner may derive it from the
+    held descriptor through up to two register stages. ``ok`` is valid from
+    :attr:`latency` cycles after ``sample`` until the next ``sample`` (a pipelined
+    multiply: the check costs a few cycles once per descriptor instead of a long
+    combinational path).
     """
 
     latency = 4
+    #: Cycles after ``sample`` in which ``row_bytes`` is read (it must hold then).
+    row_bytes_delay = 2
 
     def __init__(self, *, addr_width: int, align: int):
         if align & (align - 1):
@@ -101,19 +106,23 @@ class TensorCheck(wiring.Component):
         m = Module()
         low = self._align.bit_length() - 1
         # Sampled: rows - 1 (and whether rows is 0) rather than rows, so that the next stage holds only the multiply.
-        base, rows_less, stride, row_bytes = (Signal(64, name="base_q"), Signal(32, name="rows_less_q"),
-                                              Signal(32, name="stride_q"), Signal(32, name="row_bytes_q"))
+        base, rows_less, stride = (Signal(64, name="base_q"), Signal(32, name="rows_less_q"),
+                                   Signal(32, name="stride_q"))
         no_rows = Signal(name="no_rows_q")
         with m.If(self.sample):
             m.d.sync += [base.eq(self.base), rows_less.eq(self.rows - 1), no_rows.eq(~self.rows.any()),
-                         stride.eq(self.stride), row_bytes.eq(self.row_bytes)]
+                         stride.eq(self.stride)]
         # (rows - 1) * stride as two registered half products (split on the stride): a whole 32 x 32 multiply
         # was the deepest path of the accelerator outside its TPE.
         span = split_product(m, Const(1, 1), "span", rows_less, stride)
         shape_ok = Signal(name="shape_ok")
         m.d.sync += shape_ok.eq(~no_rows & ~(base[:low] | stride[:low]).any() if low else ~no_rows)
         end = Signal(66, name="end")
-        m.d.sync += end.eq(base + span + row_bytes)  # the sampled registers hold until the next sample
+        # The sampled registers hold until the next sample; row_bytes is read row_bytes_delay cycles after it.
+        delayed = Signal(self.row_bytes_delay, name="sample_delayed")
+        m.d.sync += delayed.eq(Cat(self.sample, delayed[:-1]))
+        with m.If(delayed[-1]):
+            m.d.sync += end.eq(base + span + self.row_bytes)
         ok_q = Signal(name="ok_q")
         m.d.sync += ok_q.eq(shape_ok & (end <= (1 << self._addr_width)))
         # The result registers load every cycle; the owner reads ok `latency` cycles after sample.

@@ -37,6 +37,8 @@ bytes, and of the patch matrix, ``(height/patch)*(width/patch)`` rows of
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 
+from hw.nonlinear.pipeline import split_product
+
 from .descriptors import ERROR
 from .engine import (MAX_REQUEST_BEATS, EngineControl, RowRequests, TensorCheck, check_widths, desc_field,
                      engine_members)
@@ -70,7 +72,7 @@ class Im2colEngine(wiring.Component):
         m.d.comb += [control.start.eq(self.start), self.busy.eq(control.busy), self.done.eq(control.done),
                      self.error.eq(control.error)]
 
-        # ---- geometry, stage 1 (the start cycle): log2(patch), the image rows, simple size rules
+        # ---- geometry, stage 1 (the start cycle): log2(patch), simple size rules (the products below)
         format_bad = Signal(name="format_bad")
         pow2 = Signal(name="patch_pow2")
         log_patch = Signal(5, name="log_patch")
@@ -88,8 +90,13 @@ class Im2colEngine(wiring.Component):
                          log_patch.eq(encoded),
                          nonzero.eq(channels.any() & height.any() & width.any()),
                          multiples.eq(~((height | width) & (patch - 1)[:32]).any()),
-                         image_rows.eq(channels * height),
                          image_beats.eq(image_beats_full), image_beats_ok.eq(image_beats_full <= MAX_REQUEST_BEATS)]
+        # The two products as registered half products (a whole 32 x 32 multiply in one cycle was 44 cells
+        # deep), summed in stage 2; patches = width * height / patch**2 (exact when both are multiples of
+        # patch, and size_bad otherwise).
+        rows_sum = split_product(m, control.check, "image_rows", channels, height)
+        area_sum = split_product(m, control.check, "image_area", width, height)
+        area = Signal(64, name="image_area")
         # stage 2: patches across and down, the patch row's bytes
         grid_w, grid_h = Signal(32, name="grid_w"), Signal(32, name="grid_h")
         row_shift = Signal(7, name="row_shift")  # log2(patch*patch*act_bytes)
@@ -98,6 +105,7 @@ class Im2colEngine(wiring.Component):
         m.d.sync += stage2.eq(control.check)
         with m.If(stage2):
             m.d.sync += [grid_w.eq(width >> log_patch), grid_h.eq(height >> log_patch),
+                         image_rows.eq(rows_sum), area.eq(area_sum),
                          row_shift.eq(2 * log_patch + lab),
                          row_bytes.eq(channels << (2 * log_patch + lab)[:6])]
         # stage 3: the patch count; the checks start
@@ -105,7 +113,7 @@ class Im2colEngine(wiring.Component):
         stage3 = Signal(name="stage3")
         m.d.sync += stage3.eq(stage2)
         with m.If(stage3):
-            m.d.sync += patches.eq(grid_w * grid_h)
+            m.d.sync += patches.eq(area >> Cat(Const(0, 1), log_patch))
         checks_start = Signal(name="checks_start")
         m.d.sync += checks_start.eq(stage3)
         size_bad = Signal(name="size_bad")

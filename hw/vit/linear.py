@@ -31,7 +31,7 @@ from hw.nonlinear.gelu import GeluSpec
 
 from .descriptors import ERROR, FLAGS
 from .engine import EngineControl, TensorCheck, desc_field, desc_flag, engine_members
-from .epilogue import Epilogue, EpilogueFormat
+from .epilogue import Epilogue, EpilogueFormat, EpilogueLane
 from .feeder import Feeder
 from .operands import ABuffer, WeightBuffer
 from .slices import log2_exact as _log2
@@ -137,6 +137,13 @@ class LinearEngine(wiring.Component):
     def b_bits(self) -> int:
         return self.b_shape.width
 
+    @property
+    def epilogue_latency(self) -> int:
+        """The epilogue's stages (:attr:`Epilogue.latency`; the manifest's ``linear.epilogue_latency``)."""
+        acc_shape = Shape.cast(self.engine.results.payload.shape().members["c"].elem_shape)
+        return EpilogueLane(formats=self.formats, gelu=self.gelu, acc_shape=acc_shape, bias_bits=self.bias_bits,
+                            score=self.moe.score if self.moe else None).latency
+
     def elaborate(self, platform):
         m = Module()
         desc = self.desc
@@ -154,12 +161,16 @@ class LinearEngine(wiring.Component):
             m.d.comb += queued.eq(pick(expert, [self.route_counts[e] for e in range(self.moe.experts)]))
             left = Signal(bits_for(self.moe.tokens), name="queue_left")
             m.d.comb += left.eq(Mux(queued > queue_from, queued - queue_from, 0))
+            # The run's row count, registered: the descriptor and the route counts hold from start to done and
+            # the run begins check_cycles after start, while the queue's arithmetic in front of every row walk's
+            # comparison made the residual reader's ready 50 cells deep.
             count = Signal(bits_for(self.moe.tokens), name="queue_count")
-            m.d.comb += count.eq(Mux(left > self.a_rows, self.a_rows, left))
-            empty = routed & ~count.any()
+            m.d.sync += count.eq(Mux(left > self.a_rows, self.a_rows, left))
+            empty = Signal(name="queue_empty")
+            m.d.comb += empty.eq(routed & ~count.any())
             desc_rows = m_rows
             m_rows = Signal(32, name="m_rows_run")
-            m.d.comb += m_rows.eq(Mux(routed, count, desc_rows))
+            m.d.sync += m_rows.eq(Mux(routed, Mux(left > self.a_rows, self.a_rows, left), desc_rows))
         else:
             gather = scatter = routed = empty = Const(0, 1)
             desc_rows = m_rows
@@ -208,15 +219,23 @@ class LinearEngine(wiring.Component):
         row_span = Mux(slice_span < beat_bytes, beat_bytes, slice_span)
         b_rows, b_transposed = (flag("b_rows"), flag("b_transposed")) if self.attention else (0, 0)
         a_row_bytes = k << _log2(self.act_bytes)
+        # The row bytes in register stages from the held descriptor (TensorCheck reads row_bytes
+        # TensorCheck.row_bytes_delay cycles after its sample): n_tiles * tile_bytes in one cycle was 47 cells deep.
+        n_tiles_q, tile_bytes_q, row_span_q = (Signal(32, name="n_tiles_q"), Signal(32, name="tile_bytes_q"),
+                                               Signal(32, name="row_span_q"))
+        m.d.sync += [n_tiles_q.eq(n_tiles), tile_bytes_q.eq(tile_bytes), row_span_q.eq(row_span)]
+        b_row_bytes = Signal(32, name="b_row_bytes")
+        m.d.sync += b_row_bytes.eq(Mux(b_transposed, a_row_bytes, Mux(b_rows, row_span_q, n_tiles_q * tile_bytes_q)))
+        assert TensorCheck.row_bytes_delay >= 2
         # B: weight tiles (one block), V's rows (K rows of the output's span) or K's rows (N rows of K elements).
         b_check = (Mux(b_transposed, n_cols, Mux(b_rows, k, 1)), Mux(b_rows | b_transposed, field("b_stride"), 0),
-                   Mux(b_transposed, a_row_bytes, Mux(b_rows, row_span, n_tiles * tile_bytes)))
+                   b_row_bytes)
         checks = {}
         for name, base, rows, stride, row_bytes in (
                 ("src", field("src"), desc_rows, field("src_stride"), a_row_bytes),
                 ("weights", field("weights"), *b_check),
-                ("dst", field("dst"), desc_rows, field("dst_stride"), row_span),
-                ("residual", field("residual"), desc_rows, field("res_stride"), row_span)):
+                ("dst", field("dst"), desc_rows, field("dst_stride"), row_span_q),
+                ("residual", field("residual"), desc_rows, field("res_stride"), row_span_q)):
             check = checks[name] = TensorCheck(addr_width=self.addr_width, align=beat_bytes)
             m.submodules[f"check_{name}"] = check
             m.d.comb += [check.base.eq(base), check.rows.eq(rows), check.stride.eq(stride),

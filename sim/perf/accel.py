@@ -65,6 +65,7 @@ class Hardware:
         lin = params["linear"]
         self.rows, self.cols, self.steps = lin["rows"], lin["cols"], lin["steps"]
         self.tpe_latency, self.job_interval = lin["latency"], lin["job_interval"]
+        self.epilogue_stages = lin["epilogue_latency"] + EPILOGUE_EXTRA
         # Beats per cycle a port moves: a whole beat, or the DRAM model's bytes per cycle.
         self.beat_rate = 1.0 if not memory.bytes_per_cycle else min(1.0, memory.bytes_per_cycle / self.beat)
 
@@ -240,10 +241,10 @@ def _linear(hw: Hardware, op) -> tuple[float, str, dict]:
                         at = taken[index - ahead] if index >= ahead else 0
                         ready = max(ready, port[r_port].request(at, slice_beats, "residual"))
                 if len(issued) >= queue:  # the out queue is full: the epilogue holds the row
-                    ready = max(ready, issued[-queue] - EPILOGUE_STAGES)
+                    ready = max(ready, issued[-queue] - hw.epilogue_stages)
                 take = max(ready, taken[-1] + 1 if taken else ready)
                 taken.append(take)
-                out = take + EPILOGUE_STAGES
+                out = take + hw.epilogue_stages
                 write_at = max(out, issued[-1] + slice_beats + WRITER_ROW if issued else out)
                 issued.append(write_at)
                 last_response = writes.request(write_at, slice_beats)
@@ -256,9 +257,10 @@ def _linear(hw: Hardware, op) -> tuple[float, str, dict]:
 
 #: Register stages of the feeder (address, memory data, the beat) before a beat reaches the TPE.
 FEEDER_STAGES = 3
-#: Register stages from the TPE's result row to the out queue (epilogue: shift and bias, fit, requantise,
-#: GELU, residual, score).
-EPILOGUE_STAGES = 16
+#: Cycles from the TPE's result row to the out queue beyond the epilogue's own stages (the manifest's
+#: ``linear.epilogue_latency``: shift and bias, fit, scale, requantise, GELU, score, residual): the row's
+#: entry and the out queue. Fitted as 16 in all when the tiny accelerator's epilogue had 9 stages.
+EPILOGUE_EXTRA = 7
 #: Cycles from a weight half's release to its loader's next request.
 LOAD_ISSUE = 20
 #: Cycles from the last write response to ``done``.

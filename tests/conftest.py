@@ -52,6 +52,9 @@ RTL_CONFIGS = {
     "tree_2x4_s8_opt2": _TESTS / "tree_2x4_s8_opt2.yaml",
     "cube_2x2x3_u6_opt2": _TESTS / "cube_2x2x3_u6_opt2.yaml",
     "m2d_2x3_u5_opt2": _TESTS / "m2d_2x3_u5_opt2.yaml",
+    # fanout (registered copies of the broadcast operands, one more cycle of latency): cube opt2, matrix2d
+    "cube_3x4x2_s6_opt2_fan2": _TESTS / "cube_3x4x2_s6_opt2_fan2.yaml",
+    "m2d_3x5_s8xu6_fan2": _TESTS / "m2d_3x5_s8xu6_fan2.yaml",
     # mac: opt3, opt4c, laconic (digit-serial matrix2d, data-dependent cycles, tests/test_tpe_sparse.py)
     "m2d_2x3_s8_opt3": _TESTS / "m2d_2x3_s8_opt3.yaml",
     "m2d_3x2_u6_opt4c": _TESTS / "m2d_3x2_u6_opt4c.yaml",

@@ -56,6 +56,7 @@ class Arch(OperandFormats):
     engine: str = "broadcast"
     result_buffers: int = 2
     result_rows: int = 1  # rows of C per result beat (broadcast grids)
+    fanout: int = 0  # PEs per registered operand copy (broadcast grids; 0: no copies)
 
     @classmethod
     def from_config(cls, path) -> "Arch":
@@ -78,7 +79,8 @@ class Arch(OperandFormats):
             return SystolicOS(self.rows, self.cols, self.shape, self.acc_width, b_shape=self.b_shape,
                               result_buffers=self.result_buffers, mac=self.mac)
         return BroadcastGrid(self.rows, self.cols, self.depth, self.shape, self.acc_width, b_shape=self.b_shape,
-                             tree_register=self.tree_register, mac=self.mac, result_rows=self.result_rows)
+                             tree_register=self.tree_register, mac=self.mac, result_rows=self.result_rows,
+                             fanout=self.fanout)
 
     def __str__(self):
         return self.name
@@ -95,6 +97,11 @@ ARCHS = [
     Arch("cube_4x2x2_s8_rows2", 4, 2, 2, 8, True, True, 9, result_rows=2),
     Arch("cube_4x3x2_u6_opt1_rows4", 4, 3, 2, 6, False, False, 9, mac="opt1", result_rows=4),
     Arch("cube_6x2x3_s5_opt2_rows3", 6, 2, 3, 5, True, True, 9, mac="opt2", result_rows=3),
+    # Registered operand copies (fanout): a copy per PE, groups that do not divide the grid, opt1 and the tree.
+    Arch("matrix2d_3x5_s8_fan1", 3, 5, 1, 8, True, False, 8, fanout=1),
+    Arch("cube_4x3x2_u6_opt1_fan2", 4, 3, 2, 6, False, False, 9, mac="opt1", fanout=2),
+    Arch("adder_tree_5x4_s7_fan3", 1, 5, 4, 7, True, True, 9, fanout=3),
+    Arch("cube_4x2x2_s8_rows2_fan4", 4, 2, 2, 8, True, True, 9, result_rows=2, fanout=4),
 ]
 
 #: Two operand formats: mixed signedness both ways, widths up to 32 bits, the opt1 Booth path.
@@ -245,6 +252,8 @@ def test_properties():
         "matrix2d": BroadcastGrid(4, 3, 1, signed(8), 22, tree_register=False),
         "cube": BroadcastGrid(4, 3, 8, signed(8), 22, tree_register=True),
         "adder_tree": BroadcastGrid(1, 16, 8, unsigned(8), 22, tree_register=True),
+        "matrix2d fanout": BroadcastGrid(4, 3, 1, signed(8), 22, tree_register=False, fanout=2),
+        "cube fanout": BroadcastGrid(4, 3, 8, signed(8), 22, tree_register=True, fanout=1),
     }
     got = {name: (g.latency, g.job_interval, g.mac_units, g.job, g.flow_control) for name, g in shapes.items()}
     for grid in shapes.values():
@@ -253,6 +262,8 @@ def test_properties():
         "matrix2d": (2, 4, 12, {"format": "k_steps", "steps_per_beat": 1, "c_rows": 4}, "stall"),
         "cube": (3, 4, 96, {"format": "k_steps", "steps_per_beat": 8, "c_rows": 4}, "stall"),
         "adder_tree": (3, 1, 128, {"format": "k_steps", "steps_per_beat": 8, "c_rows": 1}, "stall"),
+        "matrix2d fanout": (3, 4, 12, {"format": "k_steps", "steps_per_beat": 1, "c_rows": 4}, "stall"),
+        "cube fanout": (4, 4, 96, {"format": "k_steps", "steps_per_beat": 8, "c_rows": 4}, "stall"),
     }
 
 

@@ -7,6 +7,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from hw.arith import accumulator_signed, accumulator_width
+from hw.tpe.digit_serial import DIGIT_SERIAL as DIGIT_SERIAL_MACS
 from hw.tpe.mac import SAME_FORMAT_MAX_WIDTH, format_limit
 
 from ..config.base import KindConfig, StrictModel
@@ -18,9 +19,9 @@ MIN_OPERAND_WIDTH, MAX_OPERAND_WIDTH = 4, 32
 ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "systolic_os": ("rows", "cols", "k_max", "result_buffers"),
     "systolic_ws": ("rows", "cols"),
-    "cube": ("rows", "cols", "depth", "k_max", "result_rows"),
-    "adder_tree": ("cols", "k_tile", "k_max"),
-    "matrix2d": ("rows", "cols", "k_max"),
+    "cube": ("rows", "cols", "depth", "k_max", "result_rows", "fanout"),
+    "adder_tree": ("cols", "k_tile", "k_max", "fanout"),
+    "matrix2d": ("rows", "cols", "k_max", "fanout"),
 }
 #: The ``mac`` options each architecture implements (``hw/tpe/mac.py``); the first is the default.
 MAC_BY_ARCH: dict[str, tuple[str, ...]] = {
@@ -33,9 +34,9 @@ MAC_BY_ARCH: dict[str, tuple[str, ...]] = {
 #: ``mac`` options named by the bit-weight MAC issue that no architecture implements yet.
 MAC_PLANNED: tuple[str, ...] = ()
 #: Keys an architecture takes but need not be given (they have a default).
-OPTIONAL_KEYS = {"result_buffers", "result_rows"}
+OPTIONAL_KEYS = {"result_buffers", "result_rows", "fanout"}
 COMMON_KEYS = ("kind", "name", "arch", "operand", "acc_width", "mac")
-ARCH_SPECIFIC = ("rows", "depth", "k_tile", "result_buffers", "result_rows", "k_max")
+ARCH_SPECIFIC = ("rows", "depth", "k_tile", "result_buffers", "result_rows", "fanout", "k_max")
 OPERAND_KEYS = ("operand", "operand_a", "operand_b")
 
 
@@ -123,6 +124,12 @@ class TpeConfig(KindConfig):
         description="cube only. Default: 1. Rows of C per result beat, a divisor of rows: a job leaves in "
                     "rows / result_rows beats, and a job occupies max(its beats, rows / result_rows) cycles "
                     "back to back (an 8x8x8 cube with K = 16 jobs needs 4 to stay busy).")
+    fanout: int | None = Field(
+        default=None, ge=0, le=64, validate_default=True, json_schema_extra={"per_arch": True},
+        description="cube, adder_tree and matrix2d (not with the digit-serial macs). Default: 0, every operand "
+                    "goes from the input registers to all PEs of its row or column. n >= 1: one more register "
+                    "stage (latency + 1) with a copy of each operand per group of n PEs, so no operand register "
+                    "drives more than n PEs: on an FPGA the broadcast nets stay short (the copies are kept).")
     operand: OperandConfig | None = Field(
         default=None,
         json_schema_extra={"allowed": "a mapping with keys width, signed (or operand_a and operand_b instead)"},
@@ -236,6 +243,12 @@ class TpeConfig(KindConfig):
                 divisors = ", ".join(str(d) for d in range(1, self.rows + 1) if self.rows % d == 0)
                 raise ValueError(f"result_rows: {self.result_rows} does not divide rows={self.rows}; "
                                  f"allowed: {divisors}")
+        if "fanout" in ARCH_KEYS[self.arch]:
+            if self.fanout is None:
+                self.fanout = 0
+            if self.fanout and self.mac in DIGIT_SERIAL_MACS:
+                raise ValueError(f"fanout: {self.fanout} with mac '{self.mac}', whose digit-serial grid has no "
+                                 "broadcast registers to copy; allowed: 0")
         if self.acc_width is None:
             minimum = _minimum_acc_width(self.a_format, self.b_format, self.k_bound)
             if minimum > MAX_ACC_WIDTH:
@@ -280,8 +293,9 @@ class TpeConfig(KindConfig):
                 data.pop(key)
         if self.mac == "baseline":  # configs written before mac existed keep their hash
             data.pop("mac")
-        if data.get("result_rows") == 1:  # likewise for result_rows
-            data.pop("result_rows")
+        for key, default in (("result_rows", 1), ("fanout", 0)):  # likewise for their defaults
+            if key in data and data[key] == default:
+                data.pop(key)
         for key in OPERAND_KEYS:  # operand, or operand_a and operand_b when they differ (see _derive_defaults)
             if data[key] is None:
                 data.pop(key)
@@ -297,6 +311,8 @@ class TpeConfig(KindConfig):
             extra += f", {self.result_rows} rows per result beat"
         if self.mac != "baseline":
             extra += f", mac {self.mac}"
+        if getattr(self, "fanout", 0):
+            extra += f", operands copied per {self.fanout} PEs"
         bound = f"K <= {self.rows}" if self.arch == "systolic_ws" else f"k_max {self.k_max}"
         return (f"{self.arch} {shape}, {_describe_formats(self.a_format, self.b_format)}, {bound}, "
                 f"{self.acc_width}-bit accumulators{extra}")
@@ -344,14 +360,15 @@ def build(cfg: TpeConfig):
         return engines.DigitSerialGrid(cfg.rows, cfg.cols, shape, cfg.acc_width, b_shape=b_shape, mac=cfg.mac)
     if cfg.arch == "matrix2d":
         return engines.BroadcastGrid(cfg.rows, cfg.cols, 1, shape, cfg.acc_width, b_shape=b_shape,
-                                     tree_register=False, mac=cfg.mac)
+                                     tree_register=False, mac=cfg.mac, fanout=cfg.fanout)
     if cfg.arch == "cube":
         # opt1 folds the adder tree and the accumulator into one compressor: nothing to register between.
         return engines.BroadcastGrid(cfg.rows, cfg.cols, cfg.depth, shape, cfg.acc_width, b_shape=b_shape,
-                                     tree_register=cfg.mac != "opt1", mac=cfg.mac, result_rows=cfg.result_rows)
+                                     tree_register=cfg.mac != "opt1", mac=cfg.mac, result_rows=cfg.result_rows,
+                                     fanout=cfg.fanout)
     if cfg.arch == "adder_tree":
         return engines.BroadcastGrid(1, cfg.cols, cfg.k_tile, shape, cfg.acc_width, b_shape=b_shape,
-                                     tree_register=True, mac=cfg.mac)
+                                     tree_register=True, mac=cfg.mac, fanout=cfg.fanout)
     raise AssertionError(f"arch {cfg.arch!r} passed validation but has no generator")
 
 

@@ -304,12 +304,15 @@ class BroadcastGrid(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, depth: int, a_shape, acc_width: int, *, b_shape=None,
-                 tree_register: bool, mac: str = "baseline", result_rows: int = 1):
+                 tree_register: bool, mac: str = "baseline", result_rows: int = 1, fanout: int = 0):
         if min(rows, cols, depth) < 1:
             raise ValueError(f"grid size must be at least 1x1x1, not {rows}x{cols}x{depth}")
         if result_rows < 1 or rows % result_rows:
             raise ValueError(f"result_rows must divide rows={rows}, not {result_rows}")
         self.result_rows = result_rows
+        if fanout < 0:
+            raise ValueError(f"fanout must be 0 (none) or at least 1, not {fanout}")
+        self.fanout = fanout
         if acc_width < 1:
             raise ValueError(f"acc_width must be at least 1, not {acc_width}")
         self.rows, self.cols, self.depth = rows, cols, depth
@@ -329,11 +332,11 @@ class BroadcastGrid(wiring.Component):
     def latency(self) -> int:
         """Cycles from the last operand beat's transfer to the first result beat's ``valid`` (sink ready).
 
-        One cycle in the input registers, one more in ``dot`` with the tree
-        register, one at the accumulators (the capture edge ends it); the
-        result is valid in the next cycle.
+        One cycle in the input registers, one in the copies with ``fanout``,
+        one more in ``dot`` with the tree register, one at the accumulators
+        (the capture edge ends it); the result is valid in the next cycle.
         """
-        return 3 if self.tree_register else 2
+        return 2 + self.tree_register + (self.fanout > 0)
 
     @property
     def drain_beats(self) -> int:
@@ -407,13 +410,33 @@ class BroadcastGrid(wiring.Component):
                 m.d.comb += encoder.a.eq(a_reg[n])
                 a_edge.append(encoder.digits)
 
-        # Stage 2 (tree register): the PEs register their sums; the tag follows.
-        if self.tree_register:
-            tag = Signal(StepTag, name="tag_dot")
+        # Fan-out stage: a copy of every A element per group of `fanout` columns, of every B element per group
+        # of `fanout` rows, so no register drives a whole row or column (on an FPGA the broadcast nets, not
+        # the MACs, set the clock). The copies carry `keep`: synthesis would merge identical flip-flops.
+        tag = tag_reg
+        a_copy = lambda i, j, n: a_edge[n]  # noqa: E731  (PE (i, j)'s A element n, B element n below)
+        b_copy = lambda i, j, n: b_reg[n]  # noqa: E731
+        if self.fanout:
+            a_groups, b_groups = -(-cols // self.fanout), -(-rows // self.fanout)
+            a_element = digits_layout(self.a_shape) if self.mac == "opt2" else self.a_shape
+            a_fan = [[Signal(a_element, name=f"a_fan_{g}_{n}", attrs={"keep": 1} if a_groups > 1 else {})
+                      for n in range(rows * depth)] for g in range(a_groups)]
+            b_fan = [[Signal(self.b_shape, name=f"b_fan_{g}_{n}", attrs={"keep": 1} if b_groups > 1 else {})
+                      for n in range(cols * depth)] for g in range(b_groups)]
+            tag = Signal(StepTag, name="tag_fan")
             with m.If(advance):
                 m.d.sync += tag.eq(tag_reg)
-        else:
-            tag = tag_reg
+                m.d.sync += [copy.eq(a_edge[n]) for group in a_fan for n, copy in enumerate(group)]
+                m.d.sync += [copy.eq(b_reg[n]) for group in b_fan for n, copy in enumerate(group)]
+            a_copy = lambda i, j, n: a_fan[j // self.fanout][n]  # noqa: E731
+            b_copy = lambda i, j, n: b_fan[i // self.fanout][n]  # noqa: E731
+
+        # Stage 2 (tree register): the PEs register their sums; the tag follows.
+        if self.tree_register:
+            tag_dot = Signal(StepTag, name="tag_dot")
+            with m.If(advance):
+                m.d.sync += tag_dot.eq(tag)
+            tag = tag_dot
 
         # Spacing of last beats: the bank drains one result beat per cycle at best.
         drain_beats, per_beat = self.drain_beats, self.result_rows
@@ -451,7 +474,7 @@ class BroadcastGrid(wiring.Component):
                 p = pe[i][j]
                 m.d.comb += [p.advance.eq(advance), p.tag.eq(tag), p.drain.eq(shift)]
                 for s in range(depth):
-                    m.d.comb += [p.a_in[s].eq(a_edge[s * rows + i]), p.b_in[s].eq(b_reg[s * cols + j])]
+                    m.d.comb += [p.a_in[s].eq(a_copy(i, j, s * rows + i)), p.b_in[s].eq(b_copy(i, j, s * cols + j))]
                 if i + per_beat < rows:  # the bottom rows shift in zeros
                     for part in parts(self.mac):
                         m.d.comb += getattr(p, f"result{part}_in").eq(getattr(pe[i + per_beat][j], f"result{part}"))

@@ -33,22 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from gen.config import parse_config_data  # noqa: E402
 from gen.errors import ToolError  # noqa: E402
-from tpe_arch import BUILD, OPERAND, PAPER, RESULTS, SMALL, synth  # noqa: E402
+from tpe_arch import BUILD, PAPER, RESULTS, SMALL, synth  # noqa: E402
+from tpe_mac import config  # noqa: E402
 
 DEFAULT_PAIRS = ("matrix2d:baseline", "matrix2d:opt2", "cube:baseline", "cube:opt1")
 BROADCAST = ("cube", "adder_tree", "matrix2d")
-
-
-def config(arch: str, size: dict, tag: str, mac: str, fanout: int):
-    name = f"bench_{arch}_{tag}" + ("" if mac == "baseline" else f"_{mac}") + (f"_fan{fanout}" if fanout else "")
-    data = {"kind": "tpe", "name": name, "arch": arch, "operand": OPERAND, **size}
-    if mac != "baseline":
-        data["mac"] = mac
-    if fanout:
-        data["fanout"] = fanout
-    return parse_config_data(data, f"bench {arch} {tag} {mac} fanout {fanout}")
 
 
 def critical_path(cfg) -> dict:

@@ -78,13 +78,16 @@ BREAKDOWN = "sigma30"
 GAUSSIAN = tuple(d for d in energy.DISTRIBUTIONS if d != "uniform")
 
 
-def config(arch: str, size: dict, tag: str, mac: str):
-    """``bench_<arch>_<tag>`` for baseline (the config ``bench/tpe_arch.py`` synthesised), ``..._<mac>`` otherwise."""
-    name = f"bench_{arch}_{tag}" if mac == "baseline" else f"bench_{arch}_{tag}_{mac}"
+def config(arch: str, size: dict, tag: str, mac: str, fanout: int = 0):
+    """``bench_<arch>_<tag>`` for baseline (the config ``bench/tpe_arch.py`` synthesised), ``..._<mac>`` otherwise;
+    ``..._fan<n>`` with a registered operand fan-out (``bench/tpe_fanout.py``)."""
+    name = f"bench_{arch}_{tag}" + ("" if mac == "baseline" else f"_{mac}") + (f"_fan{fanout}" if fanout else "")
     data = {"kind": "tpe", "name": name, "arch": arch, "operand": OPERAND, **size}
     if mac != "baseline":
         data["mac"] = mac
-    return parse_config_data(data, f"bench {arch} {tag} {mac}")
+    if fanout:
+        data["fanout"] = fanout
+    return parse_config_data(data, f"bench {arch} {tag} {mac}" + (f" fanout {fanout}" if fanout else ""))
 
 
 def synth_file(cfg, generated, target: str) -> dict:

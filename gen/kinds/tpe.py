@@ -311,7 +311,7 @@ class TpeConfig(KindConfig):
             extra += f", {self.result_rows} rows per result beat"
         if self.mac != "baseline":
             extra += f", mac {self.mac}"
-        if getattr(self, "fanout", 0):
+        if self.fanout:
             extra += f", operands copied per {self.fanout} PEs"
         bound = f"K <= {self.rows}" if self.arch == "systolic_ws" else f"k_max {self.k_max}"
         return (f"{self.arch} {shape}, {_describe_formats(self.a_format, self.b_format)}, {bound}, "

@@ -164,13 +164,14 @@ class LinearEngine(wiring.Component):
             # The run's row count, registered: the descriptor and the route counts hold from start to done and
             # the run begins check_cycles after start, while the queue's arithmetic in front of every row walk's
             # comparison made the residual reader's ready 50 cells deep.
+            clamped = Mux(left > self.a_rows, self.a_rows, left)
             count = Signal(bits_for(self.moe.tokens), name="queue_count")
-            m.d.sync += count.eq(Mux(left > self.a_rows, self.a_rows, left))
+            m.d.sync += count.eq(clamped)
             empty = Signal(name="queue_empty")
             m.d.comb += empty.eq(routed & ~count.any())
             desc_rows = m_rows
             m_rows = Signal(32, name="m_rows_run")
-            m.d.sync += m_rows.eq(Mux(routed, Mux(left > self.a_rows, self.a_rows, left), desc_rows))
+            m.d.sync += m_rows.eq(Mux(routed, clamped, desc_rows))
         else:
             gather = scatter = routed = empty = Const(0, 1)
             desc_rows = m_rows

@@ -3,6 +3,9 @@ Fmax, cycles, performance per area and the energy proxy, beside the HPCA 2025 pa
 
 Usage (in the venv): ``python bench/tpe_mac.py [--quick] [--arch A ...] [--mac M ...] [--ecp5 small|none]``
 
+A ``--mac`` of the form ``opt4c+rq4`` measures ``opt4c`` with decoupled rows (``row_queue: 4``,
+``matrix2d``'s digit-serial options) as a row of its own, beside the lockstep one.
+
 For each architecture at the paper's size (signed INT8; ``systolic_os``, ``systolic_ws``
 and ``matrix2d`` 16x16, ``cube`` 8x8x8, ``adder_tree`` 16 units of ``k_tile`` 16, as
 ``bench/tpe_arch.py``) and each ``mac`` in ``gen.kinds.tpe.MAC_BY_ARCH`` (read at run
@@ -78,16 +81,27 @@ BREAKDOWN = "sigma30"
 GAUSSIAN = tuple(d for d in energy.DISTRIBUTIONS if d != "uniform")
 
 
-def config(arch: str, size: dict, tag: str, mac: str, fanout: int = 0):
+def config(arch: str, size: dict, tag: str, mac: str, fanout: int = 0, row_queue: int = 0):
     """``bench_<arch>_<tag>`` for baseline (the config ``bench/tpe_arch.py`` synthesised), ``..._<mac>`` otherwise;
-    ``..._fan<n>`` with a registered operand fan-out (``bench/tpe_fanout.py``)."""
-    name = f"bench_{arch}_{tag}" + ("" if mac == "baseline" else f"_{mac}") + (f"_fan{fanout}" if fanout else "")
+    ``..._fan<n>`` with a registered operand fan-out (``bench/tpe_fanout.py``), ``..._rq<n>`` with decoupled
+    rows."""
+    name = (f"bench_{arch}_{tag}" + ("" if mac == "baseline" else f"_{mac}") + (f"_fan{fanout}" if fanout else "")
+            + (f"_rq{row_queue}" if row_queue else ""))
     data = {"kind": "tpe", "name": name, "arch": arch, "operand": OPERAND, **size}
     if mac != "baseline":
         data["mac"] = mac
     if fanout:
         data["fanout"] = fanout
-    return parse_config_data(data, f"bench {arch} {tag} {mac}" + (f" fanout {fanout}" if fanout else ""))
+    if row_queue:
+        data["row_queue"] = row_queue
+    return parse_config_data(data, f"bench {arch} {tag} {mac}" + (f" fanout {fanout}" if fanout else "")
+                             + (f" row_queue {row_queue}" if row_queue else ""))
+
+
+def split_label(label: str) -> tuple[str, int]:
+    """``("opt4c", 4)`` for the row label ``opt4c+rq4``; ``(mac, 0)`` for a plain ``mac``."""
+    mac, _, queue = label.partition("+rq")
+    return mac, int(queue) if queue else 0
 
 
 def synth_file(cfg, generated, target: str) -> dict:
@@ -167,12 +181,13 @@ def breakdown(per_instance: dict[str, float], macs: int) -> dict[str, float]:
     return dict(sorted(groups.items(), key=lambda item: -item[1]))
 
 
-def measure(arch: str, mac: str, sizes: dict, pnr_sizes: dict | None, tag: str, work: dict, cycle_module,
+def measure(arch: str, label: str, sizes: dict, pnr_sizes: dict | None, tag: str, work: dict, cycle_module,
             pnr_timeout: int) -> dict:
     started = time.monotonic()
-    cfg = config(arch, sizes[arch], tag, mac)
-    print(f"{arch} / {mac}: {cfg.describe()}", flush=True)
-    row = {"arch": arch, "mac": mac, "config": cfg.normalized(), "measured": time.strftime("%Y-%m-%d %H:%M UTC",
+    mac, row_queue = split_label(label)
+    cfg = config(arch, sizes[arch], tag, mac, row_queue=row_queue)
+    print(f"{arch} / {label}: {cfg.describe()}", flush=True)
+    row = {"arch": arch, "mac": label, "config": cfg.normalized(), "measured": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                       time.gmtime())}
     step = time.monotonic()
     # Elaborated once (minutes at 16x16), where bench/tpe_arch.py writes it, for every step.
@@ -187,7 +202,7 @@ def measure(arch: str, mac: str, sizes: dict, pnr_sizes: dict | None, tag: str, 
     row["synth_s"] = round(time.monotonic() - step, 1)
     if pnr_sizes is not None:
         step = time.monotonic()
-        pnr_cfg = config(arch, pnr_sizes[arch], "small" if tag == "paper" else tag, mac)
+        pnr_cfg = config(arch, pnr_sizes[arch], "small" if tag == "paper" else tag, mac, row_queue=row_queue)
         try:
             ecp5 = synth(pnr_cfg, "ecp5", timeout=pnr_timeout)
             row |= {"fmax_mhz": ecp5["fmax_mhz"], "ecp5_lut": ecp5["lut"], "ecp5_dsp": ecp5["dsp"],
@@ -330,10 +345,11 @@ def main() -> None:
     out_json = RESULTS / f"{stem}.json"
     measured = {}
     for arch in archs:
-        for mac in MAC_BY_ARCH[arch]:
+        variants = [label for label in args.mac or [] if "+rq" in label and arch == "matrix2d"]
+        for mac in MAC_BY_ARCH[arch] + tuple(variants):
             if args.mac and mac != "baseline" and mac not in args.mac:
                 continue
-            if mac in DATA_DEPENDENT and cycle_module is None:
+            if split_label(mac)[0] in DATA_DEPENDENT and cycle_module is None:
                 print(f"{arch} / {mac}: skipped (no cycle model sim.golden.tpe_cycles yet)", flush=True)
                 continue
             measured[(arch, mac)] = measure(arch, mac, sizes, None if args.ecp5 == "none" else pnr, tag, work,
@@ -347,7 +363,8 @@ def main() -> None:
             rows = {}
         rows.update(measured)
         rows = {key: rows[key] for key in sorted(rows, key=lambda k: (list(MAC_BY_ARCH).index(k[0]),
-                                                                       (MAC_BY_ARCH[k[0]] + (k[1],)).index(k[1])))}
+                                                                       (MAC_BY_ARCH[k[0]] + (k[1],)).index(k[1]),
+                                                                       k[1]))}
         table = report(rows, args.quick)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps({"work": work, "paper_gain": PAPER_GAIN, "paper_vs_laconic": PAPER_VS_LACONIC,

@@ -60,6 +60,9 @@ RTL_CONFIGS = {
     "m2d_3x2_u6_opt4c": _TESTS / "m2d_3x2_u6_opt4c.yaml",
     "m2d_3x2_s5_laconic": _TESTS / "m2d_3x2_s5_laconic.yaml",
     "m2d_1x3_u4_laconic": _TESTS / "m2d_1x3_u4_laconic.yaml",
+    # decoupled rows (row_queue): opt4c with a queue of 2, opt3 with a queue of 3 (tests/test_tpe_sparse.py)
+    "m2d_3x2_s6_opt4c_q2": _TESTS / "m2d_3x2_s6_opt4c_q2.yaml",
+    "m2d_4x2_u5_opt3_q3": _TESTS / "m2d_4x2_u5_opt3_q3.yaml",
     # two operand formats (operand_a, operand_b): 24 x 16 bits, and mixed signedness both ways
     # (more in Amaranth's simulator: tests/test_broadcast_amaranth.py, tests/test_systolic_ws_amaranth.py)
     "os_2x3_s24xs16": _TESTS / "os_2x3_s24xs16.yaml",

@@ -550,3 +550,34 @@ def test_replicated_registers_survive_synthesis(tmp_path, mechanism, copies):
     assert yosys.wants_kept_flops(path.read_bytes()) == (copies > 1)
     result = synthesize(path, "holder", "generic", config_hash="t", cache_dir=tmp_path / "synth")
     assert result.data["ff"] == 8 * copies
+
+
+@pytest.mark.parametrize("keep, flops", [(False, 4), (True, 1 + 2 + 3 + 4)])
+def test_skew_lanes_with_keep_are_not_merged(tmp_path, keep, flops):
+    """A bit that enters every lane of a skew buffer alike (a systolic array's step tag) makes stage s
+    of every lane the same flip-flop; Yosys merges them into one chain with a tap per lane, which on
+    an FPGA must reach every row. ``keep`` leaves each lane its own chain (``hw/tpe/systolic_ws.py``)."""
+    if shutil.which("yosys") is None:
+        pytest.skip("Debian yosys is not installed (make sysdeps)")
+    from amaranth.back import verilog
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from hw.tpe.skew import SkewBuffer
+
+    class Tags(wiring.Component):
+        tag: In(1)
+        o: Out(4)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.skew = skew = SkewBuffer(4, 1, keep=keep)
+            m.d.comb += [skew.i[lane].eq(self.tag) for lane in range(4)]
+            m.d.comb += [self.o[lane].eq(skew.o[lane]) for lane in range(4)]
+            return m
+
+    path = tmp_path / "tags.v"
+    path.write_text(verilog.convert(Tags(), name="tags", emit_src=False))
+    result = synthesize(path, "tags", "generic", config_hash="t", cache_dir=tmp_path / "synth")
+    assert result.data["ff"] == flops

@@ -10,6 +10,7 @@ paper's workload), sums that wrap past ``k_max``, heavy backpressure and reset
 mid-job.
 """
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -37,7 +38,8 @@ from sim.golden import tpe_cycles
 from sim.runner import run
 from sim.tb.tpe import GemmTestbench
 
-SPARSE = tuple(name for name in RTL_CONFIGS if name.endswith(("_opt3", "_opt4c", "_laconic")))
+SPARSE = tuple(name for name in RTL_CONFIGS if re.search(r"_(opt3|opt4c|laconic)(_q\d+)?$", name))
+DECOUPLED = tuple(name for name in SPARSE if re.search(r"_q\d+$", name))
 M2D = {"kind": "tpe", "name": "m", "arch": "matrix2d", "rows": 2, "cols": 3,
        "operand": {"width": 8, "signed": True}, "k_max": 8}
 
@@ -130,6 +132,48 @@ def test_cycle_model_on_hand_worked_jobs():
     assert tpe_cycles.stream_cycles(jobs, mac="opt3", rows=2, **common) == 5 + 3 + 5 + 2 + 1
 
 
+def test_decoupled_cycle_model_on_a_hand_worked_stream():
+    """Two rows whose slow beats come at opposite ends: the queue lets them overlap, if it is deep enough.
+
+    Signed 8-bit: 21 = 1 + 4 + 16 has three nonzero EN-T digits, 1 has one. Row 0 takes 3, 1, 1, 1
+    cycles, row 1 takes 1, 1, 1, 3; lockstep, each beat takes its slower row's: 3 + 1 + 1 + 3 = 8.
+    """
+    a = np.array([[21, 1, 1, 1], [1, 1, 1, 21]])
+    b = np.ones((4, 2), dtype=np.int64)
+    common = {"arch": "matrix2d", "mac": "opt4c", "operand_width": 8, "signed": True, "rows": 2}
+    assert tpe_cycles.row_beat_cycles(a, b, mac="opt4c", operand_width=8, signed=True).tolist() == \
+        [[3, 1, 1, 1], [1, 1, 1, 3]]
+    assert [t.capture for t in tpe_cycles.capture_cycles([(a, b)], **common)] == [8]
+    # Queue of 2: beats move in cycles 0 and 1; a row starts a beat 2 cycles after it moved.
+    # Row 0 starts k0..k2 in cycles 2, 5, 6; row 1 in 2, 3, 4. Beat 3 needs beat 1's slot, free once row 0
+    # loaded beat 1 (at the end of cycle 4): it moves in cycle 5, row 1 starts it in 7 and ends it in 9.
+    (timing,) = tpe_cycles.capture_cycles([(a, b)], row_queue=2, **common)
+    assert (timing.capture, timing.last_accept, timing.busy, timing.last_beat) == (9, 5, 1 + 6, 3)
+    # Queue of 3: beat 3 moves in cycle 3, row 1 starts it in 5 and ends it in 7: one cycle under lockstep.
+    assert tpe_cycles.capture_cycles([(a, b)], row_queue=3, **common)[0].capture == 7
+    # Back to back, the second job waits for the first one's 2 result rows only if it is shorter than that.
+    one = (a[:, :1], b[:1])
+    captures = [t.capture for t in tpe_cycles.capture_cycles([(a, b), one, one], row_queue=3, **common)]
+    assert captures == [7, 10, 13]  # k4 moves in 5 (k1's slot), row 0 starts it after the capture: 8 to 10
+    assert tpe_cycles.stream_cycles([(a, b), one, one], row_queue=3, **common) == 13 + 2 + 1
+
+
+def test_decoupled_rows_beat_lockstep_on_gaussian_data():
+    """16 rows of Gaussian INT8 (sigma 30): lockstep waits for the busiest row in every beat."""
+    rng = np.random.default_rng(5)
+    jobs = [(np.clip(np.rint(rng.normal(0, 30, (16, 64))), -128, 127).astype(np.int64),
+             np.ones((64, 4), dtype=np.int64)) for _ in range(4)]
+    common = {"arch": "matrix2d", "mac": "opt3", "operand_width": 8, "signed": True, "rows": 16}
+    lockstep = tpe_cycles.stream_cycles(jobs, **common)
+    queued = [tpe_cycles.stream_cycles(jobs, row_queue=q, **common) for q in (1, 2, 4, 8)]
+    assert queued == sorted(queued, reverse=True) and queued[-1] < 0.75 * lockstep, (lockstep, queued)
+    # However deep the queue, the stream takes at least its busiest row's digits (rows cross job
+    # boundaries, so per job the busiest row can be beaten).
+    per_row = sum(tpe_cycles.row_beat_cycles(a, b, mac="opt3", operand_width=8, signed=True).sum(axis=1)
+                  for a, b in jobs)
+    assert queued[-1] >= int(per_row.max())
+
+
 def test_cycle_model_rejects_what_it_does_not_model():
     a, b = np.ones((2, 2), dtype=int), np.ones((2, 2), dtype=int)
     with pytest.raises(ValueError, match="fixed timing"):
@@ -138,6 +182,9 @@ def test_cycle_model_rejects_what_it_does_not_model():
         tpe_cycles.job_cycles(a, b, arch="cube", mac="opt3", operand_width=8, signed=True)
     with pytest.raises(ValueError, match="range"):
         tpe_cycles.beat_cycles(a * 200, b, mac="opt3", operand_width=8, signed=True)
+    with pytest.raises(ValueError, match="laconic has no decoupled rows"):
+        tpe_cycles.capture_cycles([(a, b)], arch="matrix2d", mac="laconic", operand_width=8, signed=True,
+                                  row_queue=2)
 
 
 def test_gaussian_int8_needs_about_two_digits_per_operand():
@@ -166,13 +213,38 @@ def test_sparse_options_apply_to_matrix2d_only(mac):
         assert f"'{mac}' applies to matrix2d only" in message, message
 
 
+@pytest.mark.parametrize(("mac", "row_queue", "arch", "message"), [
+    ("laconic", 2, "matrix2d", "row_queue: 2 with mac 'laconic', whose column issuers walk B's terms once for all rows; "
+                               "allowed: 0, or mac opt3 or opt4c"),
+    ("opt2", 1, "matrix2d", "row_queue: 1 with mac 'opt2', whose rows have no digits to wait for; allowed: 0, or "
+                            "mac opt3 or opt4c"),
+    ("baseline", 3, "matrix2d", "row_queue: 3 with mac 'baseline', whose rows have no digits to wait for"),
+    ("opt4c", -1, "matrix2d", "row_queue: "),
+])
+def test_row_queue_config_errors(mac, row_queue, arch, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_config_data({**M2D, "arch": arch, "mac": mac, "row_queue": row_queue}, "cfg.yaml")
+    text = str(caught.value)
+    assert "\n" not in text and text.startswith(f"cfg.yaml: {message}"), text
+
+
+def test_row_queue_is_matrix2d_only_and_its_default_keeps_the_hash():
+    with pytest.raises(ConfigError, match="row_queue"):
+        parse_config_data({**M2D, "arch": "cube", "depth": 2, "mac": "opt1", "row_queue": 2}, "cfg.yaml")
+    plain = parse_config_data({**M2D, "mac": "opt4c"}, "a")
+    assert parse_config_data({**M2D, "mac": "opt4c", "row_queue": 0}, "a").config_hash() == plain.config_hash()
+    queued = parse_config_data({**M2D, "mac": "opt4c", "row_queue": 4}, "a")
+    assert queued.config_hash() != plain.config_hash() and "decoupled rows (queue of 4)" in queued.describe()
+
+
 @pytest.mark.parametrize("name", SPARSE)
 def test_manifest_says_timing_is_data_dependent_and_names_the_registers(name):
     cfg = load_config(RTL_CONFIGS[name])
     elab = elaborate(cfg)
     params = elab.parameters
     assert params["mac"] == cfg.mac and params["timing"] == "data-dependent"
-    assert params["cycle_model"] == "sim.golden.tpe_cycles.job_cycles"
+    assert params["cycle_model"] == "sim.golden.tpe_cycles.capture_cycles"
+    assert params["latency"] == (3 if cfg.row_queue else 2)
     assert "timing" not in elaborate(cfg.model_copy(update={"mac": "baseline"})).parameters
     sites = {site.path: site.width for site in elab.fault_sites}
     issuer = "issuer." if cfg.mac == "opt3" else ""
@@ -185,6 +257,17 @@ def test_manifest_says_timing_is_data_dependent_and_names_the_registers(name):
                 assert f"core.pe_{i}_{j}.{issuer}pending" in sites
         if cfg.mac != "opt3":  # one shared issuer per row
             assert f"core.row_{i}.pending" in sites
+        if cfg.row_queue:  # decoupled: each row's place in the queue, its state and its own B row
+            assert {f"core.queue_read_{i}", f"core.queue_count_{i}", f"core.row_busy_{i}",
+                    f"core.row_at_last_{i}", f"core.row_held_{i}"} <= set(sites)
+            assert sites[f"core.b_row_{i}"] == cfg.cols * cfg.operand.width
+    if cfg.row_queue:
+        for slot in range(cfg.row_queue):
+            assert sites[f"core.queue_a_{slot}"] == cfg.rows * cfg.operand.width
+            assert sites[f"core.queue_b_{slot}"] == cfg.cols * cfg.operand.width
+        assert sites["core.queue_write"] == sites["core.queue_last"] == sites["core.queue_open"] == cfg.row_queue
+    else:
+        assert not any(".queue_" in site for site in sites)
     if cfg.mac == "laconic":
         for j in range(cfg.cols):
             assert {f"core.col_{j}.pending", f"core.col_{j}.terms"} <= set(sites)
@@ -245,10 +328,19 @@ def test_gaussian_and_wrapping_jobs_match_results_and_cycle_model(built, config_
     assert len(set(measured)) > 3  # the cycles really follow the data
     beats = [len(job["b"]) for job in vectors["jobs"]]
     assert sum(measured) > sum(beats)  # more than one cycle per beat on average
-    assert result.results["latency"] == [2] * len(vectors["jobs"])
+    latency = model.manifest["parameters"]["latency"]
+    if cfg.row_queue:
+        # Decoupled: the latency counts from the last beat plus the cycles the rows still need at full rate.
+        assert result.results["latency"] == [latency] * len(vectors["jobs"])
+        common = {"arch": "matrix2d", "mac": cfg.mac, "operand_width": cfg.operand.width,
+                  "signed": cfg.operand.signed, "rows": cfg.rows}
+        pairs = [(job["a"], job["b"]) for job in vectors["jobs"]]
+        assert sum(measured) < tpe_cycles.capture_cycles(pairs, **common)[-1].capture  # faster than lockstep
+    else:
+        assert result.results["latency"] == [latency] * len(vectors["jobs"])
 
 
-@per_config("m2d_3x2_u6_opt4c", "m2d_3x2_s5_laconic")
+@per_config("m2d_3x2_u6_opt4c", "m2d_3x2_s5_laconic", "m2d_3x2_s6_opt4c_q2")
 def test_heavy_backpressure_keeps_results_exact(built, config_name, tmp_path):
     model = built(config_name)
     cfg = model.config
@@ -259,12 +351,16 @@ def test_heavy_backpressure_keeps_results_exact(built, config_name, tmp_path):
 
     assert result.ok, (result.mismatch, result.problems, result.log)
     measured = result.results["job_cycles"]
-    busy = [tpe_cycles.for_config(cfg)(job["a"], job["b"], back_to_back=False) for job in vectors["jobs"]]
+    busy = [timing.busy for timing in tpe_cycles.capture_cycles(
+        [(job["a"], job["b"]) for job in vectors["jobs"]], arch="matrix2d", mac=cfg.mac,
+        operand_width=cfg.operand.width, signed=cfg.operand.signed, rows=cfg.rows, row_queue=cfg.row_queue)]
+    if not cfg.row_queue:
+        assert busy == [tpe_cycles.for_config(cfg)(job["a"], job["b"], back_to_back=False) for job in vectors["jobs"]]
     assert all(m >= b for m, b in zip(measured, busy, strict=True))
     assert any(m > b for m, b in zip(measured, busy, strict=True))  # the stalls did cost cycles
 
 
-@per_config("m2d_2x3_s8_opt3", "m2d_3x2_s5_laconic")  # one digit issuer kind, one term issuer kind
+@per_config("m2d_2x3_s8_opt3", "m2d_3x2_s5_laconic", "m2d_4x2_u5_opt3_q3")  # digit, term issuers; decoupled
 def test_sparse_reset_mid_job_discards_everything_in_flight(built, config_name, tmp_path):
     _reset_mid_job(built, config_name, tmp_path)
 

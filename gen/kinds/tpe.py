@@ -7,6 +7,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from hw.arith import accumulator_signed, accumulator_width
+from hw.tpe.digit_serial import DECOUPLED as DECOUPLED_MACS
 from hw.tpe.digit_serial import DIGIT_SERIAL as DIGIT_SERIAL_MACS
 from hw.tpe.mac import SAME_FORMAT_MAX_WIDTH, format_limit
 
@@ -21,7 +22,7 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "systolic_ws": ("rows", "cols"),
     "cube": ("rows", "cols", "depth", "k_max", "result_rows", "fanout"),
     "adder_tree": ("cols", "k_tile", "k_max", "fanout"),
-    "matrix2d": ("rows", "cols", "k_max", "fanout"),
+    "matrix2d": ("rows", "cols", "k_max", "fanout", "row_queue"),
 }
 #: The ``mac`` options each architecture implements (``hw/tpe/mac.py``); the first is the default.
 MAC_BY_ARCH: dict[str, tuple[str, ...]] = {
@@ -34,9 +35,9 @@ MAC_BY_ARCH: dict[str, tuple[str, ...]] = {
 #: ``mac`` options named by the bit-weight MAC issue that no architecture implements yet.
 MAC_PLANNED: tuple[str, ...] = ()
 #: Keys an architecture takes but need not be given (they have a default).
-OPTIONAL_KEYS = {"result_buffers", "result_rows", "fanout"}
+OPTIONAL_KEYS = {"result_buffers", "result_rows", "fanout", "row_queue"}
 COMMON_KEYS = ("kind", "name", "arch", "operand", "acc_width", "mac")
-ARCH_SPECIFIC = ("rows", "depth", "k_tile", "result_buffers", "result_rows", "fanout", "k_max")
+ARCH_SPECIFIC = ("rows", "depth", "k_tile", "result_buffers", "result_rows", "fanout", "row_queue", "k_max")
 OPERAND_KEYS = ("operand", "operand_a", "operand_b")
 
 
@@ -130,6 +131,13 @@ class TpeConfig(KindConfig):
                     "goes from the input registers to all PEs of its row or column. n >= 1: one more register "
                     "stage (latency + 1) with a copy of each operand per group of n PEs, so no operand register "
                     "drives more than n PEs: on an FPGA the broadcast nets stay short (the copies are kept).")
+    row_queue: int | None = Field(
+        default=None, ge=0, le=64, validate_default=True, json_schema_extra={"per_arch": True},
+        description="matrix2d with mac opt3 or opt4c only. Default: 0, the rows run in lockstep (a beat takes "
+                    "as many cycles as its busiest row's digits). n >= 1: decoupled rows; beats wait in a queue "
+                    "of n slots shared by the rows, and each row takes its next beat when its own digits are done, "
+                    "so a beat costs the row's own digits; a row waits only while the result bank holds the previous job. "
+                    "Latency 3; cycles per job from sim.golden.tpe_cycles.capture_cycles.")
     operand: OperandConfig | None = Field(
         default=None,
         json_schema_extra={"allowed": "a mapping with keys width, signed (or operand_a and operand_b instead)"},
@@ -249,6 +257,14 @@ class TpeConfig(KindConfig):
             if self.fanout and self.mac in DIGIT_SERIAL_MACS:
                 raise ValueError(f"fanout: {self.fanout} with mac '{self.mac}', whose digit-serial grid has no "
                                  "broadcast registers to copy; allowed: 0")
+        if "row_queue" in ARCH_KEYS[self.arch]:
+            if self.row_queue is None:
+                self.row_queue = 0
+            if self.row_queue and self.mac not in DECOUPLED_MACS:
+                why = ("whose column issuers walk B's terms once for all rows" if self.mac == "laconic"
+                       else "whose rows have no digits to wait for")
+                raise ValueError(f"row_queue: {self.row_queue} with mac '{self.mac}', {why}; allowed: 0, or mac "
+                                 f"{' or '.join(DECOUPLED_MACS)}")
         if self.acc_width is None:
             minimum = _minimum_acc_width(self.a_format, self.b_format, self.k_bound)
             if minimum > MAX_ACC_WIDTH:
@@ -293,7 +309,7 @@ class TpeConfig(KindConfig):
                 data.pop(key)
         if self.mac == "baseline":  # configs written before mac existed keep their hash
             data.pop("mac")
-        for key, default in (("result_rows", 1), ("fanout", 0)):  # likewise for their defaults
+        for key, default in (("result_rows", 1), ("fanout", 0), ("row_queue", 0)):  # likewise for their defaults
             if key in data and data[key] == default:
                 data.pop(key)
         for key in OPERAND_KEYS:  # operand, or operand_a and operand_b when they differ (see _derive_defaults)
@@ -313,6 +329,8 @@ class TpeConfig(KindConfig):
             extra += f", mac {self.mac}"
         if self.fanout:
             extra += f", operands copied per {self.fanout} PEs"
+        if self.arch == "matrix2d" and self.row_queue:
+            extra += f", decoupled rows (queue of {self.row_queue})"
         bound = f"K <= {self.rows}" if self.arch == "systolic_ws" else f"k_max {self.k_max}"
         return (f"{self.arch} {shape}, {_describe_formats(self.a_format, self.b_format)}, {bound}, "
                 f"{self.acc_width}-bit accumulators{extra}")
@@ -357,7 +375,8 @@ def build(cfg: TpeConfig):
     if cfg.arch == "systolic_ws":
         return engines.SystolicWS(cfg.rows, cfg.cols, shape, cfg.acc_width, b_shape=b_shape, mac=cfg.mac)
     if cfg.arch == "matrix2d" and cfg.mac in engines.DIGIT_SERIAL:
-        return engines.DigitSerialGrid(cfg.rows, cfg.cols, shape, cfg.acc_width, b_shape=b_shape, mac=cfg.mac)
+        return engines.DigitSerialGrid(cfg.rows, cfg.cols, shape, cfg.acc_width, b_shape=b_shape, mac=cfg.mac,
+                                       row_queue=cfg.row_queue)
     if cfg.arch == "matrix2d":
         return engines.BroadcastGrid(cfg.rows, cfg.cols, 1, shape, cfg.acc_width, b_shape=b_shape,
                                      tree_register=False, mac=cfg.mac, fanout=cfg.fanout)
@@ -396,4 +415,4 @@ def _timing(component) -> dict:
     """For engines whose cycles follow the data: ``timing`` and the model that predicts each job's cycles."""
     if getattr(component, "timing", "fixed") == "fixed":
         return {}
-    return {"timing": component.timing, "cycle_model": "sim.golden.tpe_cycles.job_cycles"}
+    return {"timing": component.timing, "cycle_model": "sim.golden.tpe_cycles.capture_cycles"}

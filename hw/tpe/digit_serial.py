@@ -13,6 +13,12 @@ at least one. ``sim/golden/tpe_cycles.py`` predicts every job's cycles.
   broadcasts the current digit; each PE (:class:`DigitMac`) keeps only a
   partial-product select, a 3:2 compressor and its sum/carry registers (the
   ``B`` operand register is the grid's, one per column).
+* ``row_queue: n`` (``opt3``, ``opt4c``): the rows are decoupled. Beats enter a
+  queue of ``n`` slots shared by the rows; each row loads its next beat (its
+  ``A`` element and the whole ``B`` row, into a register of its own) when its
+  own digits are done, so a beat costs the row's own nonzero digits, not the
+  busiest row's. Each row captures its own results; the bank drains once all
+  have.
 * ``laconic`` (:class:`TermMac`): both operands as effectual terms (NAF), a
   :class:`TermIssuer` per row for ``A`` and per column for ``B``; per beat the
   grid walks every pair (an ``A`` term, then all ``B`` terms), so a beat takes
@@ -20,8 +26,8 @@ at least one. ``sim/golden/tpe_cycles.py`` predicts every job's cycles.
   ``+-2**(p + q)`` for terms at positions ``p`` and ``q``.
 """
 
-from amaranth.hdl import Cat, Const, Module, Shape, Signal, unsigned
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arith.csa import compress_3_2
@@ -32,6 +38,9 @@ from .mac import check_formats, resolve
 
 #: The ``mac`` options this module implements.
 DIGIT_SERIAL = ("opt3", "opt4c", "laconic")
+#: The options whose rows can run decoupled (``row_queue``); ``laconic``'s column
+#: issuers walk ``B``'s terms once for all rows, so its rows stay in lockstep.
+DECOUPLED = ("opt3", "opt4c")
 PARTS = ("_sum", "_carry")
 
 
@@ -344,16 +353,49 @@ class DigitSerialGrid(wiring.Component):
     reset or an idle spell takes the plain sum from its first beat's
     transfer to its capture (``sim/golden/tpe_cycles.py``).
 
+    With ``row_queue = n >= 1`` (``opt3``, ``opt4c``) the issue stage is per row
+    instead (:meth:`_decoupled_rows`):
+
+    1. An accepted beat is written into the next of ``n`` queue slots
+       (``queue_a_<s>``, ``queue_b_<s>``, ``queue_last``); ``operands.ready``
+       is high while no row has all ``n`` slots still to load
+       (``queue_count_<i> < n``). ``queue_open`` is the one-hot slot that is
+       free for the next beat, or zero: a register, computed from the counts'
+       next values, so ``ready`` and the slots' enables come from registers.
+    2. Row ``i`` loads the oldest slot it has not loaded (``queue_read_<i>``)
+       when it holds no beat or ends the one it holds: its issuer (or its
+       PEs' issuers) takes ``A[i, k]``, ``b_row_<i>`` takes ``B[k, :]`` and
+       ``row_at_last_<i>`` the ``last`` flag. The beat ends in the cycle the
+       row's issuer is ``final`` (but see 3.); so row ``i`` spends
+       ``max(1, nonzero digits of A[i, k])`` cycles on it, whatever the other
+       rows do, and runs at most ``n`` beats ahead of the slowest row.
+    3. When the beat a row ends is a job's last, the row's PEs also move their
+       sums into their result registers and restart at zero (``row_held_<i>``
+       rises), unless those registers still hold the previous job's row: then
+       the row waits on the beat, its issuer empty. Once every row holds its
+       result the bank drains as in lockstep (``draining``), and every
+       ``row_held_<i>`` falls when the final row leaves. A capture depends on
+       its own row only, never on ``results.ready``.
+
+    Nothing stalls inside, and a row runs at most ``n`` beats ahead of the
+    slowest, across job boundaries too. A beat's first digit issues two cycles
+    after the beat moved (latency 3). ``sim.golden.tpe_cycles.capture_cycles``
+    gives every job's capture cycle.
+
     ``A`` and ``B`` share one shape, ``a_shape`` (``b_shape``, if given, must equal it; see
     :func:`hw.tpe.mac.check_formats`).
     """
 
-    def __init__(self, rows: int, cols: int, a_shape, acc_width: int, *, b_shape=None, mac: str):
+    def __init__(self, rows: int, cols: int, a_shape, acc_width: int, *, b_shape=None, mac: str,
+                 row_queue: int = 0):
         if min(rows, cols) < 1:
             raise ValueError(f"grid size must be at least 1x1, not {rows}x{cols}")
         if mac not in DIGIT_SERIAL:
             raise ValueError(f"mac: {mac!r} is not one of {DIGIT_SERIAL}")
-        self.rows, self.cols, self.mac = rows, cols, mac
+        if row_queue < 0 or (row_queue and mac not in DECOUPLED):
+            raise ValueError(f"row_queue: {row_queue} with mac {mac!r}; decoupled rows take {DECOUPLED}, "
+                             "and a queue of at least one slot")
+        self.rows, self.cols, self.mac, self.row_queue = rows, cols, mac, row_queue
         self.a_shape = Shape.cast(a_shape)
         self.b_shape = self.a_shape if b_shape is None else Shape.cast(b_shape)
         check_formats(mac, self.a_shape, self.b_shape)
@@ -361,8 +403,12 @@ class DigitSerialGrid(wiring.Component):
         super().__init__(engine_signature(operand_beat_layout(rows, cols, self.a_shape),
                                           cols, self.a_shape, acc_width))
 
-    latency = 2
     timing = "data-dependent"
+
+    @property
+    def latency(self) -> int:
+        """2 in lockstep; 3 with decoupled rows (a beat waits one cycle in the queue)."""
+        return 3 if self.row_queue else 2
 
     @property
     def job_interval(self) -> int:
@@ -382,6 +428,8 @@ class DigitSerialGrid(wiring.Component):
         return "stall"
 
     def elaborate(self, platform):
+        if self.row_queue:
+            return self._decoupled_rows()
         m = Module()
         ops, res = self.operands, self.results
         rows, cols, shape, width = self.rows, self.cols, self.a_shape, self.acc_width
@@ -404,15 +452,7 @@ class DigitSerialGrid(wiring.Component):
         with m.Elif(step & final):
             m.d.sync += beat_valid.eq(0)
 
-        if self.mac == "opt3":
-            pes = [[SparseDigitPE(shape, width) for _ in range(cols)] for _ in range(rows)]
-        elif self.mac == "opt4c":
-            pes = [[DigitMac(shape, width) for _ in range(cols)] for _ in range(rows)]
-        else:
-            pes = [[TermMac(shape, width) for _ in range(cols)] for _ in range(rows)]
-        for i in range(rows):
-            for j in range(cols):
-                m.submodules[f"pe_{i}_{j}"] = pes[i][j]
+        pes = self._pes(m)
 
         finals = []
         if self.mac in ("opt3", "opt4c"):
@@ -461,23 +501,9 @@ class DigitSerialGrid(wiring.Component):
                     m.d.comb += [pe.a_issue.eq(a.issue), pe.a_position.eq(a.position), pe.a_negative.eq(a.negative),
                                  pe.b_issue.eq(b.issue), pe.b_position.eq(b.position), pe.b_negative.eq(b.negative)]
 
-        # Result bank: as BroadcastGrid, busy from a capture until its final row left.
-        draining = Signal(name="draining")
-        shift = Signal()      # a result beat moves at this edge
-        final_row = Signal()  # the beat on offer carries the job's last row
         due = Signal()        # this cycle ends a job's last beat
-        bank_free = Signal()  # results captured at this edge would overwrite nothing on offer
-        capture = Signal()
-        m.d.comb += [
-            res.valid.eq(draining),
-            res.p.last.eq(final_row),
-            shift.eq(res.valid & res.ready),
-            due.eq(held & beat_last & final),
-            bank_free.eq(~draining | (shift & final_row)),
-            advance.eq(~due | bank_free),
-            capture.eq(due & bank_free),
-        ]
-        step_result_bank(m, rows, draining=draining, final_row=final_row, capture=capture, shift=shift)
+        capture, bank_free, shift = self._result_bank(m, pes, due)
+        m.d.comb += [due.eq(held & beat_last & final), advance.eq(~due | bank_free)]
 
         # Spacing of last beats: the next capture comes at least rows cycles after this one.
         if rows > 2:
@@ -494,17 +520,169 @@ class DigitSerialGrid(wiring.Component):
 
         for i in range(rows):
             for j in range(cols):
+                m.d.comb += pes[i][j].step.eq(step)
+        return m
+
+    def _pes(self, m: Module) -> list:
+        """The grid's PEs, ``pes[i][j]`` as submodule ``pe_<i>_<j>``."""
+        kind = {"opt3": SparseDigitPE, "opt4c": DigitMac, "laconic": TermMac}[self.mac]
+        pes = [[kind(self.a_shape, self.acc_width) for _ in range(self.cols)] for _ in range(self.rows)]
+        for i in range(self.rows):
+            for j in range(self.cols):
+                m.submodules[f"pe_{i}_{j}"] = pes[i][j]
+        return pes
+
+    def _result_bank(self, m: Module, pes: list, due):
+        """The result bank (as :class:`~hw.tpe.broadcast.BroadcastGrid`'s, busy from a capture until its
+        final row left), the PEs' ``capture``/``drain`` and result chain, and the result port.
+
+        ``due``: this cycle ends a job's last beat. Returns ``(capture, bank_free, shift)``.
+        """
+        res, rows, cols = self.results, self.rows, self.cols
+        draining = Signal(name="draining")
+        shift = Signal()      # a result beat moves at this edge
+        final_row = Signal()  # the beat on offer carries the job's last row
+        bank_free = Signal()  # results captured at this edge would overwrite nothing on offer
+        capture = Signal()
+        m.d.comb += [
+            res.valid.eq(draining),
+            res.p.last.eq(final_row),
+            shift.eq(res.valid & res.ready),
+            bank_free.eq(~draining | (shift & final_row)),
+            capture.eq(due & bank_free),
+        ]
+        step_result_bank(m, rows, draining=draining, final_row=final_row, capture=capture, shift=shift)
+        for i in range(rows):
+            for j in range(cols):
+                m.d.comb += pes[i][j].capture.eq(capture)
+        self._result_chain(m, pes, shift)
+        return capture, bank_free, shift
+
+    def _result_chain(self, m: Module, pes: list, shift) -> None:
+        """The result registers as a shift chain (``drain`` on ``shift``, row 0 on offer) and ``results.p.c``."""
+        rows, cols = self.rows, self.cols
+        for i in range(rows):
+            for j in range(cols):
                 pe = pes[i][j]
-                m.d.comb += [pe.step.eq(step), pe.capture.eq(capture), pe.drain.eq(shift)]
+                m.d.comb += pe.drain.eq(shift)
                 if i + 1 < rows:  # the bottom row shifts in zeros
                     for part in PARTS:
                         m.d.comb += getattr(pe, f"result{part}_in").eq(getattr(pes[i + 1][j], f"result{part}"))
-        acc_shape = accumulator_shape(width, shape.signed)
+        acc_shape = accumulator_shape(self.acc_width, self.a_shape.signed)
         for j in range(cols):
             total = Signal(acc_shape, name=f"c_{j}")
             m.d.comb += [total.eq(resolve([getattr(pes[0][j], f"result{part}") for part in PARTS])),
-                         res.p.c[j].eq(total)]
+                         self.results.p.c[j].eq(total)]
+
+    def _decoupled_rows(self) -> Module:
+        """The grid with decoupled rows (``row_queue >= 1``); see the class docstring."""
+        m = Module()
+        ops, rows, cols, shape, slots = self.operands, self.rows, self.cols, self.a_shape, self.row_queue
+        pes = self._pes(m)
+
+        queue_a = [Signal(data.ArrayLayout(shape, rows), name=f"queue_a_{s}") for s in range(slots)]
+        queue_b = [Signal(data.ArrayLayout(shape, cols), name=f"queue_b_{s}") for s in range(slots)]
+        queue_last = Signal(slots, name="queue_last")
+        write = Signal(slots, init=1, name="queue_write")  # one-hot: the slot the next beat goes to
+        counts = [Signal(range(slots + 1), name=f"queue_count_{i}") for i in range(rows)]  # slots row i has to load
+        counts_next = [Signal(range(slots + 1), name=f"queue_count_next_{i}") for i in range(rows)]
+        # The slot that ``write`` points to, if no row still has to load it (no count is n): a register,
+        # so neither the rows nor ``operands.valid`` reach the slots' enables. The slot is written in
+        # every cycle it is open, with or without a beat; without one nothing counts it, so it stays free.
+        open_slot = Signal(slots, init=1, name="queue_open")
+        accept = Signal()
+        m.d.comb += [
+            ops.ready.eq(open_slot.any()),
+            accept.eq(ops.valid & ops.ready),
+        ]
+        for s in range(slots):
+            with m.If(open_slot[s]):
+                m.d.sync += [queue_a[s].eq(ops.p.a), queue_b[s].eq(ops.p.b), queue_last[s].eq(ops.p.last)]
+        write_next = Signal(slots)
+        m.d.comb += write_next.eq(Mux(accept, write.rotate_left(1), write))
+        m.d.sync += [
+            write.eq(write_next),
+            open_slot.eq(Mux(_all([count != slots for count in counts_next]), write_next, 0)),
+        ]
+
+        # Result bank: each row captures into its own result registers when it ends a job's last beat, if
+        # they are free (``row_held_<i>`` low); the bank drains once every row has captured, and frees every
+        # row when its final row leaves. So a capture never depends on results.ready or on other rows.
+        res = self.results
+        draining = Signal(name="draining")
+        shift = Signal()      # a result beat moves at this edge
+        final_row = Signal()  # the beat on offer carries the job's last row
+        drained = Signal()    # the job's final result row leaves at this edge
+        start = Signal()      # every row holds or captures its result now, and the bank is not draining
+        m.d.comb += [
+            res.valid.eq(draining),
+            res.p.last.eq(final_row),
+            shift.eq(res.valid & res.ready),
+            drained.eq(shift & final_row),
+        ]
+        step_result_bank(m, rows, draining=draining, final_row=final_row, capture=start, shift=shift)
+        self._result_chain(m, pes, shift)
+        complete = []
+        for i in range(rows):
+            read = Signal(slots, init=1, name=f"queue_read_{i}")  # one-hot: the oldest slot row i has not loaded
+            busy = Signal(name=f"row_busy_{i}")          # row i holds a beat
+            at_last = Signal(name=f"row_at_last_{i}")    # ... and it is a job's last
+            b_row = Signal(data.ArrayLayout(shape, cols), name=f"b_row_{i}")  # B[k, :] of that beat
+            next_a = Signal(shape, name=f"next_a_{i}")   # A[i, k] of the slot it loads next
+            next_b = Signal(data.ArrayLayout(shape, cols), name=f"next_b_{i}")
+            next_last = Signal(name=f"next_last_{i}")
+            m.d.comb += [next_a.eq(_select(read, [queue_a[s][i] for s in range(slots)])),
+                         next_b.eq(_select(read, queue_b)), next_last.eq((read & queue_last).any())]
+            row_final = Signal(name=f"row_final_{i}")  # the row issues its beat's last digit (or none) now
+            held = Signal(name=f"row_held_{i}")         # the row's result registers hold a result not drained
+            capture = Signal(name=f"row_capture_{i}")   # the row ends a job's last beat at this edge
+            ends = Signal(name=f"row_ends_{i}")        # the row leaves its beat at this edge
+            load = Signal(name=f"row_load_{i}")        # ... and loads its next one
+            m.d.comb += [
+                capture.eq(busy & at_last & row_final & ~held),
+                ends.eq((busy & row_final & ~at_last) | capture),
+                load.eq((~busy | ends) & counts[i].any()),
+            ]
+            complete.append(held | capture)
+            with m.If(capture):
+                m.d.sync += held.eq(1)
+            with m.Elif(drained):
+                m.d.sync += held.eq(0)
+            for j in range(cols):
+                m.d.comb += pes[i][j].capture.eq(capture)
+            with m.If(load):
+                m.d.sync += [busy.eq(1), at_last.eq(next_last), b_row.eq(next_b), read.eq(read.rotate_left(1))]
+            with m.Elif(ends):
+                m.d.sync += busy.eq(0)
+            m.d.comb += counts_next[i].eq(counts[i] + accept - load)
+            m.d.sync += counts[i].eq(counts_next[i])
+
+            if self.mac == "opt3":
+                finals = []
+                for j in range(cols):
+                    pe = pes[i][j]
+                    m.d.comb += [pe.a_in.eq(next_a), pe.load.eq(load), pe.b_in.eq(b_row[j]), pe.step.eq(busy)]
+                    finals.append(pe.final)
+                m.d.comb += row_final.eq(_all(finals))
+            else:
+                m.submodules[f"row_{i}"] = issuer = DigitIssuer(shape)
+                m.d.comb += [issuer.value.eq(next_a), issuer.load.eq(load), issuer.step.eq(busy),
+                             row_final.eq(issuer.final)]
+                for j in range(cols):
+                    pe = pes[i][j]
+                    m.d.comb += [pe.issue.eq(issuer.issue), pe.position.eq(issuer.position), pe.two.eq(issuer.two),
+                                 pe.negative.eq(issuer.negative), pe.b_in.eq(b_row[j]), pe.step.eq(busy)]
+        m.d.comb += start.eq(~draining & _all(complete))
         return m
+
+
+def _select(onehot, values):
+    """The element of ``values`` that the one-hot ``onehot`` picks, as an AND-OR (no comparator)."""
+    picked = [Value.cast(value) & onehot[s].replicate(len(Value.cast(value))) for s, value in enumerate(values)]
+    total = picked[0]
+    for term in picked[1:]:
+        total = total | term
+    return total
 
 
 def _all(bits):

@@ -21,11 +21,17 @@ class SkewBuffer(wiring.Component):
         Number of lanes.
     lane_shape : ShapeLike
         Shape of one lane (a plain shape or a layout).
+    keep : bool
+        Mark every register ``keep``. Fields that enter every lane with the same value (a
+        step tag) make stage ``s`` of all lanes identical; synthesis merges them into one
+        chain with a tap per lane, which must then reach every lane's destination (on an
+        FPGA, a net across the array). ``keep`` leaves each lane its own chain.
     """
 
-    def __init__(self, lanes: int, lane_shape):
+    def __init__(self, lanes: int, lane_shape, *, keep: bool = False):
         self._lanes = lanes
         self._lane_shape = lane_shape
+        self._attrs = {"keep": 1} if keep else {}
         layout = data.ArrayLayout(lane_shape, lanes)
         super().__init__({"i": In(layout), "o": Out(layout)})
 
@@ -34,7 +40,7 @@ class SkewBuffer(wiring.Component):
         for lane in range(self._lanes):
             previous = self.i[lane]
             for stage in range(lane + 1):
-                reg = Signal(self._lane_shape, name=f"lane{lane}_{stage}")
+                reg = Signal(self._lane_shape, name=f"lane{lane}_{stage}", attrs=self._attrs)
                 m.d.sync += reg.eq(previous)
                 previous = reg
             m.d.comb += self.o[lane].eq(previous)

@@ -140,7 +140,8 @@ class SystolicOS(wiring.Component):
             return component
 
         a_lane = data.StructLayout({"a": self.a_shape, "tag": StepTag})
-        skew_a = add("skew_a", SkewBuffer(self.rows, a_lane))
+        # keep: the tag enters every lane alike; merged, one chain would feed every row's first PE.
+        skew_a = add("skew_a", SkewBuffer(self.rows, a_lane, keep=True))
         skew_b = add("skew_b", SkewBuffer(self.cols, self.b_shape))
         pe = [[OutputStationaryPE(self.a_shape, self.acc_width, b_shape=self.b_shape, forward=self._forwarded(i, j),
                                   readout=readout, mac=self.mac)

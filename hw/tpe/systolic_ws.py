@@ -209,7 +209,8 @@ class SystolicWS(wiring.Component):
         a_lane = data.StructLayout({"a": self.a_shape, "tag": StepTag})
         w_lane = data.StructLayout({"w": self.b_shape, "row": unsigned(max(1, (rows - 1).bit_length())),
                                     "load": unsigned(1)})
-        skew_a = add("skew_a", SkewBuffer(rows, a_lane))
+        # keep: the tag enters every lane alike; merged, one chain would feed every row's first PE.
+        skew_a = add("skew_a", SkewBuffer(rows, a_lane, keep=True))
         skew_w = add("skew_w", SkewBuffer(cols, w_lane))
         pe = [[WeightStationaryPE(self.a_shape, self.acc_width, b_shape=self.b_shape, forward=self._forwarded(k, j),
                                   mac=self.mac)

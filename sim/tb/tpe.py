@@ -140,6 +140,14 @@ def _sparse_edge_jobs(cfg, rng) -> list[tuple[str, np.ndarray, np.ndarray]]:
         ("one beat, dense", dense_a[:, :1], dense_b[:1]),
         ("one beat, zero", np.zeros((rows, 1), dtype=np.int64), small_b[:1]),
     ]
+    if cfg.mac != "laconic":
+        # Decoupled rows (row_queue): one dense row and the others idle fills the queue (the idle rows run
+        # ahead as far as it lets them); rows that take turns being the slow one drain it and refill it.
+        lone = np.zeros((rows, k), dtype=np.int64)
+        lone[0] = high
+        turns = np.full((rows, k), power)
+        turns[np.arange(k) % rows, np.arange(k)] = high
+        jobs += [("one dense row, the others zero", lone, small_b), ("rows take turns being slowest", turns, small_b)]
     return [(f"{label} K={a.shape[1]}", a, b) for label, a, b in jobs]
 
 
@@ -314,7 +322,7 @@ class GemmTestbench:
         wanted = sum(map(self.result_beats_of, jobs)) if stop_after_beats is None else stop_after_beats
         slowest = min(self.source.valid_prob, self.sink.ready_prob)
         if self.data_dependent:
-            self.timing = [job_timing(self.run.manifest, job) for job in jobs]
+            self.timing = stream_timing(self.run.manifest, jobs)
             occupied = [timing["back_to_back"] for timing in self.timing]
         else:
             occupied = [max(count, self.interval) for count in self.job_beats]
@@ -334,6 +342,12 @@ class GemmTestbench:
     def collect(self, jobs: list[dict]) -> dict:
         """Regroup result beats into jobs; check framing, latency and full-rate throughput."""
         got, latencies, firsts = [], [], []
+        source_full = self.source.valid_prob == 1.0
+        sink_full = self.sink.ready_prob == 1.0 and not self.flips.done
+        # Decoupled rows: a job's capture depends on how far the rows ran apart, so its latency is the
+        # modelled one only when both sides run at full rate; otherwise it is at least the documented one.
+        decoupled = bool(self.run.manifest["config"].get("row_queue"))
+        exact_latency = sink_full and (source_full or not decoupled)
         problems = list(self.sink.violations) + (self.rule.violations if self.rule else [])
         last_operands = [t for t in self.source.transfers if t.beat["last"]]
         beats = self.sink.transfers
@@ -352,12 +366,13 @@ class GemmTestbench:
             firsts.append(group[0].valid_since)
             if index < len(last_operands):
                 released = group[-1] if to_last else group[0]
-                extra = self.timing[index]["last_beat"] - 1 if self.data_dependent else 0
+                extra = 0
+                if self.data_dependent:
+                    timing = self.timing[index]
+                    extra = timing["extra_full_rate"] if exact_latency else timing["last_beat"] - 1
                 latencies.append(released.valid_since - last_operands[index].cycle - extra)
         if len(beats) > start:
             problems.append(f"{len(beats) - start} result beats more than {len(jobs)} jobs produce")
-        source_full = self.source.valid_prob == 1.0
-        sink_full = self.sink.ready_prob == 1.0 and not self.flips.done
         measured = []
         if self.data_dependent:
             measured, timing_problems = self._job_cycles(firsts, exact=source_full and sink_full)
@@ -377,11 +392,10 @@ class GemmTestbench:
             # With the sink always ready (or an engine that never lets results wait
             # inside it) every job's latency is exactly the documented one; under
             # backpressure a stalled engine may take longer, never less.
-            "latency_exact": sink_full or self.params["flow_control"] == "hold_last_until_drained",
+            "latency_exact": exact_latency or self.params["flow_control"] == "hold_last_until_drained",
             "last_operand_cycles": [t.cycle for t in last_operands],
             "job_cycles": measured,
-            "job_cycles_model": [timing["back_to_back"] if n else timing["busy"]
-                                 for n, timing in enumerate(self.timing[:len(measured)])],
+            "job_cycles_model": [timing["back_to_back"] for timing in self.timing[:len(measured)]],
             "cycles": self.loop.cycle,
             "operand_beats": len(self.source.transfers),
             "result_beats": len(beats),
@@ -395,16 +409,16 @@ class GemmTestbench:
 
         A job's results are captured in the cycle before its first result beat
         is valid. Job 0: from the transfer of its first operand beat to its
-        capture, the model's busy cycles. Job ``n``: from job ``n - 1``'s
-        capture to its own, the model's back-to-back cycles at full rate, and
-        at least the busy cycles under gaps or backpressure.
+        capture; job ``n``: from job ``n - 1``'s capture to its own. At full
+        rate each equals the model's back-to-back cycles, under gaps or
+        backpressure it is at least the job's busy cycles.
         """
         if not firsts or not self.source.transfers:
             return [], []
         measured = [firsts[0] - 1 - self.source.transfers[0].cycle]
         measured += [firsts[n] - firsts[n - 1] for n in range(1, len(firsts))]
         for n, (cycles, timing) in enumerate(zip(measured, self.timing, strict=False)):
-            expected = timing["busy"] if n == 0 else timing["back_to_back"]
+            expected = timing["back_to_back"]
             if cycles != expected if exact else cycles < timing["busy"]:
                 rule = "the cycle model gives" if exact else "at least the busy cycles of the model,"
                 return measured, [f"job {n}: took {cycles} cycles, {rule} {expected if exact else timing['busy']} "
@@ -412,24 +426,39 @@ class GemmTestbench:
         return measured, []
 
 
-def job_timing(manifest: dict, job: dict) -> dict:
-    """The cycle model's figures for one job on a data-dependent engine (``sim.golden.tpe_cycles``).
+def stream_timing(manifest: dict, jobs: list[dict]) -> list[dict]:
+    """The cycle model's figures for each job of a stream on a data-dependent engine (``sim.golden.tpe_cycles``).
 
-    ``beats``: cycles per beat; ``busy``: their sum; ``back_to_back``: cycles
-    from the previous job's capture to this one's at full rate; ``last_beat``:
-    the last beat's cycles (what the latency counts beyond its first cycle).
+    ``beats``: cycles per beat (lockstep), or the busiest row's cycles per beat
+    (decoupled rows, ``row_queue``); ``busy``: the fewest cycles the job can
+    take (see :class:`~sim.golden.tpe_cycles.JobTiming`); ``back_to_back``: the
+    cycles from the previous job's capture to this one's at full rate (the
+    first job: from its first operand beat); ``last_beat``: the most cycles a
+    row spends on the last beat, what the latency counts beyond its first cycle
+    at least; ``extra_full_rate``: what it counts beyond it at full rate.
     """
     config = manifest["config"]
     model = {"arch": config["arch"], "mac": config["mac"], "operand_width": config["operand"]["width"],
-             "signed": config["operand"]["signed"]}
-    beats = tpe_cycles.beat_cycles(job["a"], job["b"], mac=model["mac"], operand_width=model["operand_width"],
-                                   signed=model["signed"])
-    return {
-        "beats": beats.tolist(),
-        "busy": tpe_cycles.job_cycles(job["a"], job["b"], back_to_back=False, **model, rows=config["rows"]),
-        "back_to_back": tpe_cycles.job_cycles(job["a"], job["b"], **model, rows=config["rows"]),
-        "last_beat": int(beats[-1]),
-    }
+             "signed": config["operand"]["signed"], "rows": config["rows"], "row_queue": config.get("row_queue", 0)}
+    latency = manifest["parameters"]["latency"]
+    timings = tpe_cycles.capture_cycles([(job["a"], job["b"]) for job in jobs], **model)
+    figures, previous = [], None
+    for job, timing in zip(jobs, timings, strict=True):
+        if model["row_queue"]:
+            beats = tpe_cycles.row_beat_cycles(job["a"], job["b"], mac=model["mac"],
+                                               operand_width=model["operand_width"], signed=model["signed"]).max(axis=0)
+        else:
+            beats = tpe_cycles.beat_cycles(job["a"], job["b"], mac=model["mac"], operand_width=model["operand_width"],
+                                           signed=model["signed"])
+        figures.append({
+            "beats": beats.tolist(),
+            "busy": timing.busy,
+            "back_to_back": timing.capture - (previous if previous is not None else 0),
+            "last_beat": timing.last_beat,
+            "extra_full_rate": timing.capture + 1 - timing.last_accept - latency,
+        })
+        previous = timing.capture
+    return figures
 
 
 def latency_problems(results: dict, latency: int) -> list[str]:

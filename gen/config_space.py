@@ -106,7 +106,7 @@ def draw_npu_tile(draw: Draw, small: bool = True) -> dict:
         "kind": "npu_tile", "name": "fuzz_npu_tile", "compute": compute,
         "a_depth": _maybe(draw, lambda: draw.integer(1, depth)),
         "b_depth": _maybe(draw, lambda: draw.integer(1, depth)),
-        "cmd_depth": _maybe(draw, lambda: draw.integer(2, 32 if small else 1024)),
+        "cmd_depth": _maybe(draw, lambda: draw.integer(7, 32 if small else 1024)),
         "k_total_max": _maybe(draw, lambda: draw.integer(1, 256 if small else 1 << 16)),
         "acc_width": _maybe(draw, lambda: draw.integer(2, 40), chance_in_4=1),
         "scale_width": _maybe(draw, lambda: draw.integer(1, 20)),

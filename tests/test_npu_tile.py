@@ -63,6 +63,7 @@ def test_defaults_are_derived_from_the_engine():
     ({"acc_width": 5}, ["acc_width 5 is narrower than compute.acc_width 10"]),
     ({"compute_name": "x"}, ["compute.name: got 'x'"]),
     ({"cmd_depth": 1}, ["cmd_depth: got 1"]),
+    ({"cmd_depth": 6}, ["cmd_depth: got 6; allowed: an integer from 7 to 1024"]),  # no room for one GEMM
     ({"rounding": "up"}, ["rounding: got 'up'", "round_half_even"]),
     ({"compute_arch": "cube", "compute_depth": 4, "compute_k_max": 3}, ["compute.k_max 3 is below the 4"]),
     ({"compute_arch": "cube", "compute_depth": 2, "compute_k_max": 4, "compute_result_rows": 2},
@@ -126,6 +127,17 @@ def test_commands_round_trip_through_the_layouts(tiny):
                                                                                        "hi": 7})
     with pytest.raises(ValueError, match="takes the fields"):
         golden.command(tiny, "QUANT", scale=1)
+
+
+@pytest.mark.parametrize("cmd_depth", [7, 8, 9, 10])
+def test_vectors_fit_the_smallest_command_memories(cmd_depth):
+    """The edge programs shrink to the tile: with 7 commands, one K tile per program (a config fuzz run
+    found a tile of 4 commands accepted and its vectors impossible to build)."""
+    cfg = _tile(cmd_depth=cmd_depth, a_depth=2, b_depth=2)
+    vectors = tb.make_vectors(cfg, seed=3, n_random=4)
+    for program in vectors["programs"]:
+        if not program["error"]:
+            assert sum(1 for is_command, _ in program["words"] if is_command) <= cmd_depth, program["label"]
 
 
 def test_vectors_cover_the_edge_cases_and_every_error(tiny):

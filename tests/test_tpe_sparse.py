@@ -263,7 +263,9 @@ def test_manifest_says_timing_is_data_dependent_and_names_the_registers(name):
             assert sites[f"core.b_row_{i}"] == cfg.cols * cfg.operand.width
     if cfg.row_queue:
         for slot in range(cfg.row_queue):
-            assert sites[f"core.queue_a_{slot}"] == cfg.rows * cfg.operand.width
+            # A waits encoded: three masks of its EN-T digits and, if signed, the sign
+            digits = ent_digit_count(cfg.operand.width, cfg.operand.signed)
+            assert sites[f"core.queue_a_{slot}"] == cfg.rows * (3 * digits + cfg.operand.signed)
             assert sites[f"core.queue_b_{slot}"] == cfg.cols * cfg.operand.width
         assert sites["core.queue_write"] == sites["core.queue_last"] == sites["core.queue_open"] == cfg.row_queue
     else:

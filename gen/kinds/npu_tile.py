@@ -70,7 +70,9 @@ class NpuTileConfig(KindConfig):
     b_depth: int | None = Field(default=None, ge=1, le=4096,
                                 description="Words of buf_b (one word: the b field of one engine beat). "
                                             "Default: 2 x the beats of the longest GEMM.")
-    cmd_depth: int = Field(default=16, ge=2, le=1024, description="Commands a program may hold, END included.")
+    cmd_depth: int = Field(default=16, ge=7, le=1024,
+                           description="Commands a program may hold, END included; at least the 7 of a program "
+                                       "with one GEMM (LOAD_A, LOAD_B, GEMM, QUANT, ACT, WRITE, END).")
     k_total_max: int | None = Field(
         default=None, ge=1, le=1 << 20,
         description="Longest reduction over a K loop of GEMM commands that the accumulators hold exactly; "

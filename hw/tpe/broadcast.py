@@ -67,6 +67,26 @@ def adder_tree(m: Module, products: list, operand_shape: Shape, name: str, b_sha
 
 
 
+def result_port(m, res, beats: int, capture):
+    """The ``results`` port of a result bank that offers ``beats`` result beats per job.
+
+    ``results.valid`` is ``draining`` (a register, see :func:`step_result_bank`),
+    ``results.p.last`` marks the final beat, and ``capture`` loads the bank.
+    Returns ``(draining, shift, final_row)``: ``shift``, a result beat moves at
+    this edge; ``final_row``, the beat on offer is the job's last.
+    """
+    draining = Signal(name="draining")
+    shift = Signal()      # a result beat moves at this edge
+    final_row = Signal()  # the beat on offer carries the job's last row
+    m.d.comb += [
+        res.valid.eq(draining),
+        res.p.last.eq(final_row),
+        shift.eq(res.valid & res.ready),
+    ]
+    step_result_bank(m, beats, draining=draining, final_row=final_row, capture=capture, shift=shift)
+    return draining, shift, final_row
+
+
 def step_result_bank(m, rows: int, *, draining, final_row, capture, shift):
     """The drain of a result bank that offers ``rows`` result rows one beat each.
 
@@ -452,22 +472,16 @@ class BroadcastGrid(wiring.Component):
             m.d.comb += gap_ok.eq(1)
 
         # Stage 3 and the result bank: busy from a capture until its final row left.
-        draining = Signal(name="draining")
-        shift = Signal()      # a result beat moves at this edge
-        final_row = Signal()  # the beat on offer carries the job's last row
         due = Signal()        # the accumulators see a job's last beat
         bank_free = Signal()  # results captured at this edge would overwrite nothing on offer
         capture = Signal()
+        draining, shift, final_row = result_port(m, res, drain_beats, capture)
         m.d.comb += [
-            res.valid.eq(draining),
-            res.p.last.eq(final_row),
-            shift.eq(res.valid & res.ready),
             due.eq(tag.valid & tag.last),
             bank_free.eq(~draining | (shift & final_row)),
             advance.eq(~due | bank_free),
             capture.eq(due & bank_free),
         ]
-        step_result_bank(m, drain_beats, draining=draining, final_row=final_row, capture=capture, shift=shift)
 
         for i in range(rows):
             for j in range(cols):

@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arith.csa import compress_3_2
 from ..arith.digits import EntEncoder, TermEncoder, ent_digit_count, lowest_set, term_position_count
-from .broadcast import step_result_bank
+from .broadcast import result_port
 from .interface import accumulator_shape, engine_signature, operand_beat_layout
 from .mac import check_formats, resolve
 
@@ -62,12 +62,12 @@ class _Issuer(wiring.Component):
       says the operand has a nonzero digit (with ``rewind``).
     """
 
-    def __init__(self, operand_shape, count: int, *, rewind: bool, outputs: dict):
+    def __init__(self, operand_shape, count: int, *, rewind: bool, outputs: dict, value_shape=None):
         self._shape = Shape.cast(operand_shape)
         self._rewind = rewind
         self.count = count
         members = {
-            "value": In(self._shape),
+            "value": In(self._shape if value_shape is None else value_shape),
             "load": In(1),
             "step": In(1),
             "issue": Out(1),
@@ -117,18 +117,47 @@ class _Issuer(wiring.Component):
         return m
 
 
+def ent_layout(operand_shape) -> data.StructLayout:
+    """An operand's EN-T encoding as :class:`~hw.arith.digits.EntEncoder` gives it: the digit masks
+    ``nonzero``, ``two``, ``minus`` and, for signed operands, ``negative``."""
+    shape = Shape.cast(operand_shape)
+    count = ent_digit_count(shape.width, shape.signed)
+    fields = {"nonzero": count, "two": count, "minus": count}
+    return data.StructLayout(fields | ({"negative": 1} if shape.signed else {}))
+
+
+def encode_ent(m: Module, value, operand_shape, name: str):
+    """``value`` EN-T encoded (an :class:`~hw.arith.digits.EntEncoder` as submodule ``name``), as an
+    :func:`ent_layout` view."""
+    shape = Shape.cast(operand_shape)
+    m.submodules[name] = encoder = EntEncoder(shape)
+    encoded = Signal(ent_layout(shape), name=f"{name}_digits")
+    m.d.comb += [encoder.value.eq(value), encoded.nonzero.eq(encoder.nonzero), encoded.two.eq(encoder.two),
+                 encoded.minus.eq(encoder.minus)]
+    if shape.signed:
+        m.d.comb += encoded.negative.eq(encoder.negative)
+    return encoded
+
+
 class DigitIssuer(_Issuer):
     """An :class:`_Issuer` of EN-T digits (``opt3``, ``opt4c``): ``two`` says the issued digit's magnitude is 2.
 
     ``position`` is the radix-4 position: the digit weighs ``4**position``.
-    Registers: ``pending``, ``two_mask``, ``minus_mask`` and ``sign``.
+    Registers: ``pending``, ``two_mask``, ``minus_mask`` and ``sign``. With ``encoded``,
+    ``value`` is the operand already encoded (an :func:`ent_layout`), and the issuer has no
+    encoder of its own.
     """
 
-    def __init__(self, operand_shape):
+    def __init__(self, operand_shape, *, encoded: bool = False):
         shape = Shape.cast(operand_shape)
-        super().__init__(shape, ent_digit_count(shape.width, shape.signed), rewind=False, outputs={"two": Out(1)})
+        self._encoded = encoded
+        super().__init__(shape, ent_digit_count(shape.width, shape.signed), rewind=False, outputs={"two": Out(1)},
+                         value_shape=ent_layout(shape) if encoded else None)
 
     def encode(self, m: Module):
+        if self._encoded:
+            negative = self.value.negative if self._shape.signed else Const(0, 1)
+            return self.value.nonzero, {"two": self.value.two, "minus": self.value.minus}, negative
         m.submodules.encoder = encoder = EntEncoder(self._shape)
         m.d.comb += encoder.value.eq(self.value)
         return encoder.nonzero, {"two": encoder.two, "minus": encoder.minus}, encoder.negative
@@ -250,16 +279,19 @@ class SparseDigitPE(wiring.Component):
     """The ``opt3`` PE: its own :class:`DigitIssuer` for ``a_in`` feeding its own :class:`DigitMac`.
 
     ``a_in`` is the incoming beat's ``A`` element, encoded at an edge with
-    ``load``; ``b_in`` the held ``B`` element; ``final`` says this PE issues
+    ``load`` (with ``encoded``, it comes encoded: an :func:`ent_layout`);
+    ``b_in`` the held ``B`` element; ``final`` says this PE issues
     its last digit (or none) in this cycle. ``step``, ``capture``, ``drain``
     and the result pairs are :class:`DigitMac`'s.
     """
 
-    def __init__(self, operand_shape, acc_width: int):
+    def __init__(self, operand_shape, acc_width: int, *, encoded: bool = False):
         self._shape = Shape.cast(operand_shape)
         self._width = acc_width
+        self._encoded = encoded
         members = {
-            "a_in": In(self._shape), "load": In(1), "b_in": In(self._shape), "final": Out(1),
+            "a_in": In(ent_layout(self._shape) if encoded else self._shape), "load": In(1), "b_in": In(self._shape),
+            "final": Out(1),
             "step": In(1), "capture": In(1), "drain": In(1),
         }
         for part in PARTS:
@@ -268,7 +300,7 @@ class SparseDigitPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.issuer = issuer = DigitIssuer(self._shape)
+        m.submodules.issuer = issuer = DigitIssuer(self._shape, encoded=self._encoded)
         m.submodules.mac = mac = DigitMac(self._shape, self._width)
         m.d.comb += [
             issuer.value.eq(self.a_in), issuer.load.eq(self.load), issuer.step.eq(self.step),
@@ -524,8 +556,13 @@ class DigitSerialGrid(wiring.Component):
         return m
 
     def _pes(self, m: Module) -> list:
-        """The grid's PEs, ``pes[i][j]`` as submodule ``pe_<i>_<j>``."""
-        kind = {"opt3": SparseDigitPE, "opt4c": DigitMac, "laconic": TermMac}[self.mac]
+        """The grid's PEs, ``pes[i][j]`` as submodule ``pe_<i>_<j>`` (``opt3`` with decoupled rows: their
+        ``A`` comes encoded)."""
+        if self.mac == "opt3":
+            def kind(shape, width):
+                return SparseDigitPE(shape, width, encoded=bool(self.row_queue))
+        else:
+            kind = {"opt4c": DigitMac, "laconic": TermMac}[self.mac]
         pes = [[kind(self.a_shape, self.acc_width) for _ in range(self.cols)] for _ in range(self.rows)]
         for i in range(self.rows):
             for j in range(self.cols):
@@ -538,20 +575,14 @@ class DigitSerialGrid(wiring.Component):
 
         ``due``: this cycle ends a job's last beat. Returns ``(capture, bank_free, shift)``.
         """
-        res, rows, cols = self.results, self.rows, self.cols
-        draining = Signal(name="draining")
-        shift = Signal()      # a result beat moves at this edge
-        final_row = Signal()  # the beat on offer carries the job's last row
+        rows, cols = self.rows, self.cols
         bank_free = Signal()  # results captured at this edge would overwrite nothing on offer
         capture = Signal()
+        draining, shift, final_row = result_port(m, self.results, rows, capture)
         m.d.comb += [
-            res.valid.eq(draining),
-            res.p.last.eq(final_row),
-            shift.eq(res.valid & res.ready),
             bank_free.eq(~draining | (shift & final_row)),
             capture.eq(due & bank_free),
         ]
-        step_result_bank(m, rows, draining=draining, final_row=final_row, capture=capture, shift=shift)
         for i in range(rows):
             for j in range(cols):
                 m.d.comb += pes[i][j].capture.eq(capture)
@@ -580,7 +611,12 @@ class DigitSerialGrid(wiring.Component):
         ops, rows, cols, shape, slots = self.operands, self.rows, self.cols, self.a_shape, self.row_queue
         pes = self._pes(m)
 
-        queue_a = [Signal(data.ArrayLayout(shape, rows), name=f"queue_a_{s}") for s in range(slots)]
+        # A is encoded once per row before the queue, so a row's load is a select, not an encoder.
+        encoded_a = data.ArrayLayout(ent_layout(shape), rows)
+        incoming = Signal(encoded_a, name="incoming_a")
+        for i in range(rows):
+            m.d.comb += incoming[i].eq(encode_ent(m, ops.p.a[i], shape, f"encode_{i}"))
+        queue_a = [Signal(encoded_a, name=f"queue_a_{s}") for s in range(slots)]
         queue_b = [Signal(data.ArrayLayout(shape, cols), name=f"queue_b_{s}") for s in range(slots)]
         queue_last = Signal(slots, name="queue_last")
         write = Signal(slots, init=1, name="queue_write")  # one-hot: the slot the next beat goes to
@@ -597,7 +633,7 @@ class DigitSerialGrid(wiring.Component):
         ]
         for s in range(slots):
             with m.If(open_slot[s]):
-                m.d.sync += [queue_a[s].eq(ops.p.a), queue_b[s].eq(ops.p.b), queue_last[s].eq(ops.p.last)]
+                m.d.sync += [queue_a[s].eq(incoming), queue_b[s].eq(ops.p.b), queue_last[s].eq(ops.p.last)]
         write_next = Signal(slots)
         m.d.comb += write_next.eq(Mux(accept, write.rotate_left(1), write))
         m.d.sync += [
@@ -608,19 +644,10 @@ class DigitSerialGrid(wiring.Component):
         # Result bank: each row captures into its own result registers when it ends a job's last beat, if
         # they are free (``row_held_<i>`` low); the bank drains once every row has captured, and frees every
         # row when its final row leaves. So a capture never depends on results.ready or on other rows.
-        res = self.results
-        draining = Signal(name="draining")
-        shift = Signal()      # a result beat moves at this edge
-        final_row = Signal()  # the beat on offer carries the job's last row
-        drained = Signal()    # the job's final result row leaves at this edge
         start = Signal()      # every row holds or captures its result now, and the bank is not draining
-        m.d.comb += [
-            res.valid.eq(draining),
-            res.p.last.eq(final_row),
-            shift.eq(res.valid & res.ready),
-            drained.eq(shift & final_row),
-        ]
-        step_result_bank(m, rows, draining=draining, final_row=final_row, capture=start, shift=shift)
+        drained = Signal()    # the job's final result row leaves at this edge
+        draining, shift, final_row = result_port(m, self.results, rows, start)
+        m.d.comb += drained.eq(shift & final_row)
         self._result_chain(m, pes, shift)
         complete = []
         for i in range(rows):
@@ -628,7 +655,7 @@ class DigitSerialGrid(wiring.Component):
             busy = Signal(name=f"row_busy_{i}")          # row i holds a beat
             at_last = Signal(name=f"row_at_last_{i}")    # ... and it is a job's last
             b_row = Signal(data.ArrayLayout(shape, cols), name=f"b_row_{i}")  # B[k, :] of that beat
-            next_a = Signal(shape, name=f"next_a_{i}")   # A[i, k] of the slot it loads next
+            next_a = Signal(ent_layout(shape), name=f"next_a_{i}")  # A[i, k] (encoded) of the slot it loads next
             next_b = Signal(data.ArrayLayout(shape, cols), name=f"next_b_{i}")
             next_last = Signal(name=f"next_last_{i}")
             m.d.comb += [next_a.eq(_select(read, [queue_a[s][i] for s in range(slots)])),
@@ -665,7 +692,7 @@ class DigitSerialGrid(wiring.Component):
                     finals.append(pe.final)
                 m.d.comb += row_final.eq(_all(finals))
             else:
-                m.submodules[f"row_{i}"] = issuer = DigitIssuer(shape)
+                m.submodules[f"row_{i}"] = issuer = DigitIssuer(shape, encoded=True)
                 m.d.comb += [issuer.value.eq(next_a), issuer.load.eq(load), issuer.step.eq(busy),
                              row_final.eq(issuer.final)]
                 for j in range(cols):

@@ -111,7 +111,7 @@ def edge_programs(cfg, rng: np.random.Generator) -> list[tuple[str, list]]:
                      golden.gemm_program(cfg, [(checker_a, checker_b)], scale=top_scale, shift=0)))
     for mode in ("relu", "clip"):
         tiles = [(rng.integers(lo, hi + 1, (c.c_rows, steps)), rng.integers(lo, hi + 1, (steps, c.cols)))
-                 for _ in range(2)]
+                 for _ in range(min(2, loop))]  # two tiles reloaded each need 10 commands
         clip = sorted(int(v) for v in rng.integers(fmt.min_code, fmt.max_code + 1, 2))
         programs.append((f"random, {mode}", golden.gemm_program(
             cfg, tiles, scale=int(rng.integers(1, top_scale + 1)), shift=_typical_shift(cfg), mode=mode,

@@ -139,8 +139,8 @@ class JobTiming:
     operand beat moves; ``busy``: the fewest cycles the job can take from the
     previous job's capture (or, for the first job, from its first operand
     beat) under any flow -- lockstep: the sum of its beats' cycles; decoupled:
-    the busiest row's sum; ``last_beat``: the most cycles any row spends on the
-    job's last beat.
+    see :func:`capture_cycles`; ``last_beat``: the most cycles any row spends on
+    the job's last beat.
     """
 
     capture: int

@@ -18,7 +18,9 @@ from the cycle model :mod:`sim.golden.tpe_cycles` instead of a fixed job
 interval: the cycles between consecutive jobs' first result beats (for the
 first job, from its first operand beat) must equal the model's on every job at
 full rate, and be at least the job's busy cycles otherwise; latency counts from
-the last operand beat plus the extra cycles that beat's digits take.
+the last operand beat plus the extra cycles that beat's digits take (with
+decoupled rows, ``row_queue``, at full rate: plus the cycles the model says the
+rows still need, since they may run behind the input).
 """
 
 import random

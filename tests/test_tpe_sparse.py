@@ -397,3 +397,13 @@ def test_random_flow_seed_is_reproducible():
     labels = [job["label"] for job in first["jobs"]]
     assert any(label.startswith("all digits nonzero") for label in labels)
     assert any(label.startswith("all digits zero") for label in labels)
+
+
+def test_the_example_config_has_decoupled_rows():
+    """configs/matrix2d_8x8_opt4c_rq4.yaml, the example docs/tpe.md names, elaborates as documented."""
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "matrix2d_8x8_opt4c_rq4.yaml")
+    params = elaborate(cfg).parameters
+    assert (cfg.mac, cfg.row_queue) == ("opt4c", 4)
+    assert params["latency"] == 3 and params["cycle_model"] == "sim.golden.tpe_cycles.capture_cycles"

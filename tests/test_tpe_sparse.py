@@ -228,6 +228,12 @@ def test_row_queue_config_errors(mac, row_queue, arch, message):
     assert "\n" not in text and text.startswith(f"cfg.yaml: {message}"), text
 
 
+def test_per_job_model_refuses_decoupled_rows():
+    cfg = parse_config_data({**M2D, "mac": "opt4c", "row_queue": 2}, "a")
+    with pytest.raises(ValueError, match="decoupled rows.*use capture_cycles"):
+        tpe_cycles.for_config(cfg)
+
+
 def test_row_queue_is_matrix2d_only_and_its_default_keeps_the_hash():
     with pytest.raises(ConfigError, match="row_queue"):
         parse_config_data({**M2D, "arch": "cube", "depth": 2, "mac": "opt1", "row_queue": 2}, "cfg.yaml")

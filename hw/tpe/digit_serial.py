@@ -26,12 +26,15 @@ at least one. ``sim/golden/tpe_cycles.py`` predicts every job's cycles.
   ``+-2**(p + q)`` for terms at positions ``p`` and ``q``.
 """
 
+import operator
+
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arith.csa import compress_3_2
 from ..arith.digits import EntEncoder, TermEncoder, ent_digit_count, lowest_set, term_position_count
+from ..arith.tree import balanced
 from .broadcast import result_port
 from .interface import accumulator_shape, engine_signature, operand_beat_layout
 from .mac import check_formats, resolve
@@ -534,7 +537,7 @@ class DigitSerialGrid(wiring.Component):
                                  pe.b_issue.eq(b.issue), pe.b_position.eq(b.position), pe.b_negative.eq(b.negative)]
 
         due = Signal()        # this cycle ends a job's last beat
-        capture, bank_free, shift = self._result_bank(m, pes, due)
+        capture, bank_free = self._result_bank(m, pes, due)
         m.d.comb += [due.eq(held & beat_last & final), advance.eq(~due | bank_free)]
 
         # Spacing of last beats: the next capture comes at least rows cycles after this one.
@@ -573,7 +576,7 @@ class DigitSerialGrid(wiring.Component):
         """The result bank (as :class:`~hw.tpe.broadcast.BroadcastGrid`'s, busy from a capture until its
         final row left), the PEs' ``capture``/``drain`` and result chain, and the result port.
 
-        ``due``: this cycle ends a job's last beat. Returns ``(capture, bank_free, shift)``.
+        ``due``: this cycle ends a job's last beat. Returns ``(capture, bank_free)``.
         """
         rows, cols = self.rows, self.cols
         bank_free = Signal()  # results captured at this edge would overwrite nothing on offer
@@ -587,7 +590,7 @@ class DigitSerialGrid(wiring.Component):
             for j in range(cols):
                 m.d.comb += pes[i][j].capture.eq(capture)
         self._result_chain(m, pes, shift)
-        return capture, bank_free, shift
+        return capture, bank_free
 
     def _result_chain(self, m: Module, pes: list, shift) -> None:
         """The result registers as a shift chain (``drain`` on ``shift``, row 0 on offer) and ``results.p.c``."""
@@ -705,11 +708,8 @@ class DigitSerialGrid(wiring.Component):
 
 def _select(onehot, values):
     """The element of ``values`` that the one-hot ``onehot`` picks, as an AND-OR (no comparator)."""
-    picked = [Value.cast(value) & onehot[s].replicate(len(Value.cast(value))) for s, value in enumerate(values)]
-    total = picked[0]
-    for term in picked[1:]:
-        total = total | term
-    return total
+    return balanced(operator.or_, [Value.cast(value) & onehot[s].replicate(len(Value.cast(value)))
+                                   for s, value in enumerate(values)])
 
 
 def _all(bits):

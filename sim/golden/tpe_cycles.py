@@ -229,7 +229,15 @@ def capture_cycles(jobs, *, arch: str, mac: str, operand_width: int, signed: boo
 
 
 def for_config(cfg):
-    """``job_cycles`` bound to a validated ``TpeConfig`` (``back_to_back`` still a keyword); lockstep only."""
+    """``job_cycles`` bound to a validated lockstep ``TpeConfig`` (``back_to_back`` still a keyword).
+
+    A job of decoupled rows (``row_queue``) has no cycles of its own (they depend on the jobs around
+    it): such a config is refused; use :func:`capture_cycles` on the stream.
+    """
+    if getattr(cfg, "row_queue", 0):
+        raise ValueError(f"{cfg.name} has decoupled rows (row_queue: {cfg.row_queue}): a job's cycles depend on "
+                         "the stream; use capture_cycles")
+
     def cycles(a, b, *, back_to_back: bool = True):
         # The data-dependent options take one format for A and B (the config refuses two).
         return job_cycles(a, b, arch=cfg.arch, mac=cfg.mac, operand_width=cfg.a_format.width,

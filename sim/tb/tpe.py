@@ -444,7 +444,7 @@ def stream_timing(manifest: dict, jobs: list[dict]) -> list[dict]:
              "signed": config["operand"]["signed"], "rows": config["rows"], "row_queue": config.get("row_queue", 0)}
     latency = manifest["parameters"]["latency"]
     timings = tpe_cycles.capture_cycles([(job["a"], job["b"]) for job in jobs], **model)
-    figures, previous = [], None
+    figures, previous = [], 0  # the first job counts from its first operand beat, cycle 0
     for job, timing in zip(jobs, timings, strict=True):
         if model["row_queue"]:
             beats = tpe_cycles.row_beat_cycles(job["a"], job["b"], mac=model["mac"],
@@ -455,7 +455,7 @@ def stream_timing(manifest: dict, jobs: list[dict]) -> list[dict]:
         figures.append({
             "beats": beats.tolist(),
             "busy": timing.busy,
-            "back_to_back": timing.capture - (previous if previous is not None else 0),
+            "back_to_back": timing.capture - previous,
             "last_beat": timing.last_beat,
             "extra_full_rate": timing.capture + 1 - timing.last_accept - latency,
         })

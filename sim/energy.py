@@ -28,6 +28,7 @@ Fields an engine ignores are held at zero, as a real host would leave an idle bu
 import hashlib
 import json
 import random
+import re
 import shutil
 import subprocess
 from collections import defaultdict
@@ -276,6 +277,15 @@ def prepare(cfg, *, build_root: Path, generated=None) -> Design:
                   binary=toggle_model(verilog, generated.manifest, Path(build_root)), home=home)
 
 
+def prepare_netlist(cfg, netlist: Path, manifest: dict, *, build_root: Path) -> Design:
+    """The toggle model of ``cfg``'s flat gate netlist (``fpga.netlist.gate_netlist``, which the
+    caller runs: ``sim`` does not import ``fpga``); ``manifest`` is the RTL's, whose ports the
+    netlist keeps. Runs go to ``build_root/<build name>/energy-gates/``."""
+    return Design(config=cfg, verilog=Path(netlist), manifest=manifest,
+                  binary=toggle_model(Path(netlist), manifest, Path(build_root)),
+                  home=Path(build_root) / cfg.build_name() / "energy-gates")
+
+
 def measure(design: Design, jobs: list[dict], macs: int, name: str) -> Activity:
     """Run ``jobs`` back to back at full rate on ``design``; the toggles of every signal bit.
 
@@ -333,3 +343,46 @@ def energy_proxy(activity: Activity, modules: dict[str, dict], weight: str = "ce
         "unmatched": unmatched,
     }
 
+
+
+_ESCAPED = re.compile(r"__0([0-9A-Fa-f]{2})")
+#: ``write_verilog`` gives a flip-flop driving part of a wire a reg of its own, ``<wire>_reg``:
+#: another name of the wire's bit.
+_FLOP_REG = re.compile(r"^(\w+)_reg(\[\d+\])?$")
+
+
+def gate_proxy(activity: Activity, nets: dict) -> dict:
+    """Gate-level switching of a run on a flat gate netlist: each net's toggles times its load.
+
+    ``nets`` is ``fpga.netlist.net_loads``' result (net names -> net, net -> input pins
+    driven). Every net of the netlist is a gate output or a port and is counted once,
+    whichever of its names Verilator reported, so nothing is hidden inside a wide
+    operator and no alias counts twice. Returns ``per_op`` (load-weighted toggles per
+    useful MAC), ``toggles_per_op`` (unweighted), ``toggle_rate`` (per net per cycle),
+    ``nets`` and ``unmatched`` (names with toggles that name no net: should be empty;
+    the clock and reset, which ``measure`` leaves out, are not in it, nor the names of
+    constant bits, which the model sets once at time 0).
+    """
+    bits, loads, constants = nets["bits"], nets["loads"], set(nets.get("constants", ()))
+    toggles: dict[int, int] = {}
+    unmatched = []
+    for signals in activity.toggles.values():
+        for raw, count in signals.items():
+            name = _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), raw)
+            flop = _FLOP_REG.match(name)
+            net = bits.get(name, bits.get(f"{flop[1]}{flop[2] or ''}") if flop else None)
+            if net is None:
+                if count and name not in constants:
+                    unmatched.append(name)
+                continue
+            toggles[net] = max(count, toggles.get(net, 0))
+    weighted = sum(count * loads[str(net)] for net, count in toggles.items())
+    plain = sum(toggles.values())
+    macs, cycles = activity.macs, activity.cycles
+    return {
+        "per_op": weighted / macs if macs else float("nan"),
+        "toggles_per_op": plain / macs if macs else float("nan"),
+        "toggle_rate": plain / (len(loads) * cycles) if loads and cycles else 0.0,
+        "nets": len(loads),
+        "unmatched": sorted(unmatched),
+    }

@@ -2,6 +2,7 @@
 toggle-counting model (a 1x2 signed 8-bit output-stationary array) run on several workloads."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,3 +217,92 @@ def test_toggle_model_build_is_reused(tiny):
     again = energy.toggle_model(tiny.verilog, tiny.manifest, BUILD_ROOT)
     assert again == tiny.binary and again.stat().st_mtime_ns == built
     assert (again.parent / "stamp").read_text().strip().startswith(again.parent.name.rsplit("-", 1)[1])
+
+
+# ---------------------------------------------------------------- the gate-level measure
+
+def _netlist_json():
+    """A hand-written ``write_json`` module: an AND of two inputs into a flip-flop whose output is
+    the port ``q`` and also bit 1 of the vector ``bus`` (an alias), bit 0 of ``bus`` constant."""
+    gate = {"type": "$_AND_", "port_directions": {"A": "input", "B": "input", "Y": "output"},
+            "connections": {"A": [2], "B": [3], "Y": [5]}}
+    flop = {"type": "$_DFF_P_", "port_directions": {"C": "input", "D": "input", "Q": "output"},
+            "connections": {"C": [4], "D": [5], "Q": [6]}}
+    echo = {"type": "$_NOT_", "port_directions": {"A": "input", "Y": "output"},
+            "connections": {"A": [2], "Y": [7]}}
+    return {"modules": {"top": {
+        "ports": {"a": {"direction": "input", "bits": [2]}, "b": {"direction": "input", "bits": [3]},
+                  "clk": {"direction": "input", "bits": [4]}, "q": {"direction": "output", "bits": [6]}},
+        "cells": {"g": gate, "f": flop, "n": echo},
+        "netnames": {"a": {"bits": [2]}, "b": {"bits": [3]}, "clk": {"bits": [4]}, "n1": {"bits": [5]},
+                     "q": {"bits": [6]}, "bus": {"bits": ["0", 6], "offset": 3}, "n2": {"bits": [7]}}}}}
+
+
+def test_net_loads_counts_input_pins_and_output_ports_and_names_every_alias():
+    from fpga.netlist import net_loads
+
+    nets = net_loads(_netlist_json(), "top")
+    # bus[3] is a constant, bus[4] another name of q's net; n2 drives nothing.
+    assert nets["bits"] == {"a": 2, "b": 3, "clk": 4, "n1": 5, "q": 6, "bus[4]": 6, "n2": 7}
+    assert nets["loads"] == {"2": 2, "3": 1, "4": 1, "5": 1, "6": 1, "7": 0}
+    assert nets["constants"] == ["bus[3]"]
+    with pytest.raises(ValueError, match="no module other"):
+        net_loads(_netlist_json(), "other")
+
+
+def test_gate_proxy_counts_each_net_once_by_load_whatever_name_verilator_reports():
+    from fpga.netlist import net_loads
+
+    nets = net_loads(_netlist_json(), "top")
+    # Verilator escapes '_' after '_' as ___05F and writes a flip-flop's reg as <wire>_reg.
+    toggles = {"top": {"a": 4, "b": 2, "n1": 3, "q": 3, "bus[4]": 3, "bus_reg[4]": 3, "n2": 4, "bus[3]": 1}}
+    run = energy.Activity(toggles=toggles, cycles=10, macs=2)
+    result = energy.gate_proxy(run, nets)
+    # a: 4 x 2 pins, b: 2 x 1, n1: 3 x 1, q's net (three names) once: 3 x 1, n2: 4 x 0.
+    assert result["per_op"] == (8 + 2 + 3 + 3 + 0) / 2
+    assert result["toggles_per_op"] == (4 + 2 + 3 + 3 + 4) / 2
+    assert result["unmatched"] == [] and result["nets"] == 6
+    escaped = energy.Activity(toggles={"top": {"my___05Fnet": 1, "n1": 0, "stray[2]": 5}}, cycles=1, macs=1)
+    assert energy.gate_proxy(escaped, {"bits": {"my__net": 9}, "loads": {"9": 2}})["per_op"] == 2
+    assert energy.gate_proxy(escaped, {"bits": {"my__net": 9}, "loads": {"9": 2}})["unmatched"] == ["stray[2]"]
+
+
+@pytest.fixture(scope="module")
+def tiny_gates(tiny):
+    from fpga.netlist import gate_netlist
+
+    if shutil.which("yosys") is None:
+        pytest.skip("Debian yosys is not installed (make sysdeps)")
+    netlist = gate_netlist(tiny.verilog, TINY["name"], config_hash=tiny.config.config_hash(),
+                           cache_dir=tiny.home / "gate-netlist")
+    return netlist, energy.prepare_netlist(tiny.config, netlist["netlist"], tiny.manifest, build_root=BUILD_ROOT)
+
+
+def test_the_gate_netlist_runs_the_workload_bit_exact_and_every_toggle_finds_its_net(tiny, tiny_gates):
+    netlist, design = tiny_gates
+    assert netlist["cells"] > 0 and netlist["transistors"] > netlist["cells"] and netlist["ff"] > 0
+    assert "$" not in Path(netlist["netlist"]).read_text()  # every net has a plain name
+    rtl_run = _run(tiny, "sigma30")
+    per_op = []
+    for dist in energy.DISTRIBUTIONS:
+        run = _run(design, dist)  # measure() refuses a run that differs from the golden model
+        assert run.cycles == rtl_run.cycles
+        result = energy.gate_proxy(run, netlist["nets"])
+        assert result["unmatched"] == []
+        per_op.append(result["per_op"])
+    assert per_op == sorted(per_op) and len(set(per_op)) == 4, per_op
+    # The RTL's signal names are not the netlist's nets: read against them, nearly all are unmatched.
+    assert len(energy.gate_proxy(rtl_run, netlist["nets"])["unmatched"]) > 20
+    zeros = energy.tile_gemm(tiny.config, np.zeros((2, 16), dtype=np.int64), np.zeros((16, 4), dtype=np.int64))
+    quiet = energy.gate_proxy(energy.measure(design, zeros * 6, 6 * 2 * 16 * 4, "zeros"), netlist["nets"])
+    assert 0 < quiet["per_op"] < per_op[0] / 10
+
+
+def test_the_gate_netlist_is_cached_by_the_verilog(tiny, tiny_gates):
+    from fpga.netlist import gate_netlist
+
+    netlist, _ = tiny_gates
+    again = gate_netlist(tiny.verilog, TINY["name"], config_hash=tiny.config.config_hash(),
+                         cache_dir=tiny.home / "gate-netlist")
+    assert again["cache_key"] == netlist["cache_key"] and again["nets"] == netlist["nets"]
+    assert Path(again["netlist"]).stat().st_mtime_ns == Path(netlist["netlist"]).stat().st_mtime_ns

@@ -109,6 +109,75 @@ def test_hardware_encoders_match_the_references_for_every_operand(width, signed)
     assert _simulate(naf, values, read_naf) == {v: effectual_terms(v, width, signed) for v in values}
 
 
+def _low_width(cfg) -> int:
+    """The carry-save bits of a digit-serial PE's accumulator, from the design's rule: a term and its sign."""
+    width, signed = cfg.operand.width, cfg.operand.signed
+    if cfg.mac == "laconic":
+        largest = 2 ** min(cfg.acc_width - 1, 2 * term_position_count(width, signed) - 2)
+    else:  # B or 2B at the top EN-T digit's weight
+        largest = 2 * (2 ** (width - 1) if signed else 2 ** width - 1) * 4 ** (ent_digit_count(width, signed) - 1)
+    return min(cfg.acc_width, largest.bit_length() + 1)
+
+
+def _run_digit_mac(acc_width: int, adds: list[tuple[int, int, int]], *, width: int = 8):
+    """Drive a signed ``DigitMac``: each add is ``(B, digit, position)``, one per cycle, and the last
+    cycle captures. Returns the captured value, ``(result_sum + result_carry) mod 2**acc_width``,
+    and the pair."""
+    from hw.tpe.digit_serial import DigitMac
+
+    mac = DigitMac(Shape(width, True), acc_width)
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(mac.step, 1)
+        for index, (b, digit, position) in enumerate(adds):
+            ctx.set(mac.b_in, b)
+            ctx.set(mac.issue, digit != 0)
+            ctx.set(mac.position, (1 << position) if digit else 0)
+            ctx.set(mac.two, abs(digit) == 2)
+            ctx.set(mac.negative, digit < 0)
+            ctx.set(mac.capture, index == len(adds) - 1)
+            await ctx.tick()
+        pair = ctx.get(mac.result_sum), ctx.get(mac.result_carry)
+        out["value"] = ((pair[0] + pair[1]) % 2 ** acc_width, pair)
+
+    sim = Simulator(mac)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return out["value"]
+
+
+@pytest.mark.parametrize("acc_width", [24, 18, 16, 12])
+def test_split_serial_accumulator_adds_every_term_exactly(acc_width):
+    """INT8 ``DigitMac``: carry-save below bit 16 and ``acc_high`` above it (24, 18 bits), or carry-save
+    only (16: the term's own width; 12: narrower, results wrap). Edge terms: the largest of each sign,
+    ``B = 0`` with a negative digit (the negation's +1 must cancel), long runs of one sign (the low
+    part wraps into ``acc_high`` many times) and sign changes every add."""
+    from hw.tpe.digit_serial import DigitMac
+
+    assert DigitMac(Shape(8, True), 24).low_width == 16 and DigitMac(Shape(8, True), 12).low_width == 12
+    rng = np.random.default_rng(acc_width)
+    streams = [
+        [(-128, -2, 3)] * 40 + [(-128, 2, 3)] * 45,          # +2**15 forty times, then -2**15
+        [(0, -1, 0), (0, -2, 3), (127, -1, 0), (0, 1, 2)],    # zero terms, negated
+        [(b, d, 3) for b, d in zip([127, -128] * 30, [2, -2] * 30)],
+        [(int(b), int(d), int(p)) for b, d, p in zip(rng.integers(-128, 128, 300), rng.choice([-2, -1, 0, 1, 2], 300),
+                                                      rng.integers(0, 4, 300))],
+    ]
+    for adds in streams:
+        expected = sum(b * d * 4 ** p for b, d, p in adds) % 2 ** acc_width
+        assert _run_digit_mac(acc_width, adds)[0] == expected, adds[:3]
+
+
+def test_split_accumulator_worked_example_of_the_docs():
+    """docs/tpe.md: signed 4-bit, acc_width 9 (L = 8): A = -5, B = 6, then A = 6, B = -7."""
+    adds = [(6, -1, 0), (6, -1, 1), (-7, 2, 0), (-7, 1, 1)]
+    value, pair = _run_digit_mac(9, adds, width=4)
+    assert value == -72 % 2 ** 9
+    assert pair == (0b1_01101100, 0b0_01001100)
+
+
 # --------------------------------------------------------------------------- cycle model
 
 def test_cycle_model_on_hand_worked_jobs():
@@ -257,8 +326,13 @@ def test_manifest_says_timing_is_data_dependent_and_names_the_registers(name):
     for i in range(cfg.rows):
         for j in range(cfg.cols):
             pe = f"core.pe_{i}_{j}." + ("mac." if cfg.mac == "opt3" else "")
-            for register in ("acc_sum", "acc_carry", "result_sum", "result_carry"):
+            for register in ("result_sum", "result_carry"):
                 assert sites[pe + register] == cfg.acc_width
+            # the split accumulator: carry-save below bit `low`, resolved above it
+            low = _low_width(cfg)
+            assert low < cfg.acc_width  # every test config has both parts
+            assert sites[pe + "acc_sum"] == sites[pe + "acc_carry"] == low
+            assert sites[pe + "acc_high"] == cfg.acc_width - low
             if cfg.mac == "opt3":  # every PE encodes and issues its own A digits
                 assert f"core.pe_{i}_{j}.{issuer}pending" in sites
         if cfg.mac != "opt3":  # one shared issuer per row

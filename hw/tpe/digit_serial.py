@@ -187,20 +187,38 @@ class TermIssuer(_Issuer):
         return encoder.plus | encoder.minus, {"minus": encoder.minus}, encoder.negative
 
 
+def low_width(max_term: int, acc_width: int) -> int:
+    """Bits of a serial accumulator kept in carry-save (:class:`_SerialMac`): enough for a term of
+    magnitude up to ``max_term`` with its sign, at most ``acc_width``."""
+    return min(acc_width, max_term.bit_length() + 1)
+
+
 class _SerialMac(wiring.Component):
     """A carry-save accumulator that adds one signed partial product per cycle, and its result pair.
 
-    Contract, per clock cycle: the subclass forms ``term`` (an unsigned
-    ``acc_width``-bit magnitude, already shifted to its weight) and
-    ``negate``; the value added is ``-term`` when ``negate`` is set, else
-    ``term``, and nothing when ``issue`` is low. One 3:2 compressor adds it to
-    ``acc_sum``/``acc_carry``: the inverted term enters the compressor and the
-    ``+1`` of the negation takes bit 0 of the carry, which a 3:2 compressor
-    leaves free. At an edge with ``step``: with ``capture`` the new pair goes
-    to ``result_sum``/``result_carry`` and the accumulator restarts at zero,
-    otherwise, if ``issue``, into the accumulator. Without ``capture``, with
-    ``drain``, ``result_*`` take ``result_*_in``. ``result_sum +
-    result_carry`` modulo ``2**acc_width`` is the value.
+    Contract, per clock cycle: the subclass forms ``term`` (an ``acc_width``-bit
+    two's complement value, already shifted to its weight, of magnitude at most
+    :meth:`max_term`) and ``negate``; the value added is ``-term`` when ``negate`` is
+    set, else ``term``, and nothing when ``issue`` is low. At an edge with ``step``:
+    with ``capture`` the new value goes to ``result_sum``/``result_carry`` and the
+    accumulator restarts at zero, otherwise, if ``issue``, into the accumulator.
+    Without ``capture``, with ``drain``, ``result_*`` take ``result_*_in``.
+    ``result_sum + result_carry`` modulo ``2**acc_width`` is the value.
+
+    **Split accumulator.** Only the low ``L`` bits (:func:`low_width`: a term and its
+    sign fit) are carry-save, ``acc_sum``/``acc_carry``; the bits above are one
+    resolved register, ``acc_high``. Why: a negative term sign-extended over the whole
+    width made every upper bit of the sum and carry registers toggle at each add (a
+    carry-save pair has no stable sign bits), though the value's upper bits barely
+    move. Per add, one 3:2 compressor row adds the term's low ``L`` bits (inverted
+    when ``negate``; the ``+1`` of the negation takes bit 0 of the carry, which a 3:2
+    compressor leaves free) and ``acc_high`` adds the compressor's carry out of bit
+    ``L - 1`` and subtracts bit ``L - 1`` of the added vector: that vector fits in ``L``
+    bits with its sign, so its extension above bit ``L - 1`` is that bit repeated,
+    worth ``-2**L`` when set. So
+    ``value = acc_high * 2**L + acc_sum + acc_carry``, and the result pair is
+    ``result_sum = {acc_high, sum}``, ``result_carry = carry`` (upper bits zero).
+    ``acc_high`` changes only when the low part wraps.
     """
 
     def __init__(self, operand_shape, acc_width: int, members: dict):
@@ -215,23 +233,43 @@ class _SerialMac(wiring.Component):
         """``(term, negate, issue)`` of this cycle."""
         raise NotImplementedError
 
+    def max_term(self) -> int:
+        """The largest magnitude :meth:`term` gives."""
+        raise NotImplementedError
+
+    @property
+    def low_width(self) -> int:
+        return low_width(self.max_term(), self._width)
+
     def elaborate(self, platform):
         m = Module()
-        width = self._width
+        width, low = self._width, self.low_width
         term, negate, issue = self.term(m)
         negative = Signal(name="negative")
-        added = Signal(unsigned(width), name="added")
-        m.d.comb += [negative.eq(issue & negate), added.eq(term ^ negative.replicate(width))]
-        acc_sum = Signal(unsigned(width), name="acc_sum")
-        acc_carry = Signal(unsigned(width), name="acc_carry")
-        total_sum, majority = compress_3_2(m, acc_sum, acc_carry, added, width, "csa")
+        added = Signal(unsigned(low), name="added")
+        m.d.comb += [negative.eq(issue & negate), added.eq(term[:low] ^ negative.replicate(low))]
+        acc_sum = Signal(unsigned(low), name="acc_sum")
+        acc_carry = Signal(unsigned(low), name="acc_carry")
+        csa_sum, majority = compress_3_2(m, acc_sum, acc_carry, added, low + 1, "csa")
+        total_sum = Signal(unsigned(width), name="total_sum")
         total_carry = Signal(unsigned(width), name="total_carry")
-        m.d.comb += total_carry.eq(majority | negative)  # bit 0 of a compressor's carry is always 0
+        # bit 0 of a compressor's carry is always 0: the negation's +1 goes there
+        m.d.comb += total_carry.eq(majority[:low] | negative)
+        accumulators = [(acc_sum, csa_sum[:low]), (acc_carry, total_carry[:low])]
+        if low < width:
+            acc_high = Signal(unsigned(width - low), name="acc_high")
+            high_next = Signal(unsigned(width - low), name="high_next")
+            # the added vector's extension above bit L - 1 is its bit L - 1 repeated: -2**L if set
+            m.d.comb += high_next.eq(acc_high + majority[low] - added[low - 1])
+            accumulators.append((acc_high, high_next))
+            m.d.comb += total_sum.eq(Cat(csa_sum[:low], high_next))
+        else:
+            m.d.comb += total_sum.eq(csa_sum[:low])
         with m.If(self.step):
             with m.If(self.capture):
-                m.d.sync += [acc_sum.eq(0), acc_carry.eq(0)]
+                m.d.sync += [register.eq(0) for register, _ in accumulators]
             with m.Elif(issue):
-                m.d.sync += [acc_sum.eq(total_sum), acc_carry.eq(total_carry)]
+                m.d.sync += [register.eq(value) for register, value in accumulators]
         for part, total in zip(PARTS, (total_sum, total_carry)):
             result = getattr(self, f"result{part}")
             with m.If(self.step & self.capture):
@@ -262,6 +300,11 @@ class DigitMac(_SerialMac):
             "negative": In(1),
         })
         self._digits = digits
+
+    def max_term(self) -> int:
+        # B (or 2B) at the top digit's weight, 4 ** (digits - 1)
+        most = 2 ** (self._shape.width - 1) if self._shape.signed else 2 ** self._shape.width - 1
+        return 2 * most * 4 ** (self._digits - 1)
 
     def term(self, m: Module):
         width = self._width
@@ -335,6 +378,9 @@ class TermMac(_SerialMac):
             f"{side}_{name}": In(shape) for side in ("a", "b")
             for name, shape in (("issue", 1), ("position", positions), ("negative", 1))})
         self._positions = positions
+
+    def max_term(self) -> int:
+        return 2 ** min(self._width - 1, 2 * self._positions - 2)
 
     def term(self, m: Module):
         width, count = self._width, self._positions

@@ -1,7 +1,8 @@
 """Compare the ``mac:`` options of every TPE architecture against its ``baseline``: area, depth,
 Fmax, cycles, performance per area and the energy proxy, beside the HPCA 2025 paper's ratios.
 
-Usage (in the venv): ``python bench/tpe_mac.py [--quick] [--arch A ...] [--mac M ...] [--ecp5 small|none]``
+Usage (in the venv): ``python bench/tpe_mac.py [--quick] [--arch A ...] [--mac M ...] [--ecp5 small|none]
+[--xcup run|none]``
 
 A ``--mac`` of the form ``opt4c+rq4`` measures ``opt4c`` with decoupled rows (``row_queue: 4``,
 ``matrix2d``'s digit-serial options) as a row of its own, beside the lockstep one.
@@ -182,7 +183,7 @@ def breakdown(per_instance: dict[str, float], macs: int) -> dict[str, float]:
 
 
 def measure(arch: str, label: str, sizes: dict, pnr_sizes: dict | None, tag: str, work: dict, cycle_module,
-            pnr_timeout: int) -> dict:
+            pnr_timeout: int, with_xcup: bool = True) -> dict:
     started = time.monotonic()
     mac, row_queue = split_label(label)
     cfg = config(arch, sizes[arch], tag, mac, row_queue=row_queue)
@@ -197,8 +198,11 @@ def measure(arch: str, label: str, sizes: dict, pnr_sizes: dict | None, tag: str
     generic = synth_file(cfg, generated, "generic")
     row |= {f"generic_{k}": generic[k] for k in ("transistors", "cells", "logic_depth", "ff")}
     row["verilog_sha256"] = generic["verilog_sha256"]
-    xcup = synth_file(cfg, generated, "xcup")
-    row |= {f"xcup_{k}": xcup[k] for k in ("lut", "ff", "dsp", "carry")}
+    if with_xcup:
+        xcup = synth_file(cfg, generated, "xcup")
+        row |= {f"xcup_{k}": xcup[k] for k in ("lut", "ff", "dsp", "carry")}
+    else:  # informative only (perf/area uses the generic transistors); the cube opt1 run takes 12 GB
+        row |= {f"xcup_{k}": None for k in ("lut", "ff", "dsp", "carry")}
     row["synth_s"] = round(time.monotonic() - step, 1)
     if pnr_sizes is not None:
         step = time.monotonic()
@@ -331,6 +335,8 @@ def main() -> None:
     parser.add_argument("--mac", action="append", help="only these options (repeatable; baseline is always run)")
     parser.add_argument("--ecp5", choices=("small", "none"), default="small",
                         help="Fmax by place and route at the 64-MAC size (default), or none")
+    parser.add_argument("--xcup", choices=("run", "none"), default="run",
+                        help="the xcup synthesis (LUT, FF, DSP columns; informative), or none: those stay empty")
     parser.add_argument("--pnr-timeout", type=int, default=3600,
                         help="seconds per ECP5 run (default 3600: the 8x8 opt1 array routes for 10 minutes "
                              "on a loaded 2-core machine)")
@@ -353,7 +359,7 @@ def main() -> None:
                 print(f"{arch} / {mac}: skipped (no cycle model sim.golden.tpe_cycles yet)", flush=True)
                 continue
             measured[(arch, mac)] = measure(arch, mac, sizes, None if args.ecp5 == "none" else pnr, tag, work,
-                                            cycle_module, args.pnr_timeout)
+                                            cycle_module, args.pnr_timeout, with_xcup=args.xcup == "run")
     # Rows of other (arch, mac) pairs from the file as it is now (another run may have added some meanwhile).
     with locked(BUILD / f"{stem}.json.lock"):
         try:

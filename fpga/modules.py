@@ -30,6 +30,7 @@ import re
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from gen.errors import ToolError, UsageError
@@ -88,17 +89,50 @@ def parse_module_stat(text: str) -> dict[str, dict]:
     return out
 
 
-def cache_key(verilog: bytes, top: str, *, config_hash: str, tools: dict[str, str]) -> str:
+def flow_cache_key(flow: str, version: int, script: str, verilog: bytes, top: str, *, config_hash: str,
+                   tools: dict[str, str]) -> str:
+    """The cache key of one of these Yosys flows (``flow`` at ``version``, running ``script``) on ``verilog``."""
     facts = {
-        "flow": FLOW,
-        "flow_version": FLOW_VERSION,
+        "flow": flow,
+        "flow_version": version,
         "verilog_sha256": hashlib.sha256(verilog).hexdigest(),
         "top": top,
         "config_hash": config_hash,
         "tools": tools,
-        "yosys_script": modules_script(top),
+        "yosys_script": script,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def flow_inputs(verilog: Path, top: str) -> tuple[bytes, str, dict[str, str]]:
+    """``(Verilog bytes, yosys path, tool versions)`` for a flow on ``verilog`` with top ``top``;
+    ``UsageError`` for a top that is no plain identifier or an unreadable file, ``ToolError``
+    without Yosys."""
+    if not _IDENTIFIER.fullmatch(top):
+        raise UsageError(f"top: got '{top}'; allowed: a plain Verilog identifier (letters, digits, _)")
+    text = read_verilog(verilog)
+    yosys_path = yosys.find_yosys()
+    return text, yosys_path, {"yosys": yosys.yosys_version(yosys_path)}
+
+
+@contextmanager
+def yosys_run(text: bytes, script: str, yosys_path: str, cache_dir: Path, timeout: float):
+    """Run ``script`` on ``text`` in a scratch directory under ``cache_dir`` (removed afterwards), the
+    log in ``cache_dir``; yields ``(scratch, log)`` for reading the outputs."""
+    scratch = Path(tempfile.mkdtemp(prefix=".run-", dir=cache_dir))
+    try:
+        (scratch / yosys.DESIGN).write_bytes(text)
+        (scratch / "flow.ys").write_text(script)
+        log = cache_dir / YOSYS_LOG
+        run_logged("yosys", [yosys_path, "-s", "flow.ys"], cwd=scratch, log=log, timeout=timeout)
+        yield scratch, log
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def cache_key(verilog: bytes, top: str, *, config_hash: str, tools: dict[str, str]) -> str:
+    return flow_cache_key(FLOW, FLOW_VERSION, modules_script(top), verilog, top, config_hash=config_hash,
+                          tools=tools)
 
 
 def module_cells(verilog: Path, top: str, *, config_hash: str, cache_dir: Path,
@@ -109,12 +143,8 @@ def module_cells(verilog: Path, top: str, *, config_hash: str, cache_dir: Path,
     unreadable file, one-line ``ToolError`` when Yosys is missing, fails or its output
     cannot be read.
     """
-    if not _IDENTIFIER.fullmatch(top):
-        raise UsageError(f"top: got '{top}'; allowed: a plain Verilog identifier (letters, digits, _)")
+    text, yosys_path, tools = flow_inputs(verilog, top)
     cache_dir = Path(cache_dir)
-    text = read_verilog(verilog)
-    yosys_path = yosys.find_yosys()
-    tools = {"yosys": yosys.yosys_version(yosys_path)}
     key = cache_key(text, top, config_hash=config_hash, tools=tools)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with locked(cache_dir / ".lock"):
@@ -122,22 +152,15 @@ def module_cells(verilog: Path, top: str, *, config_hash: str, cache_dir: Path,
         if data is not None:
             return data
         _forget_previous_run(cache_dir)
-        scratch = Path(tempfile.mkdtemp(prefix=".run-", dir=cache_dir))
-        try:
-            started = time.monotonic()
-            (scratch / yosys.DESIGN).write_bytes(text)
-            (scratch / "synth.ys").write_text(modules_script(top))
-            log = cache_dir / YOSYS_LOG
-            run_logged("yosys", [yosys_path, "-s", "synth.ys"], cwd=scratch, log=log, timeout=timeout)
+        started = time.monotonic()
+        with yosys_run(text, modules_script(top), yosys_path, cache_dir, timeout) as (scratch, log):
             try:
                 modules = parse_module_stat((scratch / yosys.STAT).read_text())
             except (OSError, ValueError, KeyError, TypeError) as error:
                 detail = error.strerror if isinstance(error, OSError) else str(error)
                 raise ToolError(f"yosys: cannot read {yosys.STAT} ({detail}); see {log}") from None
-            data = {"target": FLOW, "top": top, "config_hash": config_hash, "tools": tools,
-                    "seconds": round(time.monotonic() - started, 2), "modules": modules,
-                    "verilog_sha256": hashlib.sha256(text).hexdigest(), "cache_key": key}
-            _write_atomic(cache_dir / RESULT, data)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        data = {"target": FLOW, "top": top, "config_hash": config_hash, "tools": tools,
+                "seconds": round(time.monotonic() - started, 2), "modules": modules,
+                "verilog_sha256": hashlib.sha256(text).hexdigest(), "cache_key": key}
+        _write_atomic(cache_dir / RESULT, data)
     return data

@@ -29,18 +29,16 @@ last through a rename, a lock against parallel runs); the netlist is kept beside
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from gen.errors import ToolError, UsageError
+from gen.errors import ToolError
 from gen.locking import locked
 
 from . import yosys
-from .modules import _IDENTIFIER
-from .process import DEFAULT_TIMEOUT, run_logged
-from .synth import RESULT, YOSYS_LOG, _forget_previous_run, _read_result, _write_atomic, read_verilog
+from .modules import flow_cache_key, flow_inputs, yosys_run
+from .process import DEFAULT_TIMEOUT
+from .synth import RESULT, YOSYS_LOG, _forget_previous_run, _read_result, _write_atomic
 
 #: The name of this flow in results and cache keys (not an ``npuforge synth`` target).
 FLOW = "gate_netlist"
@@ -111,19 +109,6 @@ def net_loads(netlist: dict, top: str) -> dict:
             "constants": constants}
 
 
-def cache_key(verilog: bytes, top: str, *, config_hash: str, tools: dict[str, str]) -> str:
-    facts = {
-        "flow": FLOW,
-        "flow_version": FLOW_VERSION,
-        "verilog_sha256": hashlib.sha256(verilog).hexdigest(),
-        "top": top,
-        "config_hash": config_hash,
-        "tools": tools,
-        "yosys_script": netlist_script(top),
-    }
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
-
-
 def gate_netlist(verilog: Path, top: str, *, config_hash: str, cache_dir: Path,
                  timeout: float = DEFAULT_TIMEOUT) -> dict:
     """The flat gate netlist of ``verilog``, cached: ``netlist`` (its path), ``nets`` (see
@@ -133,13 +118,9 @@ def gate_netlist(verilog: Path, top: str, *, config_hash: str, cache_dir: Path,
     unreadable file, one-line ``ToolError`` when Yosys is missing, fails or its output
     cannot be read.
     """
-    if not _IDENTIFIER.fullmatch(top):
-        raise UsageError(f"top: got '{top}'; allowed: a plain Verilog identifier (letters, digits, _)")
+    text, yosys_path, tools = flow_inputs(verilog, top)
     cache_dir = Path(cache_dir)
-    text = read_verilog(verilog)
-    yosys_path = yosys.find_yosys()
-    tools = {"yosys": yosys.yosys_version(yosys_path)}
-    key = cache_key(text, top, config_hash=config_hash, tools=tools)
+    key = flow_cache_key(FLOW, FLOW_VERSION, netlist_script(top), text, top, config_hash=config_hash, tools=tools)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with locked(cache_dir / ".lock"):
         data = _read_result(cache_dir / RESULT, key)
@@ -155,13 +136,8 @@ def _build(text: bytes, top: str, yosys_path: str, cache_dir: Path, *, config_ha
     _forget_previous_run(cache_dir)
     for stale in (NETLIST, LOADS):
         (cache_dir / stale).unlink(missing_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".run-", dir=cache_dir))
-    try:
-        started = time.monotonic()
-        (scratch / yosys.DESIGN).write_bytes(text)
-        (scratch / "netlist.ys").write_text(netlist_script(top))
-        log = cache_dir / YOSYS_LOG
-        run_logged("yosys", [yosys_path, "-s", "netlist.ys"], cwd=scratch, log=log, timeout=timeout)
+    started = time.monotonic()
+    with yosys_run(text, netlist_script(top), yosys_path, cache_dir, timeout) as (scratch, log):
         try:
             loads = net_loads(json.loads((scratch / NETLIST_JSON).read_text()), top)
             stat_text = (scratch / yosys.STAT).read_text()
@@ -173,11 +149,9 @@ def _build(text: bytes, top: str, yosys_path: str, cache_dir: Path, *, config_ha
         (scratch / LOADS).write_text(json.dumps(loads))
         (scratch / LOADS).replace(cache_dir / LOADS)
         (scratch / NETLIST).replace(cache_dir / NETLIST)
-        data = {"target": FLOW, "top": top, "config_hash": config_hash, "tools": tools,
-                "seconds": round(time.monotonic() - started, 2), "cells": stat.cells, "transistors": transistors,
-                "ff": stat.total(lambda name: name.startswith("$_DFF_")), "net_count": len(loads["loads"]),
-                "verilog_sha256": hashlib.sha256(text).hexdigest(), "cache_key": key}
-        _write_atomic(cache_dir / RESULT, data)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    data = {"target": FLOW, "top": top, "config_hash": config_hash, "tools": tools,
+            "seconds": round(time.monotonic() - started, 2), "cells": stat.cells, "transistors": transistors,
+            "ff": stat.total(lambda name: name.startswith("$_DFF_")), "net_count": len(loads["loads"]),
+            "verilog_sha256": hashlib.sha256(text).hexdigest(), "cache_key": key}
+    _write_atomic(cache_dir / RESULT, data)
     return data

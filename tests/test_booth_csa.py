@@ -127,3 +127,72 @@ def test_tree_of_any_size_keeps_the_total(terms):
 
     _run(m, bench)
     assert CarrySaveTree.levels(2) == 0 and CarrySaveTree.levels(4) == 1 and CarrySaveTree.levels(7) == 2
+
+
+# ---------------------------------------------------------------- CompressedMac's split accumulation
+
+@pytest.mark.parametrize("depth, a, b, width, split", [
+    (1, (8, True), (8, True), 24, (16, 4)),     # systolic opt1 at the paper's size
+    (2, (8, True), (8, True), 22, (16, 5)),     # a cube
+    (1, (4, True), (4, True), 14, (8, 4)),      # small enough for every operand pair
+    (1, (7, False), (10, True), 30, (18, 4)),   # two formats (A unsigned 7-bit, B signed 10-bit)
+    (1, (8, True), (8, True), 20, None),        # no bits left above the tree: not split
+], ids=["s8_d1_w24", "s8_d2_w22", "s4_d1_w14", "u7xs10_w30", "s8_w20_unsplit"])
+def test_compressed_mac_split_keeps_the_total_and_a_zero_carry_above_the_tree(depth, a, b, width, split):
+    """``sum + carry == sum(a*b) + addends`` mod ``2**width`` for edge and random operands and
+    addends of any width, split or not; split, the carry has no bit above ``L`` and, fed back as a
+    running sum of Gaussian products, ``sum``'s bits above ``L`` change only when the low part wraps."""
+    from hw.tpe.mac import CompressedMac, split_widths
+
+    a_shape, b_shape = Shape(*a), Shape(*b)
+    assert split_widths(depth, a_shape, b_shape, width) == split
+    mac = CompressedMac(depth, a_shape, width, 2, b_shape=b_shape)
+    assert mac.split == split
+    mask = (1 << width) - 1
+    (a_lo, a_hi), (b_lo, b_hi) = operand_range(*a), operand_range(*b)
+    rng = random.Random(depth * 1000 + width)
+    cases = [([a_lo] * depth, [b_lo] * depth), ([a_hi] * depth, [b_lo] * depth), ([a_lo] * depth, [b_hi] * depth),
+             ([0] * depth, [b_lo] * depth), ([-1 if a[1] else a_hi] * depth, [b_hi] * depth)]
+    if a == b == (4, True):
+        cases += [([x] * depth, [y] * depth) for x, y in itertools.product(range(a_lo, a_hi + 1), repeat=2)]
+    cases += [([rng.randint(a_lo, a_hi) for _ in range(depth)], [rng.randint(b_lo, b_hi) for _ in range(depth)])
+              for _ in range(200)]
+    addends = [(0, 0), (mask, mask), (mask, 1), (1 << (width - 1), 1 << (width - 1))]
+
+    async def bench(ctx):
+        for n, (xs, ys) in enumerate(cases):
+            pair = addends[n % len(addends)] if n < 2 * len(addends) else (rng.getrandbits(width),
+                                                                             rng.getrandbits(width))
+            for s in range(depth):
+                ctx.set(mac.a[s], xs[s])
+                ctx.set(mac.b[s], ys[s])
+            ctx.set(mac.addends[0], pair[0])
+            ctx.set(mac.addends[1], pair[1])
+            expected = (sum(x * y for x, y in zip(xs, ys)) + sum(pair)) & mask
+            assert (ctx.get(mac.sum) + ctx.get(mac.carry)) & mask == expected, (xs, ys, pair)
+            if split:
+                assert ctx.get(mac.carry) >> split[0] == 0
+        if not split:
+            return
+        # Fed back: a running sum of Gaussian products, as an accumulator would hold it.
+        low = split[0]
+        held, total, moves = (0, 0), 0, 0
+        gauss = random.Random(7)
+        for _ in range(300):
+            xs = [max(a_lo, min(a_hi, round(gauss.gauss(0, 30)))) for _ in range(depth)]
+            ys = [max(b_lo, min(b_hi, round(gauss.gauss(0, 30)))) for _ in range(depth)]
+            for s in range(depth):
+                ctx.set(mac.a[s], xs[s])
+                ctx.set(mac.b[s], ys[s])
+            ctx.set(mac.addends[0], held[0])
+            ctx.set(mac.addends[1], held[1])
+            new = ctx.get(mac.sum), ctx.get(mac.carry)
+            total = (total + sum(x * y for x, y in zip(xs, ys))) & mask
+            assert (new[0] + new[1]) & mask == total
+            moves += bin((new[0] ^ held[0]) >> low).count("1") + bin((new[1] ^ held[1]) >> low).count("1")
+            held = new
+        # Unsplit (the whole width in the tree), s8_d1_w24 moved 496 times in these 300 steps, split 104;
+        # what is left are the sum's crossings of zero, which flip every upper bit (as a resolved sum's).
+        assert moves < 300 * (width - low) / 8, moves
+
+    _run(mac, bench)

@@ -7,6 +7,8 @@ errors, the manifest's ``mac`` and fault sites, sums that wrap past ``k_max`` in
 carry-save form, reset mid-job, and a bit flipped in a carry register.
 """
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -116,9 +118,24 @@ def test_manifest_records_mac_and_carry_save_fault_sites(name):
     if change == 1:  # the readout register holds a sum/carry pair per column
         for j in range(cfg.cols):
             assert sites[f"core.bus_sum_{j}"] == sites[f"core.bus_carry_{j}"] == cfg.acc_width
-    # No multiplier and no carry-propagate adder inside a PE (the baseline's PEs have both).
-    for operator in (" * ", " + "):
-        assert operator not in _pe_verilog(elab.verilog) and operator in _pe_verilog(baseline.verilog)
+    # No multiplier and no carry-propagate adder inside a PE (the baseline's PEs have both), but the
+    # split accumulation's adder above the tree: every add reads bits from L up only (of the tree's
+    # outputs, or of either addend packed in one vector of 2 x acc_width bits).
+    pe_text, split = _pe_verilog(elab.verilog), _split(cfg)
+    assert " * " not in pe_text and " * " in _pe_verilog(baseline.verilog) and " + " in _pe_verilog(baseline.verilog)
+    adds = [line for line in pe_text.splitlines() if " + " in line or " - " in line]
+    assert bool(adds) == (split is not None)
+    for line in adds:
+        assert all(int(low) % cfg.acc_width == split[0] for low in re.findall(r"\[\d+:(\d+)\]", line.split("=", 1)[1])), line
+
+
+def _split(cfg):
+    from amaranth.hdl import Shape
+
+    from hw.tpe.mac import split_widths
+
+    shape = Shape(cfg.operand.width, cfg.operand.signed)
+    return split_widths(cfg.depth if cfg.arch == "cube" else 1, shape, shape, cfg.acc_width)
 
 
 def _pe_verilog(text: str) -> str:
@@ -153,8 +170,12 @@ def test_opt1_reset_mid_job_discards_everything_in_flight(built, config_name, tm
 
 
 @per_config("os_3x4_s8_opt1")
-def test_bit_flipped_in_a_carry_register_changes_one_element_by_its_weight(built, config_name, tmp_path):
-    """A carry-save pair's value is sum + carry: a flipped bit of either moves it by that bit's weight."""
+@pytest.mark.parametrize("register, bit", [("acc_carry", 6), ("acc_carry", 17), ("acc_sum", 19)],
+                         ids=["carry_low", "carry_above_tree", "sum_high"])
+def test_bit_flipped_in_a_carry_register_changes_one_element_by_its_weight(built, config_name, tmp_path,
+                                                                           register, bit):
+    """A carry-save pair's value is sum + carry: a flipped bit of either moves it by that bit's weight,
+    below the split tree (``L = 16``) and above it (the carry's bits there are zero, the sum's resolved)."""
     model = built(config_name)
     cfg = model.config
     tb = sim_testbench(cfg)
@@ -163,15 +184,15 @@ def test_bit_flipped_in_a_carry_register_changes_one_element_by_its_weight(built
     b = rng.integers(-128, 128, size=(cfg.k_max, cfg.cols))
     vectors = tb.make_vectors(cfg, seed=5, n_random=0, edge_cases=False)
     vectors["jobs"] = [_job("victim", a, b, cfg)]
-    # PE (1, 2) accumulates steps 0..19 in cycles 4..23; cycle 12 is mid-job.
-    vectors["inject"] = [{"path": "core.pe_1_2.acc_carry", "bit": 6, "cycle": 12}]
+    # PE (1, 2) accumulates steps 0..39 in cycles 4..43; cycle 12 is mid-job.
+    vectors["inject"] = [{"path": f"core.pe_1_2.{register}", "bit": bit, "cycle": 12}]
 
     result = run(model, tb, vectors, tmp_path)
 
     assert result.results["injected"][0]["applied_at"] == 12
     m = result.mismatch
     assert m is not None and (m["job"], m["index"]) == (0, [1, 2])
-    assert abs(m["got"] - m["expected"]) == 1 << 6
+    assert abs(m["got"] - m["expected"]) == 1 << bit
     got = np.array(result.results["jobs"][0])
     assert (got != np.array(vectors["jobs"][0]["c"])).sum() == 1
 

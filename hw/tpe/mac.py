@@ -18,11 +18,11 @@ single accumulators: only the multipliers and the adder tree change.
 from functools import reduce
 from operator import add
 
-from amaranth.hdl import Module, Shape, unsigned
+from amaranth.hdl import Cat, Const, Module, Shape, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..arith.booth import BoothPartialProducts
+from ..arith.booth import BoothPartialProducts, booth_digit_count
 from ..arith.csa import CarrySaveTree
 
 MAC_OPTIONS = ("baseline", "opt1", "opt2", "opt3", "opt4c", "laconic")  # opt3, opt4c, laconic: digit_serial.py
@@ -80,6 +80,25 @@ def resolve(values):
     return reduce(add, values)
 
 
+def split_widths(depth: int, a_shape, b_shape, width: int) -> tuple[int, int] | None:
+    """``(L, G)`` of :class:`CompressedMac`'s split accumulation, or None when it would not split.
+
+    ``L``: bits that hold every Booth term with its sign (a term is at most
+    ``(2 |b| + 1) * 4**i`` in magnitude: the inverted magnitude shifted by its digit's
+    weight). ``G``: guard bits above them that hold the exact sum of all the tree's
+    ``L``-bit inputs (``depth`` products of ``digits + 1`` terms, the two addends and one
+    constant) with one bit to spare, so no compressor drops a carry. No split when
+    ``L + G`` reaches ``width``: nothing would be left above the tree.
+    """
+    a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+    digits = booth_digit_count(a_shape.width, a_shape.signed)
+    most = 2 ** (b_shape.width - 1) if b_shape.signed else 2 ** b_shape.width - 1
+    low = ((2 * most + 1) * 4 ** (digits - 1)).bit_length() + 1
+    inputs = depth * (digits + 1) + 2 + 1
+    guard = (inputs - 1).bit_length() + 1
+    return (low, guard) if low + guard < width else None
+
+
 class CompressedMac(wiring.Component):
     """Booth partial products of ``depth`` products and ``addends`` vectors in one carry-save tree.
 
@@ -88,6 +107,21 @@ class CompressedMac(wiring.Component):
     Booth-recoded operand (:class:`hw.arith.booth.BoothPartialProducts`), ``b[s]``
     the multiplicand; every partial product and the addends enter one
     :class:`hw.arith.csa.CarrySaveTree`.
+
+    **Split accumulation** (``addends == 2``, the running pair, when
+    :func:`split_widths` gives ``(L, G)``): the tree is only ``L + G`` bits wide. Why:
+    each Booth term is sign-extended over the whole width, so with the digits' signs
+    changing from cycle to cycle every upper bit of every term, of the tree and of the
+    pair toggled, though the running sum's upper bits barely move; and those bits cost
+    compressor cells. A term fits in ``L`` bits with its sign, so its low ``L`` bits
+    with bit ``L - 1`` inverted, minus ``2**(L - 1)``, is its value: the inverted low
+    parts, the addends' low ``L`` bits and (for an odd count of terms) a constant
+    ``2**(L - 1)`` enter the tree, whose exact sum fits in ``L + G`` bits. Above bit
+    ``L - 1`` one adder forms ``high = sum[L:] + carry[L:]`` of the addends plus the
+    tree's bits from ``L`` up, minus the terms' constants (``ceil(terms / 2)``, at
+    weight ``2**L``), ``width - L`` bits. Outputs: ``sum = {high, tree sum[:L]}``,
+    ``carry = {0, tree carry[:L]}``: fed back, the carry's upper bits stay zero and
+    ``high`` moves only when the low part wraps. The same total modulo ``2**width``.
 
     Parameters
     ----------
@@ -108,6 +142,7 @@ class CompressedMac(wiring.Component):
         self._depth, self._width, self._addends = depth, width, addends
         self._a_shape = Shape.cast(a_shape)
         self._b_shape = self._a_shape if b_shape is None else Shape.cast(b_shape)
+        self.split = split_widths(depth, self._a_shape, self._b_shape, width) if addends == 2 else None
         super().__init__({
             "a": In(data.ArrayLayout(self._a_shape, depth)),
             "b": In(data.ArrayLayout(self._b_shape, depth)),
@@ -118,15 +153,35 @@ class CompressedMac(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        terms = []
+        products, corrections = [], []
         for s in range(self._depth):
             pp = BoothPartialProducts(self._b_shape, self._a_shape, self._width)
             m.submodules[f"booth_{s}"] = pp
             m.d.comb += [pp.multiplier.eq(self.a[s]), pp.multiplicand.eq(self.b[s])]
-            terms += list(pp.terms)
-        terms += list(self.addends)
-        m.submodules.tree = tree = CarrySaveTree(len(terms), self._width)
+            products += list(pp.terms)[:-1]
+            corrections.append(pp.terms[-1])
+        if self.split is None:
+            terms = products + corrections + list(self.addends)
+            m.submodules.tree = tree = CarrySaveTree(len(terms), self._width)
+            for n, term in enumerate(terms):
+                m.d.comb += tree.terms[n].eq(term)
+            m.d.comb += [self.sum.eq(tree.sum), self.carry.eq(tree.carry)]
+            return m
+        low, guard = self.split
+        width, tree_width = self._width, low + guard
+        top = 1 << (low - 1)
+        # Each term: its low bits with the sign bit inverted, worth the term plus 2**(L-1).
+        terms = [(term ^ top)[:low] for term in products]
+        terms += [term[:low] for term in corrections + list(self.addends)]
+        odd = len(products) % 2
+        if odd:  # the constants' half unit of 2**L
+            terms.append(Const(top, low))
+        m.submodules.tree = tree = CarrySaveTree(len(terms), tree_width)
         for n, term in enumerate(terms):
             m.d.comb += tree.terms[n].eq(term)
-        m.d.comb += [self.sum.eq(tree.sum), self.carry.eq(tree.carry)]
+        high = Signal(unsigned(width - low), name="high")
+        constants = (len(products) + odd) // 2
+        m.d.comb += high.eq(sum((addend[low:] for addend in self.addends), tree.sum[low:] + tree.carry[low:])
+                            - constants)
+        m.d.comb += [self.sum.eq(Cat(tree.sum[:low], high)), self.carry.eq(tree.carry[:low])]
         return m

@@ -43,13 +43,11 @@ RTL_CONFIGS = {
     "tree_3x4_u7": _TESTS / "tree_3x4_u7.yaml",
     "m2d_3x4_s8": _TESTS / "m2d_3x4_s8.yaml",
     "m2d_4x2_u4": _TESTS / "m2d_4x2_u4.yaml",
-    # mac: opt1 (carry-save PEs, tests/test_tpe_mac.py): both OS readouts, WS, cube; signed and unsigned;
-    "os_3x4_s8_opt1": _TESTS / "os_3x4_s8_opt1.yaml",
+    # mac: opt1 (carry-save PEs, tests/test_tpe_mac.py): both OS readouts, WS, cube; signed and unsigned
+    "os_3x4_s8_opt1": _TESTS / "os_3x4_s8_opt1.yaml",  # k_max 40: its tree is split (hw.tpe.mac.split_widths)
     "os_2x3_u6_opt1": _TESTS / "os_2x3_u6_opt1.yaml",
     "ws_3x4_s8_opt1": _TESTS / "ws_3x4_s8_opt1.yaml",
     "cube_2x2x3_u6_opt1": _TESTS / "cube_2x2x3_u6_opt1.yaml",
-    # ... and the split accumulation (hw.tpe.mac.split_widths): OS above (k_max 40), a cube
-    "cube_2x2x2_s8_opt1": _TESTS / "cube_2x2x2_s8_opt1.yaml",
     # mac: opt2 (bit-weight sums, tests/test_tpe_opt2.py): adder_tree signed INT8, cube and matrix2d unsigned
     "tree_2x4_s8_opt2": _TESTS / "tree_2x4_s8_opt2.yaml",
     "cube_2x2x3_u6_opt2": _TESTS / "cube_2x2x3_u6_opt2.yaml",

@@ -336,7 +336,8 @@ def main() -> None:
     parser.add_argument("--ecp5", choices=("small", "none"), default="small",
                         help="Fmax by place and route at the 64-MAC size (default), or none")
     parser.add_argument("--xcup", choices=("run", "none"), default="run",
-                        help="the xcup synthesis (LUT, FF, DSP columns; informative), or none: those stay empty")
+                        help="the xcup synthesis (LUT, FF, DSP columns; informative), or none: an earlier "
+                             "run's figures for the same Verilog, else empty")
     parser.add_argument("--pnr-timeout", type=int, default=3600,
                         help="seconds per ECP5 run (default 3600: the 8x8 opt1 array routes for 10 minutes "
                              "on a loaded 2-core machine)")
@@ -367,6 +368,10 @@ def main() -> None:
                     if r["arch"] in MAC_BY_ARCH}
         except (OSError, ValueError, KeyError):
             rows = {}
+        for key, row in measured.items():  # --xcup none: the figures of an earlier run of the same Verilog
+            old = rows.get(key, {})
+            if row.get("xcup_lut") is None and old.get("verilog_sha256") == row["verilog_sha256"]:
+                row |= {k: old[k] for k in ("xcup_lut", "xcup_ff", "xcup_dsp", "xcup_carry") if k in old}
         rows.update(measured)
         rows = {key: rows[key] for key in sorted(rows, key=lambda k: (list(MAC_BY_ARCH).index(k[0]),
                                                                        (MAC_BY_ARCH[k[0]] + (k[1],)).index(k[1]),

@@ -20,6 +20,11 @@ are only seen through the signals; an alias of a net is counted as a net of its 
 all gates weigh the same (a flip-flop as much as an inverter); glitches are not
 counted (Verilator evaluates each cycle once).
 
+A second measure for the same runs, :func:`gate_proxy`: the toggle model built on the
+design's flat gate netlist (:func:`prepare_netlist`; the netlist and each net's load come
+from ``fpga.netlist.gate_netlist``), every net's toggles times its load, each net counted
+once, so a design's energy does not depend on how its RTL names its nets.
+
 Operands (:func:`operands`): the paper's Gaussian INT8 data, ``round(N(0, sigma))``
 clipped to the operand range (unsigned: the magnitude), or uniform over the whole range.
 Fields an engine ignores are held at zero, as a real host would leave an idle bus.

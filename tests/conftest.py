@@ -46,6 +46,7 @@ RTL_CONFIGS = {
     # mac: opt1 (carry-save PEs, tests/test_tpe_mac.py): both OS readouts, WS, cube; signed and unsigned
     "os_3x4_s8_opt1": _TESTS / "os_3x4_s8_opt1.yaml",  # k_max 40: its tree is split (hw.tpe.mac.split_widths)
     "os_2x3_u6_opt1": _TESTS / "os_2x3_u6_opt1.yaml",
+    "os_2x2_s8_opt1_shift": _TESTS / "os_2x2_s8_opt1_shift.yaml",  # split, shift readout
     "ws_3x4_s8_opt1": _TESTS / "ws_3x4_s8_opt1.yaml",
     "cube_2x2x3_u6_opt1": _TESTS / "cube_2x2x3_u6_opt1.yaml",
     # mac: opt2 (bit-weight sums, tests/test_tpe_opt2.py): adder_tree signed INT8, cube and matrix2d unsigned

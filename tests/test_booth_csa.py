@@ -191,8 +191,45 @@ def test_compressed_mac_split_keeps_the_total_and_a_zero_carry_above_the_tree(de
             assert (new[0] + new[1]) & mask == total
             moves += bin((new[0] ^ held[0]) >> low).count("1") + bin((new[1] ^ held[1]) >> low).count("1")
             held = new
-        # Unsplit (the whole width in the tree), s8_d1_w24 moved 496 times in these 300 steps, split 104;
-        # what is left are the sum's crossings of zero, which flip every upper bit (as a resolved sum's).
+        # Unsplit (the whole width in the tree), s8_d1_w24 moved 496 times in these 300 steps, split 104
+        # with each term's sign at bit L - 1, 8 with narrowed terms (their constant moved where the low
+        # part wraps); s4_d1_w14 moves 85.
         assert moves < 300 * (width - low) / 8, moves
 
     _run(mac, bench)
+
+
+@pytest.mark.parametrize("a, b, width", [((8, True), (8, True), 24), ((4, True), (4, True), 14),
+                                         ((7, False), (10, True), 30)], ids=["s8_w24", "s4_w14", "u7xs10_w30"])
+def test_compressed_mac_deferred_top_is_exact(a, b, width):
+    """Deferred: ``sum + carry + (top_sum + top_carry - constants) * 2**L`` is exactly ``a*b`` plus the
+    ``L``-bit addends (no modulo: the caller adds the top to its resolved upper bits a cycle later), for
+    every 4-bit pair, edge operands and addends (all ones), and random ones."""
+    from hw.tpe.mac import CompressedMac
+
+    a_shape, b_shape = Shape(*a), Shape(*b)
+    mac = CompressedMac(1, a_shape, width, 2, b_shape=b_shape, deferred=True)
+    low, guard = mac.split
+    assert len(mac.sum) == len(mac.carry) == len(mac.addends[0]) == low and len(mac.top_sum) == guard
+    mask = (1 << low) - 1
+    (a_lo, a_hi), (b_lo, b_hi) = operand_range(*a), operand_range(*b)
+    rng = random.Random(width)
+    cases = [(x, y) for x in (a_lo, a_hi, 0, -1 if a[1] else 1) for y in (b_lo, b_hi, 0)]
+    if a == b == (4, True):
+        cases += list(itertools.product(range(a_lo, a_hi + 1), repeat=2))
+    cases += [(rng.randint(a_lo, a_hi), rng.randint(b_lo, b_hi)) for _ in range(200)]
+    addends = [(0, 0), (mask, mask), (mask, 0), (1 << (low - 1), 1 << (low - 1))]
+
+    async def bench(ctx):
+        for n, (x, y) in enumerate(cases):
+            pair = addends[n % len(addends)] if n < 3 * len(addends) else (rng.getrandbits(low), rng.getrandbits(low))
+            ctx.set(mac.a[0], x)
+            ctx.set(mac.b[0], y)
+            ctx.set(mac.addends[0], pair[0])
+            ctx.set(mac.addends[1], pair[1])
+            top = ctx.get(mac.top_sum) + ctx.get(mac.top_carry) - mac.constants
+            assert ctx.get(mac.sum) + ctx.get(mac.carry) + (top << low) == x * y + sum(pair), (x, y, pair)
+
+    _run(mac, bench)
+    with pytest.raises(ValueError, match="deferred: a 20-bit tree of 1 product.*does not split"):
+        CompressedMac(1, Shape(8, True), 20, 2, deferred=True)

@@ -23,7 +23,7 @@ from npuforge.cli import main
 from npuforge.registry import sim_testbench
 from sim.runner import run
 
-OPT1 = tuple(name for name in RTL_CONFIGS if name.endswith("_opt1"))
+OPT1 = tuple(name for name in RTL_CONFIGS if "_opt1" in name)
 
 OS = {"kind": "tpe", "name": "os", "arch": "systolic_os", "rows": 2, "cols": 3,
       "operand": {"width": 8, "signed": True}, "k_max": 8}
@@ -101,14 +101,23 @@ def test_manifest_records_mac_and_carry_save_fault_sites(name):
     sites = {site.path: site.width for site in elab.fault_sites}
     old = {site.path for site in baseline.fault_sites}
     value = {"systolic_ws": "psum_out"}.get(cfg.arch, "acc")
-    # Every PE's accumulator (WS: partial sum) is a sum/carry pair of acc_width bits each.
+    # Every PE's accumulator (WS: partial sum) is a sum/carry pair of acc_width bits each; split
+    # (systolic_os), a pair of L bits, the bits above resolved in acc_high, and the tree's G upper
+    # bits of the last step waiting in acc_top_sum/acc_top_carry.
     held = [path for path in old if path.endswith(f".{value}")]
     assert len(held) == elab.parameters["mac_units"] // (cfg.depth or 1)
+    split = _split(cfg) if cfg.arch == "systolic_os" else None
     for path in held:
         assert path not in sites
         stem = path[:-len(value)] + ("psum" if cfg.arch == "systolic_ws" else "acc")
-        assert sites[f"{stem}_sum{'_out' if cfg.arch == 'systolic_ws' else ''}"] == cfg.acc_width
-        assert sites[f"{stem}_carry{'_out' if cfg.arch == 'systolic_ws' else ''}"] == cfg.acc_width
+        pair_width = split[0] if split else cfg.acc_width
+        assert sites[f"{stem}_sum{'_out' if cfg.arch == 'systolic_ws' else ''}"] == pair_width
+        assert sites[f"{stem}_carry{'_out' if cfg.arch == 'systolic_ws' else ''}"] == pair_width
+        if split:
+            assert sites[f"{stem}_high"] == cfg.acc_width - split[0]
+            assert sites[f"{stem}_top_sum"] == sites[f"{stem}_top_carry"] == split[1]
+        else:
+            assert f"{stem}_high" not in sites and f"{stem}_top_sum" not in sites
     # Nothing else changes but the latency: the cube loses its tree register (opt1 folds the tree into the
     # accumulator's compressor), the streaming OS array gains a readout register before its one adder per column.
     keep = {"job", "job_interval", "flow_control", "mac_units", "acc_width", "k_max"}
@@ -145,7 +154,7 @@ def _pe_verilog(text: str) -> str:
     return "\n".join(line for body in bodies for line in body.splitlines() if not line.lstrip().startswith("//"))
 
 
-@per_config("os_3x4_s8_opt1", "os_2x3_u6_opt1")
+@per_config("os_3x4_s8_opt1", "os_2x3_u6_opt1", "os_2x2_s8_opt1_shift")
 def test_carry_save_sums_wrap_past_k_max_like_the_golden_model(built, config_name, tmp_path):
     model = built(config_name)
     cfg = model.config
@@ -170,12 +179,14 @@ def test_opt1_reset_mid_job_discards_everything_in_flight(built, config_name, tm
 
 
 @per_config("os_3x4_s8_opt1")
-@pytest.mark.parametrize("register, bit", [("acc_carry", 6), ("acc_carry", 17), ("acc_sum", 19)],
-                         ids=["carry_low", "carry_above_tree", "sum_high"])
+@pytest.mark.parametrize("register, bit, weight", [("acc_carry", 6, 6), ("acc_top_carry", 1, 17), ("acc_top_sum", 0, 16),
+                                                   ("acc_high", 3, 19)],
+                         ids=["carry_low", "top_carry", "top_sum", "high"])
 def test_bit_flipped_in_a_carry_register_changes_one_element_by_its_weight(built, config_name, tmp_path,
-                                                                           register, bit):
-    """A carry-save pair's value is sum + carry: a flipped bit of either moves it by that bit's weight,
-    below the split tree (``L = 16``) and above it (the carry's bits there are zero, the sum's resolved)."""
+                                                                           register, bit, weight):
+    """A split accumulator's value is ``(acc_high + top_sum + top_carry - constants) * 2**L + sum + carry``
+    (``L = 16``): a flipped bit of any of its registers moves one element by that bit's weight there,
+    whether the tree's top waits for its add (``acc_top_*``) or was added (``acc_high``)."""
     model = built(config_name)
     cfg = model.config
     tb = sim_testbench(cfg)
@@ -192,7 +203,7 @@ def test_bit_flipped_in_a_carry_register_changes_one_element_by_its_weight(built
     assert result.results["injected"][0]["applied_at"] == 12
     m = result.mismatch
     assert m is not None and (m["job"], m["index"]) == (0, [1, 2])
-    assert abs(m["got"] - m["expected"]) == 1 << bit
+    assert abs(m["got"] - m["expected"]) == 1 << weight
     got = np.array(result.results["jobs"][0])
     assert (got != np.array(vectors["jobs"][0]["c"])).sum() == 1
 

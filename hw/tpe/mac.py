@@ -113,21 +113,34 @@ class CompressedMac(wiring.Component):
     the multiplicand; every partial product and the addends enter one
     :class:`hw.arith.csa.CarrySaveTree`.
 
+    **Narrowed terms.** A Booth term ``|d_i| * b`` (inverted for a negative digit) is an
+    ``n``-bit two's-complement number at weight ``4**i`` (``n``: ``b``'s width plus one, two
+    when ``b`` is unsigned); sign-extended, every bit above it is a copy of its sign, and
+    every column of the tree up to the top would compress those copies. Instead each term
+    enters as its ``n`` bits with the sign bit inverted (the term plus ``2**(2i + n - 1)``:
+    nothing above it), and one constant takes the sum of those weights back (modulo
+    ``2**width``; split, below). Above the terms' top bit the tree adds only the addends and
+    that constant.
+
     **Split accumulation** (``addends == 2``, the running pair, when
     :func:`split_widths` gives ``(L, G)``: one product, room above): the tree is only
-    ``L + G`` bits wide. Why:
-    each Booth term is sign-extended over the whole width, so with the digits' signs
-    changing from cycle to cycle every upper bit of every term, of the tree and of the
-    pair toggled, though the running sum's upper bits barely move; and those bits cost
-    compressor cells. A term fits in ``L`` bits with its sign, so its low ``L`` bits
-    with bit ``L - 1`` inverted, minus ``2**(L - 1)``, is its value: the inverted low
-    parts, the addends' low ``L`` bits and (for an odd count of terms) a constant
-    ``2**(L - 1)`` enter the tree, whose exact sum fits in ``L + G`` bits. Above bit
-    ``L - 1`` one adder forms ``high = sum[L:] + carry[L:]`` of the addends plus the
-    tree's bits from ``L`` up, minus the terms' constants (``ceil(terms / 2)``, at
-    weight ``2**L``), ``width - L`` bits. Outputs: ``sum = {high, tree sum[:L]}``,
-    ``carry = {0, tree carry[:L]}``: fed back, the carry's upper bits stay zero and
-    ``high`` moves only when the low part wraps. The same total modulo ``2**width``.
+    ``L + G`` bits wide. Why: the running sum's upper bits barely move, but a pair kept
+    over the whole width toggles them (its carry has no stable sign bits), and the tree's
+    upper columns cost compressor cells. Every term lies below ``L``, so the narrowed terms,
+    the addends' low ``L`` bits and the constant ``C`` (the terms' sign weights rounded up to
+    a whole ``constants * 2**L``, minus those weights: ``C < 2**L``) enter the tree, whose exact
+    sum fits in ``L + G`` bits. Above bit ``L - 1`` one adder forms ``high = sum[L:] +
+    carry[L:]`` of the addends plus the tree's bits from ``L`` up, minus ``constants``,
+    ``width - L`` bits. Outputs: ``sum = {high, tree sum[:L]}``, ``carry = {0, tree
+    carry[:L]}``: fed back, the carry's upper bits stay zero and ``high`` moves only when the
+    low part wraps. The same total modulo ``2**width``.
+
+    **Deferred top** (``deferred=True``, split only): the caller keeps the bits above ``L``
+    and adds the tree's upper bits a cycle later, so no adder follows the tree inside an
+    accumulation loop (:class:`hw.tpe.pe.OutputStationaryPE`). The addends are then the pair's
+    ``L``-bit low parts, ``sum``/``carry`` the tree's low ``L`` bits, and ``top_sum``/``top_carry``
+    its ``G`` upper bits: ``sum + carry + (top_sum + top_carry - constants) * 2**L`` is the
+    exact total of the products and the addends.
 
     Parameters
     ----------
@@ -142,53 +155,94 @@ class CompressedMac(wiring.Component):
         Carry-save vectors added (2: a running sum and carry; 0: none).
     b_shape : ShapeLike or None
         Shape of every ``b`` element (the multiplicand); ``None``: ``a_shape``.
+    deferred : bool
+        Leave the bits above the split tree to the caller (above); only where it splits.
+
+    Attributes
+    ----------
+    split : (int, int) or None
+        ``(L, G)``, or None when the tree spans the whole width.
+    constants : int
+        Split only: what the terms' inverted sign bits add at weight ``2**L``.
     """
 
-    def __init__(self, depth: int, a_shape, width: int, addends: int, *, b_shape=None):
+    def __init__(self, depth: int, a_shape, width: int, addends: int, *, b_shape=None, deferred: bool = False):
         self._depth, self._width, self._addends = depth, width, addends
         self._a_shape = Shape.cast(a_shape)
         self._b_shape = self._a_shape if b_shape is None else Shape.cast(b_shape)
         self.split = split_widths(depth, self._a_shape, self._b_shape, width) if addends == 2 else None
-        super().__init__({
+        self.deferred = deferred
+        if deferred and self.split is None:
+            raise ValueError(f"deferred: a {width}-bit tree of {depth} product(s) and {addends} addend(s) "
+                             "does not split, so there is no top to defer")
+        if self.split is not None:  # whole units of 2**L that the narrowed terms' signs add
+            self.constants = -(-self._offset(self.split[0]) // (1 << self.split[0]))
+        low, guard = self.split if deferred else (width, 0)
+        members = {
             "a": In(data.ArrayLayout(self._a_shape, depth)),
             "b": In(data.ArrayLayout(self._b_shape, depth)),
-            "addends": In(data.ArrayLayout(unsigned(width), addends)),
-            "sum": Out(unsigned(width)),
-            "carry": Out(unsigned(width)),
-        })
+            "addends": In(data.ArrayLayout(unsigned(low), addends)),
+            "sum": Out(unsigned(low)),
+            "carry": Out(unsigned(low)),
+        }
+        if deferred:
+            members |= {"top_sum": Out(unsigned(guard)), "top_carry": Out(unsigned(guard))}
+        super().__init__(members)
+
+    def _sign_positions(self, modulus_bits: int) -> list[list[int]]:
+        """Per product, per Booth term: the bit where the term's sign sits once narrowed, or None.
+
+        Term ``i`` is ``|d_i| * b``, inverted for a negative digit, at weight ``4**i``: its
+        ``n`` low bits from ``2i`` (``n`` = ``b``'s width plus one, plus one more when ``b`` is
+        unsigned) are a two's-complement number and every bit above them a copy of its sign.
+        Narrowed, it enters the tree as those ``n`` bits with the sign bit inverted, worth the
+        term plus ``2**(2i + n - 1)``; None where that bit falls outside ``modulus_bits``.
+        """
+        n = self._b_shape.width + (1 if self._b_shape.signed else 2)
+        digits = booth_digit_count(self._a_shape.width, self._a_shape.signed)
+        position = [2 * i + n - 1 for i in range(digits)]
+        return [[p if p < modulus_bits else None for p in position] for _ in range(self._depth)]
+
+    def _offset(self, modulus_bits: int) -> int:
+        """What the narrowed terms' inverted sign bits add, in total."""
+        return sum(1 << p for signs in self._sign_positions(modulus_bits) for p in signs if p is not None)
 
     def elaborate(self, platform):
         m = Module()
-        products, corrections, every = [], [], []
+        low, guard = self.split or (self._width, 0)
+        tree_width = low + guard
+        signs = self._sign_positions(low)
+        terms = []
         for s in range(self._depth):
             pp = BoothPartialProducts(self._b_shape, self._a_shape, self._width)
             m.submodules[f"booth_{s}"] = pp
             m.d.comb += [pp.multiplier.eq(self.a[s]), pp.multiplicand.eq(self.b[s])]
-            products += list(pp.terms)[:-1]
-            corrections.append(pp.terms[-1])
-            every += list(pp.terms)
-        if self.split is None:
-            terms = every + list(self.addends)
-            m.submodules.tree = tree = CarrySaveTree(len(terms), self._width)
-            for n, term in enumerate(terms):
-                m.d.comb += tree.terms[n].eq(term)
-            m.d.comb += [self.sum.eq(tree.sum), self.carry.eq(tree.carry)]
-            return m
-        low, guard = self.split
-        width, tree_width = self._width, low + guard
-        top = 1 << (low - 1)
-        # Each term: its low bits with the sign bit inverted, worth the term plus 2**(L-1).
-        terms = [(term ^ top)[:low] for term in products]
-        terms += [term[:low] for term in corrections + list(self.addends)]
-        odd = len(products) % 2
-        if odd:  # the constants' half unit of 2**L
-            terms.append(Const(top, low))
+            for i, (term, sign) in enumerate(zip(list(pp.terms)[:-1], signs[s])):
+                if sign is None:
+                    terms.append(term[:low])
+                else:  # no sign extension: the sign bit inverted, its weight in the constant below
+                    terms.append(Cat(Const(0, 2 * i), term[2 * i:sign + 1] ^ (1 << (sign - 2 * i))))
+            terms.append(pp.terms[-1][:low])
+        terms += [addend[:low] for addend in self.addends]
+        # The constant that takes the inverted sign bits' weight back: modulo 2**acc_width
+        # unsplit; split, up to a whole number (``constants``) of 2**L, subtracted above the tree.
+        offset = self._offset(low)
+        correction = (-offset) % (1 << low)
+        if correction:
+            terms.append(Const(correction, low))
         m.submodules.tree = tree = CarrySaveTree(len(terms), tree_width)
         for n, term in enumerate(terms):
             m.d.comb += tree.terms[n].eq(term)
-        high = Signal(unsigned(width - low), name="high")
-        constants = (len(products) + odd) // 2
+        if self.split is None:
+            m.d.comb += [self.sum.eq(tree.sum), self.carry.eq(tree.carry)]
+            return m
+        assert (offset + correction) == self.constants << low
+        if self.deferred:
+            m.d.comb += [self.sum.eq(tree.sum[:low]), self.carry.eq(tree.carry[:low]),
+                         self.top_sum.eq(tree.sum[low:]), self.top_carry.eq(tree.carry[low:])]
+            return m
+        high = Signal(unsigned(self._width - low), name="high")
         m.d.comb += high.eq(sum((addend[low:] for addend in self.addends), tree.sum[low:] + tree.carry[low:])
-                            - constants)
+                            - self.constants)
         m.d.comb += [self.sum.eq(Cat(tree.sum[:low], high)), self.carry.eq(tree.carry[:low])]
         return m

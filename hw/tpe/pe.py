@@ -1,12 +1,12 @@
 """Processing element of an output-stationary systolic array."""
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arith.widths import accumulator_signed
 from .interface import StepTag, accumulator_shape
-from .mac import CompressedMac, SYSTOLIC_MAC, check_mac, part_shape, parts
+from .mac import CompressedMac, SYSTOLIC_MAC, check_mac, part_shape, parts, split_widths
 
 READOUTS = ("shift", "bus")
 
@@ -54,7 +54,15 @@ class OutputStationaryPE(wiring.Component):
         above is a pair ``acc_sum``/``acc_carry`` (``result_sum``/``result_carry``,
         ``result_sum_in``/``result_carry_in``) of unsigned ``acc_width``-bit
         vectors whose total modulo ``2**acc_width`` is the value. The array
-        resolves a pair with one adder where it leaves.
+        resolves a pair with one adder where it leaves. Where the compressor tree
+        splits (:func:`hw.tpe.mac.split_widths` gives ``(L, G)``) the accumulator is
+        held as ``acc_sum``/``acc_carry`` (``L`` bits), ``acc_high`` (the bits above)
+        and ``acc_top_sum``/``acc_top_carry`` (the tree's ``G`` upper bits of the last
+        step): ``acc_high`` adds the top of step ``k`` in the cycle of step ``k + 1``
+        (or the next idle one), so no carry-propagate adder follows the tree inside
+        the loop. Its value is the pair ``{settled, acc_sum}``, ``{0, acc_carry}`` with
+        ``settled = acc_high + acc_top_sum + acc_top_carry - constants``; in
+        ``"bus"`` readout the ports carrying it are ``value_sum``/``value_carry``.
     b_shape : Shape or None
         Shape of ``b``; ``None``: ``a_shape``.
     """
@@ -86,16 +94,84 @@ class OutputStationaryPE(wiring.Component):
                 members |= {f"result{part}_in": In(value), f"result{part}": Out(value)}
         else:
             members["done"] = Out(1)
-            for part in self._parts:
-                members[f"acc{part}"] = Out(value)
+            for name in self.readout_names:
+                members[name] = Out(value)
         outputs = {"a": self._a_shape, "b": self._b_shape, "tag": StepTag}
         for name in sorted(self._forward):
             members[f"{name}_out"] = Out(outputs[name])
         super().__init__(members)
 
+    @property
+    def _split(self):
+        if self._mac != "opt1":
+            return None
+        return split_widths(1, self._a_shape, self._b_shape, self._acc_shape.width)
+
+    @property
+    def readout_names(self) -> list[str]:
+        """``"bus"`` readout: the ports that carry the accumulator's value (a pair for ``opt1``)."""
+        stem = "value" if self._split else "acc"
+        return [f"{stem}{part}" for part in self._parts]
+
     def elaborate(self, platform):
         m = Module()
+        if self._split:
+            self._elaborate_split(m)
+        else:
+            self._elaborate_whole(m)
+        return m
 
+    def _forward_operands(self, m) -> None:
+        for name in sorted(self._forward):
+            m.d.sync += getattr(self, f"{name}_out").eq(getattr(self, f"{name}_in"))
+
+    def _done(self, m) -> None:
+        m.d.sync += self.done.eq(self.tag_in.valid & self.tag_in.last)
+
+    def _capture(self, m, total) -> None:
+        """Shift readout: the job's finished value (``total``, one value per part) into ``result``."""
+        for part, new in zip(self._parts, total):
+            result = getattr(self, f"result{part}")
+            with m.If(self.tag_in.valid & self.tag_in.last):
+                m.d.sync += result.eq(new)
+            with m.If(self.drain):
+                m.d.sync += result.eq(getattr(self, f"result{part}_in"))
+
+    def _elaborate_split(self, m) -> None:
+        low, guard = self._split
+        width = self._acc_shape.width
+        first = self.tag_in.first
+        mac = CompressedMac(1, self._a_shape, width, 2, b_shape=self._b_shape, deferred=True)
+        m.submodules.mac = mac
+        pair = [Signal(low, name="acc_sum"), Signal(low, name="acc_carry")]
+        high = Signal(width - low, name="acc_high")
+        # Reset and idle value: a top worth nothing (its constants cancel).
+        top = [Signal(guard, name="acc_top_sum", init=mac.constants), Signal(guard, name="acc_top_carry")]
+        settled = Signal(width - low, name="settled")  # acc_high with the last step's top added
+        start = Signal(width - low, name="start")      # the bits above L before this step's top
+        m.d.comb += [
+            settled.eq(high + top[0] + top[1] - mac.constants),
+            start.eq(Mux(first, 0, settled)),
+            mac.a[0].eq(self.a_in), mac.b[0].eq(self.b_in),
+        ]
+        for addend, held in zip(mac.addends, pair):
+            m.d.comb += addend.eq(Mux(first, 0, held))
+        with m.If(self.tag_in.valid):
+            m.d.sync += [pair[0].eq(mac.sum), pair[1].eq(mac.carry), high.eq(start),
+                         top[0].eq(mac.top_sum), top[1].eq(mac.top_carry)]
+        with m.Else():
+            m.d.sync += [high.eq(settled), top[0].eq(mac.constants), top[1].eq(0)]
+        self._forward_operands(m)
+        if self._readout == "bus":
+            self._done(m)
+            value = getattr(self, self.readout_names[0]), getattr(self, self.readout_names[1])
+            m.d.comb += [value[0].eq(Cat(pair[0], settled)), value[1].eq(pair[1])]
+        else:
+            finished = Signal(width - low, name="finished")  # the bits above L after this step
+            m.d.comb += finished.eq(start + mac.top_sum + mac.top_carry - mac.constants)
+            self._capture(m, [Cat(mac.sum, finished), mac.carry])
+
+    def _elaborate_whole(self, m) -> None:
         if self._readout == "bus":
             acc = [getattr(self, f"acc{part}") for part in self._parts]
         else:
@@ -112,17 +188,10 @@ class OutputStationaryPE(wiring.Component):
             for n, value in enumerate(acc):
                 m.d.comb += mac.addends[n].eq(Mux(self.tag_in.first, 0, value))
 
-        for name in sorted(self._forward):
-            m.d.sync += getattr(self, f"{name}_out").eq(getattr(self, f"{name}_in"))
+        self._forward_operands(m)
         with m.If(self.tag_in.valid):
             m.d.sync += [value.eq(new) for value, new in zip(acc, total)]
         if self._readout == "bus":
-            m.d.sync += self.done.eq(self.tag_in.valid & self.tag_in.last)
+            self._done(m)
         else:
-            for part, new in zip(self._parts, total):
-                result = getattr(self, f"result{part}")
-                with m.If(self.tag_in.valid & self.tag_in.last):
-                    m.d.sync += result.eq(new)
-                with m.If(self.drain):
-                    m.d.sync += result.eq(getattr(self, f"result{part}_in"))
-        return m
+            self._capture(m, total)

@@ -271,8 +271,8 @@ class SystolicOS(wiring.Component):
         m.submodules.deskew = EnableInserter(advance)(deskew)
         for j in range(self.cols):
             buses = []
-            for part in parts(self.mac):
-                bus = balanced(or_, [Mux(pe[i][j].done, getattr(pe[i][j], f"acc{part}"), 0)
+            for n, part in enumerate(parts(self.mac)):
+                bus = balanced(or_, [Mux(pe[i][j].done, getattr(pe[i][j], pe[i][j].readout_names[n]), 0)
                                      for i in range(self.rows)])
                 if self._readout_stages:  # opt1: the carry-propagate add gets a cycle of its own
                     held = Signal(part_shape(self.mac, acc_shape), name=f"bus{part}_{j}")

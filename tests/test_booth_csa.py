@@ -233,3 +233,27 @@ def test_compressed_mac_deferred_top_is_exact(a, b, width):
     _run(mac, bench)
     with pytest.raises(ValueError, match="deferred: a 20-bit tree of 1 product.*does not split"):
         CompressedMac(1, Shape(8, True), 20, 2, deferred=True)
+
+
+def test_compressed_mac_worked_example_of_the_docs():
+    """docs/tpe.md's opt1 worked example, bit by bit: signed 4-bit, 9 bits, not split;
+    A = -5, B = 6, then A = 6, B = -7; narrowed partial products with the constant -80."""
+    from hw.tpe.mac import CompressedMac
+
+    mac = CompressedMac(1, Shape(4, True), 9, 2)
+    assert mac.split is None and mac._offset(9) == 2 ** 4 + 2 ** 6
+
+    async def bench(ctx):
+        ctx.set(mac.a[0], -5)
+        ctx.set(mac.b[0], 6)
+        ctx.set(mac.addends[0], 0)
+        ctx.set(mac.addends[1], 0)
+        first = ctx.get(mac.sum), ctx.get(mac.carry)
+        assert first == (0b110000010, 0b001100000)
+        ctx.set(mac.a[0], 6)
+        ctx.set(mac.b[0], -7)
+        ctx.set(mac.addends[0], first[0])
+        ctx.set(mac.addends[1], first[1])
+        assert (ctx.get(mac.sum), ctx.get(mac.carry)) == (0b000111000, 0b110000000)
+
+    _run(mac, bench)

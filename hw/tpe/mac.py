@@ -189,8 +189,8 @@ class CompressedMac(wiring.Component):
             members |= {"top_sum": Out(unsigned(guard)), "top_carry": Out(unsigned(guard))}
         super().__init__(members)
 
-    def _sign_positions(self, modulus_bits: int) -> list[list[int]]:
-        """Per product, per Booth term: the bit where the term's sign sits once narrowed, or None.
+    def _sign_positions(self, modulus_bits: int) -> list[int | None]:
+        """Per Booth term of one product: the bit where the term's sign sits once narrowed, or None.
 
         Term ``i`` is ``|d_i| * b``, inverted for a negative digit, at weight ``4**i``: its
         ``n`` low bits from ``2i`` (``n`` = ``b``'s width plus one, plus one more when ``b`` is
@@ -200,12 +200,11 @@ class CompressedMac(wiring.Component):
         """
         n = self._b_shape.width + (1 if self._b_shape.signed else 2)
         digits = booth_digit_count(self._a_shape.width, self._a_shape.signed)
-        position = [2 * i + n - 1 for i in range(digits)]
-        return [[p if p < modulus_bits else None for p in position] for _ in range(self._depth)]
+        return [2 * i + n - 1 if 2 * i + n - 1 < modulus_bits else None for i in range(digits)]
 
     def _offset(self, modulus_bits: int) -> int:
-        """What the narrowed terms' inverted sign bits add, in total."""
-        return sum(1 << p for signs in self._sign_positions(modulus_bits) for p in signs if p is not None)
+        """What the narrowed terms' inverted sign bits add, in total, over the ``depth`` products."""
+        return self._depth * sum(1 << p for p in self._sign_positions(modulus_bits) if p is not None)
 
     def elaborate(self, platform):
         m = Module()
@@ -217,7 +216,7 @@ class CompressedMac(wiring.Component):
             pp = BoothPartialProducts(self._b_shape, self._a_shape, self._width)
             m.submodules[f"booth_{s}"] = pp
             m.d.comb += [pp.multiplier.eq(self.a[s]), pp.multiplicand.eq(self.b[s])]
-            for i, (term, sign) in enumerate(zip(list(pp.terms)[:-1], signs[s])):
+            for i, (term, sign) in enumerate(zip(list(pp.terms)[:-1], signs)):
                 if sign is None:
                     terms.append(term[:low])
                 else:  # no sign extension: the sign bit inverted, its weight in the constant below
